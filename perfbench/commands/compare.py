@@ -1,0 +1,110 @@
+"""`perfbench compare`: accuracy of the analytic model against measured results."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from perfbench.errors import PerfbenchError
+
+FORMATS = ("table", "csv", "json", "markdown")
+
+
+def compare_command(
+    results_dir: Optional[Path] = typer.Argument(
+        None, help="Results directory (default: the bundled H100 data, results/h100)."),
+    gpu: Optional[str] = typer.Option(
+        None, "--gpu", help="Only points measured on this GPU (h100, h200, a100)."),
+    calibration: str = typer.Option(
+        "default", "--calibration",
+        help="Calibration file, 'default' (the GPU's bundled one) or 'none' (datasheet roofline)."),
+    fmt: str = typer.Option("table", "--format", help="table, csv, json or markdown."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report."),
+    mode: str = typer.Option("graph", "--mode", help="Decode timing mode: graph (CUDA graphs) or eager."),
+) -> None:
+    """Join measured points with predictions for the same GPU; print error per target x phase.
+
+    err = (predicted - measured) / measured. Only ok points count; decode uses --mode.
+    """
+    from perfbench.compare import bundled_results_dir, compare, metrics_records
+
+    if fmt not in FORMATS:
+        raise PerfbenchError(f"unknown format {fmt!r} ({', '.join(FORMATS)})")
+    path = results_dir if results_dir is not None else bundled_results_dir()
+    result = compare(path, gpu=gpu, calibration=calibration, mode=mode)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    header = _header(path, result)
+    if fmt == "json":
+        print(header, file=sys.stderr)
+        print(json.dumps(metrics_records(result.metrics), indent=2))
+    elif fmt == "csv":
+        print(header, file=sys.stderr)
+        sys.stdout.write(result.metrics.to_csv(index=False))
+    elif fmt == "markdown":
+        print(header + "\n")
+        print(_markdown(result.metrics))
+    else:
+        _print_table(header, result.metrics)
+    if html is not None:
+        from perfbench.report_html import write_report
+
+        write_report(result, html, source=str(path))
+        print(f"wrote {html}", file=sys.stderr)
+
+
+def _header(path: Path, result) -> str:
+    gpus = ", ".join(sorted(set(result.metrics["gpu"])))
+    decode = "CUDA graphs" if result.mode == "graph" else "eager"
+    return (f"{path} · GPU {gpus} · prediction: {result.prediction} · decode timed with {decode} · "
+            "err = (predicted - measured) / measured")
+
+
+def _pct(value: float, signed: bool = False) -> str:
+    if value is None or value != value:
+        return "–"
+    return f"{value * 100:+.1f}%" if signed else f"{value * 100:.1f}%"
+
+
+def _display_rows(metrics) -> tuple[list[str], list[list[str]]]:
+    side_by_side = "datasheet_median_abs_err" in metrics.columns
+    head = ["target", "phase", "gpu", "n", "median |err|", "p90 |err|", "bias", "worst point"]
+    if side_by_side:
+        head += ["datasheet median", "datasheet p90"]
+    rows = []
+    for row in metrics.to_dict("records"):
+        target = row["name"] if row["target_kind"] == "layer" else f"{row['name']} (model)"
+        cells = [target, row["phase"], row["gpu"], str(row["n"]), _pct(row["median_abs_err"]),
+                 _pct(row["p90_abs_err"]), _pct(row["bias"], signed=True),
+                 f"{row['worst_point']} ({_pct(row['worst_err'], signed=True)})"]
+        if side_by_side:
+            cells += [_pct(row["datasheet_median_abs_err"]), _pct(row["datasheet_p90_abs_err"])]
+        rows.append(cells)
+    return head, rows
+
+
+def _markdown(metrics) -> str:
+    head, rows = _display_rows(metrics)
+    right = {"n", "median |err|", "p90 |err|", "bias", "datasheet median", "datasheet p90"}
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join("---:" if h in right else "---" for h in head) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
+def _print_table(header: str, metrics) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    head, rows = _display_rows(metrics)
+    table = Table(title=header, title_justify="left")
+    for name in head:
+        table.add_column(name, justify="right" if name not in ("target", "phase", "gpu", "worst point")
+                         else "left")
+    for cells in rows:
+        table.add_row(*cells)
+    Console(width=max(120, len(header) + 4)).print(table)

@@ -1,0 +1,324 @@
+"""Measured vs predicted: join a results dataset with the analytic model's predictions.
+
+One prediction per measured point, for the GPU that measured it (the results' `gpu` column picks
+`analytic.hardware.get_gpu`). Errors are fractions, err = (predicted - measured) / measured, so a
+negative bias means the model is optimistic. Only `status == "ok"` rows count. Decode is compared
+in one timing mode at a time (CUDA graphs by default): graph and eager steps differ by the launch
+path, and the model predicts them apart (`graphs=`).
+
+The two calls into code still being written elsewhere (`_load_results_frame`, `predict_grid`) are
+adapters kept small on purpose: only they change when those interfaces do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from perfbench.errors import PerfbenchError
+
+MODES = ("graph", "eager")
+CALIBRATED, DATASHEET = "calibrated", "datasheet"
+KEYS = ["gpu", "target_kind", "name", "phase", "batch", "seqlen"]
+GROUP = ["gpu", "target_kind", "name", "phase"]
+METRIC_COLUMNS = ["target_kind", "name", "phase", "gpu", "mode", "prediction", "n",
+                  "median_abs_err", "p90_abs_err", "bias", "worst_err", "worst_batch",
+                  "worst_seqlen", "worst_point"]
+PREDICTED_COLUMNS = ["time_ms", "flops", "bytes", "bound", "intensity", "n_kernels", "tokens_per_s",
+                     "memory_bytes", "calibrated"]
+
+Predictor = Callable[..., pd.DataFrame]
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def bundled_results_dir() -> Path:
+    """The H100 dataset that ships with the repository (issue 4: compare runs on it with no GPU)."""
+    return repo_root() / "results" / "h100"
+
+
+# --------------------------------------------------------------------------- adapters
+
+def _load_results_frame(path: Path) -> pd.DataFrame:
+    """All runs under `path`: `perfbench.results.load_results` once it exists, Parquet otherwise."""
+    try:
+        from perfbench.results import load_results
+    except ImportError:
+        load_results = None
+    if load_results is not None:
+        return load_results(path)
+    files = sorted(path.rglob("*.parquet"))
+    frames = []
+    for file in files:
+        try:
+            frames.append(pd.read_parquet(file))
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise PerfbenchError(f"corrupt results file {file}: {type(exc).__name__}") from None
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def predict_grid(target: str, phase: str, batch: list[int], seqlen: list[int], gpu: str,
+                 calibration, graphs: bool) -> pd.DataFrame:
+    """Predictions over the outer product batch x seqlen (contract: `analytic.predict.predict`)."""
+    from analytic.predict import predict
+
+    return predict(target, phase, batch, seqlen, gpu=gpu, calibration=calibration, tp=1,
+                   graphs=graphs)
+
+
+def resolve_calibration(gpu: str, calibration: str | Path | None):
+    """The calibration object (or None for the datasheet roofline) and its label.
+
+    `calibration` is "default" (the GPU's bundled file if there is one), "none", or a file path.
+    """
+    if calibration is None or str(calibration).lower() == "none":
+        return None, DATASHEET
+    from analytic import calibration as cal
+
+    if str(calibration) == "default":
+        found = cal.default_calibration(gpu)
+        return found, (CALIBRATED if found is not None else DATASHEET)
+    path = Path(calibration)
+    if not path.is_file():
+        raise PerfbenchError(f"calibration file not found: {path}")
+    return cal.load_calibration(path), CALIBRATED
+
+
+def analytic_gpus() -> tuple[str, ...]:
+    from analytic.hardware import GPUS
+
+    return tuple(GPUS)
+
+
+# --------------------------------------------------------------------------- measured points
+
+def load_measured(path: str | Path) -> pd.DataFrame:
+    """Every row of a results directory; a one-line PerfbenchError when there is nothing to read."""
+    path = Path(path)
+    if not path.exists():
+        if path.resolve() == bundled_results_dir().resolve():
+            raise PerfbenchError(f"no bundled results yet ({path} is missing): pass a RESULTS_DIR "
+                                 "or run `perfbench run` on a GPU")
+        raise PerfbenchError(f"results directory not found: {path}")
+    frame = _load_results_frame(path) if path.is_dir() else _read_one(path)
+    if frame.empty:
+        what = "no bundled results yet" if path.resolve() == bundled_results_dir().resolve() \
+            else "no results"
+        raise PerfbenchError(f"{what} in {path}: run `perfbench run` on a GPU first")
+    missing = sorted(set(KEYS + ["status", "mode", "time_ms"]) - set(frame.columns))
+    if missing:
+        raise PerfbenchError(f"{path}: results lack columns {missing}")
+    return frame
+
+
+def _read_one(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:
+        raise PerfbenchError(f"corrupt results file {path}: {type(exc).__name__}") from None
+
+
+def select_points(frame: pd.DataFrame, mode: str = "graph", gpu: str | None = None) -> pd.DataFrame:
+    """ok rows in one decode timing mode (prefill is always eager); one row per point.
+
+    Repeated measurements of a point (several runs) are reduced to the latest one so that a point
+    counts once in the metrics.
+    """
+    if mode not in MODES:
+        raise PerfbenchError(f"unknown mode {mode!r} (graph, eager)")
+    ok = frame[frame["status"] == "ok"]
+    ok = ok[(ok["phase"] != "decode") | (ok["mode"] == mode)]
+    if gpu is not None:
+        ok = ok[ok["gpu"] == gpu]
+    sort = [c for c in ("timestamp", "run_id") if c in ok.columns]
+    if sort:
+        ok = ok.sort_values(sort)
+    ok = ok.drop_duplicates(KEYS, keep="last")
+    return ok.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- join
+
+@dataclass(frozen=True)
+class Joined:
+    """Measured points with their predictions, and what could not be predicted (one line each)."""
+
+    points: pd.DataFrame
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def prediction(self) -> str:
+        """'calibrated', 'datasheet', or 'mixed' when GPUs differ."""
+        labels = set(self.points["prediction"]) if len(self.points) else {DATASHEET}
+        return labels.pop() if len(labels) == 1 else "mixed"
+
+
+def join_predictions(points: pd.DataFrame, calibration: str | Path | None = "default",
+                     mode: str = "graph", predictor: Predictor | None = None,
+                     resolver=None, known_gpus: tuple[str, ...] | None = None) -> Joined:
+    """Predict every measured point; measured columns keep their names, predicted ones get `_pred`.
+
+    Adds `err` = (time_ms_pred - time_ms) / time_ms and `prediction` (calibrated | datasheet).
+    Points whose GPU has no analytic spec, or whose target the model cannot price, are dropped with a
+    note rather than failing the whole comparison.
+    """
+    from perfbench.errors import USER_ERRORS
+
+    predictor = predictor or predict_grid
+    resolver = resolver or resolve_calibration
+    known = analytic_gpus() if known_gpus is None else known_gpus
+    notes: list[str] = []
+    parts: list[pd.DataFrame] = []
+    resolved: dict[str, tuple] = {}
+    for (gpu, kind, name, phase), group in points.groupby(GROUP, sort=False):
+        if gpu not in known:
+            notes.append(f"skipped {len(group)} {name} {phase} points on gpu {gpu!r}: "
+                         f"no analytic GPU spec (known: {', '.join(known)})")
+            continue
+        if gpu not in resolved:
+            resolved[gpu] = resolver(gpu, calibration)
+        cal, label = resolved[gpu]
+        batches = sorted(int(b) for b in group["batch"].unique())
+        seqlens = sorted(int(s) for s in group["seqlen"].unique())
+        graphs = phase == "decode" and mode == "graph"
+        try:
+            pred = predictor(name, phase, batches, seqlens, gpu, cal, graphs)
+        except (*USER_ERRORS, ValueError, KeyError) as exc:
+            notes.append(f"skipped {len(group)} {name} {phase} points: cannot predict ({exc})")
+            continue
+        pred = pred[["batch", "seqlen"] + [c for c in PREDICTED_COLUMNS if c in pred.columns]]
+        pred = pred.rename(columns={c: f"{c}_pred" for c in PREDICTED_COLUMNS})
+        pred = pred.astype({"batch": "int64", "seqlen": "int64"})
+        merged = group.astype({"batch": "int64", "seqlen": "int64"}).merge(
+            pred, on=["batch", "seqlen"], how="left", validate="one_to_one")
+        merged["prediction"] = label
+        parts.append(merged)
+    if not parts:
+        return Joined(points.iloc[0:0].assign(time_ms_pred=[], err=[], prediction=[]), tuple(notes))
+    out = pd.concat(parts, ignore_index=True)
+    out["err"] = (out["time_ms_pred"] - out["time_ms"]) / out["time_ms"]
+    out["mode"] = np.where(out["phase"] == "decode", mode, "eager")
+    return Joined(out, tuple(notes))
+
+
+# --------------------------------------------------------------------------- metrics
+
+def error_metrics(joined: pd.DataFrame, err: str = "err") -> pd.DataFrame:
+    """Per gpu x target x phase: n, median and p90 of |err|, mean signed err (bias), worst point.
+
+    p90 is numpy's linear-interpolated 90th percentile. All errors are fractions (0.05 = 5 %).
+    """
+    rows = []
+    valid = joined[np.isfinite(joined[err])] if len(joined) else joined
+    for (gpu, kind, name, phase), group in valid.groupby(GROUP, sort=False):
+        abs_err = group[err].abs().to_numpy()
+        worst = group.iloc[int(np.argmax(abs_err))]
+        rows.append({
+            "target_kind": kind, "name": name, "phase": phase, "gpu": gpu,
+            "mode": group["mode"].iloc[0] if "mode" in group else "",
+            "prediction": group["prediction"].iloc[0] if "prediction" in group else "",
+            "n": int(len(group)),
+            "median_abs_err": float(np.median(abs_err)),
+            "p90_abs_err": float(np.percentile(abs_err, 90)),
+            "bias": float(group[err].mean()),
+            "worst_err": float(worst[err]),
+            "worst_batch": int(worst["batch"]),
+            "worst_seqlen": int(worst["seqlen"]),
+            "worst_point": _point_label(int(worst["batch"]), int(worst["seqlen"])),
+        })
+    metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    return sort_targets(metrics)
+
+
+def _point_label(batch: int, seqlen: int) -> str:
+    from perfbench.sizes import format_size
+
+    return f"B={batch} L={format_size(seqlen)}"
+
+
+def sort_targets(frame: pd.DataFrame) -> pd.DataFrame:
+    """Layers in registry order, then models in the paper's order; prefill before decode."""
+    from models.registry import BUILTIN_LAYERS, PAPER_MODELS
+
+    order = {name: i for i, name in enumerate(list(BUILTIN_LAYERS) + list(PAPER_MODELS))}
+    if frame.empty:
+        return frame.reset_index(drop=True)
+    key = pd.DataFrame({
+        "kind": (frame["target_kind"] != "layer").astype(int),
+        "name": frame["name"].map(lambda n: order.get(n, len(order))),
+        "alpha": frame["name"],
+        "phase": (frame["phase"] != "prefill").astype(int),
+        "gpu": frame["gpu"],
+    }, index=frame.index)
+    return frame.loc[key.sort_values(["gpu", "kind", "name", "alpha", "phase"]).index].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- whole comparison
+
+@dataclass(frozen=True)
+class Comparison:
+    """Everything `perfbench compare` reports: joined points, metrics, and the datasheet baseline.
+
+    When the primary prediction is calibrated, `metrics` also carries `datasheet_median_abs_err`,
+    `datasheet_p90_abs_err` and `datasheet_bias` so accuracy can be read side by side (issue 6).
+    """
+
+    joined: pd.DataFrame
+    metrics: pd.DataFrame
+    prediction: str
+    mode: str
+    notes: tuple[str, ...] = field(default=())
+
+
+def compare(results: str | Path | pd.DataFrame, gpu: str | None = None,
+            calibration: str | Path | None = "default", mode: str = "graph",
+            predictor: Predictor | None = None, resolver=None,
+            known_gpus: tuple[str, ...] | None = None) -> Comparison:
+    """Load (or take) results, predict each ok point, and summarise the errors."""
+    frame = results if isinstance(results, pd.DataFrame) else load_measured(results)
+    where = "" if isinstance(results, pd.DataFrame) else f" in {results}"
+    points = select_points(frame, mode=mode, gpu=gpu)
+    if points.empty:
+        gpus = sorted(set(frame.get("gpu", pd.Series(dtype=str)).dropna()))
+        scope = f"gpu {gpu!r}, " if gpu else ""
+        raise PerfbenchError(f"no ok points ({scope}decode mode {mode}){where}"
+                             + (f"; GPUs present: {', '.join(gpus)}" if gpus else ""))
+    primary = join_predictions(points, calibration, mode, predictor, resolver, known_gpus)
+    if primary.points.empty:
+        raise PerfbenchError("nothing to compare: " + "; ".join(primary.notes or ("no points",)))
+    metrics = error_metrics(primary.points)
+    joined = primary.points
+    if primary.prediction != DATASHEET:
+        base = join_predictions(points, None, mode, predictor, resolver, known_gpus)
+        joined = joined.merge(
+            base.points[KEYS + ["time_ms_pred", "err"]].rename(
+                columns={"time_ms_pred": "datasheet_time_ms_pred", "err": "datasheet_err"}),
+            on=KEYS, how="left")
+        base_metrics = error_metrics(base.points)[GROUP + ["median_abs_err", "p90_abs_err", "bias"]]
+        metrics = metrics.merge(base_metrics.rename(columns={
+            "median_abs_err": "datasheet_median_abs_err", "p90_abs_err": "datasheet_p90_abs_err",
+            "bias": "datasheet_bias"}), on=GROUP, how="left")
+    return Comparison(joined, metrics, primary.prediction, mode, primary.notes)
+
+
+def metrics_records(metrics: pd.DataFrame) -> list[dict]:
+    """JSON-ready rows: `layer` or `model` names the target; errors stay fractions."""
+    records = []
+    for row in metrics.to_dict("records"):
+        kind = row.pop("target_kind")
+        name = row.pop("name")
+        record = {("model" if kind == "model" else "layer"): name}
+        for key, value in row.items():
+            if isinstance(value, (np.integer,)):
+                value = int(value)
+            elif isinstance(value, (np.floating, float)):
+                value = None if not np.isfinite(value) else float(value)
+            record[key] = value
+        records.append(record)
+    return records
