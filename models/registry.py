@@ -24,9 +24,10 @@ D_MODEL = 4096
 VOCAB = 256_000  # SentencePiece vocabulary shared by all four models (arXiv 2406.07887 §3)
 
 # Mamba-1 8B: d_inner 8192 (expand 2), d_conv 4, dt_rank 256 = ceil(4096/16).
-# d_state 16: mamba_ssm's Mamba default, which the paper's Mamba-1 models keep (arXiv 2406.07887
-# §3.1 builds Mamba on the original architecture; the 8B count is then ~8.0B as the paper states).
-MAMBA_8B = MambaSpec(d_model=D_MODEL, d_state=16, d_conv=4, expand=2, dt_rank=256)
+# d_state 128, not mamba_ssm's default 16: arXiv 2406.07887 Table 1 gives "State Dim 128" for the
+# Mamba 8B model and 8.15B parameters; with 128 this spec counts 8,148,783,104 (8.15B), with 16 it
+# would count 7.99B. (mamba_ssm issue #249 confirms 16 only for the original Mamba-7B.)
+MAMBA_8B = MambaSpec(d_model=D_MODEL, d_state=128, d_conv=4, expand=2, dt_rank=256)
 # Mamba-2 8B: expand 2, head dim 64 (128 heads), d_state 128, 8 groups, chunk 128 (Megatron).
 MAMBA2_8B = Mamba2Spec(d_model=D_MODEL, d_state=128, d_conv=4, expand=2, headdim=64, ngroups=8,
                        chunk_size=128)

@@ -1,0 +1,136 @@
+"""Calibration files: measured ceilings and per-op-class efficiencies for one GPU.
+
+Written by `perfbench calibrate` from microbenchmarks (never from the evaluation sweep), read by
+the cost model. JSON, versioned, with provenance. Fields:
+
+    format            "perfbench-calibration"
+    version           1
+    gpu               short key ("h100", "h200", ...) — must match the GPU it is used for
+    gpu_name          what the driver reported
+    created           ISO timestamp (UTC)
+    provenance        {torch, cuda, driver, mamba_ssm, causal_conv1d, command, ...}
+    copy_bandwidth_bytes_s   device-to-device copy, bytes read + written per second (large copies)
+    gemm_peak_flops          best bf16 GEMM rate measured over the grid
+    gemm                     list of {m, n, k, time_s}: the bf16 GEMM grid (decode to prefill M)
+    launch                   {graph_kernel_s, eager_kernel_s}: per-kernel cost in a CUDA graph
+                             replay and per eager PyTorch op
+    op_classes               {class: {t0_s, bw_bytes_s, flops_s, ...}} fitted per op class from
+                             its kernels run alone (see analytic/efficiency.py for each term)
+    samples                  {class: [{...measured point...}]} the raw microbenchmark points
+    allreduce                optional {bus_bw_bytes_s, latency_s, n_gpus}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models.specs import SpecError
+
+FORMAT = "perfbench-calibration"
+VERSION = 1
+REQUIRED = ("gpu", "copy_bandwidth_bytes_s", "gemm_peak_flops", "gemm", "launch", "op_classes")
+
+
+class CalibrationError(SpecError):
+    """A calibration file that is missing, corrupt, or for another GPU (one-line message)."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    gpu: str
+    gpu_name: str
+    copy_bandwidth_bytes_s: float
+    gemm_peak_flops: float
+    gemm: tuple  # of (m, n, k, time_s)
+    launch: dict
+    op_classes: dict
+    created: str = ""
+    provenance: dict = field(default_factory=dict)
+    samples: dict = field(default_factory=dict)
+    allreduce: dict = field(default_factory=dict)
+    source: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT, "version": VERSION, "gpu": self.gpu, "gpu_name": self.gpu_name,
+            "created": self.created, "provenance": self.provenance,
+            "copy_bandwidth_bytes_s": self.copy_bandwidth_bytes_s,
+            "gemm_peak_flops": self.gemm_peak_flops,
+            "gemm": [dict(m=m, n=n, k=k, time_s=t) for m, n, k, t in self.gemm],
+            "launch": self.launch, "op_classes": self.op_classes, "samples": self.samples,
+            "allreduce": self.allreduce,
+        }
+
+    def save(self, path: Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n")
+        return path
+
+
+def from_dict(data: dict, source: str = "") -> Calibration:
+    where = source or "calibration"
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CalibrationError(f"{where}: not a perfbench calibration file (format != {FORMAT!r})")
+    if data.get("version") != VERSION:
+        raise CalibrationError(f"{where}: unsupported calibration version {data.get('version')!r}")
+    missing = [key for key in REQUIRED if key not in data]
+    if missing:
+        raise CalibrationError(f"{where}: missing fields {', '.join(missing)}")
+    try:
+        gemm = tuple((float(g["m"]), int(g["n"]), int(g["k"]), float(g["time_s"])) for g in data["gemm"])
+        launch = {k: float(v) for k, v in data["launch"].items()}
+        copy_bw, peak = float(data["copy_bandwidth_bytes_s"]), float(data["gemm_peak_flops"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CalibrationError(f"{where}: malformed field ({exc})") from None
+    if copy_bw <= 0 or peak <= 0 or any(t <= 0 for *_, t in gemm):
+        raise CalibrationError(f"{where}: ceilings and times must be positive")
+    for key in ("graph_kernel_s", "eager_kernel_s"):
+        if key not in launch:
+            raise CalibrationError(f"{where}: launch.{key} missing")
+    return Calibration(gpu=str(data["gpu"]), gpu_name=str(data.get("gpu_name", "")),
+                       copy_bandwidth_bytes_s=copy_bw, gemm_peak_flops=peak, gemm=gemm,
+                       launch=launch, op_classes=dict(data["op_classes"]),
+                       created=str(data.get("created", "")), provenance=dict(data.get("provenance", {})),
+                       samples=dict(data.get("samples", {})), allreduce=dict(data.get("allreduce", {})),
+                       source=source)
+
+
+def load_calibration(path: Path, gpu: str | None = None) -> Calibration:
+    """Read and validate a calibration file; `gpu` (if given) must match the file's GPU."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CalibrationError(f"calibration file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CalibrationError(f"{path}: not valid JSON ({exc.__class__.__name__})") from None
+    cal = from_dict(data, str(path))
+    if gpu is not None and cal.gpu != gpu:
+        raise CalibrationError(f"{path}: calibration is for {cal.gpu!r}, not {gpu!r}")
+    return cal
+
+
+def bundled_path(gpu: str) -> Path:
+    return Path(__file__).resolve().parent / "calibrations" / f"{gpu}.json"
+
+
+def default_calibration(gpu: str) -> Calibration | None:
+    """The calibration bundled with perfbench for this GPU, or None (datasheet roofline)."""
+    path = bundled_path(gpu)
+    return load_calibration(path, gpu) if path.exists() else None
+
+
+def resolve(calibration, gpu: str) -> Calibration | None:
+    """'default' -> bundled (or None); 'none'/None -> None; a path or Calibration -> that one."""
+    if calibration is None or (isinstance(calibration, str) and calibration.lower() == "none"):
+        return None
+    if isinstance(calibration, Calibration):
+        if calibration.gpu != gpu:
+            raise CalibrationError(f"calibration is for {calibration.gpu!r}, not {gpu!r}")
+        return calibration
+    if isinstance(calibration, str) and calibration == "default":
+        return default_calibration(gpu)
+    return load_calibration(Path(calibration), gpu)

@@ -1,0 +1,50 @@
+"""Whole-model operation lists: layers in pattern order plus what only a full model has.
+
+A model step is its distinct layer types (each op list computed once, counted per occurrence),
+one pre-norm and one residual add per block, the embedding gather, the final norm and the LM
+head. Time to first token runs the LM head on the last position only (B rows), as serving
+engines do; so does every decode step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from analytic.costs import layer_ops
+from analytic.ops import Op, elementwise, gemm
+from models.specs import ModelSpec
+
+
+@dataclass(frozen=True)
+class CountedOp:
+    group: str  # layer kind, "block", "embedding" or "head"
+    op: Op
+    count: int
+
+
+def block_extras(d_model: int, norm: str, tokens: np.ndarray, e: int) -> list[Op]:
+    norm_flops = 8.0 if norm == "layernorm" else 4.0
+    return [elementwise(f"pre_{norm}", tokens * d_model, tokens * d_model, norm_flops, e),
+            elementwise("residual_add", 2 * tokens * d_model, tokens * d_model, 1.0, e)]
+
+
+def model_ops(spec: ModelSpec, phase: str, batch: np.ndarray, seqlen: np.ndarray, e: int = 2) -> list[CountedOp]:
+    b = np.asarray(batch, dtype=np.float64)
+    L = np.asarray(seqlen, dtype=np.float64)
+    tokens = b * L if phase == "prefill" else b + 0.0 * L
+    last = b + 0.0 * L  # positions the LM head sees
+    out: list[CountedOp] = []
+    first_of_kind = {layer.kind: layer for layer in reversed(spec.layers)}
+    for kind, count in spec.layer_mix.items():
+        out += [CountedOp(kind, op, count) for op in layer_ops(first_of_kind[kind], phase, b, L, e)]
+    n_blocks = len(spec.pattern)
+    out += [CountedOp("block", op, n_blocks) for op in block_extras(spec.d_model, spec.norm, tokens, e)]
+    out.append(CountedOp("embedding", elementwise("embedding", tokens * spec.d_model, tokens * spec.d_model,
+                                                  0.0, e), 1))
+    out.append(CountedOp("head", elementwise(f"final_{spec.norm}", last * spec.d_model, last * spec.d_model,
+                                             4.0, e), 1))
+    out.append(CountedOp("head", gemm("lm_head", last, spec.vocab_size, spec.d_model, e), 1))
+    return out
+

@@ -1,0 +1,62 @@
+"""Mamba-1 layer costs (arXiv 2312.00752 Alg. 2; mamba_ssm `Mamba` fast path `mamba_inner_fn`).
+
+Prefill: in_proj GEMM d -> 2*d_inner (x, z); causal_conv1d over x with SiLU; x_proj GEMM
+d_inner -> dt_rank + 2N; dt_proj GEMM dt_rank -> d_inner; B and C made contiguous; the CUDA
+selective scan, which keeps its (B, d_inner, L, N) expansion in SRAM and touches HBM only for
+u, delta, z, B, C and the output (plus one fp32 state per 2048-token chunk); out_proj GEMM
+d_inner -> d (its input is a transposed view, copied first).
+Scan arithmetic per (token, channel, state): exp(delta*A), delta*B*u, h = dA*h + dBu, y += C*h:
+about 9 FP32 operations and one exp, counted as `scan_elements` = T * d_inner * N.
+
+Decode (`Mamba.step`): in_proj, causal_conv1d_update, x_proj, dt_proj, A = -exp(A_log) (recomputed
+each step), selective_state_update over the (d_inner, N) state, out_proj.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analytic.ops import CONV1D, SELECTIVE_SCAN, STATE_UPDATE, Op, elementwise, gemm
+
+FP32 = 4
+SCAN_CHUNK = 2048  # selective_scan_fwd processes the sequence in chunks of 2048 and saves each state
+
+
+def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
+    b = np.asarray(batch, dtype=np.float64)
+    L = np.asarray(seqlen, dtype=np.float64)
+    T = b * L
+    di, N, r = spec.d_inner, spec.d_state, spec.dt_rank
+    scan_elements = T * di * N
+    saved_states = b * np.ceil(L / SCAN_CHUNK) * di * N * 2 * FP32
+    return [
+        gemm("in_proj", T, 2 * di, spec.d_model, e),
+        elementwise("A_prep", di * N + 0 * T, di * N + 0 * T, 1.0, FP32, kernels=2),
+        Op("conv1d", CONV1D, 2.0 * spec.d_conv * T * di, e * 2 * T * di + e * di * spec.d_conv, 1,
+           {"elements": T * di}),
+        gemm("x_proj", T, r + 2 * N, di, e),
+        gemm("dt_proj", T, di, r, e),
+        elementwise("BC_contiguous", 2 * T * N, 2 * T * N, 0.0, e, kernels=2),
+        Op("selective_scan", SELECTIVE_SCAN, 9.0 * scan_elements,
+           e * T * (4 * di + 2 * N) + saved_states, 1, {"scan_elements": scan_elements, "tokens": T}),
+        elementwise("out_transpose", T * di, T * di, 0.0, e),
+        gemm("out_proj", T, spec.d_model, di, e),
+    ]
+
+
+def decode(spec, batch, seqlen, e: int = 2, state_bytes: int = 2) -> list[Op]:
+    b = np.asarray(batch, dtype=np.float64) + 0.0 * np.asarray(seqlen)
+    di, N, r, w = spec.d_inner, spec.d_state, spec.dt_rank, spec.d_conv
+    state = b * di * N
+    return [
+        gemm("in_proj", b, 2 * di, spec.d_model, e),
+        Op("conv1d_update", CONV1D, 2.0 * w * b * di, e * (2 * b * di * w + 2 * b * di + di * w), 1,
+           {"elements": b * di * w}),
+        gemm("x_proj", b, r + 2 * N, di, e),
+        gemm("dt_proj", b, di, r, e),
+        elementwise("A_prep", di * N + 0 * b, di * N + 0 * b, 1.0, FP32, kernels=2),
+        Op("selective_state_update", STATE_UPDATE, 9.0 * state,
+           2 * state_bytes * state + FP32 * di * N + e * b * (4 * di + 2 * N), 1,
+           {"state_elements": state, "batch": b}),
+        gemm("out_proj", b, spec.d_model, di, e),
+    ]

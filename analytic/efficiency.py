@@ -1,0 +1,148 @@
+"""Time of one operation: a roofline per op class, with ceilings from datasheet or calibration.
+
+Every class is timed as  t = kernels * t0 + max(bytes / bw, flops / rate)  where
+  t0    the per-kernel floor: launch gap inside a CUDA graph plus the kernel's ramp-up/tail,
+  bw    the bandwidth the class's kernels achieve on large inputs,
+  rate  the arithmetic rate they achieve (tensor cores for GEMM/attention/SSD, FP32 otherwise).
+Datasheet mode uses the vendor peaks and a nominal launch gap for all classes: a plain roofline.
+Calibrated mode takes t0, bw and rate per class from `perfbench calibrate`'s microbenchmarks, and
+adds two class-specific physical terms:
+  - GEMM: measured bf16 GEMM times over M for each calibrated (N, K), interpolated in log-log
+    space (memory-bound weights at small M, tensor-core bound at large M); other shapes use the
+    fitted roofline with tile (wave) quantization on 132 SMs.
+  - attention decode: a query-per-CTA kernel (FlashAttention without split-KV) streams the cache
+    with B*H CTAs, so achieved bandwidth is min(bw, CTAs * bw_per_cta) until the machine fills.
+  - attention prefill: timed on the FLOPs of the 128x128 tiles actually computed (the causal
+    diagonal costs full tiles), with wave quantization of its CTAs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from analytic.calibration import Calibration
+from analytic.hardware import GPUSpec
+from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWISE, GEMM, OP_CLASSES,
+                          SELECTIVE_SCAN, SSD, STATE_UPDATE, Op)
+
+TENSOR_CLASSES = (GEMM, ATTN_PREFILL, SSD)
+GEMM_TILE_M, GEMM_TILE_N = 128, 256
+
+
+@dataclass(frozen=True)
+class ClassCeiling:
+    t0_s: float
+    bw_bytes_s: float
+    flops_s: float
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    """Everything the timing needs for one GPU, resolved once per prediction."""
+
+    gpu: GPUSpec
+    calibrated: bool
+    classes: dict
+    gemm_table: dict  # (n, k) -> (log m array, log t array)
+    graph_kernel_s: float
+    eager_kernel_s: float
+    copy_bw_bytes_s: float
+    gemm_peak_flops: float
+
+
+def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
+    if calibration is None:
+        classes = {c: ClassCeiling(gpu.graph_kernel_s, gpu.mem_bw_bytes_s,
+                                   gpu.peak_bf16_flops if c in TENSOR_CLASSES or c == ATTN_DECODE
+                                   else gpu.peak_fp32_flops)
+                   for c in OP_CLASSES}
+        return Ceilings(gpu, False, classes, {}, gpu.graph_kernel_s, gpu.eager_kernel_s,
+                        gpu.mem_bw_bytes_s, gpu.peak_bf16_flops)
+    cal = calibration
+    classes = {}
+    for c in OP_CLASSES:
+        fitted = cal.op_classes.get(c, {})
+        default_rate = cal.gemm_peak_flops if c in TENSOR_CLASSES else gpu.peak_fp32_flops
+        extra = {k: v for k, v in fitted.items() if k not in ("t0_s", "bw_bytes_s", "flops_s")}
+        classes[c] = ClassCeiling(float(fitted.get("t0_s", cal.launch["graph_kernel_s"])),
+                                  float(fitted.get("bw_bytes_s", cal.copy_bandwidth_bytes_s)),
+                                  float(fitted.get("flops_s", default_rate)), extra)
+    table: dict = {}
+    for m, n, k, t in sorted(cal.gemm):
+        table.setdefault((n, k), ([], []))
+        table[(n, k)][0].append(np.log(m))
+        table[(n, k)][1].append(np.log(t))
+    table = {key: (np.array(ms), np.array(ts)) for key, (ms, ts) in table.items() if len(ms) >= 2}
+    return Ceilings(gpu, True, classes, table, cal.launch["graph_kernel_s"], cal.launch["eager_kernel_s"],
+                    cal.copy_bandwidth_bytes_s, cal.gemm_peak_flops)
+
+
+def _roofline(op: Op, c: ClassCeiling, flops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mem_s = op.bytes_ / c.bw_bytes_s
+    cmp_s = flops / c.flops_s
+    return np.maximum(mem_s, cmp_s), np.where(cmp_s > mem_s, "compute", "memory")
+
+
+def _gemm_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
+    c = ceil.classes[GEMM]
+    m, n, k = op.shape["m"], op.shape["n"], op.shape["k"]
+    mem_s = op.bytes_ / c.bw_bytes_s
+    if ceil.calibrated and (n, k) in ceil.gemm_table:
+        log_m, log_t = ceil.gemm_table[(n, k)]
+        lm = np.log(np.maximum(m, 1.0))
+        t = np.exp(np.interp(lm, log_m, log_t))
+        # Past the largest measured M the GEMM is compute-bound: time grows linearly in M.
+        t = np.where(lm > log_m[-1], np.exp(log_t[-1]) * np.exp(lm - log_m[-1]), t)
+        cmp_s = op.flops / c.flops_s
+        return t, np.where(cmp_s > mem_s, "compute", "memory")
+    tiles = np.ceil(m / GEMM_TILE_M) * np.ceil(n / GEMM_TILE_N)
+    sms = ceil.gpu.sm_count
+    util = tiles / (np.ceil(tiles / sms) * sms) if ceil.calibrated else 1.0
+    cmp_s = op.flops / (c.flops_s * util)
+    return c.t0_s * op.kernels + np.maximum(mem_s, cmp_s), np.where(cmp_s > mem_s, "compute", "memory")
+
+
+def _attention_prefill_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
+    c = ceil.classes[ATTN_PREFILL]
+    if not ceil.calibrated:
+        t, bound = _roofline(op, c, op.flops)
+        return c.t0_s + t, bound
+    ctas = op.shape["ctas"]
+    sms = ceil.gpu.sm_count * c.extra.get("ctas_per_sm", 1.0)
+    util = ctas / (np.ceil(ctas / sms) * sms)
+    cmp_s = op.shape["tile_flops"] / (c.flops_s * util)
+    mem_s = op.bytes_ / c.bw_bytes_s
+    return c.t0_s + np.maximum(cmp_s, mem_s), np.where(cmp_s > mem_s, "compute", "memory")
+
+
+def _attention_decode_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
+    c = ceil.classes[ATTN_DECODE]
+    per_cta = c.extra.get("bw_per_cta_bytes_s")
+    bw = c.bw_bytes_s if per_cta is None else np.minimum(c.bw_bytes_s, op.shape["ctas"] * per_cta)
+    mem_s = op.bytes_ / bw
+    cmp_s = op.flops / c.flops_s
+    return c.t0_s + np.maximum(mem_s, cmp_s), np.where(cmp_s > mem_s, "compute", "memory")
+
+
+def op_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
+    """(seconds, bound) arrays for one op over the grid; bound is 'compute'|'memory'|'launch'."""
+    if op.op_class == GEMM:
+        t, bound = _gemm_time(op, ceil)
+    elif op.op_class == ATTN_PREFILL:
+        t, bound = _attention_prefill_time(op, ceil)
+    elif op.op_class == ATTN_DECODE:
+        t, bound = _attention_decode_time(op, ceil)
+    else:
+        c = ceil.classes[op.op_class]
+        roof, bound = _roofline(op, c, op.flops)
+        t = c.t0_s * op.kernels + roof
+    launch_s = ceil.classes[op.op_class].t0_s * op.kernels
+    bound = np.where(launch_s > t - launch_s, "launch", bound)
+    return np.broadcast_to(t, op.flops.shape).astype(np.float64), np.broadcast_to(bound, op.flops.shape)
+
+
+__all__ = ["Ceilings", "ClassCeiling", "ceilings", "op_time", "CONV1D", "ELEMENTWISE", "SELECTIVE_SCAN",
+           "SSD", "STATE_UPDATE"]

@@ -1,0 +1,84 @@
+"""Fit each op class's ceilings (t0, bw, rate) to its kernels' microbenchmarks.
+
+A sample is one kernel family run alone at one size, with the measured time. It names either the
+layer ops it stands for (a spec, phase, batch, seqlen and op names: the fit then times exactly the
+ops the cost model will time, e.g. the five SSD kernels together), or raw bytes/FLOPs/kernels.
+The fit minimises squared relative error of  sum(kernels*t0 + max(bytes/bw, flops/rate))  over a
+log-spaced grid, then refines around the best point. Three (four for attention decode) physical
+parameters per class, fitted on sizes chosen off the evaluation grid, never on layer sweeps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from analytic.costs import layer_ops
+from analytic.efficiency import ClassCeiling, Ceilings, op_time
+from analytic.ops import ATTN_DECODE, ATTN_PREFILL, GEMM, Op, gemm
+from models.registry import BUILTIN_LAYERS
+from models.specs import AttentionSpec, Mamba2Spec, MambaSpec, MLPSpec
+
+_SPEC_TYPES = {"mamba": MambaSpec, "mamba2": Mamba2Spec, "attention": AttentionSpec, "mlp": MLPSpec}
+
+
+def sample_ops(sample: dict) -> list[Op]:
+    """The cost model's ops for one calibration sample (see module docstring)."""
+    if "layer" in sample:
+        base = BUILTIN_LAYERS.get(sample["layer"])
+        spec_fields = sample.get("spec", {})
+        if base is None:
+            spec = _SPEC_TYPES[sample["kind"]](**spec_fields)
+        else:
+            spec = replace(base, **spec_fields) if spec_fields else base
+        ops = layer_ops(spec, sample["phase"], np.array([float(sample["batch"])]),
+                        np.array([float(sample["seqlen"])]))
+        wanted = set(sample["ops"])
+        return [op for op in ops if op.name in wanted]
+    if sample.get("class") == GEMM:
+        return [gemm("gemm", np.array([float(sample["m"])]), int(sample["n"]), int(sample["k"]))]
+    return [Op(sample.get("name", "raw"), sample["class"], np.array([float(sample["flops"])]),
+               np.array([float(sample["bytes"])]), int(sample.get("kernels", 1)), {})]
+
+
+def _predict(samples_ops: list[list[Op]], base: Ceilings, op_class: str, cand: ClassCeiling) -> np.ndarray:
+    classes = dict(base.classes)
+    classes[op_class] = cand
+    ceil = replace(base, classes=classes)
+    return np.array([sum(float(op_time(op, ceil)[0][0]) for op in ops) for ops in samples_ops])
+
+
+def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9) -> dict:
+    """Best (t0_s, bw_bytes_s, flops_s[, bw_per_cta_bytes_s]) for one class, with its fit error."""
+    ops_list = [sample_ops(s) for s in samples]
+    measured = np.array([float(s["time_s"]) for s in samples])
+    current = base.classes[op_class]
+    centre = {"t0_s": max(current.t0_s, 1e-7), "bw_bytes_s": current.bw_bytes_s, "flops_s": current.flops_s}
+    if op_class == ATTN_DECODE:
+        centre["bw_per_cta_bytes_s"] = current.extra.get("bw_per_cta_bytes_s", current.bw_bytes_s / 64)
+    if op_class == ATTN_PREFILL:
+        centre["ctas_per_sm"] = 1.0
+    span = {k: 8.0 for k in centre}
+    span["ctas_per_sm"] = 1.0
+    best, best_err = dict(centre), np.inf
+    for _round in range(4):
+        grids = {k: (np.geomspace(centre[k] / span[k], centre[k] * span[k], steps) if k != "ctas_per_sm"
+                     else np.array([1.0, 2.0])) for k in centre}
+        keys = list(grids)
+        mesh = np.meshgrid(*[grids[k] for k in keys], indexing="ij")
+        for idx in np.ndindex(mesh[0].shape):
+            params = {k: float(mesh[i][idx]) for i, k in enumerate(keys)}
+            extra = {k: params[k] for k in ("bw_per_cta_bytes_s", "ctas_per_sm") if k in params}
+            cand = ClassCeiling(params["t0_s"], params["bw_bytes_s"], params["flops_s"], extra)
+            pred = _predict(ops_list, base, op_class, cand)
+            err = float(np.mean(((pred - measured) / measured) ** 2))
+            if err < best_err:
+                best, best_err = params, err
+        centre = best
+        span = {k: (v ** 0.5 if k != "ctas_per_sm" else v) for k, v in span.items()}
+    cand = ClassCeiling(best["t0_s"], best["bw_bytes_s"], best["flops_s"],
+                        {k: best[k] for k in ("bw_per_cta_bytes_s", "ctas_per_sm") if k in best})
+    rel = (_predict(ops_list, base, op_class, cand) - measured) / measured
+    return {**best, "n_samples": len(samples), "fit_median_abs_err": float(np.median(np.abs(rel))),
+            "fit_max_abs_err": float(np.max(np.abs(rel)))}

@@ -1,0 +1,61 @@
+"""Kernel-sized operations: the unit the cost model counts and times.
+
+Each `Op` carries FLOPs and bytes as numpy arrays broadcast over the (batch, seqlen) grid, the
+number of kernel launches it stands for, and the shape facts its op class needs to be timed
+(GEMM M/N/K; attention tiles and CTAs; scan elements). Bytes count each input read once and each
+output written once, as a kernel that keeps its intermediates on chip moves them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Op classes: each has its own efficiency model in analytic/efficiency.py.
+GEMM = "gemm"
+ATTN_PREFILL = "attention_prefill"
+ATTN_DECODE = "attention_decode"
+SELECTIVE_SCAN = "selective_scan"  # Mamba-1 CUDA scan (prefill)
+SSD = "ssd"  # Mamba-2 chunked scan kernels (prefill)
+STATE_UPDATE = "state_update"  # Mamba-1/2 decode: selective_state_update over the SSM state
+CONV1D = "conv1d"  # causal_conv1d (prefill) and causal_conv1d_update (decode)
+ELEMENTWISE = "elementwise"  # activations, norms, rotary, adds, copies
+OP_CLASSES = (GEMM, ATTN_PREFILL, ATTN_DECODE, SELECTIVE_SCAN, SSD, STATE_UPDATE, CONV1D, ELEMENTWISE)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One kernel (or a short fixed run of kernels) of a layer's forward or decode step."""
+
+    name: str
+    op_class: str
+    flops: np.ndarray
+    bytes_: np.ndarray
+    kernels: int = 1
+    shape: dict = field(default_factory=dict)
+
+    def scaled(self, factor: float) -> "Op":
+        return Op(self.name, self.op_class, self.flops * factor, self.bytes_ * factor,
+                  self.kernels, self.shape)
+
+
+def gemm(name: str, m: np.ndarray, n: int, k: int, dtype_bytes: int = 2, kernels: int = 1) -> Op:
+    """C[M,N] = A[M,K] @ W[K,N]: 2MNK FLOPs; reads A and W once, writes C once."""
+    m = np.asarray(m, dtype=np.float64)
+    flops = 2.0 * m * n * k
+    bytes_ = dtype_bytes * (m * k + float(n) * k + m * n)
+    return Op(name, GEMM, flops, bytes_, kernels, {"m": m, "n": n, "k": k})
+
+
+def elementwise(name: str, elements_read: np.ndarray, elements_written: np.ndarray,
+                flops_per_element: float = 1.0, dtype_bytes: int = 2, kernels: int = 1) -> Op:
+    """A memory-bound pass: bytes = (read + written) x dtype; a few FLOPs per output element."""
+    read = np.asarray(elements_read, dtype=np.float64)
+    written = np.asarray(elements_written, dtype=np.float64)
+    return Op(name, ELEMENTWISE, flops_per_element * written, dtype_bytes * (read + written), kernels,
+              {"elements": written})
+
+
+def total(ops: list[Op], attr: str) -> np.ndarray:
+    return sum(getattr(op, attr) for op in ops)

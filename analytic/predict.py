@@ -1,0 +1,141 @@
+"""Predictions as tidy rows: time, FLOPs, bytes, bound, tokens/s and memory per (batch, seqlen).
+
+`predict` is vectorised: the grid (outer product of batch and seqlen) is one numpy array per
+quantity, and each distinct layer type's op list is evaluated once per call. For decode, `seqlen`
+is the context length (the caches hold that many tokens before the new one).
+
+Decode timing modes: with CUDA graphs (default) a step is the sum of its kernels' times; eager,
+each kernel also costs a host dispatch, and the step takes whichever is longer, the host's
+dispatch chain or the GPU's work (the GPU runs ahead of the host until it starves).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from analytic.calibration import Calibration, resolve
+from analytic.composition import CountedOp, model_ops
+from analytic.costs import PHASES, layer_ops
+from analytic.efficiency import Ceilings, ceilings, op_time
+from analytic.hardware import get_gpu
+from analytic.memory import memory_footprint
+from models.registry import BUILTIN_LAYERS, get_layer, get_model
+from models.specs import ModelSpec, SpecError
+
+COLUMNS = ["target_kind", "name", "phase", "batch", "seqlen", "gpu", "calibrated", "mode", "tp",
+           "time_ms", "flops", "bytes", "bound", "intensity", "n_kernels", "tokens_per_s",
+           "memory_bytes"]
+
+
+def resolve_target(target) -> tuple[str, str, object]:
+    """('layer'|'model', name, spec) for a layer/model name or spec object."""
+    if isinstance(target, ModelSpec):
+        return "model", target.name, target
+    if isinstance(target, str):
+        if target in BUILTIN_LAYERS:
+            return "layer", target, get_layer(target)
+        return "model", target, get_model(target)
+    kind = getattr(target, "kind", None)
+    if kind in ("mamba", "mamba2", "attention", "mlp"):
+        return "layer", kind, target
+    raise SpecError(f"cannot predict for {target!r}")
+
+
+def _grid(batch, seqlen) -> tuple[np.ndarray, np.ndarray]:
+    b = np.atleast_1d(np.asarray(batch, dtype=np.float64))
+    L = np.atleast_1d(np.asarray(seqlen, dtype=np.float64))
+    if b.size == 0 or L.size == 0:
+        raise SpecError("batch and seqlen need at least one value each")
+    if (b <= 0).any() or (L <= 0).any():
+        raise SpecError("batch and seqlen must be positive")
+    bb, LL = np.meshgrid(b, L, indexing="ij")
+    return bb.ravel(), LL.ravel()
+
+
+def counted_ops(kind: str, spec, phase: str, b: np.ndarray, L: np.ndarray) -> list[CountedOp]:
+    if phase not in PHASES:
+        raise SpecError(f"unknown phase {phase!r} (prefill, decode)")
+    if kind == "model":
+        return model_ops(spec, phase, b, L)
+    return [CountedOp(spec.kind, op, 1) for op in layer_ops(spec, phase, b, L)]
+
+
+def _timed(ops: list[CountedOp], ceil: Ceilings):
+    times = [op_time(c.op, ceil) for c in ops]
+    return times
+
+
+def _layer_memory(spec, phase: str, b: np.ndarray, L: np.ndarray) -> np.ndarray:
+    model = ModelSpec(name="_", d_model=spec.d_model, vocab_size=1, pattern=spec.letter,
+                      **{spec.kind: spec})
+    mem = memory_footprint(model, b, L, phase=phase)
+    return mem["total_bytes"] - model.embedding_params * 2 * 2 - b * 4  # no embedding/head/logits
+
+
+def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu: str = "h100",
+            calibration="default", tp: int = 1, graphs: bool = True) -> pd.DataFrame:
+    """One row per (batch, seqlen) point; see COLUMNS. `calibration`: 'default', 'none', path or object."""
+    kind, name, spec = resolve_target(target)
+    if tp != 1:
+        from analytic.tp import predict_tp  # tensor parallelism (issue 9)
+
+        return predict_tp(target, phase, batch, seqlen, gpu, calibration, tp, graphs)
+    gpu_spec = get_gpu(gpu)
+    cal = resolve(calibration, gpu)
+    ceil = ceilings(gpu_spec, cal)
+    b, L = _grid(batch, seqlen)
+    ops = counted_ops(kind, spec, phase, b, L)
+    times = _timed(ops, ceil)
+    time_s = sum(t * c.count for (t, _), c in zip(times, ops))
+    flops = sum(c.op.flops * c.count for c in ops)
+    bytes_ = sum(c.op.bytes_ * c.count for c in ops)
+    n_kernels = sum(c.op.kernels * c.count for c in ops)
+    if not graphs:
+        time_s = np.maximum(time_s, n_kernels * ceil.eager_kernel_s)
+    by_bound = {}
+    for (t, bound), c in zip(times, ops):
+        for label in ("compute", "memory", "launch"):
+            by_bound[label] = by_bound.get(label, 0.0) + np.where(bound == label, t * c.count, 0.0)
+    labels = np.array(["compute", "memory", "launch"])
+    bound = labels[np.argmax(np.stack([by_bound[k] for k in labels]), axis=0)]
+    if kind == "model":
+        memory = memory_footprint(spec, b, L, phase=phase)["total_bytes"]
+    else:
+        memory = _layer_memory(spec, phase, b, L)
+    tokens = b * L if phase == "prefill" else b
+    return pd.DataFrame({
+        "target_kind": kind, "name": name, "phase": phase, "batch": b.astype(int),
+        "seqlen": L.astype(int), "gpu": gpu, "calibrated": cal is not None,
+        "mode": ("graph" if graphs else "eager") if phase == "decode" else "eager", "tp": 1,
+        "time_ms": time_s * 1e3, "flops": flops, "bytes": bytes_, "bound": bound,
+        "intensity": flops / bytes_, "n_kernels": np.broadcast_to(n_kernels, b.shape).astype(int),
+        "tokens_per_s": tokens / time_s, "memory_bytes": memory,
+    }, columns=COLUMNS)
+
+
+def breakdown(target, phase: str, batch: int, seqlen: int, gpu: str = "h100",
+              calibration="default") -> pd.DataFrame:
+    """Per-operation rows for one point: group, op, op_class, count, flops, bytes, time_ms, bound."""
+    kind, name, spec = resolve_target(target)
+    ceil = ceilings(get_gpu(gpu), resolve(calibration, gpu))
+    b, L = _grid([batch], [seqlen])
+    rows = []
+    for c in counted_ops(kind, spec, phase, b, L):
+        t, bound = op_time(c.op, ceil)
+        rows.append({"name": name, "group": c.group, "op": c.op.name, "op_class": c.op.op_class,
+                     "count": c.count, "kernels": c.op.kernels * c.count,
+                     "flops": float(c.op.flops[0]) * c.count, "bytes": float(c.op.bytes_[0]) * c.count,
+                     "time_ms": float(t[0]) * c.count * 1e3, "bound": str(bound[0])})
+    frame = pd.DataFrame(rows)
+    frame["share"] = frame["time_ms"] / frame["time_ms"].sum()
+    return frame
+
+
+def describe_calibration(gpu: str, calibration="default") -> str:
+    cal: Calibration | None = resolve(calibration, gpu)
+    if cal is None:
+        return f"datasheet roofline ({get_gpu(gpu).name})"
+    return f"calibrated ({cal.source or 'in memory'}, {cal.gpu_name}, {cal.created})"

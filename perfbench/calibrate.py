@@ -1,0 +1,430 @@
+"""`perfbench calibrate`: microbenchmarks that fill a calibration file for the cost model.
+
+Measured on the GPU, each alone (never the layer sweep that `compare` evaluates against):
+  (i)   device-to-device copy bandwidth over sizes (bytes read + written per second);
+  (ii)  bf16 GEMM time over M for every (N, K) the built-in layers use, plus generic square shapes;
+  (iii) the kernels no GEMM covers, each alone, at sizes chosen off the evaluation grid:
+        Mamba-2 SSD (`mamba_chunk_scan_combined`), Mamba-1 `selective_scan_fn`, `causal_conv1d_fn`
+        and `causal_conv1d_update`, `selective_state_update` (both layer forms), SDPA attention
+        prefill (causal) and decode (one query against a cache), elementwise passes;
+  (iv)  per-kernel cost inside a CUDA graph replay, and per eager PyTorch op.
+Small kernels are timed as CUDA-graph replays of many launches (the way a decode step runs);
+each sample's median over trials is kept in the file, so `--refit` can refit on a CPU later.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import statistics
+import time
+from dataclasses import asdict, replace
+from typing import Callable
+
+from analytic.calibration import FORMAT, VERSION, Calibration, from_dict
+from analytic.efficiency import ceilings
+from analytic.fit import fit_class
+from analytic.hardware import get_gpu, gpu_key_from_name
+from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWISE, GEMM, SELECTIVE_SCAN, SSD,
+                          STATE_UPDATE)
+from models.registry import BUILTIN_LAYERS, VOCAB
+from perfbench.errors import PerfbenchError
+
+M_GRID = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
+GENERIC_NK = ((1024, 1024), (2048, 2048), (4096, 4096), (8192, 8192), (3072, 1024), (1024, 3072))
+TARGET_TIMED_S = 0.03  # timed work per sample
+
+
+def gemm_shapes() -> list[tuple[int, int]]:
+    """(N, K) of every GEMM the built-in layers and the LM head run (weights are K x N)."""
+    import numpy as np
+
+    from analytic.costs import layer_ops
+
+    shapes = set(GENERIC_NK)
+    for spec in BUILTIN_LAYERS.values():
+        for phase in ("prefill", "decode"):
+            for op in layer_ops(spec, phase, np.array([1.0]), np.array([512.0])):
+                if op.op_class == GEMM:
+                    shapes.add((op.shape["n"], op.shape["k"]))
+    shapes.add((VOCAB, 4096))
+    return sorted(shapes)
+
+
+class Timer:
+    """CUDA-event timing of a callable: graph replay of `reps` launches when capturable, else eager."""
+
+    def __init__(self, torch):
+        self.torch = torch
+
+    def __call__(self, fn: Callable[[], object], est_s: float | None = None, graph: bool = True,
+                 trials: int = 5) -> float:
+        torch = self.torch
+        for _ in range(3):
+            fn()
+        torch.cuda.synchronize()
+        if est_s is None:
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            est_s = max(start.elapsed_time(end) / 1e3, 1e-6)
+        reps = int(min(200, max(3, TARGET_TIMED_S / est_s)))
+        runner = None
+        if graph:
+            try:
+                stream = torch.cuda.Stream()
+                stream.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(stream):
+                    fn()
+                torch.cuda.current_stream().wait_stream(stream)
+                g = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(g):
+                    for _ in range(reps):
+                        fn()
+                g.replay()
+                runner = g.replay
+            except Exception:  # not capturable: time eagerly
+                torch.cuda.synchronize()
+                runner = None
+        if runner is None:
+            def runner():
+                for _ in range(reps):
+                    fn()
+        times = []
+        for _ in range(trials):
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            runner()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1e3 / reps)
+        return statistics.median(times)
+
+
+def _randn(torch, *shape, dtype=None, device="cuda", scale=1.0):
+    dtype = dtype or torch.bfloat16
+    return (torch.randn(*shape, device=device, dtype=torch.float32) * scale).to(dtype)
+
+
+def measure_copy(torch, timer: Timer, log) -> tuple[float, list]:
+    curve = []
+    for mib in (1, 4, 16, 64, 256, 1024, 2048):
+        n = mib * 1024 * 1024 // 2
+        src = _randn(torch, n)
+        dst = torch.empty_like(src)
+        t = timer(lambda: dst.copy_(src))
+        curve.append({"bytes": 2 * src.numel() * 2, "time_s": t})
+        log(f"copy {mib:5d} MiB: {2 * src.numel() * 2 / t / 1e12:.3f} TB/s")
+        del src, dst
+    best = max(c["bytes"] / c["time_s"] for c in curve if c["bytes"] >= 256 * 2**20)
+    return best, curve
+
+
+def measure_gemms(torch, timer: Timer, log, mem_budget_bytes: float) -> list:
+    import torch.nn.functional as F
+
+    out = []
+    l2_rotate_bytes = 160e6
+    for n, k in gemm_shapes():
+        w_bytes = 2 * n * k
+        copies = max(1, min(16, math.ceil(l2_rotate_bytes / w_bytes)))
+        weights = [_randn(torch, n, k, scale=0.02) for _ in range(copies)]
+        m_values = [m for m in M_GRID if m <= (256 if n >= 100_000 else 65536)]
+        for m in m_values:
+            need = 2 * (m * k + m * n) * 2
+            if need > mem_budget_bytes or 2.0 * m * n * k > 4e13:
+                continue
+            x = _randn(torch, m, k)
+
+            # Rotate weight copies so small weights come from HBM, not L2, as in a real step.
+            def run_all():
+                for w in weights:
+                    F.linear(x, w)
+            t = timer(run_all) / copies
+            out.append({"m": m, "n": n, "k": k, "time_s": t})
+            del x
+        log(f"gemm N={n:6d} K={k:5d}: M=1 {out[-len(m_values)]['time_s'] * 1e6:.1f} us, "
+            f"best {max(2 * g['m'] * g['n'] * g['k'] / g['time_s'] for g in out if g['n'] == n and g['k'] == k) / 1e12:.0f} TFLOP/s")
+        del weights
+        torch.cuda.empty_cache()
+    return out
+
+
+def _spec_fields(spec) -> dict:
+    return {k: v for k, v in asdict(spec).items() if k not in ("kind", "letter")}
+
+
+def measure_kernels(torch, timer: Timer, log) -> dict:
+    """Kernel families alone at off-grid sizes; each sample names the layer ops it stands for."""
+    samples: dict[str, list] = {c: [] for c in (SSD, SELECTIVE_SCAN, CONV1D, STATE_UPDATE, ATTN_PREFILL,
+                                                   ATTN_DECODE, ELEMENTWISE)}
+    failures: dict[str, str] = {}
+
+    def guarded(name, fn):
+        try:
+            fn()
+        except Exception as exc:  # record and go on: one missing kernel must not lose the rest
+            failures[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            log(f"  {name}: FAILED {failures[name]}")
+        torch.cuda.empty_cache()
+
+    m2 = BUILTIN_LAYERS["mamba2"]
+    m1 = BUILTIN_LAYERS["mamba"]
+    # Off-grid sizes: token counts between the sweep's powers of two.
+    prefill_sizes = ((1, 384), (1, 1536), (3, 1024), (1, 6144), (3, 3072), (6, 6144), (1, 24576), (12, 1536))
+
+    def ssd():
+        from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
+
+        H, P, G, N = m2.nheads, m2.headdim, m2.ngroups, m2.d_state
+        A = -torch.rand(H, device="cuda", dtype=torch.float32) * 4 - 0.5
+        D = torch.randn(H, device="cuda", dtype=torch.float32)
+        dt_bias = torch.randn(H, device="cuda", dtype=torch.float32) * 0.1
+        for b, L in prefill_sizes:
+            x = _randn(torch, b, L, H, P)
+            dtt = _randn(torch, b, L, H, scale=0.5)
+            B = _randn(torch, b, L, G, N)
+            C = _randn(torch, b, L, G, N)
+            t = timer(lambda: mamba_chunk_scan_combined(x, dtt, A, B, C, m2.chunk_size, D=D, dt_bias=dt_bias,
+                                                        dt_softplus=True), graph=False)
+            samples[SSD].append({"layer": "mamba2", "phase": "prefill", "batch": b, "seqlen": L,
+                                 "ops": ["ssd_chunk_cumsum", "ssd_chunk_state", "ssd_state_passing",
+                                         "ssd_bmm_chunk", "ssd_chunk_scan"], "time_s": t})
+            log(f"  ssd b={b} L={L}: {t * 1e3:.3f} ms")
+
+    def scan():
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+
+        di, N = m1.d_inner, m1.d_state
+        A = -torch.rand(di, N, device="cuda", dtype=torch.float32) - 0.5
+        D = torch.randn(di, device="cuda", dtype=torch.float32)
+        bias = torch.randn(di, device="cuda", dtype=torch.float32) * 0.1
+        for b, L in prefill_sizes[:6]:
+            u = _randn(torch, b, di, L)
+            delta = _randn(torch, b, di, L, scale=0.5)
+            z = _randn(torch, b, di, L)
+            B = _randn(torch, b, 1, N, L)
+            C = _randn(torch, b, 1, N, L)
+            t = timer(lambda: selective_scan_fn(u, delta, A, B, C, D, z=z, delta_bias=bias, delta_softplus=True),
+                      graph=False)
+            samples[SELECTIVE_SCAN].append({"layer": "mamba", "phase": "prefill", "batch": b, "seqlen": L,
+                                            "ops": ["selective_scan"], "time_s": t})
+            log(f"  selective_scan b={b} L={L}: {t * 1e3:.3f} ms")
+
+    def conv():
+        from causal_conv1d import causal_conv1d_fn, causal_conv1d_update
+
+        for layer, spec, dim in (("mamba2", m2, m2.conv_dim), ("mamba", m1, m1.d_inner)):
+            w = _randn(torch, dim, spec.d_conv)
+            bias = _randn(torch, dim)
+            for b, L in prefill_sizes[:5]:
+                x = _randn(torch, b, dim, L)
+                t = timer(lambda: causal_conv1d_fn(x, w, bias, activation="silu"), graph=False)
+                samples[CONV1D].append({"layer": layer, "phase": "prefill", "batch": b, "seqlen": L,
+                                        "ops": ["conv1d"], "time_s": t})
+            for b in (1, 3, 12, 48, 96):
+                x = _randn(torch, b, dim)
+                state = _randn(torch, b, dim, spec.d_conv)
+                t = timer(lambda: causal_conv1d_update(x, state, w, bias, "silu"))
+                samples[CONV1D].append({"layer": layer, "phase": "decode", "batch": b, "seqlen": 1024,
+                                        "ops": ["conv1d_update"], "time_s": t})
+        log(f"  conv1d: {len(samples[CONV1D])} samples")
+
+    def state_update():
+        from mamba_ssm.ops.triton.selective_state_update import selective_state_update
+
+        H, P, G, N = m2.nheads, m2.headdim, m2.ngroups, m2.d_state
+        A = (-torch.rand(H, device="cuda", dtype=torch.float32) - 0.5)[:, None, None].expand(H, P, N)
+        D = torch.randn(H, device="cuda", dtype=torch.float32)[:, None].expand(H, P)
+        dt_bias = torch.randn(H, device="cuda", dtype=torch.float32)[:, None].expand(H, P)
+        for b in (1, 3, 12, 48, 96):
+            state = _randn(torch, b, H, P, N)
+            x = _randn(torch, b, H, P)
+            dtt = _randn(torch, b, H, scale=0.5)[:, :, None].expand(b, H, P)
+            B = _randn(torch, b, G, N)
+            C = _randn(torch, b, G, N)
+            t = timer(lambda: selective_state_update(state, x, dtt, A, B, C, D, dt_bias=dt_bias, dt_softplus=True))
+            samples[STATE_UPDATE].append({"layer": "mamba2", "phase": "decode", "batch": b, "seqlen": 1024,
+                                          "ops": ["selective_state_update"], "time_s": t})
+            log(f"  mamba2 state_update b={b}: {t * 1e6:.1f} us")
+        di, N1 = m1.d_inner, m1.d_state
+        A1 = -torch.rand(di, N1, device="cuda", dtype=torch.float32) - 0.5
+        D1 = torch.randn(di, device="cuda", dtype=torch.float32)
+        bias1 = torch.randn(di, device="cuda", dtype=torch.float32)
+        for b in (1, 3, 12, 48, 96):
+            state = _randn(torch, b, di, N1)
+            x, dtt, z = _randn(torch, b, di), _randn(torch, b, di, scale=0.5), _randn(torch, b, di)
+            B, C = _randn(torch, b, N1), _randn(torch, b, N1)
+            t = timer(lambda: selective_state_update(state, x, dtt, A1, B, C, D1, z=z, dt_bias=bias1, dt_softplus=True))
+            samples[STATE_UPDATE].append({"layer": "mamba", "phase": "decode", "batch": b, "seqlen": 1024,
+                                          "ops": ["selective_state_update"], "time_s": t})
+
+    def attention():
+        import torch.nn.functional as F
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        for layer in ("attention", "attention-mha"):
+            spec = BUILTIN_LAYERS[layer]
+            H, Hkv, hd = spec.n_heads, spec.n_kv_heads, spec.head_dim
+            gqa = Hkv != H
+            for b, L in prefill_sizes[:7]:
+                q = _randn(torch, b, H, L, hd)
+                k = _randn(torch, b, Hkv, L, hd)
+                v = _randn(torch, b, Hkv, L, hd)
+                with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+                    t = timer(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa),
+                              graph=False)
+                samples[ATTN_PREFILL].append({"layer": layer, "phase": "prefill", "batch": b, "seqlen": L,
+                                              "ops": ["flash_attention"], "time_s": t})
+                log(f"  {layer} prefill b={b} L={L}: {t * 1e3:.3f} ms")
+            for b in (1, 3, 12, 48):
+                for ctx in (768, 3072, 12288):
+                    if b * ctx * Hkv * hd * 2 * 2 > 8e9:
+                        continue
+                    q = _randn(torch, b, H, 1, hd)
+                    k = _randn(torch, b, Hkv, ctx + 1, hd)
+                    v = _randn(torch, b, Hkv, ctx + 1, hd)
+                    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+                        t = timer(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa))
+                    samples[ATTN_DECODE].append({"layer": layer, "phase": "decode", "batch": b, "seqlen": ctx,
+                                                 "ops": ["attention_decode"], "time_s": t})
+            log(f"  {layer} decode: {len(samples[ATTN_DECODE])} samples")
+
+    def elementwise():
+        for elems in (1 << 12, 1 << 16, 1 << 20, 3 << 20, 1 << 23, 1 << 25, 3 << 25):
+            x = _randn(torch, elems)
+            y = _randn(torch, elems)
+            t = timer(lambda: torch.add(x, y))
+            samples[ELEMENTWISE].append({"class": ELEMENTWISE, "name": "add", "flops": elems,
+                                         "bytes": 3 * 2 * elems, "kernels": 1, "time_s": t})
+            t = timer(lambda: torch.relu(x))
+            samples[ELEMENTWISE].append({"class": ELEMENTWISE, "name": "relu", "flops": elems,
+                                         "bytes": 2 * 2 * elems, "kernels": 1, "time_s": t})
+        log(f"  elementwise: {len(samples[ELEMENTWISE])} samples")
+
+    for name, fn in (("ssd", ssd), ("selective_scan", scan), ("conv1d", conv), ("state_update", state_update),
+                     ("attention", attention), ("elementwise", elementwise)):
+        log(f"kernels: {name}")
+        guarded(name, fn)
+    return {"samples": samples, "failures": failures}
+
+
+def measure_launch(torch, log) -> dict:
+    x = torch.zeros(1, device="cuda")
+    n = 400
+    g = torch.cuda.CUDAGraph()
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        x.add_(1)
+    torch.cuda.synchronize()
+    with torch.cuda.graph(g):
+        for _ in range(n):
+            x.add_(1)
+    g.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(5):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        g.replay()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) / 1e3 / n)
+    graph_s = statistics.median(times)
+    eager = []
+    for _ in range(5):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            x.add_(1)
+        torch.cuda.synchronize()
+        eager.append((time.perf_counter() - t0) / n)
+    eager_s = statistics.median(eager)
+    log(f"launch: graph {graph_s * 1e6:.2f} us/kernel, eager {eager_s * 1e6:.2f} us/op")
+    return {"graph_kernel_s": graph_s, "eager_kernel_s": eager_s}
+
+
+def fit_calibration(data: dict, log=print) -> dict:
+    """Fill `op_classes` of a calibration dict from its `samples` (runs on a CPU too: --refit)."""
+    gpu = get_gpu(data["gpu"]) if data["gpu"] in ("h100", "h200", "a100") else None
+    if gpu is None:
+        raise PerfbenchError(f"no datasheet entry for GPU {data['gpu']!r} to start the fit from")
+    data = dict(data)
+    data.setdefault("op_classes", {})
+    cal = from_dict({**data, "op_classes": {}}, "fit")
+    base = ceilings(gpu, cal)
+    classes = {}
+    for op_class, samples in data.get("samples", {}).items():
+        if not samples:
+            continue
+        classes[op_class] = fit_class(op_class, samples, base)
+        c = classes[op_class]
+        log(f"fit {op_class:18s} n={c['n_samples']:3d} t0={c['t0_s'] * 1e6:6.2f} us "
+            f"bw={c['bw_bytes_s'] / 1e12:6.3f} TB/s rate={c['flops_s'] / 1e12:7.1f} TFLOP/s "
+            f"median|err|={c['fit_median_abs_err']:.3f} max={c['fit_max_abs_err']:.3f}")
+    # The GEMM class's roofline is the fallback for shapes off the measured table: fit it without the table.
+    gemm_samples = [{"class": GEMM, **g} for g in data["gemm"]]
+    classes[GEMM] = fit_class(GEMM, gemm_samples, replace(base, gemm_table={}))
+    data["op_classes"] = classes
+    return data
+
+
+def calibrate(log=print, skip_kernels: bool = False) -> dict:
+    """Run every microbenchmark on the current CUDA device; return the calibration dict."""
+    try:
+        import torch
+    except ImportError:
+        raise PerfbenchError("calibrate needs PyTorch with CUDA; torch is not installed") from None
+    if not torch.cuda.is_available():
+        raise PerfbenchError("calibrate needs a CUDA GPU; none is visible (torch.cuda.is_available() is False)")
+    torch.manual_seed(0)
+    props = torch.cuda.get_device_properties(0)
+    gpu_key = gpu_key_from_name(props.name)
+    timer = Timer(torch)
+    started = time.perf_counter()
+    copy_bw, copy_curve = measure_copy(torch, timer, log)
+    launch = measure_launch(torch, log)
+    gemm = measure_gemms(torch, timer, log, mem_budget_bytes=0.5 * props.total_memory)
+    kernels = {"samples": {}, "failures": {}} if skip_kernels else measure_kernels(torch, timer, log)
+    peak = max(2 * g["m"] * g["n"] * g["k"] / g["time_s"] for g in gemm)
+    env = _versions(torch)
+    data = {
+        "format": FORMAT, "version": VERSION, "gpu": gpu_key, "gpu_name": props.name,
+        "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "provenance": {**{k: str(v) for k, v in env.items()}, "sm_count": props.multi_processor_count,
+                       "total_memory_bytes": props.total_memory, "duration_s": time.perf_counter() - started,
+                       "kernel_failures": kernels["failures"]},
+        "copy_bandwidth_bytes_s": copy_bw, "copy_curve": copy_curve, "gemm_peak_flops": peak,
+        "gemm": gemm, "launch": launch, "op_classes": {}, "samples": kernels["samples"],
+    }
+    log(f"copy {copy_bw / 1e12:.3f} TB/s, GEMM peak {peak / 1e12:.0f} TFLOP/s, "
+        f"{len(gemm)} GEMM shapes, {sum(len(v) for v in kernels['samples'].values())} kernel samples "
+        f"in {time.perf_counter() - started:.0f} s")
+    return fit_calibration(data, log)
+
+
+def _versions(torch) -> dict:
+    from importlib import metadata
+
+    out = {"torch": torch.__version__, "cuda": torch.version.cuda or ""}
+    for dist in ("mamba-ssm", "causal-conv1d", "triton", "flash-attn"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = ""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        out["driver"] = pynvml.nvmlSystemGetDriverVersion()
+    except Exception:  # telemetry is best effort
+        out["driver"] = ""
+    return out
+
+
+def as_calibration(data: dict, source: str = "") -> Calibration:
+    return from_dict(data, source)

@@ -1,0 +1,43 @@
+"""`perfbench calibrate`: measure this GPU's ceilings into a calibration file (or refit one)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from analytic.calibration import bundled_path, from_dict
+from perfbench.errors import PerfbenchError
+
+
+def calibrate_command(
+    out: Optional[Path] = typer.Option(None, "--out", help="where to write the calibration JSON "
+                                       "(default: calibrations/<gpu>.json in the current directory)"),
+    refit: Optional[Path] = typer.Option(None, "--refit", help="refit the op-class model of an existing "
+                                         "calibration file from its stored samples (no GPU needed)"),
+    skip_kernels: bool = typer.Option(False, "--skip-kernels", help="only copy, GEMM and launch ceilings"),
+    install: bool = typer.Option(False, "--install", help="also write it as perfbench's bundled default for this GPU"),
+) -> None:
+    """Microbenchmark copy bandwidth, the bf16 GEMM grid, SSM/attention kernels and launch cost."""
+    from perfbench.calibrate import calibrate, fit_calibration
+
+    if refit is not None:
+        try:
+            data = json.loads(Path(refit).read_text())
+        except FileNotFoundError:
+            raise PerfbenchError(f"calibration file not found: {refit}") from None
+        except json.JSONDecodeError as exc:
+            raise PerfbenchError(f"{refit}: not valid JSON ({exc.msg})") from None
+        from_dict(data, str(refit))  # validate before refitting
+        data = fit_calibration(data, log=typer.echo)
+    else:
+        data = calibrate(log=typer.echo, skip_kernels=skip_kernels)
+    target = out or Path("calibrations") / f"{data['gpu']}.json"
+    cal = from_dict(data, str(target))  # validate what we are about to write
+    written = [target] + ([bundled_path(cal.gpu)] if install else [])
+    for path in written:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=1) + "\n")
+    typer.echo(f"wrote {', '.join(str(p) for p in written)}")

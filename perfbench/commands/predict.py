@@ -1,0 +1,68 @@
+"""`perfbench predict`: the analytic model's time, FLOPs, bytes and bound for layers or models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+import typer
+
+from analytic.predict import breakdown, describe_calibration, predict
+from models.registry import get_model
+from perfbench.errors import PerfbenchError
+from perfbench.output import emit
+from perfbench.sizes import parse_names, parse_sizes
+
+TABLE_COLUMNS = ["name", "phase", "batch", "seqlen", "gpu", "time_ms", "tokens_per_s", "flops", "bytes",
+                 "intensity", "bound", "n_kernels", "memory_bytes"]
+
+
+def _targets(model: str | None, layer: str | None, models_file: Path | None) -> list:
+    if bool(model) == bool(layer):
+        raise PerfbenchError("give exactly one of --model or --layer")
+    if layer:
+        return parse_names(layer)
+    return [get_model(name, models_file) if models_file else name for name in parse_names(model)]
+
+
+def predict_command(
+    model: Optional[str] = typer.Option(None, "--model", help="model names, comma-separated"),
+    layer: Optional[str] = typer.Option(None, "--layer", help="layer names: mamba, mamba2, attention, attention-mha, mlp"),
+    phase: str = typer.Option("decode", "--phase", help="prefill | decode (comma-separated for both)"),
+    batch: str = typer.Option("1", "--batch", help="batch sizes, e.g. 1,8,64"),
+    seqlen: str = typer.Option("4k", "--seqlen", help="prompt length (prefill) or context (decode), e.g. 1k,4k,128k"),
+    gpu: str = typer.Option("h100", "--gpu", help="h100 | h200 | a100"),
+    calibration: str = typer.Option("default", "--calibration", help="calibration JSON, 'default' (bundled) or 'none' (datasheet)"),
+    tp: int = typer.Option(1, "--tp", help="tensor-parallel degree"),
+    eager: bool = typer.Option(False, "--eager", help="decode without CUDA graphs (host launch cost)"),
+    format: str = typer.Option("table", "--format", help="table | csv | json | markdown"),
+    show_breakdown: bool = typer.Option(False, "--breakdown", help="per-operation rows for each point"),
+    models_file: Optional[Path] = typer.Option(None, "--models-file", help="TOML file with more models"),
+) -> None:
+    """Predict prefill / decode time, FLOPs, bytes and bound (decode: --seqlen is the context)."""
+    batches, seqlens = parse_sizes(batch), parse_sizes(seqlen)
+    if tp < 1:
+        raise PerfbenchError(f"--tp must be >= 1, got {tp}")
+    phases = parse_names(phase)
+    frames = []
+    for target in _targets(model, layer, models_file):
+        for ph in phases:
+            if ph not in ("prefill", "decode"):
+                raise PerfbenchError(f"unknown phase {ph!r} (prefill, decode)")
+            if show_breakdown:
+                for b in batches:
+                    for L in seqlens:
+                        frames.append(breakdown(target, ph, b, L, gpu, calibration).assign(
+                            phase=ph, batch=b, seqlen=L, gpu=gpu))
+            else:
+                frames.append(predict(target, ph, batches, seqlens, gpu, calibration, tp, not eager))
+    frame = pd.concat(frames, ignore_index=True)
+    if "target_kind" in frame:
+        key = "model" if (frame["target_kind"] == "model").all() else "layer"
+        frame.insert(0, key, frame["name"])
+    if format == "table":
+        title = f"perfbench predict on {gpu}: {describe_calibration(gpu, calibration)}"
+        emit(frame if show_breakdown else frame[TABLE_COLUMNS], "table", title=title)
+    else:
+        emit(frame, format)
