@@ -87,7 +87,7 @@ def resolve_calibration(gpu: str, calibration: str | Path | None):
     path = Path(calibration)
     if not path.is_file():
         raise PerfbenchError(f"calibration file not found: {path}")
-    return cal.load_calibration(path), CALIBRATED
+    return cal.load_calibration(path, gpu), CALIBRATED
 
 
 def analytic_gpus() -> tuple[str, ...]:
@@ -322,3 +322,17 @@ def metrics_records(metrics: pd.DataFrame) -> list[dict]:
             record[key] = value
         records.append(record)
     return records
+
+
+def roofline_ceilings(gpu: str, calibration: str | Path | None = "default") -> list[tuple[str, float, float]]:
+    """(label, peak FLOP/s, bandwidth bytes/s): measured (calibration) first if any, then datasheet."""
+    from analytic.hardware import get_gpu
+
+    spec = get_gpu(gpu)
+    out = []
+    cal, label = resolve_calibration(gpu, calibration)
+    if cal is not None:
+        out.append((f"{gpu.upper()} measured ceilings (calibration)", cal.gemm_peak_flops,
+                    cal.copy_bandwidth_bytes_s))
+    out.append((f"{gpu.upper()} datasheet", spec.peak_bf16_flops, spec.mem_bw_bytes_s))
+    return out

@@ -101,10 +101,12 @@ def _print_table(header: str, metrics) -> None:
     from rich.table import Table
 
     head, rows = _display_rows(metrics)
-    table = Table(title=header, title_justify="left")
+    console = Console(width=max(100, min(len(header), 160)))
+    console.print(header, highlight=False, soft_wrap=True)
+    table = Table()
     for name in head:
         table.add_column(name, justify="right" if name not in ("target", "phase", "gpu", "worst point")
                          else "left")
     for cells in rows:
         table.add_row(*cells)
-    Console(width=max(120, len(header) + 4)).print(table)
+    console.print(table)

@@ -1,0 +1,1 @@
+"""Streamlit dashboard over perfbench results and the analytic model (`perfbench dashboard`)."""

@@ -1,0 +1,332 @@
+"""Plotly figures over tidy rows, shared by the HTML report and the dashboard.
+
+Each function takes frames (joined measured/predicted points, or predictions) and returns a
+`plotly.graph_objects.Figure`; none reads files or calls the model, so both consumers draw the
+same picture from the same rows. Conventions: log axes for sizes and times, one colour per batch
+(the same colour for the same batch in every figure), sizes labelled 1K/4K/128K.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from perfbench.sizes import format_size
+
+# One colour per batch size, stable across figures (D3 palette, colour-blind tolerable order).
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+            "#7f7f7f", "#bcbd22", "#17becf")
+_STANDARD_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+MODEL_COLOURS = {"transformer-8b": "#d62728", "mamba-8b": "#2ca02c", "mamba2-8b": "#1f77b4",
+                 "mamba2-hybrid-8b": "#9467bd"}
+PAPER_SPEEDUP = 8.0  # arXiv 2406.07887: the hybrid "is predicted to generate tokens up to 8x faster"
+LAYOUT = dict(template="plotly_white", font=dict(size=13), hovermode="closest",
+              legend=dict(title_text="", itemsizing="constant"), margin=dict(l=70, r=30, t=70, b=60))
+
+
+def batch_colour(batch: int) -> str:
+    batch = int(batch)
+    if batch in _STANDARD_BATCHES:
+        return _PALETTE[_STANDARD_BATCHES.index(batch)]
+    return _PALETTE[int(round(math.log2(max(batch, 1)))) % len(_PALETTE)]
+
+
+def model_colour(name: str) -> str:
+    base = next((key for key in sorted(MODEL_COLOURS, key=len, reverse=True) if name.startswith(key)), None)
+    return MODEL_COLOURS.get(base, "#444444")
+
+
+def size_axis(values) -> dict:
+    """Log axis with ticks at the powers of two that the data spans, labelled 1K, 4K, 128K."""
+    vals = [float(v) for v in values if v and v > 0]
+    if not vals:
+        return dict(type="log")
+    lo, hi = int(math.floor(math.log2(min(vals)))), int(math.ceil(math.log2(max(vals))))
+    step = 1 if hi - lo <= 8 else 2
+    ticks = [2 ** e for e in range(lo, hi + 1, step)]
+    return dict(type="log", tickvals=ticks, ticktext=[format_size(t) for t in ticks])
+
+
+def _x_title(phase: str) -> str:
+    return "context length (tokens)" if phase == "decode" else "prompt length (tokens)"
+
+
+def _y_title(phase: str, kind: str = "layer") -> str:
+    if phase == "decode":
+        return "decode step (ms)"
+    return "time to first token (ms)" if kind == "model" else "prefill time (ms)"
+
+
+def _pct(value: float) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{value * 100:+.1f}%"
+
+
+def empty_figure(message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font=dict(size=15))
+    fig.update_layout(**LAYOUT, xaxis_visible=False, yaxis_visible=False, height=300)
+    return fig
+
+
+# --------------------------------------------------------------------------- measured vs predicted
+
+def curves_figure(points: pd.DataFrame, title: str = "") -> go.Figure:
+    """Measured (markers, p10–p90 band) vs predicted (lines) against sequence length, per batch.
+
+    `points`: joined rows of one target and phase (compare.join_predictions). A lower panel shows
+    the signed error with the ±5 % target band; hover gives every number.
+    """
+    if points.empty:
+        return empty_figure("no measured points for this selection")
+    phase = str(points["phase"].iloc[0])
+    kind = str(points["target_kind"].iloc[0])
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28],
+                        vertical_spacing=0.06)
+    for batch, group in points.sort_values("seqlen").groupby("batch", sort=True):
+        colour = batch_colour(batch)
+        x = group["seqlen"].to_numpy()
+        label = f"B={batch}"
+        if {"p10_ms", "p90_ms"} <= set(group.columns) and group["p10_ms"].notna().any():
+            fig.add_trace(go.Scatter(
+                x=np.concatenate([x, x[::-1]]),
+                y=np.concatenate([group["p90_ms"].to_numpy(), group["p10_ms"].to_numpy()[::-1]]),
+                fill="toself", fillcolor=colour, opacity=0.18, line=dict(width=0), hoverinfo="skip",
+                legendgroup=label, showlegend=False, name=f"{label} p10–p90"), row=1, col=1)
+        custom = np.stack([group["time_ms_pred"], group["err"] * 100, group.get("p10_ms", np.nan),
+                           group.get("p90_ms", np.nan)], axis=-1)
+        fig.add_trace(go.Scatter(
+            x=x, y=group["time_ms"], mode="markers", name=f"{label} measured", legendgroup=label,
+            marker=dict(color=colour, size=9, line=dict(width=1, color="white")), customdata=custom,
+            hovertemplate=(f"{label}, L=%{{x:,}}<br>measured %{{y:.4g}} ms "
+                           "(p10 %{customdata[2]:.4g}, p90 %{customdata[3]:.4g})<br>"
+                           "predicted %{customdata[0]:.4g} ms<br>error %{customdata[1]:+.1f}%"
+                           "<extra></extra>")), row=1, col=1)
+        fig.add_trace(go.Scatter(
+            x=x, y=group["time_ms_pred"], mode="lines", name=f"{label} predicted", legendgroup=label,
+            line=dict(color=colour, width=2), showlegend=True,
+            hovertemplate=f"{label}, L=%{{x:,}}<br>predicted %{{y:.4g}} ms<extra></extra>"),
+            row=1, col=1)
+        fig.add_trace(go.Scatter(
+            x=x, y=group["err"] * 100, mode="lines+markers", legendgroup=label, showlegend=False,
+            name=f"{label} error", line=dict(color=colour, width=1), marker=dict(color=colour, size=6),
+            hovertemplate=f"{label}, L=%{{x:,}}<br>error %{{y:+.1f}}%<extra></extra>"), row=2, col=1)
+    for bound in (-5, 5):
+        fig.add_hline(y=bound, line=dict(color="#999", dash="dot", width=1), row=2, col=1)
+    fig.add_hline(y=0, line=dict(color="#555", width=1), row=2, col=1)
+    xs = points["seqlen"].unique()
+    fig.update_xaxes(**size_axis(xs), row=1, col=1)
+    fig.update_xaxes(**size_axis(xs), title_text=_x_title(phase), row=2, col=1)
+    fig.update_yaxes(type="log", title_text=_y_title(phase, kind), row=1, col=1)
+    fig.update_yaxes(title_text="error (%)", zeroline=False, row=2, col=1)
+    fig.update_layout(**LAYOUT, title=title or None, height=640)
+    fig.update_layout(legend=dict(title_text="markers measured · lines predicted"))
+    return fig
+
+
+def error_table(points: pd.DataFrame) -> pd.DataFrame:
+    """Per-point table for display next to a curves figure (errors in %)."""
+    columns = {"batch": "batch", "seqlen": "seqlen", "time_ms": "measured ms",
+               "time_ms_pred": "predicted ms", "err_pct": "error %", "p10_ms": "p10 ms",
+               "p90_ms": "p90 ms", "bound_pred": "bound"}
+    frame = points.assign(err_pct=points["err"] * 100)
+    frame = frame[[c for c in columns if c in frame.columns]].rename(columns=columns)
+    return frame.sort_values(["batch", "seqlen"]).reset_index(drop=True)
+
+
+def metrics_figure(metrics: pd.DataFrame, title: str = "") -> go.Figure:
+    """Median and p90 |error| per target x phase; datasheet beside calibrated when present."""
+    if metrics.empty:
+        return empty_figure("no metrics")
+    labels = [f"{n} · {p}" for n, p in zip(metrics["name"], metrics["phase"])]
+    fig = go.Figure()
+    series = [("median_abs_err", "median |err|", "#1f77b4"), ("p90_abs_err", "p90 |err|", "#aec7e8")]
+    if "datasheet_median_abs_err" in metrics.columns:
+        series += [("datasheet_median_abs_err", "datasheet median |err|", "#ff7f0e"),
+                   ("datasheet_p90_abs_err", "datasheet p90 |err|", "#ffbb78")]
+    for column, name, colour in series:
+        fig.add_trace(go.Bar(x=labels, y=metrics[column] * 100, name=name, marker_color=colour,
+                             hovertemplate="%{x}<br>" + name + " %{y:.1f}%<extra></extra>"))
+    fig.add_hline(y=5, line=dict(color="#2ca02c", dash="dash"), annotation_text="5 % target",
+                  annotation_position="top left")
+    fig.update_layout(**LAYOUT, barmode="group", title=title or None, height=420,
+                      yaxis_title="|error| (%)", xaxis_tickangle=-30)
+    return fig
+
+
+# --------------------------------------------------------------------------- roofline
+
+def roofline_points(points: pd.DataFrame, peak_flops: float, bw_bytes_s: float) -> pd.DataFrame:
+    """Achieved FLOP/s and bytes/s of each measured point (analytic counts / measured time).
+
+    `pct_of_limit` = achieved / min(peak, bw x intensity): the fraction of the roofline reached.
+    """
+    time_s = points["time_ms"] / 1e3
+    out = points.assign(
+        achieved_flops_s=points["flops_pred"] / time_s,
+        achieved_bytes_s=points["bytes_pred"] / time_s,
+        intensity=points["flops_pred"] / points["bytes_pred"])
+    limit = np.minimum(peak_flops, bw_bytes_s * out["intensity"])
+    return out.assign(limit_flops_s=limit, pct_of_limit=out["achieved_flops_s"] / limit)
+
+
+def roofline_figure(points: pd.DataFrame, ceilings: list[tuple[str, float, float]],
+                    title: str = "") -> go.Figure:
+    """Measured points at their arithmetic intensity vs achieved FLOP/s, under the roofs.
+
+    `points` come from `roofline_points` (coloured by target, symbol by phase); `ceilings` are
+    (label, peak FLOP/s, bandwidth bytes/s): the first is the one % of limit refers to.
+    """
+    if points.empty:
+        return empty_figure("no measured points with FLOP and byte counts")
+    fig = go.Figure()
+    lo = max(points["intensity"].min() / 3, 1e-2)
+    hi = points["intensity"].max() * 3
+    for i, (label, peak, bw) in enumerate(ceilings):
+        ridge = peak / bw
+        x = np.array(sorted({lo, min(max(ridge, lo), hi), hi}))
+        fig.add_trace(go.Scatter(x=x, y=np.minimum(peak, bw * x), mode="lines", name=label,
+                                 line=dict(color="#222" if i == 0 else "#999", width=2,
+                                           dash="solid" if i == 0 else "dash"),
+                                 hovertemplate=(f"{label}<br>peak {peak / 1e12:.0f} TFLOP/s, "
+                                                f"{bw / 1e12:.2f} TB/s<extra></extra>")))
+    symbols = {"prefill": "circle", "decode": "diamond"}
+    palette = list(_PALETTE)
+    names = list(dict.fromkeys(points["name"]))
+    for (name, phase), group in points.groupby(["name", "phase"], sort=False):
+        colour = palette[names.index(name) % len(palette)]
+        custom = np.stack([group["batch"], group["seqlen"], group["achieved_bytes_s"] / 1e12,
+                           group["pct_of_limit"] * 100, group["time_ms"]], axis=-1)
+        fig.add_trace(go.Scatter(
+            x=group["intensity"], y=group["achieved_flops_s"], mode="markers", name=f"{name} · {phase}",
+            marker=dict(color=colour, symbol=symbols.get(phase, "circle"), size=9, opacity=0.85,
+                        line=dict(width=0.5, color="white")),
+            customdata=custom,
+            hovertemplate=(f"{name} {phase} B=%{{customdata[0]}} L=%{{customdata[1]:,}}<br>"
+                           "intensity %{x:.3g} FLOP/B<br>achieved %{y:.3s}FLOP/s, "
+                           "%{customdata[2]:.2f} TB/s<br>%{customdata[3]:.0f}% of the limit "
+                           "(%{customdata[4]:.4g} ms)<extra></extra>")))
+    fig.update_xaxes(type="log", title_text="arithmetic intensity (FLOP / byte, analytic counts)")
+    fig.update_yaxes(type="log", title_text="achieved FLOP/s (analytic FLOPs / measured time)")
+    fig.update_layout(**LAYOUT, title=title or None, height=600)
+    return fig
+
+
+# --------------------------------------------------------------------------- whole models
+
+def model_curves_figure(predicted: pd.DataFrame, measured: pd.DataFrame | None, y: str,
+                        y_title: str, title: str = "", log_y: bool = True) -> go.Figure:
+    """One line per model (predicted) and markers (measured) against context length."""
+    fig = go.Figure()
+    for name, group in predicted.sort_values("seqlen").groupby("name", sort=False):
+        fig.add_trace(go.Scatter(x=group["seqlen"], y=group[y], mode="lines", name=f"{name} predicted",
+                                 legendgroup=name, line=dict(color=model_colour(name), width=2),
+                                 hovertemplate=f"{name}<br>L=%{{x:,}}<br>predicted %{{y:.4g}}<extra></extra>"))
+    if measured is not None and not measured.empty:
+        for name, group in measured.sort_values("seqlen").groupby("name", sort=False):
+            fig.add_trace(go.Scatter(x=group["seqlen"], y=group[y], mode="markers", name=f"{name} measured",
+                                     legendgroup=name, marker=dict(color=model_colour(name), size=10,
+                                                                   symbol="circle-open", line=dict(width=2)),
+                                     hovertemplate=f"{name}<br>L=%{{x:,}}<br>measured %{{y:.4g}}<extra></extra>"))
+    xs = predicted["seqlen"].unique() if not predicted.empty else []
+    fig.update_xaxes(**size_axis(xs), title_text="context length (tokens)")
+    fig.update_yaxes(type="log" if log_y else "linear", title_text=y_title)
+    fig.update_layout(**LAYOUT, title=title or None, height=430)
+    return fig
+
+
+def memory_figure(memory: pd.DataFrame, title: str = "", gpu_mem_bytes: float | None = None) -> go.Figure:
+    """Stacked bars per model and context: weights, KV cache, SSM state, activations (GiB)."""
+    parts = [("weights_bytes", "weights", "#7f7f7f"), ("kv_cache_bytes", "KV cache", "#d62728"),
+             ("ssm_state_bytes", "SSM + conv state", "#1f77b4"),
+             ("activation_peak_bytes", "activation peak", "#bcbd22")]
+    x = [memory["name"], memory["seqlen"].map(format_size)]
+    fig = go.Figure()
+    for column, label, colour in parts:
+        if column in memory.columns:
+            fig.add_trace(go.Bar(x=x, y=memory[column] / 2**30, name=label, marker_color=colour,
+                                 hovertemplate=label + " %{y:.1f} GiB<extra></extra>"))
+    if gpu_mem_bytes:
+        fig.add_hline(y=gpu_mem_bytes / 2**30, line=dict(color="#000", dash="dash"),
+                      annotation_text="GPU memory", annotation_position="top left")
+    fig.update_layout(**LAYOUT, barmode="stack", title=title or None, height=460,
+                      yaxis_title="GiB", xaxis_title="model · context")
+    return fig
+
+
+def speedup_figure(predicted: pd.DataFrame, measured: pd.DataFrame | None = None,
+                   title: str = "", max_batch_curve: pd.DataFrame | None = None) -> go.Figure:
+    """Hybrid-vs-Transformer decode speedup (tokens/s ratio) over context, one colour per batch.
+
+    Frames have columns batch, seqlen, speedup. The paper's "up to 8x" is a dashed line; the
+    optional `max_batch_curve` is each model at its own largest batch that fits (capacity).
+    """
+    fig = go.Figure()
+    for batch, group in predicted.sort_values("seqlen").groupby("batch", sort=True):
+        fig.add_trace(go.Scatter(x=group["seqlen"], y=group["speedup"], mode="lines",
+                                 name=f"B={batch} predicted", legendgroup=f"B={batch}",
+                                 line=dict(color=batch_colour(batch), width=2),
+                                 hovertemplate=f"B={batch}, L=%{{x:,}}<br>predicted %{{y:.2f}}x<extra></extra>"))
+    if measured is not None and not measured.empty:
+        for batch, group in measured.sort_values("seqlen").groupby("batch", sort=True):
+            fig.add_trace(go.Scatter(x=group["seqlen"], y=group["speedup"], mode="markers",
+                                     name=f"B={batch} measured", legendgroup=f"B={batch}",
+                                     marker=dict(color=batch_colour(batch), size=11, symbol="diamond",
+                                                 line=dict(width=1, color="white")),
+                                     hovertemplate=f"B={batch}, L=%{{x:,}}<br>measured %{{y:.2f}}x<extra></extra>"))
+    if max_batch_curve is not None and not max_batch_curve.empty:
+        group = max_batch_curve.sort_values("seqlen")
+        fig.add_trace(go.Scatter(x=group["seqlen"], y=group["speedup"], mode="lines+markers",
+                                 name="each at its largest batch (predicted)",
+                                 line=dict(color="#000", width=3, dash="dot"),
+                                 customdata=np.stack([group["batch_hybrid"], group["batch_transformer"]], axis=-1),
+                                 hovertemplate=("L=%{x:,}<br>%{y:.2f}x<br>hybrid B=%{customdata[0]}, "
+                                                "Transformer B=%{customdata[1]}<extra></extra>")))
+    fig.add_hline(y=PAPER_SPEEDUP, line=dict(color="#d62728", dash="dash", width=2),
+                  annotation_text="paper: “up to 8x” (arXiv 2406.07887)",
+                  annotation_position="top left", annotation_font_color="#d62728")
+    fig.add_hline(y=1, line=dict(color="#999", width=1))
+    xs = predicted["seqlen"].unique() if not predicted.empty else []
+    fig.update_xaxes(**size_axis(xs), title_text="context length (tokens)")
+    top = max([PAPER_SPEEDUP * 1.25] + [float(f["speedup"].max()) * 1.1 for f in
+                                         (predicted, measured, max_batch_curve) if f is not None and not f.empty])
+    fig.update_yaxes(title_text="hybrid ÷ Transformer decode tokens/s", range=[0, top])
+    fig.update_layout(**LAYOUT, title=title or None, height=480)
+    return fig
+
+
+def whatif_figure(base: pd.DataFrame, edited: pd.DataFrame, y: str, y_title: str,
+                  title: str = "") -> go.Figure:
+    """Edited config (solid) against its base (dashed), one colour per batch, over context."""
+    fig = go.Figure()
+    for frame, label, dash in ((edited, "edited", "solid"), (base, "base", "dash")):
+        for batch, group in frame.sort_values("seqlen").groupby("batch", sort=True):
+            fig.add_trace(go.Scatter(
+                x=group["seqlen"], y=group[y], mode="lines+markers", name=f"B={batch} {label}",
+                legendgroup=f"B={batch}", line=dict(color=batch_colour(batch), width=2.5 if dash == "solid" else 1.5,
+                                                    dash=dash),
+                marker=dict(size=6 if dash == "solid" else 4),
+                hovertemplate=f"B={batch} {label}<br>L=%{{x:,}}<br>%{{y:.4g}}<extra></extra>"))
+    xs = edited["seqlen"].unique() if not edited.empty else []
+    fig.update_xaxes(**size_axis(xs), title_text="context length (tokens)")
+    fig.update_yaxes(type="log", title_text=y_title)
+    fig.update_layout(**LAYOUT, title=title or None, height=430)
+    return fig
+
+
+def breakdown_figure(frames: dict[str, pd.DataFrame], title: str = "") -> go.Figure:
+    """Time per op class for one point, one bar per config (frames from analytic breakdown)."""
+    fig = go.Figure()
+    classes = sorted({c for f in frames.values() for c in f["op_class"]})
+    palette = list(_PALETTE)
+    for i, op_class in enumerate(classes):
+        fig.add_trace(go.Bar(
+            x=list(frames), y=[float(f.loc[f["op_class"] == op_class, "time_ms"].sum()) for f in frames.values()],
+            name=op_class, marker_color=palette[i % len(palette)],
+            hovertemplate=op_class + " %{y:.4g} ms<extra></extra>"))
+    fig.update_layout(**LAYOUT, barmode="stack", title=title or None, height=430, yaxis_title="ms")
+    return fig
