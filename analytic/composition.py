@@ -1,8 +1,9 @@
 """Whole-model operation lists: layers in pattern order plus what only a full model has.
 
 A model step is its distinct layer types (each op list computed once, counted per occurrence),
-one pre-norm and one residual add per block, the embedding gather, the final norm and the LM
-head. Time to first token runs the LM head on the last position only (B rows), as serving
+one fused residual-add + pre-norm per block (mamba_ssm's Triton `layer_norm_fn` with a residual,
+as `models.stack` runs it: reads the block output and the residual, writes the normed input and
+the new residual), the embedding gather, the final norm and the LM head. Time to first token runs the LM head on the last position only (B rows), as serving
 engines do; so does every decode step.
 """
 
@@ -25,9 +26,8 @@ class CountedOp:
 
 
 def block_extras(d_model: int, norm: str, tokens: np.ndarray, e: int) -> list[Op]:
-    norm_flops = 8.0 if norm == "layernorm" else 4.0
-    return [elementwise(f"pre_{norm}", tokens * d_model, tokens * d_model, norm_flops, e),
-            elementwise("residual_add", 2 * tokens * d_model, tokens * d_model, 1.0, e)]
+    norm_flops = 8.0 if norm == "layernorm" else 5.0
+    return [elementwise(f"add_{norm}", 2 * tokens * d_model, 2 * tokens * d_model, norm_flops, e)]
 
 
 def model_ops(spec: ModelSpec, phase: str, batch: np.ndarray, seqlen: np.ndarray, e: int = 2) -> list[CountedOp]:
@@ -43,8 +43,8 @@ def model_ops(spec: ModelSpec, phase: str, batch: np.ndarray, seqlen: np.ndarray
     out += [CountedOp("block", op, n_blocks) for op in block_extras(spec.d_model, spec.norm, tokens, e)]
     out.append(CountedOp("embedding", elementwise("embedding", tokens * spec.d_model, tokens * spec.d_model,
                                                   0.0, e), 1))
-    out.append(CountedOp("head", elementwise(f"final_{spec.norm}", last * spec.d_model, last * spec.d_model,
-                                             4.0, e), 1))
+    out.append(CountedOp("head", elementwise(f"final_add_{spec.norm}", 2 * last * spec.d_model,
+                                             2 * last * spec.d_model, 5.0, e), 1))
     out.append(CountedOp("head", gemm("lm_head", last, spec.vocab_size, spec.d_model, e), 1))
     return out
 

@@ -1,9 +1,11 @@
 """Time of one operation: a roofline per op class, with ceilings from datasheet or calibration.
 
-Every class is timed as  t = kernels * t0 + max(bytes / bw, flops / rate)  where
+Every class is timed on the GPU as  t = kernels * t0 + max(bytes / bw, flops / rate)  where
   t0    the per-kernel floor: launch gap inside a CUDA graph plus the kernel's ramp-up/tail,
   bw    the bandwidth the class's kernels achieve on large inputs,
   rate  the arithmetic rate they achieve (tensor cores for GEMM/attention/SSD, FP32 otherwise).
+Launched eagerly (prefill, eager decode), each kernel also costs `host_s` on the CPU; a sequence
+of ops takes max(GPU sum, host sum), since the host runs ahead until the GPU starves it.
 Datasheet mode uses the vendor peaks and a nominal launch gap for all classes: a plain roofline.
 Calibrated mode takes t0, bw and rate per class from `perfbench calibrate`'s microbenchmarks, and
 adds two class-specific physical terms:
@@ -12,6 +14,8 @@ adds two class-specific physical terms:
     fitted roofline with tile (wave) quantization on 132 SMs.
   - attention decode: a query-per-CTA kernel (FlashAttention without split-KV) streams the cache
     with B*H CTAs, so achieved bandwidth is min(bw, CTAs * bw_per_cta) until the machine fills.
+  - Mamba-1 selective scan: compute-bound at d_state 128; timed on its chunk-padded elements at
+    the rate of the thread configuration its sequence length selects.
   - attention prefill: timed on the FLOPs of the 128x128 tiles actually computed (the causal
     diagonal costs full tiles), with wave quantization of its CTAs.
 """
@@ -28,6 +32,7 @@ from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWISE, GEMM, 
                           SELECTIVE_SCAN, SSD, STATE_UPDATE, Op)
 
 TENSOR_CLASSES = (GEMM, ATTN_PREFILL, SSD)
+EXTRA_PARAMS = ("bw_per_cta_bytes_s", "ctas_per_sm", "flops_s_512", "flops_s_1024", "flops_s_2048")
 GEMM_TILE_M, GEMM_TILE_N = 128, 256
 
 
@@ -37,6 +42,7 @@ class ClassCeiling:
     bw_bytes_s: float
     flops_s: float
     extra: dict = field(default_factory=dict)
+    host_s: float = 10e-6  # host cost per kernel when launched eagerly (PyTorch dispatch, Triton launcher)
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
     if calibration is None:
         classes = {c: ClassCeiling(gpu.graph_kernel_s, gpu.mem_bw_bytes_s,
                                    gpu.peak_bf16_flops if c in TENSOR_CLASSES or c == ATTN_DECODE
-                                   else gpu.peak_fp32_flops)
+                                   else gpu.peak_fp32_flops, {}, gpu.eager_kernel_s)
                    for c in OP_CLASSES}
         return Ceilings(gpu, False, classes, {}, gpu.graph_kernel_s, gpu.eager_kernel_s,
                         gpu.mem_bw_bytes_s, gpu.peak_bf16_flops)
@@ -66,10 +72,11 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
     for c in OP_CLASSES:
         fitted = cal.op_classes.get(c, {})
         default_rate = cal.gemm_peak_flops if c in TENSOR_CLASSES else gpu.peak_fp32_flops
-        extra = {k: v for k, v in fitted.items() if k not in ("t0_s", "bw_bytes_s", "flops_s")}
+        extra = {k: v for k, v in fitted.items() if k in EXTRA_PARAMS}
         classes[c] = ClassCeiling(float(fitted.get("t0_s", cal.launch["graph_kernel_s"])),
                                   float(fitted.get("bw_bytes_s", cal.copy_bandwidth_bytes_s)),
-                                  float(fitted.get("flops_s", default_rate)), extra)
+                                  float(fitted.get("flops_s", default_rate)), extra,
+                                  float(fitted.get("host_s", cal.launch["eager_kernel_s"])))
     table: dict = {}
     for m, n, k, t in sorted(cal.gemm):
         table.setdefault((n, k), ([], []))
@@ -127,9 +134,30 @@ def _attention_decode_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarr
     return c.t0_s + np.maximum(mem_s, cmp_s), np.where(cmp_s > mem_s, "compute", "memory")
 
 
+def host_time(op: Op, ceil: Ceilings) -> float:
+    """Host seconds to launch this op eagerly (the GPU waits on it when kernels are short)."""
+    return ceil.classes[op.op_class].host_s * op.kernels
+
+
+def _selective_scan_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
+    c = ceil.classes[SELECTIVE_SCAN]
+    if not ceil.calibrated or "padded_elements" not in op.shape:
+        roof, bound = _roofline(op, c, op.flops)
+        return c.t0_s + roof, bound
+    chunk = op.shape["chunk"]
+    rate = np.select([chunk == 512, chunk == 1024],
+                     [c.extra.get("flops_s_512", c.flops_s), c.extra.get("flops_s_1024", c.flops_s)],
+                     c.extra.get("flops_s_2048", c.flops_s))
+    cmp_s = 9.0 * op.shape["padded_elements"] / rate
+    mem_s = op.bytes_ / c.bw_bytes_s
+    return c.t0_s + np.maximum(cmp_s, mem_s), np.where(cmp_s > mem_s, "compute", "memory")
+
+
 def op_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
     """(seconds, bound) arrays for one op over the grid; bound is 'compute'|'memory'|'launch'."""
-    if op.op_class == GEMM:
+    if op.op_class == SELECTIVE_SCAN:
+        t, bound = _selective_scan_time(op, ceil)
+    elif op.op_class == GEMM:
         t, bound = _gemm_time(op, ceil)
     elif op.op_class == ATTN_PREFILL:
         t, bound = _attention_prefill_time(op, ceil)

@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from analytic.costs import layer_ops
-from analytic.efficiency import ClassCeiling, Ceilings, op_time
+from analytic.efficiency import EXTRA_PARAMS, ClassCeiling, Ceilings, host_time, op_time
 from analytic.ops import ATTN_DECODE, ATTN_PREFILL, GEMM, Op, gemm
 from models.registry import BUILTIN_LAYERS
 from models.specs import AttentionSpec, Mamba2Spec, MambaSpec, MLPSpec
@@ -42,19 +42,63 @@ def sample_ops(sample: dict) -> list[Op]:
                np.array([float(sample["bytes"])]), int(sample.get("kernels", 1)), {})]
 
 
-def _predict(samples_ops: list[list[Op]], base: Ceilings, op_class: str, cand: ClassCeiling) -> np.ndarray:
+def _predict(samples_ops: list[list[Op]], eager: np.ndarray, base: Ceilings, op_class: str,
+             cand: ClassCeiling) -> np.ndarray:
     classes = dict(base.classes)
     classes[op_class] = cand
     ceil = replace(base, classes=classes)
-    return np.array([sum(float(op_time(op, ceil)[0][0]) for op in ops) for ops in samples_ops])
+    out = []
+    for ops, is_eager in zip(samples_ops, eager):
+        gpu = sum(float(op_time(op, ceil)[0][0]) for op in ops)
+        out.append(max(gpu, sum(host_time(op, ceil) for op in ops)) if is_eager else gpu)
+    return np.array(out)
+
+
+def _candidate(params: dict) -> ClassCeiling:
+    return ClassCeiling(params["t0_s"], params["bw_bytes_s"], params["flops_s"],
+                        {k: params[k] for k in EXTRA_PARAMS if k in params}, params.get("host_s", 10e-6))
+
+
+def fit_selective_scan(samples: list[dict], base: Ceilings) -> dict:
+    """Per-thread-configuration scan rates: each configuration's median of padded FLOPs / time.
+
+    The scan is compute-bound at the 8B sizes (d_state 128), so each sample gives its rate directly.
+    """
+    from analytic.efficiency import SELECTIVE_SCAN
+
+    params = {"t0_s": base.graph_kernel_s, "bw_bytes_s": base.copy_bw_bytes_s,
+              "flops_s": base.classes[SELECTIVE_SCAN].flops_s}
+    rates: dict[int, list] = {}
+    for sample in samples:
+        op = sample_ops(sample)[0]
+        chunk = int(np.asarray(op.shape["chunk"]).ravel()[0])
+        flops = 9.0 * float(np.asarray(op.shape["padded_elements"]).ravel()[0])
+        rates.setdefault(chunk, []).append(flops / max(float(sample["time_s"]) - params["t0_s"], 1e-9))
+    for chunk, values in rates.items():
+        params[f"flops_s_{chunk}"] = float(np.median(values))
+    params["flops_s"] = float(np.median([v for vals in rates.values() for v in vals]))
+    cal_classes = dict(base.classes)
+    cal_classes[SELECTIVE_SCAN] = _candidate(params)
+    ceil = replace(base, classes=cal_classes)
+    ops_list = [sample_ops(s) for s in samples]
+    measured = np.array([float(s["time_s"]) for s in samples])
+    pred = np.array([sum(float(op_time(op, ceil)[0][0]) for op in ops) for ops in ops_list])
+    rel = (pred - measured) / measured
+    return {**params, "n_samples": len(samples), "fit_median_abs_err": float(np.median(np.abs(rel))),
+            "fit_max_abs_err": float(np.max(np.abs(rel)))}
 
 
 def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9) -> dict:
-    """Best (t0_s, bw_bytes_s, flops_s[, bw_per_cta_bytes_s]) for one class, with its fit error."""
+    """Best (t0_s, bw_bytes_s, flops_s[, bw_per_cta_bytes_s, host_s]) for one class, with its fit error."""
+    if op_class == "selective_scan":
+        return fit_selective_scan(samples, base)
     ops_list = [sample_ops(s) for s in samples]
     measured = np.array([float(s["time_s"]) for s in samples])
+    eager = np.array([s.get("mode", "graph") == "eager" for s in samples])
     current = base.classes[op_class]
     centre = {"t0_s": max(current.t0_s, 1e-7), "bw_bytes_s": current.bw_bytes_s, "flops_s": current.flops_s}
+    if eager.any():
+        centre["host_s"] = current.host_s
     if op_class == ATTN_DECODE:
         centre["bw_per_cta_bytes_s"] = current.extra.get("bw_per_cta_bytes_s", current.bw_bytes_s / 64)
     if op_class == ATTN_PREFILL:
@@ -62,6 +106,7 @@ def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9
     span = {k: 8.0 for k in centre}
     span["ctas_per_sm"] = 1.0
     best, best_err = dict(centre), np.inf
+    steps = steps if len(centre) <= 3 else max(5, steps - 2 * (len(centre) - 3))
     for _round in range(4):
         grids = {k: (np.geomspace(centre[k] / span[k], centre[k] * span[k], steps) if k != "ctas_per_sm"
                      else np.array([1.0, 2.0])) for k in centre}
@@ -69,16 +114,12 @@ def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9
         mesh = np.meshgrid(*[grids[k] for k in keys], indexing="ij")
         for idx in np.ndindex(mesh[0].shape):
             params = {k: float(mesh[i][idx]) for i, k in enumerate(keys)}
-            extra = {k: params[k] for k in ("bw_per_cta_bytes_s", "ctas_per_sm") if k in params}
-            cand = ClassCeiling(params["t0_s"], params["bw_bytes_s"], params["flops_s"], extra)
-            pred = _predict(ops_list, base, op_class, cand)
+            pred = _predict(ops_list, eager, base, op_class, _candidate(params))
             err = float(np.mean(((pred - measured) / measured) ** 2))
             if err < best_err:
                 best, best_err = params, err
         centre = best
         span = {k: (v ** 0.5 if k != "ctas_per_sm" else v) for k, v in span.items()}
-    cand = ClassCeiling(best["t0_s"], best["bw_bytes_s"], best["flops_s"],
-                        {k: best[k] for k in ("bw_per_cta_bytes_s", "ctas_per_sm") if k in best})
-    rel = (_predict(ops_list, base, op_class, cand) - measured) / measured
+    rel = (_predict(ops_list, eager, base, op_class, _candidate(best)) - measured) / measured
     return {**best, "n_samples": len(samples), "fit_median_abs_err": float(np.median(np.abs(rel))),
             "fit_max_abs_err": float(np.max(np.abs(rel)))}

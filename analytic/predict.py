@@ -4,9 +4,9 @@
 quantity, and each distinct layer type's op list is evaluated once per call. For decode, `seqlen`
 is the context length (the caches hold that many tokens before the new one).
 
-Decode timing modes: with CUDA graphs (default) a step is the sum of its kernels' times; eager,
-each kernel also costs a host dispatch, and the step takes whichever is longer, the host's
-dispatch chain or the GPU's work (the GPU runs ahead of the host until it starves).
+Timing modes: decode with CUDA graphs (default) is the sum of its kernels' times. Prefill, and
+decode with --eager, launch each kernel from the host, and take whichever is longer, the host's
+launch chain or the GPU's work (the host runs ahead until the GPU starves).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pandas as pd
 from analytic.calibration import Calibration, resolve
 from analytic.composition import CountedOp, model_ops
 from analytic.costs import PHASES, layer_ops
-from analytic.efficiency import Ceilings, ceilings, op_time
+from analytic.efficiency import Ceilings, ceilings, host_time, op_time
 from analytic.hardware import get_gpu
 from analytic.memory import memory_footprint
 from models.registry import BUILTIN_LAYERS, get_layer, get_model
@@ -93,8 +93,8 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
     flops = sum(c.op.flops * c.count for c in ops)
     bytes_ = sum(c.op.bytes_ * c.count for c in ops)
     n_kernels = sum(c.op.kernels * c.count for c in ops)
-    if not graphs:
-        time_s = np.maximum(time_s, n_kernels * ceil.eager_kernel_s)
+    if phase == "prefill" or not graphs:  # launched eagerly: the host may be the bottleneck
+        time_s = np.maximum(time_s, sum(host_time(c.op, ceil) * c.count for c in ops))
     by_bound = {}
     for (t, bound), c in zip(times, ops):
         for label in ("compute", "memory", "launch"):

@@ -57,6 +57,8 @@ class Timer:
     def __init__(self, torch):
         self.torch = torch
 
+    last_mode = "graph"
+
     def __call__(self, fn: Callable[[], object], est_s: float | None = None, graph: bool = True,
                  trials: int = 5) -> float:
         torch = self.torch
@@ -89,6 +91,7 @@ class Timer:
             except Exception:  # not capturable: time eagerly
                 torch.cuda.synchronize()
                 runner = None
+        self.last_mode = "graph" if runner is not None else "eager"
         if runner is None:
             def runner():
                 for _ in range(reps):
@@ -164,6 +167,14 @@ def measure_kernels(torch, timer: Timer, log) -> dict:
                                                    ATTN_DECODE, ELEMENTWISE)}
     failures: dict[str, str] = {}
 
+    def add(op_class: str, sample: dict) -> None:
+        """Keep a sample with how it was timed and the exact spec it ran, for later refits."""
+        sample["mode"] = timer.last_mode
+        if "layer" in sample:
+            sample["kind"] = BUILTIN_LAYERS[sample["layer"]].kind
+            sample["spec"] = _spec_fields(BUILTIN_LAYERS[sample["layer"]])
+        samples[op_class].append(sample)
+
     def guarded(name, fn):
         try:
             fn()
@@ -191,7 +202,7 @@ def measure_kernels(torch, timer: Timer, log) -> dict:
             C = _randn(torch, b, L, G, N)
             t = timer(lambda: mamba_chunk_scan_combined(x, dtt, A, B, C, m2.chunk_size, D=D, dt_bias=dt_bias,
                                                         dt_softplus=True), graph=False)
-            samples[SSD].append({"layer": "mamba2", "phase": "prefill", "batch": b, "seqlen": L,
+            add(SSD, {"layer": "mamba2", "phase": "prefill", "batch": b, "seqlen": L,
                                  "ops": ["ssd_chunk_cumsum", "ssd_chunk_state", "ssd_state_passing",
                                          "ssd_bmm_chunk", "ssd_chunk_scan"], "time_s": t})
             log(f"  ssd b={b} L={L}: {t * 1e3:.3f} ms")
@@ -203,7 +214,7 @@ def measure_kernels(torch, timer: Timer, log) -> dict:
         A = -torch.rand(di, N, device="cuda", dtype=torch.float32) - 0.5
         D = torch.randn(di, device="cuda", dtype=torch.float32)
         bias = torch.randn(di, device="cuda", dtype=torch.float32) * 0.1
-        for b, L in prefill_sizes[:6]:
+        for b, L in ((1, 320), (5, 448), (2, 640), (7, 896), (1, 1536), (3, 3072), (1, 6144), (2, 12288)):
             u = _randn(torch, b, di, L)
             delta = _randn(torch, b, di, L, scale=0.5)
             z = _randn(torch, b, di, L)
@@ -211,7 +222,7 @@ def measure_kernels(torch, timer: Timer, log) -> dict:
             C = _randn(torch, b, 1, N, L)
             t = timer(lambda: selective_scan_fn(u, delta, A, B, C, D, z=z, delta_bias=bias, delta_softplus=True),
                       graph=False)
-            samples[SELECTIVE_SCAN].append({"layer": "mamba", "phase": "prefill", "batch": b, "seqlen": L,
+            add(SELECTIVE_SCAN, {"layer": "mamba", "phase": "prefill", "batch": b, "seqlen": L,
                                             "ops": ["selective_scan"], "time_s": t})
             log(f"  selective_scan b={b} L={L}: {t * 1e3:.3f} ms")
 
@@ -247,9 +258,11 @@ def measure_kernels(torch, timer: Timer, log) -> dict:
             dtt = _randn(torch, b, H, scale=0.5)[:, :, None].expand(b, H, P)
             B = _randn(torch, b, G, N)
             C = _randn(torch, b, G, N)
-            t = timer(lambda: selective_state_update(state, x, dtt, A, B, C, D, dt_bias=dt_bias, dt_softplus=True))
-            samples[STATE_UPDATE].append({"layer": "mamba2", "phase": "decode", "batch": b, "seqlen": 1024,
-                                          "ops": ["selective_state_update"], "time_s": t})
+            for graph in (True, False):
+                t = timer(lambda: selective_state_update(state, x, dtt, A, B, C, D, dt_bias=dt_bias,
+                                                         dt_softplus=True), graph=graph)
+                add(STATE_UPDATE, {"layer": "mamba2", "phase": "decode", "batch": b, "seqlen": 1024,
+                                   "ops": ["selective_state_update"], "time_s": t})
             log(f"  mamba2 state_update b={b}: {t * 1e6:.1f} us")
         di, N1 = m1.d_inner, m1.d_state
         A1 = -torch.rand(di, N1, device="cuda", dtype=torch.float32) - 0.5
@@ -260,7 +273,7 @@ def measure_kernels(torch, timer: Timer, log) -> dict:
             x, dtt, z = _randn(torch, b, di), _randn(torch, b, di, scale=0.5), _randn(torch, b, di)
             B, C = _randn(torch, b, N1), _randn(torch, b, N1)
             t = timer(lambda: selective_state_update(state, x, dtt, A1, B, C, D1, z=z, dt_bias=bias1, dt_softplus=True))
-            samples[STATE_UPDATE].append({"layer": "mamba", "phase": "decode", "batch": b, "seqlen": 1024,
+            add(STATE_UPDATE, {"layer": "mamba", "phase": "decode", "batch": b, "seqlen": 1024,
                                           "ops": ["selective_state_update"], "time_s": t})
 
     def attention():
@@ -278,19 +291,20 @@ def measure_kernels(torch, timer: Timer, log) -> dict:
                 with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
                     t = timer(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa),
                               graph=False)
-                samples[ATTN_PREFILL].append({"layer": layer, "phase": "prefill", "batch": b, "seqlen": L,
+                add(ATTN_PREFILL, {"layer": layer, "phase": "prefill", "batch": b, "seqlen": L,
                                               "ops": ["flash_attention"], "time_s": t})
                 log(f"  {layer} prefill b={b} L={L}: {t * 1e3:.3f} ms")
             for b in (1, 3, 12, 48):
                 for ctx in (768, 3072, 12288):
                     if b * ctx * Hkv * hd * 2 * 2 > 8e9:
                         continue
-                    q = _randn(torch, b, H, 1, hd)
+                    # As models.torch_layers runs it: the G query heads of a KV head as G query rows.
+                    q = _randn(torch, b, Hkv, H // Hkv, hd)
                     k = _randn(torch, b, Hkv, ctx + 1, hd)
                     v = _randn(torch, b, Hkv, ctx + 1, hd)
                     with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
-                        t = timer(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa))
-                    samples[ATTN_DECODE].append({"layer": layer, "phase": "decode", "batch": b, "seqlen": ctx,
+                        t = timer(lambda: F.scaled_dot_product_attention(q, k, v))
+                    add(ATTN_DECODE, {"layer": layer, "phase": "decode", "batch": b, "seqlen": ctx,
                                                  "ops": ["attention_decode"], "time_s": t})
             log(f"  {layer} decode: {len(samples[ATTN_DECODE])} samples")
 
@@ -299,10 +313,10 @@ def measure_kernels(torch, timer: Timer, log) -> dict:
             x = _randn(torch, elems)
             y = _randn(torch, elems)
             t = timer(lambda: torch.add(x, y))
-            samples[ELEMENTWISE].append({"class": ELEMENTWISE, "name": "add", "flops": elems,
+            add(ELEMENTWISE, {"class": ELEMENTWISE, "name": "add", "flops": elems,
                                          "bytes": 3 * 2 * elems, "kernels": 1, "time_s": t})
             t = timer(lambda: torch.relu(x))
-            samples[ELEMENTWISE].append({"class": ELEMENTWISE, "name": "relu", "flops": elems,
+            add(ELEMENTWISE, {"class": ELEMENTWISE, "name": "relu", "flops": elems,
                                          "bytes": 2 * 2 * elems, "kernels": 1, "time_s": t})
         log(f"  elementwise: {len(samples[ELEMENTWISE])} samples")
 
@@ -359,11 +373,14 @@ def fit_calibration(data: dict, log=print) -> dict:
     base = ceilings(gpu, cal)
     classes = {}
     for op_class, samples in data.get("samples", {}).items():
+        if op_class == ELEMENTWISE:  # the class models a launch floor and HBM: drop L2-resident sizes
+            samples = [s for s in samples if s["bytes"] <= 1 << 20 or s["bytes"] >= 192 << 20]
         if not samples:
             continue
         classes[op_class] = fit_class(op_class, samples, base)
         c = classes[op_class]
         log(f"fit {op_class:18s} n={c['n_samples']:3d} t0={c['t0_s'] * 1e6:6.2f} us "
+            f"host={c.get('host_s', float('nan')) * 1e6:5.1f} us "
             f"bw={c['bw_bytes_s'] / 1e12:6.3f} TB/s rate={c['flops_s'] / 1e12:7.1f} TFLOP/s "
             f"median|err|={c['fit_median_abs_err']:.3f} max={c['fit_max_abs_err']:.3f}")
     # The GEMM class's roofline is the fallback for shapes off the measured table: fit it without the table.

@@ -20,13 +20,16 @@ TILE = 128
 
 
 def _rope(spec, tokens: np.ndarray, e: int) -> list[Op]:
+    """Rotate-half RoPE in eager PyTorch (models.reference.apply_rope): per tensor (q, k) four
+    multiplies, a subtract, an add on the rotated half and a cat that rewrites the whole head."""
     if spec.rotary_fraction <= 0:
         return []
     rot = int(spec.head_dim * spec.rotary_fraction)
-    # q and k rotated dims: read x, cos, sin; write x. Eager PyTorch: ~6 kernels per tensor.
-    elems = tokens * (spec.n_heads + spec.n_kv_heads) * rot
-    return [elementwise("rope", 2 * elems, elems + tokens * (spec.n_heads + spec.n_kv_heads) * spec.head_dim,
-                        3.0, e, kernels=12)]
+    heads = spec.n_heads + spec.n_kv_heads
+    half = tokens * heads * rot / 2
+    full = tokens * heads * spec.head_dim
+    # 4 muls (read half, write half) + sub + add (read 2 halves, write half) + cat (read/write full)
+    return [elementwise("rope", 4 * half + 4 * half + full, 6 * half + full, 1.0, e, kernels=14)]
 
 
 def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
@@ -40,8 +43,10 @@ def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
     bytes_ = e * tokens * (2 * h * hd + 2 * hkv * hd)  # read Q, K, V; write O
     core = Op("flash_attention", ATTN_PREFILL, flops, bytes_, 1,
               {"tile_flops": tile_flops, "ctas": b * h * n_tiles, "seqlen": L})
+    # SDPA returns (B, H, L, hd); back to (B, L, H*hd) is one copy before out_proj.
+    transpose = elementwise("out_transpose", tokens * spec.q_dim, tokens * spec.q_dim, 0.0, e)
     return [gemm("qkv_proj", tokens, spec.qkv_dim, spec.d_model, e), *_rope(spec, tokens, e),
-            core, gemm("out_proj", tokens, spec.d_model, spec.q_dim, e)]
+            core, transpose, gemm("out_proj", tokens, spec.d_model, spec.q_dim, e)]
 
 
 def decode(spec, batch, seqlen, e: int = 2) -> list[Op]:
@@ -51,8 +56,11 @@ def decode(spec, batch, seqlen, e: int = 2) -> list[Op]:
     ctx = L + 1  # the cache holds L tokens, plus the new one
     kv_read = e * b * ctx * 2 * hkv * hd
     flops = 4.0 * b * h * hd * ctx
+    # The G query heads that share a KV head ride as G query rows of one CTA (models.torch_layers
+    # folds them; FlashAttention-2 decode does the same), so B * n_kv_heads CTAs stream the cache.
     core = Op("attention_decode", ATTN_DECODE, flops, kv_read + e * b * 2 * h * hd, 1,
-              {"ctas": b * h, "kv_bytes": kv_read, "seqlen": ctx})
+              {"ctas": b * hkv, "kv_bytes": kv_read, "seqlen": ctx})
     append = elementwise("kv_append", b * 2 * hkv * hd, b * 2 * hkv * hd, 0.0, e, kernels=2)
-    return [gemm("qkv_proj", b, spec.qkv_dim, spec.d_model, e), *_rope(spec, b, e), append, core,
+    fold = elementwise("q_fold", b * h * hd, b * h * hd, 0.0, e)
+    return [gemm("qkv_proj", b, spec.qkv_dim, spec.d_model, e), *_rope(spec, b, e), append, fold, core,
             gemm("out_proj", b, spec.d_model, spec.q_dim, e)]

@@ -22,12 +22,21 @@ FP32 = 4
 SCAN_CHUNK = 2048  # selective_scan_fwd processes the sequence in chunks of 2048 and saves each state
 
 
+def scan_chunk(seqlen: np.ndarray) -> np.ndarray:
+    """Tokens one selective-scan block handles per chunk: kNThreads * kNItems picked by seqlen
+    (selective_scan_fwd_kernel.cuh: <=512 -> 32x16, <=1024 -> 64x16, else 128x16); the last chunk
+    is padded to it, and each thread configuration runs at its own rate."""
+    return np.where(seqlen <= 512, 512, np.where(seqlen <= 1024, 1024, SCAN_CHUNK))
+
+
 def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
     b = np.asarray(batch, dtype=np.float64)
     L = np.asarray(seqlen, dtype=np.float64)
     T = b * L
     di, N, r = spec.d_inner, spec.d_state, spec.dt_rank
     scan_elements = T * di * N
+    chunk = scan_chunk(L)
+    padded_elements = b * np.ceil(L / chunk) * chunk * di * N
     saved_states = b * np.ceil(L / SCAN_CHUNK) * di * N * 2 * FP32
     return [
         gemm("in_proj", T, 2 * di, spec.d_model, e),
@@ -38,7 +47,8 @@ def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
         gemm("dt_proj", T, di, r, e),
         elementwise("BC_contiguous", 2 * T * N, 2 * T * N, 0.0, e, kernels=2),
         Op("selective_scan", SELECTIVE_SCAN, 9.0 * scan_elements,
-           e * T * (4 * di + 2 * N) + saved_states, 1, {"scan_elements": scan_elements, "tokens": T}),
+           e * T * (4 * di + 2 * N) + saved_states, 1, {"scan_elements": scan_elements, "padded_elements": padded_elements, "chunk": chunk,
+            "tokens": T}),
         elementwise("out_transpose", T * di, T * di, 0.0, e),
         gemm("out_proj", T, spec.d_model, di, e),
     ]
