@@ -32,6 +32,9 @@ from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWISE, GEMM, 
                           SELECTIVE_SCAN, SSD, STATE_UPDATE, Op)
 
 TENSOR_CLASSES = (GEMM, ATTN_PREFILL, SSD)
+# Bound codes (int8 arrays are far cheaper than strings over large grids); labels by index.
+COMPUTE, MEMORY, LAUNCH = 0, 1, 2
+BOUND_LABELS = ("compute", "memory", "launch")
 EXTRA_PARAMS = ("bw_per_cta_bytes_s", "ctas_per_sm", "flops_s_512", "flops_s_1024", "flops_s_2048")
 GEMM_TILE_M, GEMM_TILE_N = 128, 256
 
@@ -90,7 +93,7 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
 def _roofline(op: Op, c: ClassCeiling, flops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mem_s = op.bytes_ / c.bw_bytes_s
     cmp_s = flops / c.flops_s
-    return np.maximum(mem_s, cmp_s), np.where(cmp_s > mem_s, "compute", "memory")
+    return np.maximum(mem_s, cmp_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
 
 
 def _gemm_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
@@ -104,12 +107,12 @@ def _gemm_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
         # Past the largest measured M the GEMM is compute-bound: time grows linearly in M.
         t = np.where(lm > log_m[-1], np.exp(log_t[-1]) * np.exp(lm - log_m[-1]), t)
         cmp_s = op.flops / c.flops_s
-        return t, np.where(cmp_s > mem_s, "compute", "memory")
+        return t, np.where(cmp_s > mem_s, COMPUTE, MEMORY)
     tiles = np.ceil(m / GEMM_TILE_M) * np.ceil(n / GEMM_TILE_N)
     sms = ceil.gpu.sm_count
     util = tiles / (np.ceil(tiles / sms) * sms) if ceil.calibrated else 1.0
     cmp_s = op.flops / (c.flops_s * util)
-    return c.t0_s * op.kernels + np.maximum(mem_s, cmp_s), np.where(cmp_s > mem_s, "compute", "memory")
+    return c.t0_s * op.kernels + np.maximum(mem_s, cmp_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
 
 
 def _attention_prefill_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +125,7 @@ def _attention_prefill_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndar
     util = ctas / (np.ceil(ctas / sms) * sms)
     cmp_s = op.shape["tile_flops"] / (c.flops_s * util)
     mem_s = op.bytes_ / c.bw_bytes_s
-    return c.t0_s + np.maximum(cmp_s, mem_s), np.where(cmp_s > mem_s, "compute", "memory")
+    return c.t0_s + np.maximum(cmp_s, mem_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
 
 
 def _attention_decode_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +134,7 @@ def _attention_decode_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarr
     bw = c.bw_bytes_s if per_cta is None else np.minimum(c.bw_bytes_s, op.shape["ctas"] * per_cta)
     mem_s = op.bytes_ / bw
     cmp_s = op.flops / c.flops_s
-    return c.t0_s + np.maximum(mem_s, cmp_s), np.where(cmp_s > mem_s, "compute", "memory")
+    return c.t0_s + np.maximum(mem_s, cmp_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
 
 
 def host_time(op: Op, ceil: Ceilings) -> float:
@@ -150,11 +153,11 @@ def _selective_scan_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray
                      c.extra.get("flops_s_2048", c.flops_s))
     cmp_s = 9.0 * op.shape["padded_elements"] / rate
     mem_s = op.bytes_ / c.bw_bytes_s
-    return c.t0_s + np.maximum(cmp_s, mem_s), np.where(cmp_s > mem_s, "compute", "memory")
+    return c.t0_s + np.maximum(cmp_s, mem_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
 
 
 def op_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
-    """(seconds, bound) arrays for one op over the grid; bound is 'compute'|'memory'|'launch'."""
+    """(seconds, bound code) arrays for one op over the grid; codes index BOUND_LABELS."""
     if op.op_class == SELECTIVE_SCAN:
         t, bound = _selective_scan_time(op, ceil)
     elif op.op_class == GEMM:
@@ -168,7 +171,7 @@ def op_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
         roof, bound = _roofline(op, c, op.flops)
         t = c.t0_s * op.kernels + roof
     launch_s = ceil.classes[op.op_class].t0_s * op.kernels
-    bound = np.where(launch_s > t - launch_s, "launch", bound)
+    bound = np.where(launch_s > t - launch_s, LAUNCH, bound)
     return np.broadcast_to(t, op.flops.shape).astype(np.float64), np.broadcast_to(bound, op.flops.shape)
 
 

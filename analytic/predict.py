@@ -19,7 +19,7 @@ import pandas as pd
 from analytic.calibration import Calibration, resolve
 from analytic.composition import CountedOp, model_ops
 from analytic.costs import PHASES, layer_ops
-from analytic.efficiency import Ceilings, ceilings, host_time, op_time
+from analytic.efficiency import BOUND_LABELS, Ceilings, ceilings, host_time, op_time
 from analytic.hardware import get_gpu
 from analytic.memory import memory_footprint
 from models.registry import BUILTIN_LAYERS, get_layer, get_model
@@ -95,18 +95,16 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
     n_kernels = sum(c.op.kernels * c.count for c in ops)
     if phase == "prefill" or not graphs:  # launched eagerly: the host may be the bottleneck
         time_s = np.maximum(time_s, sum(host_time(c.op, ceil) * c.count for c in ops))
-    by_bound = {}
-    for (t, bound), c in zip(times, ops):
-        for label in ("compute", "memory", "launch"):
-            by_bound[label] = by_bound.get(label, 0.0) + np.where(bound == label, t * c.count, 0.0)
-    labels = np.array(["compute", "memory", "launch"])
-    bound = labels[np.argmax(np.stack([by_bound[k] for k in labels]), axis=0)]
+    by_bound = np.zeros((len(BOUND_LABELS), b.size))
+    for (t, code), c in zip(times, ops):
+        np.add.at(by_bound, (code, np.arange(b.size)), t * c.count)
+    bound = pd.Categorical.from_codes(np.argmax(by_bound, axis=0), categories=list(BOUND_LABELS))
     if kind == "model":
         memory = memory_footprint(spec, b, L, phase=phase)["total_bytes"]
     else:
         memory = _layer_memory(spec, phase, b, L)
     tokens = b * L if phase == "prefill" else b
-    return pd.DataFrame({
+    frame = pd.DataFrame({
         "target_kind": kind, "name": name, "phase": phase, "batch": b.astype(int),
         "seqlen": L.astype(int), "gpu": gpu, "calibrated": cal is not None,
         "mode": ("graph" if graphs else "eager") if phase == "decode" else "eager", "tp": 1,
@@ -114,6 +112,8 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
         "intensity": flops / bytes_, "n_kernels": np.broadcast_to(n_kernels, b.shape).astype(int),
         "tokens_per_s": tokens / time_s, "memory_bytes": memory,
     }, columns=COLUMNS)
+    frame["bound"] = frame["bound"].astype(str)
+    return frame
 
 
 def breakdown(target, phase: str, batch: int, seqlen: int, gpu: str = "h100",
@@ -128,7 +128,7 @@ def breakdown(target, phase: str, batch: int, seqlen: int, gpu: str = "h100",
         rows.append({"name": name, "group": c.group, "op": c.op.name, "op_class": c.op.op_class,
                      "count": c.count, "kernels": c.op.kernels * c.count,
                      "flops": float(c.op.flops[0]) * c.count, "bytes": float(c.op.bytes_[0]) * c.count,
-                     "time_ms": float(t[0]) * c.count * 1e3, "bound": str(bound[0])})
+                     "time_ms": float(t[0]) * c.count * 1e3, "bound": BOUND_LABELS[int(bound[0])]})
     frame = pd.DataFrame(rows)
     frame["share"] = frame["time_ms"] / frame["time_ms"].sum()
     return frame
