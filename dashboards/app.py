@@ -1,7 +1,7 @@
 """perfbench dashboard: `streamlit run dashboards/app.py -- --results DIR` (or `perfbench dashboard`).
 
 Pages are listed in PAGES; a page whose file is absent is left out, which is the hook for pages
-other issues add (the trace helper's "Predicted vs counted": drop `pages/traces.py` in place).
+other issues add (the trace helper's "Predicted vs counted": drop `views/traces.py` in place).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from dashboards import data  # noqa: E402
 HERE = Path(__file__).resolve().parent
 # (file under dashboards/, title, icon, url path)
 PAGES = (
-    ("pages/overview.py", "Accuracy", ":material/checklist:", "accuracy"),
-    ("pages/curves.py", "Curves", ":material/show_chart:", "curves"),
-    ("pages/roofline.py", "Roofline", ":material/roofing:", "roofline"),
-    ("pages/models.py", "Models", ":material/stacks:", "models"),
-    ("pages/whatif.py", "What-if", ":material/tune:", "what-if"),
-    ("pages/runs.py", "Runs", ":material/history:", "runs"),
-    ("pages/traces.py", "Predicted vs counted", ":material/memory:", "traces"),  # issue: traces
+    ("views/overview.py", "Accuracy", ":material/checklist:", "accuracy"),
+    ("views/curves.py", "Curves", ":material/show_chart:", "curves"),
+    ("views/roofline.py", "Roofline", ":material/roofing:", "roofline"),
+    ("views/models.py", "Models", ":material/stacks:", "models"),
+    ("views/whatif.py", "What-if", ":material/tune:", "what-if"),
+    ("views/runs.py", "Runs", ":material/history:", "runs"),
+    ("views/traces.py", "Predicted vs counted", ":material/memory:", "traces"),  # issue: traces
 )
 
 

@@ -20,7 +20,7 @@ from perfbench.errors import USER_ERRORS
 
 ENV_VAR = "PERFBENCH_RESULTS"
 MODES = {"graph": "CUDA graphs", "eager": "eager"}
-PREDICTIONS = {"default": "calibrated (bundled, if any)", "none": "datasheet roofline"}
+PREDICTIONS = {"default": "calibrated (when a calibration is bundled)", "none": "datasheet roofline"}
 
 
 def default_results_dir() -> str:

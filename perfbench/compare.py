@@ -336,3 +336,27 @@ def roofline_ceilings(gpu: str, calibration: str | Path | None = "default") -> l
                     cal.copy_bandwidth_bytes_s))
     out.append((f"{gpu.upper()} datasheet", spec.peak_bf16_flops, spec.mem_bw_bytes_s))
     return out
+
+
+def _pct(value, signed: bool = False) -> str:
+    if value is None or value != value:
+        return "–"
+    return f"{value * 100:+.1f}%" if signed else f"{value * 100:.1f}%"
+
+
+def display_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Metrics as people read them: percentages as text, datasheet columns beside calibrated."""
+    side = "datasheet_median_abs_err" in metrics.columns
+    rows = []
+    for r in metrics.to_dict("records"):
+        row = {"target": r["name"] + (" (model)" if r["target_kind"] == "model" else ""),
+               "phase": r["phase"], "gpu": r["gpu"], "mode": r["mode"], "n": int(r["n"]),
+               "median |err|": _pct(r["median_abs_err"]), "p90 |err|": _pct(r["p90_abs_err"]),
+               "bias": _pct(r["bias"], True),
+               "worst point": f"{r['worst_point']} ({_pct(r['worst_err'], True)})"}
+        if side:
+            row["datasheet median"] = _pct(r["datasheet_median_abs_err"])
+            row["datasheet p90"] = _pct(r["datasheet_p90_abs_err"])
+        rows.append(row)
+    columns = ["target", "phase", "gpu", "mode", "n", "median |err|", "p90 |err|", "bias", "worst point"]
+    return pd.DataFrame(rows, columns=columns + (["datasheet median", "datasheet p90"] if side else []))

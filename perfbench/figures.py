@@ -51,6 +51,47 @@ def size_axis(values) -> dict:
     return dict(type="log", tickvals=ticks, ticktext=[format_size(t) for t in ticks])
 
 
+def value_axis(values, unit_scale: float = 1.0) -> dict:
+    """Log axis with 1-2-5 ticks over the data's range, labelled plainly (0.05, 2, 500, 10k)."""
+    vals = [float(v) * unit_scale for v in np.ravel(values) if v == v and v and v > 0]
+    if not vals:
+        return dict(type="log")
+    lo, hi = min(vals), max(vals)
+    ticks = [m * 10.0 ** e for e in range(int(math.floor(math.log10(lo))) - 1, int(math.ceil(math.log10(hi))) + 1)
+             for m in (1, 2, 5)]
+    inside = [t for t in ticks if lo / 1.6 <= t <= hi * 1.6]
+    if len(inside) < 4:
+        ticks = [m * 10.0 ** e for e in range(int(math.floor(math.log10(lo))) - 1,
+                                              int(math.ceil(math.log10(hi))) + 1) for m in range(1, 10)]
+        inside = [t for t in ticks if lo / 1.25 <= t <= hi * 1.25]
+    if len(inside) > 9:
+        inside = [t for t in inside if round(t / 10 ** math.floor(math.log10(t))) in (1, 5)] or inside
+    if len(inside) > 9:
+        inside = [t for t in inside if round(t / 10 ** math.floor(math.log10(t))) == 1]
+    return dict(type="log", tickvals=inside, ticktext=[_plain(t) for t in inside])
+
+
+def _plain(value: float) -> str:
+    for limit, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e4, "k")):
+        if value >= limit:
+            return f"{value / limit:g}{suffix}"
+    return f"{value:g}"
+
+
+def _top_legend(fig: go.Figure, note: str = "", below: bool = False) -> None:
+    """Legend in rows above (or below) the plot, leaving the width to the data; `note` joins the title."""
+    title = fig.layout.title.text or ""
+    if note:
+        title = f"{title}<br><sup>{note}</sup>" if title else f"<sup>{note}</sup>"
+    if below:
+        legend = dict(title_text="", orientation="h", yanchor="top", y=-0.22, x=0, xanchor="left")
+        margin = dict(t=80, b=130)
+    else:
+        legend = dict(title_text="", orientation="h", yanchor="bottom", y=1.02, x=0, xanchor="left")
+        margin = dict(t=120)
+    fig.update_layout(title_text=title or None, legend=legend, margin=margin)
+
+
 def _x_title(phase: str) -> str:
     return "context length (tokens)" if phase == "decode" else "prompt length (tokens)"
 
@@ -121,10 +162,13 @@ def curves_figure(points: pd.DataFrame, title: str = "") -> go.Figure:
     xs = points["seqlen"].unique()
     fig.update_xaxes(**size_axis(xs), row=1, col=1)
     fig.update_xaxes(**size_axis(xs), title_text=_x_title(phase), row=2, col=1)
-    fig.update_yaxes(type="log", title_text=_y_title(phase, kind), row=1, col=1)
+    fig.update_yaxes(**value_axis(pd.concat([points["time_ms"], points["time_ms_pred"],
+                                             points.get("p10_ms", points["time_ms"]),
+                                             points.get("p90_ms", points["time_ms"])])),
+                     title_text=_y_title(phase, kind), row=1, col=1)
     fig.update_yaxes(title_text="error (%)", zeroline=False, row=2, col=1)
-    fig.update_layout(**LAYOUT, title=title or None, height=640)
-    fig.update_layout(legend=dict(title_text="markers measured · lines predicted"))
+    fig.update_layout(**LAYOUT, title=title or None, height=660)
+    _top_legend(fig, "● measured (band p10–p90) · ─ predicted")
     return fig
 
 
@@ -176,9 +220,9 @@ def roofline_points(points: pd.DataFrame, peak_flops: float, bw_bytes_s: float) 
 
 def roofline_figure(points: pd.DataFrame, ceilings: list[tuple[str, float, float]],
                     title: str = "") -> go.Figure:
-    """Measured points at their arithmetic intensity vs achieved FLOP/s, under the roofs.
+    """Measured points at their arithmetic intensity vs achieved TFLOP/s, under the roofs.
 
-    `points` come from `roofline_points` (coloured by target, symbol by phase); `ceilings` are
+    `points` come from `roofline_points` (colour per target, symbol per phase); `ceilings` are
     (label, peak FLOP/s, bandwidth bytes/s): the first is the one % of limit refers to.
     """
     if points.empty:
@@ -186,33 +230,38 @@ def roofline_figure(points: pd.DataFrame, ceilings: list[tuple[str, float, float
     fig = go.Figure()
     lo = max(points["intensity"].min() / 3, 1e-2)
     hi = points["intensity"].max() * 3
+    roof_y = []
     for i, (label, peak, bw) in enumerate(ceilings):
         ridge = peak / bw
         x = np.array(sorted({lo, min(max(ridge, lo), hi), hi}))
-        fig.add_trace(go.Scatter(x=x, y=np.minimum(peak, bw * x), mode="lines", name=label,
+        y = np.minimum(peak, bw * x) / 1e12
+        roof_y.extend(y)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=label,
                                  line=dict(color="#222" if i == 0 else "#999", width=2,
                                            dash="solid" if i == 0 else "dash"),
                                  hovertemplate=(f"{label}<br>peak {peak / 1e12:.0f} TFLOP/s, "
-                                                f"{bw / 1e12:.2f} TB/s<extra></extra>")))
+                                                f"{bw / 1e12:.2f} TB/s, ridge {ridge:.0f} FLOP/B<extra></extra>")))
     symbols = {"prefill": "circle", "decode": "diamond"}
-    palette = list(_PALETTE)
     names = list(dict.fromkeys(points["name"]))
     for (name, phase), group in points.groupby(["name", "phase"], sort=False):
-        colour = palette[names.index(name) % len(palette)]
+        colour = _PALETTE[names.index(name) % len(_PALETTE)]
         custom = np.stack([group["batch"], group["seqlen"], group["achieved_bytes_s"] / 1e12,
                            group["pct_of_limit"] * 100, group["time_ms"]], axis=-1)
         fig.add_trace(go.Scatter(
-            x=group["intensity"], y=group["achieved_flops_s"], mode="markers", name=f"{name} · {phase}",
+            x=group["intensity"], y=group["achieved_flops_s"] / 1e12, mode="markers",
+            name=f"{name} · {phase}",
             marker=dict(color=colour, symbol=symbols.get(phase, "circle"), size=9, opacity=0.85,
                         line=dict(width=0.5, color="white")),
             customdata=custom,
             hovertemplate=(f"{name} {phase} B=%{{customdata[0]}} L=%{{customdata[1]:,}}<br>"
-                           "intensity %{x:.3g} FLOP/B<br>achieved %{y:.3s}FLOP/s, "
+                           "intensity %{x:.3g} FLOP/B<br>achieved %{y:.3g} TFLOP/s, "
                            "%{customdata[2]:.2f} TB/s<br>%{customdata[3]:.0f}% of the limit "
                            "(%{customdata[4]:.4g} ms)<extra></extra>")))
-    fig.update_xaxes(type="log", title_text="arithmetic intensity (FLOP / byte, analytic counts)")
-    fig.update_yaxes(type="log", title_text="achieved FLOP/s (analytic FLOPs / measured time)")
+    fig.update_xaxes(**value_axis([lo, hi]), title_text="arithmetic intensity (FLOP / byte, analytic counts)")
+    fig.update_yaxes(**value_axis(list(points["achieved_flops_s"] / 1e12) + roof_y),
+                     title_text="achieved TFLOP/s (analytic FLOPs ÷ measured time)")
     fig.update_layout(**LAYOUT, title=title or None, height=600)
+    fig.update_layout(legend=dict(title_text="● prefill  ◆ decode"))
     return fig
 
 
@@ -220,41 +269,59 @@ def roofline_figure(points: pd.DataFrame, ceilings: list[tuple[str, float, float
 
 def model_curves_figure(predicted: pd.DataFrame, measured: pd.DataFrame | None, y: str,
                         y_title: str, title: str = "", log_y: bool = True) -> go.Figure:
-    """One line per model (predicted) and markers (measured) against context length."""
+    """One line per model (predicted) and open markers (measured) against context length."""
     fig = go.Figure()
     for name, group in predicted.sort_values("seqlen").groupby("name", sort=False):
-        fig.add_trace(go.Scatter(x=group["seqlen"], y=group[y], mode="lines", name=f"{name} predicted",
-                                 legendgroup=name, line=dict(color=model_colour(name), width=2),
+        fig.add_trace(go.Scatter(x=group["seqlen"], y=group[y], mode="lines", name=name,
+                                 legendgroup=name, line=dict(color=model_colour(name), width=2.5),
                                  hovertemplate=f"{name}<br>L=%{{x:,}}<br>predicted %{{y:.4g}}<extra></extra>"))
+    values = list(predicted[y]) if not predicted.empty else []
     if measured is not None and not measured.empty:
         for name, group in measured.sort_values("seqlen").groupby("name", sort=False):
             fig.add_trace(go.Scatter(x=group["seqlen"], y=group[y], mode="markers", name=f"{name} measured",
-                                     legendgroup=name, marker=dict(color=model_colour(name), size=10,
-                                                                   symbol="circle-open", line=dict(width=2)),
+                                     legendgroup=name, showlegend=False,
+                                     marker=dict(color=model_colour(name), size=10, symbol="circle-open",
+                                                 line=dict(width=2)),
                                      hovertemplate=f"{name}<br>L=%{{x:,}}<br>measured %{{y:.4g}}<extra></extra>"))
+        values += list(measured[y])
     xs = predicted["seqlen"].unique() if not predicted.empty else []
     fig.update_xaxes(**size_axis(xs), title_text="context length (tokens)")
-    fig.update_yaxes(type="log" if log_y else "linear", title_text=y_title)
-    fig.update_layout(**LAYOUT, title=title or None, height=430)
+    if log_y:
+        fig.update_yaxes(**value_axis(values), title_text=y_title)
+    else:
+        fig.update_yaxes(title_text=y_title)
+    fig.update_layout(**LAYOUT, title=title or None, height=480)
+    _top_legend(fig, "lines predicted · ○ measured", below=True)
     return fig
 
 
 def memory_figure(memory: pd.DataFrame, title: str = "", gpu_mem_bytes: float | None = None) -> go.Figure:
-    """Stacked bars per model and context: weights, KV cache, SSM state, activations (GiB)."""
-    parts = [("weights_bytes", "weights", "#7f7f7f"), ("kv_cache_bytes", "KV cache", "#d62728"),
+    """One panel per model: stacked GiB of weights, KV cache, SSM state, activations per context."""
+    parts = [("weights_bytes", "weights", "#9e9e9e"), ("kv_cache_bytes", "KV cache", "#d62728"),
              ("ssm_state_bytes", "SSM + conv state", "#1f77b4"),
              ("activation_peak_bytes", "activation peak", "#bcbd22")]
-    x = [memory["name"], memory["seqlen"].map(format_size)]
-    fig = go.Figure()
-    for column, label, colour in parts:
-        if column in memory.columns:
-            fig.add_trace(go.Bar(x=x, y=memory[column] / 2**30, name=label, marker_color=colour,
-                                 hovertemplate=label + " %{y:.1f} GiB<extra></extra>"))
-    if gpu_mem_bytes:
-        fig.add_hline(y=gpu_mem_bytes / 2**30, line=dict(color="#000", dash="dash"),
-                      annotation_text="GPU memory", annotation_position="top left")
-    fig.update_layout(**LAYOUT, barmode="stack", title=title or None, height=460,
-                      yaxis_title="GiB", xaxis_title="model · context")
+    names = list(dict.fromkeys(memory["name"]))
+    if not names:
+        return empty_figure("no models")
+    fig = make_subplots(rows=1, cols=len(names), shared_yaxes=True, subplot_titles=names,
+                        horizontal_spacing=0.02)
+    for col, name in enumerate(names, start=1):
+        rows = memory[memory["name"] == name].sort_values("seqlen")
+        x = rows["seqlen"].map(format_size)
+        for column, label, colour in parts:
+            if column in rows.columns:
+                fig.add_trace(go.Bar(x=x, y=rows[column] / 2**30, name=label, marker_color=colour,
+                                     legendgroup=label, showlegend=col == 1,
+                                     hovertemplate=f"{name} L=%{{x}}<br>{label} %{{y:.1f}} GiB<extra></extra>"),
+                              row=1, col=col)
+        if gpu_mem_bytes:
+            fig.add_hline(y=gpu_mem_bytes / 2**30, line=dict(color="#000", dash="dash", width=1),
+                          row=1, col=col)
+    fig.update_annotations(font_size=12)
+    fig.update_layout(**LAYOUT, barmode="stack", title=title or None, height=450)
+    fig.update_yaxes(title_text="GiB" + (" (dashed: GPU memory)" if gpu_mem_bytes else ""), row=1, col=1)
+    fig.update_xaxes(title_text="context", type="category")
+    _top_legend(fig, below=True)
     return fig
 
 
@@ -295,7 +362,8 @@ def speedup_figure(predicted: pd.DataFrame, measured: pd.DataFrame | None = None
     top = max([PAPER_SPEEDUP * 1.25] + [float(f["speedup"].max()) * 1.1 for f in
                                          (predicted, measured, max_batch_curve) if f is not None and not f.empty])
     fig.update_yaxes(title_text="hybrid ÷ Transformer decode tokens/s", range=[0, top])
-    fig.update_layout(**LAYOUT, title=title or None, height=480)
+    fig.update_layout(**LAYOUT, title=title or None, height=500)
+    _top_legend(fig, "lines predicted · ◆ measured")
     return fig
 
 
@@ -313,8 +381,9 @@ def whatif_figure(base: pd.DataFrame, edited: pd.DataFrame, y: str, y_title: str
                 hovertemplate=f"B={batch} {label}<br>L=%{{x:,}}<br>%{{y:.4g}}<extra></extra>"))
     xs = edited["seqlen"].unique() if not edited.empty else []
     fig.update_xaxes(**size_axis(xs), title_text="context length (tokens)")
-    fig.update_yaxes(type="log", title_text=y_title)
-    fig.update_layout(**LAYOUT, title=title or None, height=430)
+    fig.update_yaxes(**value_axis(list(base[y]) + list(edited[y])), title_text=y_title)
+    fig.update_layout(**LAYOUT, title=title or None, height=480)
+    _top_legend(fig, "solid edited · dashed base", below=True)
     return fig
 
 

@@ -109,7 +109,7 @@ def measured_max_batch(frame: pd.DataFrame) -> pd.DataFrame:
                  & (frame["status"] == "ok")] if not frame.empty else frame
     if rows.empty:
         return pd.DataFrame()
-    table = rows.groupby(["name", "seqlen"])["batch"].max().unstack("seqlen")
+    table = rows.groupby(["name", "seqlen"])["batch"].max().unstack("seqlen").astype("Int64")
     table.columns = [format_size(int(c)) for c in table.columns]
     return table
 

@@ -29,28 +29,10 @@ th{background:#f6f6f6}
 """
 
 
-def _pct(value, signed=False) -> str:
-    if value is None or value != value:
-        return "–"
-    return f"{value * 100:+.1f}%" if signed else f"{value * 100:.1f}%"
-
-
 def metrics_html(metrics: pd.DataFrame) -> str:
-    side = "datasheet_median_abs_err" in metrics.columns
-    head = ["target", "phase", "gpu", "mode", "n", "median |err|", "p90 |err|", "bias", "worst point"]
-    if side:
-        head += ["datasheet median", "datasheet p90"]
-    rows = []
-    for r in metrics.to_dict("records"):
-        target = r["name"] + (" (model)" if r["target_kind"] == "model" else "")
-        cells = [target, r["phase"], r["gpu"], r["mode"], str(r["n"]), _pct(r["median_abs_err"]),
-                 _pct(r["p90_abs_err"]), _pct(r["bias"], True),
-                 f"{r['worst_point']} ({_pct(r['worst_err'], True)})"]
-        if side:
-            cells += [_pct(r["datasheet_median_abs_err"]), _pct(r["datasheet_p90_abs_err"])]
-        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    header = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
-    return f"<table>{header}{''.join(rows)}</table>"
+    from perfbench.compare import display_table
+
+    return display_table(metrics).to_html(index=False, border=0, escape=True)
 
 
 def build_sections(comparison) -> list[tuple[str, list]]:

@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from analytic.hardware import get_gpu
 from dashboards import data
 from models.registry import PAPER_MODELS
 from perfbench import figures
@@ -50,33 +51,30 @@ with left:
 with right:
     data.plot(figures.model_curves_figure(at_batch, meas_at_batch, "tokens_per_s", "tokens / s",
                                           f"Decode throughput, B={batch}"), key="models_tps")
+cap, max_batches = capacity(gpu, s.calibration)
 left, right = st.columns(2)
 with left:
     meas_pf = meas_prefill[meas_prefill["batch"] == batch] if not meas_prefill.empty else meas_prefill
     data.plot(figures.model_curves_figure(prefill, meas_pf, "time_ms", "time to first token (ms)",
                                           f"Prefill (time to first token), B={batch}"), key="models_ttft")
 with right:
-    from analytic.hardware import get_gpu
+    st.markdown(f"**Largest decode batch that fits ({gpu.upper()}, predicted)**")
+    st.dataframe(max_batches)
+    measured_fit = mv.measured_max_batch(data.try_results()[0] if not error else pd.DataFrame())
+    st.markdown("**Largest batch measured ok**")
+    if measured_fit.empty:
+        st.caption("no measured whole-model points")
+    else:
+        st.dataframe(measured_fit)
 
-    memory = mv.memory_frame(PAPER_MODELS, batch, mv.CONTEXTS)
-    data.plot(figures.memory_figure(memory, f"Memory at B={batch}: KV cache grows, SSM state does not",
-                                    get_gpu(gpu).mem_bytes), key="models_memory")
+memory = mv.memory_frame(PAPER_MODELS, batch, mv.CONTEXTS)
+data.plot(figures.memory_figure(memory, f"Memory at B={batch}: the KV cache grows with context, the SSM state does not",
+                                get_gpu(gpu).mem_bytes), key="models_memory")
 
 st.subheader("Mamba-2-Hybrid vs Transformer decode speedup")
-cap, max_batches = capacity(gpu, s.calibration)
 data.plot(figures.speedup_figure(mv.decode_speedup(decode), mv.decode_speedup(meas_decode),
                                  "Hybrid ÷ Transformer decode tokens/s, same batch (lines) and "
                                  "each at its largest batch (dotted)", cap), key="models_speedup")
-
-left, right = st.columns(2)
-left.markdown(f"**Largest decode batch that fits ({gpu.upper()}, predicted)**")
-left.dataframe(max_batches)
-measured_fit = mv.measured_max_batch(data.try_results()[0] if not error else pd.DataFrame())
-right.markdown("**Largest batch measured ok**")
-if measured_fit.empty:
-    right.caption("no measured whole-model points")
-else:
-    right.dataframe(measured_fit)
 
 st.subheader("Sum of layers vs whole model (measured)")
 checks = []

@@ -4,12 +4,12 @@ import streamlit as st
 
 from dashboards import data
 from perfbench import figures
-from perfbench.report_html import metrics_html
+from perfbench.compare import display_table
 
 st.title("Measured vs predicted: accuracy")
 result = data.comparison_or_stop()
 st.markdown(f"Results: `{data.settings().results_dir}` · " + data.describe(result))
 st.caption("Median and p90 of |error| over every ok point of a target and phase; bias is the mean "
            "signed error (negative: the model is optimistic). Target: median ≤ 5 %, p90 ≤ 15 %.")
-st.html(metrics_html(result.metrics))
+st.dataframe(display_table(result.metrics), hide_index=True)
 data.plot(figures.metrics_figure(result.metrics), key="metrics")

@@ -58,9 +58,15 @@ chosen_gpus = right.multiselect("GPUs", gpus, default=gpus, key="runs_gpus")
 candidates = runs[runs["gpu"].apply(lambda g: any(x in chosen_gpus for x in g.split(", ")))]["run_id"].tolist()
 chosen = left.multiselect("Runs", candidates, default=candidates, key="runs_ids")
 
+SUMMARY = ["run_id", "started", "gpu", "points", "ok", "oom", "skipped", "error", "targets", "phases"]
+picked = runs[runs["run_id"].isin(chosen)]
 st.subheader("Runs")
-st.caption("Clock, power and temperature columns are medians over the run's points.")
-st.dataframe(runs[runs["run_id"].isin(chosen)], hide_index=True)
+st.dataframe(picked[[c for c in SUMMARY if c in picked]], hide_index=True)
+st.subheader("Provenance, side by side")
+st.caption("Clocks, power and temperature are medians over each run's points; a run whose SM clock "
+           "after differs from before was throttling or boosting during the sweep.")
+st.dataframe(picked.set_index("run_id").drop(columns=[c for c in SUMMARY if c != "run_id"], errors="ignore")
+             .T.astype(str))
 
 selected = frame[frame["run_id"].isin(chosen) & frame["gpu"].isin(chosen_gpus)]
 st.subheader(f"Points ({len(selected)})")

@@ -79,14 +79,20 @@ except USER_ERRORS as exc:
 
 st.caption(f"{get_gpu(gpu).name} · {'calibrated' if calibrated else 'datasheet roofline'} prediction · "
            f"decode {'with CUDA graphs' if graphs else 'eager'} · pattern `{edited.pattern}`")
-summary = pd.DataFrame({
-    label: {"parameters (B)": spec.params / 1e9,
-            "KV cache per token (KiB)": spec.kv_bytes_per_token() / 1024,
-            "SSM + conv state per sequence (MiB)": spec.state_bytes_per_sequence() / 2**20,
-            **{f"max batch @ {format_size(c)}": max_batch(spec, c, get_gpu(gpu)) for c in (4096, 32768, 131072)}}
-    for label, spec in (("base", base), ("edited", edited))})
+
+
+def facts(spec) -> dict[str, str]:
+    out = {"parameters": f"{spec.params / 1e9:.2f} B",
+           "KV cache per token": f"{spec.kv_bytes_per_token() / 1024:,.0f} KiB",
+           "SSM + conv state per sequence": f"{spec.state_bytes_per_sequence() / 2**20:,.1f} MiB"}
+    for context in (4096, 32768, 131072):
+        out[f"max decode batch @ {format_size(context)}"] = f"{max_batch(spec, context, get_gpu(gpu)):,}"
+    return out
+
+
+summary = pd.DataFrame({"base": facts(base), "edited": facts(edited)})
 left, right = st.columns([1, 2])
-left.dataframe(summary.style.format("{:,.2f}", subset=pd.IndexSlice[summary.index[:3], :]))
+left.dataframe(summary)
 with right:
     point_b, point_l = max(batches), 32768
     parts = {label: breakdown(spec, "decode", point_b, point_l, gpu=gpu, calibration=cal)

@@ -64,35 +64,17 @@ def _header(path: Path, result) -> str:
             "err = (predicted - measured) / measured")
 
 
-def _pct(value: float, signed: bool = False) -> str:
-    if value is None or value != value:
-        return "–"
-    return f"{value * 100:+.1f}%" if signed else f"{value * 100:.1f}%"
-
-
-def _display_rows(metrics) -> tuple[list[str], list[list[str]]]:
-    side_by_side = "datasheet_median_abs_err" in metrics.columns
-    head = ["target", "phase", "gpu", "n", "median |err|", "p90 |err|", "bias", "worst point"]
-    if side_by_side:
-        head += ["datasheet median", "datasheet p90"]
-    rows = []
-    for row in metrics.to_dict("records"):
-        target = row["name"] if row["target_kind"] == "layer" else f"{row['name']} (model)"
-        cells = [target, row["phase"], row["gpu"], str(row["n"]), _pct(row["median_abs_err"]),
-                 _pct(row["p90_abs_err"]), _pct(row["bias"], signed=True),
-                 f"{row['worst_point']} ({_pct(row['worst_err'], signed=True)})"]
-        if side_by_side:
-            cells += [_pct(row["datasheet_median_abs_err"]), _pct(row["datasheet_p90_abs_err"])]
-        rows.append(cells)
-    return head, rows
+_RIGHT = {"n", "median |err|", "p90 |err|", "bias", "datasheet median", "datasheet p90"}
 
 
 def _markdown(metrics) -> str:
-    head, rows = _display_rows(metrics)
-    right = {"n", "median |err|", "p90 |err|", "bias", "datasheet median", "datasheet p90"}
+    from perfbench.compare import display_table
+
+    table = display_table(metrics)
+    head = list(table.columns)
     lines = ["| " + " | ".join(head) + " |",
-             "|" + "|".join("---:" if h in right else "---" for h in head) + "|"]
-    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+             "|" + "|".join("---:" if h in _RIGHT else "---" for h in head) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in cells) + " |" for cells in table.itertuples(index=False)]
     return "\n".join(lines)
 
 
@@ -100,13 +82,14 @@ def _print_table(header: str, metrics) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    head, rows = _display_rows(metrics)
+    from perfbench.compare import display_table
+
+    table_rows = display_table(metrics)
     console = Console(width=max(100, min(len(header), 160)))
     console.print(header, highlight=False, soft_wrap=True)
     table = Table()
-    for name in head:
-        table.add_column(name, justify="right" if name not in ("target", "phase", "gpu", "worst point")
-                         else "left")
-    for cells in rows:
-        table.add_row(*cells)
+    for name in table_rows.columns:
+        table.add_column(name, justify="right" if name in _RIGHT else "left")
+    for cells in table_rows.itertuples(index=False):
+        table.add_row(*(str(c) for c in cells))
     console.print(table)
