@@ -13,11 +13,6 @@ import typer
 from perfbench.errors import PerfbenchError
 from perfbench.sizes import parse_names, parse_sizes
 
-BREAKDOWN_VIEW = ["nvtx_range", "kernel", "op_class", "count_per_step", "gpu_time_ms_per_step", "share"]
-COMPARISON_VIEW = ["nvtx_range", "op_class", "ops", "predicted_bytes", "counted_bytes", "bytes_ratio",
-                   "predicted_flops", "counted_flops", "flops_ratio", "mismatch"]
-
-
 def trace_command(
     model: Optional[str] = typer.Option(None, "--model", help="model names, comma-separated"),
     layer: Optional[str] = typer.Option(None, "--layer", help="layer names: mamba, mamba2, attention, attention-mha, mlp"),
@@ -53,24 +48,61 @@ def trace_command(
 
 
 def _report(result, top: int) -> None:
-    from perfbench.output import emit
+    from rich.console import Console
 
+    console = Console(width=max(Console().width, 140))
     if result.breakdown is not None:
         frame = result.breakdown
         if frame.empty:
             raise PerfbenchError(f"no kernels inside perfbench NVTX ranges in the trace (is the nvtx package "
                                  f"installed where the child ran?); files under {result.directory}")
-        shown = frame.sort_values(["nvtx_range", "share"], ascending=[True, False]).groupby("nvtx_range").head(top)
-        emit(shown[BREAKDOWN_VIEW], "table", title=f"trace {result.trace_id}: kernels per point "
-                                                   f"({frame['source'].iloc[0]}, per step)")
-        covered = set(frame["nvtx_range"])
+        for rng, group in frame.groupby("nvtx_range", sort=True):
+            console.print(_kernel_table(rng, group, top))
     else:
         frame = result.comparison
-        emit(frame[COMPARISON_VIEW], "table", title=f"trace {result.trace_id}: predicted vs counted (ncu, per step)")
-        for note in frame.loc[frame["mismatch"], "note"]:
-            print(f"  > 20 %: {note}")
-        covered = set(frame["nvtx_range"])
-    for missing in sorted(set(result.expected_ranges) - covered):
+        for rng, group in frame.groupby("nvtx_range", sort=True):
+            console.print(_comparison_table(rng, group))
+        for note in frame.loc[frame["mismatch"] & (frame["note"] != ""), "note"]:
+            console.print(f"  > 20 %: {note}", highlight=False)
+    for missing in sorted(set(result.expected_ranges) - set(frame["nvtx_range"])):
         print(f"warning: no kernels attributed to {missing}", file=sys.stderr)
+    console.print(f"trace {result.trace_id} ({result.tool})", highlight=False)
     for key, path in result.files.items():
-        print(f"{key}: {path}")
+        console.print(f"  {key}: {path}", highlight=False, soft_wrap=True)
+
+
+def _kernel_table(rng: str, group, top: int):
+    from rich.table import Table
+
+    source, device = group["source"].iloc[0], group["device"].iloc[0]
+    unit = "GPU" if device == "cuda" else "CPU"
+    per_step_us = group["gpu_time_ms_per_step"].sum() * 1e3
+    table = Table(title=f"{rng}: {per_step_us:,.1f} us of {unit} time per step over {int(group['steps'].iloc[0])} "
+                        f"steps ({source})", title_justify="left")
+    for name in ("kernel", "op class", "per step", "us / step", "share"):
+        table.add_column(name, justify="left" if name in ("kernel", "op class") else "right",
+                         overflow="fold")
+    shown = group.sort_values("share", ascending=False)
+    for row in shown.head(top).itertuples(index=False):
+        table.add_row(row.kernel, row.op_class, f"{row.count_per_step:g}", f"{row.gpu_time_ms_per_step * 1e3:,.1f}",
+                      f"{row.share:.1%}")
+    if len(shown) > top:
+        rest = shown.iloc[top:]
+        table.add_row(f"({len(rest)} more)", "", f"{rest['count_per_step'].sum():g}",
+                      f"{rest['gpu_time_ms_per_step'].sum() * 1e3:,.1f}", f"{rest['share'].sum():.1%}")
+    return table
+
+
+def _comparison_table(rng: str, group):
+    from rich.table import Table
+
+    table = Table(title=f"{rng}: predicted vs counted per step (ncu)", title_justify="left")
+    for name in ("op class", "ops", "kernels", "bytes pred", "bytes counted", "ratio", "FLOPs pred",
+                 "FLOPs counted", "ratio", "> 20 %"):
+        table.add_column(name, justify="left" if name in ("op class", "ops", "kernels") else "right",
+                         overflow="fold")
+    for row in group.itertuples(index=False):
+        table.add_row(row.op_class, row.ops, row.kernels, f"{row.predicted_bytes:.3g}", f"{row.counted_bytes:.3g}",
+                      f"{row.bytes_ratio:.2f}", f"{row.predicted_flops:.3g}", f"{row.counted_flops:.3g}",
+                      f"{row.flops_ratio:.2f}", "yes" if row.mismatch else "")
+    return table

@@ -247,7 +247,7 @@ def _row(op_class, names, launches, predicted_flops, predicted_bytes, total_flop
     flops_off = _off(counted_flops, predicted_flops, total_flops)
     bytes_off = _off(counted_bytes, predicted_bytes, total_bytes)
     notes = []
-    if bytes_off or flops_off:
+    if (bytes_off or flops_off) and op_class != "total":
         what = [w for w, off in (("bytes", bytes_off), ("FLOPs", flops_off)) if off]
         if not kernels:
             notes.append(f"{'/'.join(names)}: no kernel counted for this {op_class} work")
