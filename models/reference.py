@@ -1,0 +1,367 @@
+"""Pure-torch reference layers: the math of each mixer written out plainly, for checks and CPU runs.
+
+Why: the real kernels (mamba_ssm's CUDA selective scan and Triton SSD, SDPA flash/cuDNN) need a
+GPU and are too fused to read. These modules compute the same functions step by step (sequential
+scans, explicit softmax), in any dtype (float32/float64 on CPU), so that
+- CPU tests can drive the whole harness on real arithmetic at tiny sizes, and
+- GPU tests can check the real layers against them (same weights, relative error bounds).
+
+Parameter names and shapes match the real modules (`mamba_ssm.Mamba`, `mamba_ssm.Mamba2`, and
+`models.torch_layers.Attention`/`MLP`), so `ref.load_state_dict(real_weights)` just works; their
+counts equal each spec's `params`. Every layer has the same interface as the real layers:
+`forward(x)` over (B, L, d); `allocate_cache(batch, context)`; `decode(x, cache)` for one token per
+sequence at position `context`; plus `forward_with_cache(x)`, which also returns the cache after
+the prompt (sized for the next token), so tests can check decode against a longer prefill.
+
+Sources: mamba_ssm 2.3.2 `modules/mamba_simple.py` (Mamba-1, arXiv 2312.00752 Alg. 2),
+`modules/mamba2.py` and `ops/triton/layernorm_gated.py` (Mamba-2 with grouped gated RMSNorm,
+arXiv 2405.21060), Megatron-LM rotary embedding (non-interleaved, "rotate half").
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.specs import AttentionSpec, Mamba2Spec, MambaSpec, MixerSpec, MLPSpec, NormSpec
+
+
+# ----------------------------------------------------------------------------- shared pieces
+
+def activation(name: str, x: torch.Tensor) -> torch.Tensor:
+    """The MLP activations the specs allow; squared ReLU as in Primer / Megatron `squared_relu`."""
+    if name == "squared_relu":
+        return torch.relu(x).square()
+    if name == "gelu":
+        return F.gelu(x)
+    if name == "silu":
+        return F.silu(x)
+    if name == "relu":
+        return torch.relu(x)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def rotary_dim(spec: AttentionSpec) -> int:
+    """Rotated channels per head: rotary_fraction of head_dim, rounded down to an even number."""
+    return int(spec.head_dim * spec.rotary_fraction) // 2 * 2
+
+
+def rope_tables(spec: AttentionSpec, positions: torch.Tensor, dtype: torch.dtype):
+    """cos/sin of shape (len(positions), rotary_dim/2) for the non-interleaved rotary embedding."""
+    rd = rotary_dim(spec)
+    inv_freq = 1.0 / (spec.rope_base ** (torch.arange(0, rd, 2, device=positions.device,
+                                                      dtype=torch.float64) / rd))
+    angles = positions.to(torch.float64)[:, None] * inv_freq[None, :]
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the first 2*cos.shape[-1] channels of x (..., L, heads, head_dim); keep the rest.
+
+    cos/sin are (L, rd/2). "Rotate half" layout (GPT-NeoX / Megatron default, not interleaved).
+    """
+    half = cos.shape[-1]
+    if half == 0:
+        return x
+    x1, x2, rest = x[..., :half], x[..., half:2 * half], x[..., 2 * half:]
+    c, s = cos[:, None, :], sin[:, None, :]
+    return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s, rest], dim=-1)
+
+
+class RefNorm(nn.Module):
+    """RMSNorm (weight only) or LayerNorm (weight and bias), computed in the input's dtype."""
+
+    def __init__(self, spec: NormSpec, device=None, dtype=None):
+        super().__init__()
+        self.kind, self.eps = spec.kind, spec.eps
+        self.weight = nn.Parameter(torch.ones(spec.d_model, device=device, dtype=dtype))
+        if spec.kind == "layernorm":
+            self.bias = nn.Parameter(torch.zeros(spec.d_model, device=device, dtype=dtype))
+        else:
+            self.register_parameter("bias", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "layernorm":
+            mean = x.mean(-1, keepdim=True)
+            var = (x - mean).square().mean(-1, keepdim=True)
+            return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+        return x * torch.rsqrt(x.square().mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def _causal_depthwise_conv(x: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
+    """x (B, L, C), weight (C, 1, W): y_t = sum_k w_k x_{t-W+1+k} + b, zero history before t=0."""
+    width = weight.shape[-1]
+    padded = F.pad(x.transpose(1, 2), (width - 1, 0))
+    y = F.conv1d(padded, weight, bias, groups=weight.shape[0])
+    return y.transpose(1, 2)
+
+
+def _conv_state_after(x: torch.Tensor, width: int) -> torch.Tensor:
+    """The last `width` inputs (B, C, width), zero-padded on the left for short prompts."""
+    xt = x.transpose(1, 2)
+    return F.pad(xt, (width - xt.shape[-1], 0)) if xt.shape[-1] < width else xt[..., -width:].clone()
+
+
+def _conv_step(conv_state: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
+    """Shift the (B, C, W) window left by one, append x (B, C), return the conv output (B, C)."""
+    conv_state.copy_(torch.roll(conv_state, shifts=-1, dims=-1))
+    conv_state[:, :, -1] = x
+    y = (conv_state * weight[:, 0, :]).sum(-1)
+    return y + bias if bias is not None else y
+
+
+# ----------------------------------------------------------------------------- Mamba-1
+
+class RefMamba(nn.Module):
+    """Mamba-1 mixer (selective scan, sequential over time); parameters as `mamba_ssm.Mamba`."""
+
+    def __init__(self, spec: MambaSpec, device=None, dtype=None):
+        super().__init__()
+        self.spec = spec
+        kw = {"device": device, "dtype": dtype}
+        di, n, r = spec.d_inner, spec.d_state, spec.dt_rank
+        self.in_proj = nn.Linear(spec.d_model, 2 * di, bias=spec.bias, **kw)
+        self.conv1d = nn.Conv1d(di, di, spec.d_conv, groups=di, bias=spec.conv_bias,
+                                padding=spec.d_conv - 1, **kw)
+        self.x_proj = nn.Linear(di, r + 2 * n, bias=False, **kw)
+        self.dt_proj = nn.Linear(r, di, bias=True, **kw)
+        a = torch.arange(1, n + 1, device=device, dtype=torch.float32).repeat(di, 1)
+        self.A_log = nn.Parameter(torch.log(a).to(dtype or torch.float32))
+        self.D = nn.Parameter(torch.ones(di, **kw))
+        self.out_proj = nn.Linear(di, spec.d_model, bias=spec.bias, **kw)
+
+    def _project(self, x: torch.Tensor):
+        dt_bcs = self.x_proj(x)
+        dt, b, c = torch.split(dt_bcs, [self.spec.dt_rank, self.spec.d_state, self.spec.d_state], -1)
+        delta = F.softplus(F.linear(dt, self.dt_proj.weight) + self.dt_proj.bias)
+        return delta, b, c
+
+    def forward_with_cache(self, u: torch.Tensor):
+        xz = self.in_proj(u)
+        x, z = xz.chunk(2, dim=-1)
+        conv_state = _conv_state_after(x, self.spec.d_conv)
+        x = F.silu(_causal_depthwise_conv(x, self.conv1d.weight, self.conv1d.bias))
+        delta, b, c = self._project(x)
+        a = -torch.exp(self.A_log.to(x.dtype))  # (di, n)
+        h = torch.zeros(u.shape[0], self.spec.d_inner, self.spec.d_state, dtype=x.dtype, device=x.device)
+        ys = []
+        for t in range(u.shape[1]):
+            h = torch.exp(delta[:, t, :, None] * a) * h + (delta[:, t, :, None] * b[:, t, None, :]
+                                                          * x[:, t, :, None])
+            ys.append((h * c[:, t, None, :]).sum(-1))
+        y = torch.stack(ys, dim=1) + self.D * x
+        y = y * F.silu(z)
+        return self.out_proj(y), (conv_state, h)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_cache(u)[0]
+
+    def allocate_cache(self, batch: int, context: int, dtype=None):
+        dtype = dtype or self.in_proj.weight.dtype
+        dev = self.in_proj.weight.device
+        di = self.spec.d_inner
+        return (torch.zeros(batch, di, self.spec.d_conv, device=dev, dtype=dtype),
+                torch.zeros(batch, di, self.spec.d_state, device=dev, dtype=dtype))
+
+    def decode(self, u: torch.Tensor, cache) -> torch.Tensor:
+        conv_state, ssm_state = cache
+        x, z = self.in_proj(u[:, 0]).chunk(2, dim=-1)
+        x = F.silu(_conv_step(conv_state, x, self.conv1d.weight, self.conv1d.bias))
+        delta, b, c = self._project(x)
+        a = -torch.exp(self.A_log.to(x.dtype))
+        ssm_state.copy_(torch.exp(delta[:, :, None] * a) * ssm_state
+                        + delta[:, :, None] * b[:, None, :] * x[:, :, None])
+        y = (ssm_state * c[:, None, :]).sum(-1) + self.D * x
+        return self.out_proj(y * F.silu(z))[:, None]
+
+
+# ----------------------------------------------------------------------------- Mamba-2
+
+class RefMamba2(nn.Module):
+    """Mamba-2 mixer (SSD as its recurrence, sequential over time); parameters as `mamba_ssm.Mamba2`.
+
+    The chunked algorithm (chunk_size) computes the same function; only the real kernel uses it.
+    """
+
+    def __init__(self, spec: Mamba2Spec, device=None, dtype=None):
+        super().__init__()
+        self.spec = spec
+        kw = {"device": device, "dtype": dtype}
+        self.in_proj = nn.Linear(spec.d_model, spec.d_in_proj, bias=spec.bias, **kw)
+        self.conv1d = nn.Conv1d(spec.conv_dim, spec.conv_dim, spec.d_conv, groups=spec.conv_dim,
+                                bias=spec.conv_bias, padding=spec.d_conv - 1, **kw)
+        h = spec.nheads
+        self.dt_bias = nn.Parameter(torch.linspace(-4.0, -2.0, h, **kw))
+        self.A_log = nn.Parameter(torch.log(torch.linspace(1.0, 16.0, h, **kw)))
+        self.D = nn.Parameter(torch.ones(h, **kw))
+        if spec.rmsnorm:
+            self.norm = nn.Module()
+            self.norm.weight = nn.Parameter(torch.ones(spec.d_inner, **kw))
+        self.out_proj = nn.Linear(spec.d_inner, spec.d_model, bias=spec.bias, **kw)
+
+    def _split(self, zxbcdt: torch.Tensor):
+        s = self.spec
+        return torch.split(zxbcdt, [s.d_inner, s.conv_dim, s.nheads], dim=-1)
+
+    def _heads(self, xbc: torch.Tensor):
+        """x (..., h, p), B and C (..., h, n): each head reads its group's B and C."""
+        s = self.spec
+        x, b, c = torch.split(xbc, [s.d_inner, s.ngroups * s.d_state, s.ngroups * s.d_state], dim=-1)
+        x = x.unflatten(-1, (s.nheads, s.headdim))
+        rep = s.nheads // s.ngroups
+        b = b.unflatten(-1, (s.ngroups, s.d_state)).repeat_interleave(rep, dim=-2)
+        c = c.unflatten(-1, (s.ngroups, s.d_state)).repeat_interleave(rep, dim=-2)
+        return x, b, c
+
+    def _gate_norm_out(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Grouped gated RMSNorm (norm_before_gate=False: norm(y * silu(z)) per group), out_proj."""
+        s = self.spec
+        if s.rmsnorm:
+            g = (y * F.silu(z)).unflatten(-1, (s.ngroups, s.d_inner // s.ngroups))
+            g = g * torch.rsqrt(g.square().mean(-1, keepdim=True) + 1e-5)
+            y = g.flatten(-2) * self.norm.weight
+        else:
+            y = y * F.silu(z)
+        return self.out_proj(y)
+
+    def forward_with_cache(self, u: torch.Tensor):
+        z, xbc, dt = self._split(self.in_proj(u))
+        conv_state = _conv_state_after(xbc, self.spec.d_conv)
+        xbc = F.silu(_causal_depthwise_conv(xbc, self.conv1d.weight, self.conv1d.bias))
+        x, b, c = self._heads(xbc)  # (B, L, h, p), (B, L, h, n)
+        dt = F.softplus(dt + self.dt_bias)  # (B, L, h)
+        a = -torch.exp(self.A_log)
+        s = self.spec
+        state = torch.zeros(u.shape[0], s.nheads, s.headdim, s.d_state, dtype=x.dtype, device=x.device)
+        ys = []
+        for t in range(u.shape[1]):
+            decay = torch.exp(dt[:, t] * a)[:, :, None, None]
+            state = decay * state + (dt[:, t, :, None, None] * x[:, t, :, :, None] * b[:, t, :, None, :])
+            ys.append((state * c[:, t, :, None, :]).sum(-1) + self.D[:, None] * x[:, t])
+        y = torch.stack(ys, dim=1).flatten(-2)
+        return self._gate_norm_out(y, z), (conv_state, state)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_cache(u)[0]
+
+    def allocate_cache(self, batch: int, context: int, dtype=None):
+        dtype = dtype or self.in_proj.weight.dtype
+        dev = self.in_proj.weight.device
+        s = self.spec
+        return (torch.zeros(batch, s.conv_dim, s.d_conv, device=dev, dtype=dtype),
+                torch.zeros(batch, s.nheads, s.headdim, s.d_state, device=dev, dtype=dtype))
+
+    def decode(self, u: torch.Tensor, cache) -> torch.Tensor:
+        conv_state, ssm_state = cache
+        z, xbc, dt = self._split(self.in_proj(u[:, 0]))
+        xbc = F.silu(_conv_step(conv_state, xbc, self.conv1d.weight, self.conv1d.bias))
+        x, b, c = self._heads(xbc)  # (B, h, p), (B, h, n)
+        dt = F.softplus(dt + self.dt_bias)
+        decay = torch.exp(dt * -torch.exp(self.A_log))[:, :, None, None]
+        ssm_state.copy_(decay * ssm_state + dt[:, :, None, None] * x[..., None] * b[:, :, None, :])
+        y = (ssm_state * c[:, :, None, :]).sum(-1) + self.D[:, None] * x
+        return self._gate_norm_out(y.flatten(-2), z)[:, None]
+
+
+# ----------------------------------------------------------------------------- attention, MLP
+
+class RefAttention(nn.Module):
+    """Causal attention, GQA by repeating K/V heads, explicit softmax; parameters `wqkv`, `out_proj`.
+
+    The decode cache holds K and V for `context` earlier tokens plus one slot for the new token:
+    (k, v) of shape (B, n_kv_heads, context + 1, head_dim).
+    """
+
+    def __init__(self, spec: AttentionSpec, device=None, dtype=None):
+        super().__init__()
+        self.spec = spec
+        self.wqkv = nn.Linear(spec.d_model, spec.qkv_dim, bias=spec.bias, device=device, dtype=dtype)
+        self.out_proj = nn.Linear(spec.q_dim, spec.d_model, bias=spec.bias, device=device, dtype=dtype)
+
+    def _qkv(self, u: torch.Tensor, positions: torch.Tensor):
+        s = self.spec
+        q, k, v = torch.split(self.wqkv(u), [s.q_dim, s.kv_dim, s.kv_dim], dim=-1)
+        q = q.unflatten(-1, (s.n_heads, s.head_dim))
+        k = k.unflatten(-1, (s.n_kv_heads, s.head_dim))
+        v = v.unflatten(-1, (s.n_kv_heads, s.head_dim))
+        cos, sin = rope_tables(s, positions, q.dtype)
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v  # (B, L, heads, hd)
+
+    def _attend(self, q, k, v, causal: bool) -> torch.Tensor:
+        """q (B, Lq, H, hd), k/v (B, Lk, Hkv, hd) -> (B, Lq, H*hd); query i sits at Lk - Lq + i."""
+        s = self.spec
+        rep = s.n_heads // s.n_kv_heads
+        k, v = k.repeat_interleave(rep, dim=2), v.repeat_interleave(rep, dim=2)
+        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(s.head_dim)
+        if causal:
+            lq, lk = q.shape[1], k.shape[1]
+            mask = torch.ones(lq, lk, dtype=torch.bool, device=q.device).tril(lk - lq)
+            scores = scores.masked_fill(~mask, float("-inf"))
+        out = torch.einsum("bhqk,bkhd->bqhd", scores.softmax(-1), v)
+        return out.flatten(-2)
+
+    def forward_with_cache(self, u: torch.Tensor):
+        positions = torch.arange(u.shape[1], device=u.device)
+        q, k, v = self._qkv(u, positions)
+        out = self.out_proj(self._attend(q, k, v, causal=True))
+        kc, vc = self.allocate_cache(u.shape[0], u.shape[1], dtype=u.dtype)
+        kc[:, :, : u.shape[1]] = k.transpose(1, 2)
+        vc[:, :, : u.shape[1]] = v.transpose(1, 2)
+        return out, (kc, vc)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_cache(u)[0]
+
+    def allocate_cache(self, batch: int, context: int, dtype=None):
+        s = self.spec
+        dtype = dtype or self.wqkv.weight.dtype
+        shape = (batch, s.n_kv_heads, context + 1, s.head_dim)
+        dev = self.wqkv.weight.device
+        return (torch.zeros(shape, device=dev, dtype=dtype), torch.zeros(shape, device=dev, dtype=dtype))
+
+    def decode(self, u: torch.Tensor, cache) -> torch.Tensor:
+        kc, vc = cache
+        context = kc.shape[2] - 1
+        q, k, v = self._qkv(u, torch.tensor([context], device=u.device))
+        kc[:, :, context] = k[:, 0]
+        vc[:, :, context] = v[:, 0]
+        return self.out_proj(self._attend(q, kc.transpose(1, 2), vc.transpose(1, 2), causal=False))
+
+
+class RefMLP(nn.Module):
+    """fc1 -> activation (gated: act(first half) * second half) -> fc2; parameters `fc1`, `fc2`."""
+
+    def __init__(self, spec: MLPSpec, device=None, dtype=None):
+        super().__init__()
+        self.spec = spec
+        self.fc1 = nn.Linear(spec.d_model, spec.fc1_out, bias=spec.bias, device=device, dtype=dtype)
+        self.fc2 = nn.Linear(spec.ffn_hidden, spec.d_model, bias=spec.bias, device=device, dtype=dtype)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        h = self.fc1(u)
+        if self.spec.gated:
+            gate, up = h.chunk(2, dim=-1)
+            h = activation(self.spec.activation, gate) * up
+        else:
+            h = activation(self.spec.activation, h)
+        return self.fc2(h)
+
+    def forward_with_cache(self, u: torch.Tensor):
+        return self.forward(u), ()
+
+    def allocate_cache(self, batch: int, context: int, dtype=None):
+        return ()
+
+    def decode(self, u: torch.Tensor, cache) -> torch.Tensor:
+        return self.forward(u)
+
+
+REFERENCE_LAYERS = {"mamba": RefMamba, "mamba2": RefMamba2, "attention": RefAttention, "mlp": RefMLP}
+
+
+def build_reference_layer(spec: MixerSpec, device=None, dtype=None) -> nn.Module:
+    """The reference module for a mixer spec (any dtype; float64 for checks)."""
+    return REFERENCE_LAYERS[spec.kind](spec, device=device, dtype=dtype)

@@ -1,0 +1,163 @@
+"""`perfbench run`: measure real layers or whole models over a sweep, into the results store."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from perfbench.errors import PerfbenchError
+
+
+def _targets(layer: Optional[str], model: Optional[str], models_file: Optional[Path]):
+    from models.registry import BUILTIN_LAYERS, PAPER_MODELS, get_layer, get_model
+    from perfbench.harness import Target
+    from perfbench.sizes import parse_names
+
+    if (layer is None) == (model is None):
+        raise PerfbenchError("give exactly one of --layer NAMES or --model NAMES")
+    if layer is not None:
+        names = parse_names(layer)
+        names = list(BUILTIN_LAYERS) if names == ["all"] else names
+        return [Target("layer", n, get_layer(n)) for n in names]
+    names = parse_names(model)
+    names = list(PAPER_MODELS) if names == ["all"] else names
+    return [Target("model", n, get_model(n, models_file)) for n in names]
+
+
+def run_command(
+    layer: Optional[str] = typer.Option(None, "--layer", help="Layer names, comma-separated, or 'all' "
+                                        "(mamba, mamba2, attention, attention-mha, mlp)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model names, comma-separated, or 'all' "
+                                        "(the paper's four 8B models)."),
+    phase: str = typer.Option("prefill,decode", "--phase", help="prefill, decode or both."),
+    batch: str = typer.Option("1", "--batch", help="Batch sizes, e.g. 1,8,64."),
+    seqlen: str = typer.Option("4k", "--seqlen", help="Prompt (prefill) or context (decode) lengths, e.g. 1k,4k."),
+    graphs: bool = typer.Option(True, "--graphs/--eager", help="Decode timed as CUDA-graph replays or eagerly."),
+    out: Path = typer.Option(Path("results"), "--out", help="Results directory (one Parquet file per run)."),
+    resume: bool = typer.Option(False, "--resume", help="Skip points already recorded under --out."),
+    repeats: int = typer.Option(5, "--repeats", help="Minimum timed calls per point."),
+    max_repeats: int = typer.Option(200, "--max-repeats", help="Maximum timed calls per point."),
+    target_ms: float = typer.Option(200.0, "--target-ms", help="Timed work per point; repeats adapt to it."),
+    warmup: int = typer.Option(2, "--warmup", help="Warm-up calls after the first (compiling) call."),
+    l2_flush: bool = typer.Option(False, "--l2-flush", help="Flush the L2 cache before each timed call."),
+    nvtx: bool = typer.Option(True, "--nvtx/--no-nvtx", help="NVTX range around each timed call."),
+    attn_backend: Optional[str] = typer.Option(None, "--attn-backend",
+                                               help="flash, cudnn, efficient, math or flash_attn "
+                                                    "(default: flash_attn if installed, else SDPA flash)."),
+    cpu_reference: bool = typer.Option(False, "--cpu-reference",
+                                       help="Run the pure-torch reference layers on CPU (float32), for tests."),
+    models_file: Optional[Path] = typer.Option(None, "--models-file", help="TOML file with more models."),
+) -> None:
+    """Measure layers or whole models: prefill and decode over batch x seqlen, with telemetry.
+
+    Each point: warm-up, CUDA-event timing (median, p10, p90), CUDA-graph decode by default, peak
+    memory, NVML clocks/power/temperature. Points that cannot fit are recorded as skipped; an OOM
+    or failure is recorded and the sweep goes on.
+    """
+    from perfbench.sizes import parse_names, parse_sizes
+
+    targets = _targets(layer, model, models_file)
+    phases = parse_names(phase)
+    batches, seqlens = parse_sizes(batch), parse_sizes(seqlen)
+    if repeats < 1 or max_repeats < repeats or warmup < 0 or target_ms <= 0:
+        raise PerfbenchError("need 1 <= --repeats <= --max-repeats, --warmup >= 0, --target-ms > 0")
+
+    import torch
+
+    from models.torch_layers import ATTN_BACKENDS
+    from perfbench.harness import SweepOptions, make_points, run_sweep
+    from perfbench.results import RunWriter, done_keys
+    from perfbench.timing import TimingOptions
+
+    if attn_backend is not None and attn_backend not in ATTN_BACKENDS:
+        raise PerfbenchError(f"unknown --attn-backend {attn_backend!r} ({', '.join(ATTN_BACKENDS)})")
+    if not cpu_reference and not torch.cuda.is_available():
+        raise PerfbenchError("no CUDA GPU here: `perfbench run` measures real kernels on a GPU "
+                             "(--cpu-reference runs the pure-torch reference layers on CPU)")
+    timing = TimingOptions(warmup=warmup, min_repeats=repeats, max_repeats=max_repeats,
+                           target_s=target_ms / 1e3, l2_flush=l2_flush and not cpu_reference, nvtx=nvtx)
+    options = SweepOptions(device="cpu" if cpu_reference else "cuda",
+                           dtype="float32" if cpu_reference else "bfloat16", graphs=graphs, timing=timing,
+                           attn_backend=attn_backend, reference=cpu_reference)
+    points = make_points(targets, phases, batches, seqlens, options)
+    done = done_keys(out) if resume else set()
+    manifest = {"command": "perfbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+                "sweep": {"targets": [f"{t.kind}:{t.name}" for t in targets], "phases": phases,
+                          "batches": batches, "seqlens": seqlens, "graphs": graphs,
+                          "reference": cpu_reference, "attn_backend": attn_backend,
+                          "timing": asdict(timing),
+                          "resume": resume}}
+    writer = RunWriter(out, manifest)
+    started = time.perf_counter()
+    report = _run_with_progress(targets, points, options, writer, done)
+    _print_summary(report, time.perf_counter() - started)
+
+
+def _point_line(point, row) -> str:
+    if row is None:
+        return f"[dim]{point.nvtx_range:<40} already recorded[/dim]"
+    if row["status"] == "ok":
+        spread = row["p90_ms"] / row["p10_ms"] if row["p10_ms"] > 0 else float("nan")
+        return (f"{point.nvtx_range:<40} {point.mode:<5} {row['time_ms']:10.4f} ms  "
+                f"p90/p10 {spread:5.3f}  n={row['n_repeats']:<4} peak {row['peak_mem_bytes'] / 2**30:6.2f} GiB")
+    return f"{point.nvtx_range:<40} [yellow]{row['status']}[/yellow]: {row['reason']}"
+
+
+def _run_with_progress(targets, points, options, writer, done):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from perfbench.harness import run_sweep
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console = Console(stderr=True, width=160)  # log files: one point per line
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("measuring", total=len(points))
+
+        def on_point(point, row):
+            progress.console.print(_point_line(point, row), highlight=False)
+            progress.update(task, advance=1, description=point.nvtx_range)
+
+        try:
+            return run_sweep(targets, points, options, writer, done=done, on_point=on_point)
+        except KeyboardInterrupt:
+            console.print(f"interrupted: finished points are in {writer.parquet_path} (--resume continues)")
+            raise
+
+
+def _print_summary(report, wall_s: float) -> None:
+    import math
+    import statistics
+
+    from rich.console import Console
+    from rich.table import Table
+
+    groups: dict = {}
+    for row in report.rows:
+        groups.setdefault((row["target_kind"], row["name"], row["phase"], row["mode"]), []).append(row)
+    table = Table(title=f"run {report.run_id} · {len(report.rows)} points in {wall_s:.1f} s"
+                        + (f" · {report.skipped_done} already recorded" if report.skipped_done else ""),
+                  title_justify="left")
+    for name in ("target", "phase", "mode", "ok", "skipped", "oom", "error", "time_ms min", "time_ms max",
+                 "median p90/p10"):
+        table.add_column(name, justify="left" if name in ("target", "phase", "mode") else "right")
+    for (kind, name, phase, mode), rows in groups.items():
+        ok = [r for r in rows if r["status"] == "ok"]
+        count = {s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "oom", "error")}
+        spreads = [r["p90_ms"] / r["p10_ms"] for r in ok if r["p10_ms"] > 0]
+        times = [r["time_ms"] for r in ok if not math.isnan(r["time_ms"])]
+        table.add_row(name if kind == "layer" else f"{name} (model)", phase, mode,
+                      *(str(count[s]) for s in ("ok", "skipped", "oom", "error")),
+                      f"{min(times):.4f}" if times else "–", f"{max(times):.4f}" if times else "–",
+                      f"{statistics.median(spreads):.3f}" if spreads else "–")
+    console = Console(width=140)
+    console.print(table)
+    console.print(f"results: {report.path}")

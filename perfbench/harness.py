@@ -1,0 +1,397 @@
+"""The measurement harness: a sweep is data (targets x phases x batches x seqlens), the loop is here.
+
+For every point: estimate its memory and skip it (recorded, with the reason) if it cannot fit;
+otherwise build random inputs (never zeros) and, for decode, caches filled to the context with
+random values; capture the decode step in a CUDA graph (default) or call it eagerly; time it
+(`perfbench.timing`); read telemetry before and after; append one row to the run's Parquet file
+(`perfbench.results`). An out-of-memory error, a missing kernel or any other failure of one point
+becomes a row with status "oom", "skipped" or "error" and the sweep goes on; an interrupt stops
+the sweep with every finished point on disk, and `resume` skips them next time.
+
+Targets are built once (weights random, each library's initialisation) and reused for all their
+points. `workload_factory` is the seam for tests: anything with `kernels()`, `estimate_bytes(point)`,
+`prepare(point) -> callable` and `close()` can stand in for the torch workload.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable
+
+from perfbench.errors import PerfbenchError
+from perfbench.nvtx_ranges import range_name
+from perfbench.results import POINT_KEY, RunWriter, point_key, utc_now
+from perfbench.timing import TimingOptions, capture_graph, l2_flusher, measure
+
+PHASES = ("prefill", "decode")
+DTYPES = {"bfloat16": 2, "float16": 2, "float32": 4, "float64": 8}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A layer (MixerSpec) or a whole model (ModelSpec) under its registry name."""
+
+    kind: str  # "layer" | "model"
+    name: str
+    spec: object
+
+
+@dataclass(frozen=True)
+class Point:
+    target_kind: str
+    name: str
+    phase: str
+    batch: int
+    seqlen: int
+    dtype: str = "bfloat16"
+    mode: str = "eager"
+
+    @property
+    def nvtx_range(self) -> str:
+        return range_name(self.name, self.phase, self.batch, self.seqlen)
+
+    def key(self, gpu: str) -> tuple:
+        return point_key({**asdict(self), "gpu": gpu})
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    device: str = "cuda"
+    dtype: str = "bfloat16"
+    graphs: bool = True  # decode: CUDA-graph replay (eager when False or on CPU)
+    timing: TimingOptions = field(default_factory=TimingOptions)
+    attn_backend: str | None = None  # None: flash_attn if importable, else SDPA flash; math on CPU
+    reference: bool = False  # pure-torch reference layers (models.reference) instead of real ones
+    memory_fraction: float = 0.95  # share of the GPU's memory a point's estimate may use
+    memory_budget_bytes: int | None = None  # overrides memory_fraction (and applies on CPU too)
+    seed: int = 0
+
+
+def make_points(targets: Iterable[Target], phases, batches, seqlens, options: SweepOptions) -> list[Point]:
+    """The outer product, in target, phase, batch, seqlen order."""
+    points = []
+    for phase in phases:
+        if phase not in PHASES:
+            raise PerfbenchError(f"unknown phase {phase!r} (prefill, decode)")
+    decode_mode = "graph" if options.graphs and options.device == "cuda" else "eager"
+    for target in targets:
+        for phase in phases:
+            for batch in batches:
+                for seqlen in seqlens:
+                    mode = decode_mode if phase == "decode" else "eager"
+                    points.append(Point(target.kind, target.name, phase, int(batch), int(seqlen),
+                                        options.dtype, mode))
+    return points
+
+
+# ----------------------------------------------------------------------------- torch workload
+
+def _torch_dtype(name: str):
+    import torch
+
+    if name not in DTYPES:
+        raise PerfbenchError(f"unknown dtype {name!r} ({', '.join(DTYPES)})")
+    return getattr(torch, name)
+
+
+class TorchWorkload:
+    """A target built as real (or reference) torch modules, making one runnable call per point."""
+
+    def __init__(self, target: Target, options: SweepOptions):
+        import torch
+
+        self.target, self.options = target, options
+        self.dtype = _torch_dtype(options.dtype)
+        torch.manual_seed(options.seed)
+        if target.kind == "layer":
+            if options.reference:
+                from models.reference import build_reference_layer
+
+                module = build_reference_layer(target.spec, device=options.device, dtype=self.dtype)
+            else:
+                from models.torch_layers import build_layer
+
+                module = build_layer(target.spec, device=options.device, dtype=self.dtype,
+                                     attn_backend=options.attn_backend)
+        elif target.kind == "model":
+            from models.stack import build_model
+
+            module = build_model(target.spec, device=options.device, dtype=self.dtype,
+                                 layers="reference" if options.reference else "real",
+                                 attn_backend=options.attn_backend)
+        else:
+            raise PerfbenchError(f"unknown target kind {target.kind!r}")
+        self.module = module.eval().requires_grad_(False)
+
+    def _mixers(self):
+        if self.target.kind == "layer":
+            return [self.module]
+        return [block.mixer for block in self.module.blocks]
+
+    def kernels(self) -> dict:
+        """attn_backend / conv_backend columns and kernel facts for `extra`."""
+        info = {"attn_backend": "", "conv_backend": ""}
+        if self.options.reference:
+            info["layers"] = "reference"
+            if any(m.spec.kind == "attention" for m in self._mixers()):
+                info["attn_backend"] = "math"
+            if any(m.spec.kind in ("mamba", "mamba2") for m in self._mixers()):
+                info["conv_backend"] = "torch"
+            return info
+        from models.torch_layers import layer_kernels
+
+        seen = {}
+        for mixer in self._mixers():
+            seen.setdefault(mixer.spec.kind, layer_kernels(mixer))
+        for facts in seen.values():
+            for key, value in facts.items():
+                if value and not info.get(key):
+                    info[key] = value
+        if self.target.kind == "model":
+            info["norm"] = "triton_layer_norm_fn" if self.module.norm_f.fused else "torch"
+        return info
+
+    def estimate_bytes(self, point: Point) -> int:
+        nbytes = DTYPES[self.options.dtype]
+        if self.target.kind == "layer":
+            from models.torch_layers import estimate_layer_bytes
+
+            return estimate_layer_bytes(self.target.spec, point.phase, point.batch, point.seqlen, nbytes)
+        from models.stack import estimate_model_bytes
+
+        return estimate_model_bytes(self.target.spec, point.phase, point.batch, point.seqlen, nbytes)
+
+    def prepare(self, point: Point) -> Callable[[], object]:
+        """Random inputs (and random caches at context `seqlen` for decode); one call per invocation."""
+        import torch
+
+        from models.torch_layers import randomize_
+
+        dev = self.options.device
+        gen = torch.Generator(device=dev).manual_seed(self.options.seed + 7919 * point.batch + point.seqlen)
+        module, b, seq = self.module, point.batch, point.seqlen
+        length = seq if point.phase == "prefill" else 1
+        if self.target.kind == "model":
+            vocab = self.target.spec.vocab_size
+            x = torch.randint(1, vocab, (b, length), device=dev, generator=gen)
+        else:
+            x = torch.randn(b, length, self.target.spec.d_model, device=dev, dtype=self.dtype, generator=gen)
+        if point.phase == "prefill":
+            call = module.prefill if self.target.kind == "model" else module.forward
+            return lambda: call(x)
+        cache = module.allocate_cache(b, seq, dtype=self.dtype)
+        for part in (cache if self.target.kind == "model" else [cache]):
+            randomize_(part, generator=gen)
+        return lambda: module.decode(x, cache)
+
+    def close(self) -> None:
+        self.module = None
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+def is_oom(exc: BaseException) -> bool:
+    try:
+        import torch
+
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}"[:limit]
+
+
+class _Device:
+    """What the harness needs from the device: sync, memory counters, telemetry, identity."""
+
+    def __init__(self, options: SweepOptions, telemetry=None):
+        from perfbench.telemetry import GpuTelemetry, env_versions, gpu_key
+
+        self.cuda = options.device == "cuda"
+        self.env = env_versions()
+        if self.cuda:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise PerfbenchError("no CUDA GPU here (use --cpu-reference for the CPU reference layers)")
+            self.telemetry = telemetry or GpuTelemetry(torch.cuda.current_device())
+            ident = self.telemetry.identity()
+            props = torch.cuda.get_device_properties(torch.cuda.current_device())
+            self.gpu_name = ident["gpu_name"] or props.name
+            self.driver = ident["driver"]
+            self.total_bytes = int(props.total_memory)
+            self.l2_bytes = int(getattr(props, "L2_cache_size", 50 << 20))
+        else:
+            self.telemetry = telemetry or GpuTelemetry(enabled=False)
+            self.gpu_name, self.driver, self.total_bytes, self.l2_bytes = "cpu", "", None, 0
+        self.gpu = gpu_key(self.gpu_name) if self.cuda else "cpu"
+
+    def reset_peak(self) -> None:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+
+    def peak(self) -> int:
+        if not self.cuda:
+            return 0
+        import torch
+
+        return int(torch.cuda.max_memory_allocated())
+
+    def release(self, collect: bool = False) -> None:
+        """Return freed blocks to the GPU; a full gc (0.1 s with torch loaded) only when asked."""
+        if collect:
+            gc.collect()
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+
+
+@dataclass
+class SweepReport:
+    run_id: str
+    path: str
+    rows: list[dict]
+    skipped_done: int
+    status: str
+
+
+def run_sweep(targets: list[Target], points: list[Point], options: SweepOptions, writer: RunWriter, *,
+              workload_factory=TorchWorkload, done: set | None = None,
+              on_point: Callable[[Point, dict | None], None] | None = None, telemetry=None) -> SweepReport:
+    """Measure `points` (those whose key is not in `done`), appending one row per point to `writer`."""
+    device = _Device(options, telemetry)
+    writer.manifest.update({"device": options.device, "gpu": device.gpu, "gpu_name": device.gpu_name,
+                            "driver": device.driver, "env": device.env})
+    done = done or set()
+    by_name = {(t.kind, t.name): t for t in targets}
+    workloads: dict = {}
+    flush = l2_flusher(device.l2_bytes) if options.timing.l2_flush and device.cuda else None
+    rows, skipped_done, status = [], 0, "complete"
+    try:
+        for point in points:
+            if point.key(device.gpu) in done:
+                skipped_done += 1
+                if on_point:
+                    on_point(point, None)
+                continue
+            tkey = (point.target_kind, point.name)
+            if tkey not in workloads:
+                for other in list(workloads):  # one target in memory at a time
+                    if workloads[other] is not None and not isinstance(workloads[other], Exception):
+                        workloads[other].close()
+                    workloads[other] = None
+                device.release(collect=True)
+                try:
+                    workloads[tkey] = workload_factory(by_name[tkey], options)
+                except Exception as exc:  # noqa: BLE001 - a target that cannot be built: record why
+                    workloads[tkey] = exc
+            row = _measure_point(workloads[tkey], point, options, device, flush)
+            writer.append(row)
+            rows.append(row)
+            if on_point:
+                on_point(point, row)
+    except BaseException:
+        status = "interrupted"
+        raise
+    finally:
+        for workload in workloads.values():
+            if workload is not None and not isinstance(workload, Exception):
+                workload.close()
+        writer.close(status)
+    return SweepReport(writer.run_id, str(writer.parquet_path), rows, skipped_done, status)
+
+
+def _measure_point(workload, point: Point, options: SweepOptions, device: _Device, flush) -> dict:
+    before = device.telemetry.snapshot()
+    timing, reason, status, peak, extra, kernels = None, "", "ok", 0, {}, {}
+    if isinstance(workload, Exception):
+        status = "oom" if is_oom(workload) else ("skipped" if _unavailable(workload) else "error")
+        reason = "target not built: " + one_line(workload)
+    else:
+        kernels = workload.kernels()
+        estimate = workload.estimate_bytes(point)
+        extra["estimate_bytes"] = estimate
+        budget = options.memory_budget_bytes
+        if budget is None and device.total_bytes is not None:
+            budget = int(device.total_bytes * options.memory_fraction)
+        if budget is not None and estimate is not None and estimate > budget:
+            status = "skipped"
+            reason = f"does not fit: needs ~{estimate / 2**30:.1f} GiB, budget {budget / 2**30:.1f} GiB"
+        else:
+            timing, status, reason, peak = _time_point(workload, point, options, device, flush)
+            device.release(collect=status != "ok")  # the point's inputs, caches and graph are gone now
+            kernels = workload.kernels()  # a lazily chosen path (e.g. GQA expand) is known now
+    after = device.telemetry.snapshot()
+    if timing is not None:
+        extra["first_call_ms"] = round(timing.first_call_ms, 4)
+    extra.update({k: v for k, v in kernels.items() if k not in ("attn_backend", "conv_backend")})
+    return _row(point, options, device, timing, status, reason, peak, before, after, kernels, extra)
+
+
+def _unavailable(exc: BaseException) -> bool:
+    try:
+        from models.torch_layers import KernelUnavailable
+    except ImportError:  # pragma: no cover - torch missing
+        return False
+    return isinstance(exc, KernelUnavailable)
+
+
+def _time_point(workload, point: Point, options: SweepOptions, device: _Device, flush):
+    import torch
+
+    try:
+        device.reset_peak()
+        with torch.inference_mode():
+            fn = workload.prepare(point)
+            graph = None
+            if point.mode == "graph":
+                fn, graph = capture_graph(fn)
+            timing = measure(fn, options.timing, cuda=device.cuda, range_name=point.nvtx_range, flush=flush)
+        return timing, "ok", "", device.peak()
+    except Exception as exc:  # noqa: BLE001 - one point's failure is data, not the sweep's end
+        status = "oom" if is_oom(exc) else ("skipped" if _unavailable(exc) else "error")
+        return None, status, one_line(exc), device.peak()
+
+
+def _row(point, options, device, timing, status, reason, peak, before, after, kernels, extra) -> dict:
+    nan = float("nan")
+    ok = timing is not None
+    median = timing.median_ms if ok else nan
+    tokens = point.batch if point.phase == "decode" else point.batch * point.seqlen
+    env = device.env
+    return {
+        "run_id": "", "timestamp": utc_now(), "target_kind": point.target_kind, "name": point.name,
+        "phase": point.phase, "batch": point.batch, "seqlen": point.seqlen, "dtype": point.dtype,
+        "mode": point.mode, "status": status, "reason": reason,
+        "time_ms": median, "p10_ms": timing.p10_ms if ok else nan, "p90_ms": timing.p90_ms if ok else nan,
+        "mean_ms": timing.mean_ms if ok else nan, "std_ms": timing.std_ms if ok else nan,
+        "n_repeats": timing.n if ok else 0, "peak_mem_bytes": int(peak),
+        "tokens_per_s": tokens / (median / 1e3) if ok and median > 0 else nan, "tp": 1,
+        "device": options.device, "gpu": device.gpu, "gpu_name": device.gpu_name, "driver": device.driver,
+        "sm_clock_mhz_before": before["sm_clock_mhz"], "sm_clock_mhz_after": after["sm_clock_mhz"],
+        "mem_clock_mhz_before": before["mem_clock_mhz"], "mem_clock_mhz_after": after["mem_clock_mhz"],
+        "power_w": after["power_w"], "temperature_c": after["temperature_c"],
+        "throttle_reasons": after["throttle_reasons"], "torch_version": env["torch_version"],
+        "cuda_version": env["cuda_version"], "mamba_ssm_version": env["mamba_ssm_version"],
+        "causal_conv1d_version": env["causal_conv1d_version"], "flash_attn_version": env["flash_attn_version"],
+        "attn_backend": kernels.get("attn_backend", ""), "conv_backend": kernels.get("conv_backend", ""),
+        "nvtx": bool(options.timing.nvtx), "l2_flush": bool(options.timing.l2_flush),
+        "nvtx_range": point.nvtx_range, "extra": json.dumps(extra, sort_keys=True, default=str),
+    }
+
+
+__all__ = ["PHASES", "POINT_KEY", "Point", "SweepOptions", "SweepReport", "Target", "TorchWorkload",
+           "make_points", "run_sweep"]

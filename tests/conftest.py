@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny specs of every layer kind and a tiny hybrid model, and a CUDA guard."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.specs import AttentionSpec, Mamba2Spec, MambaSpec, MLPSpec, ModelSpec
+
+
+@pytest.fixture
+def tiny_specs() -> dict:
+    """One small spec per layer kind (GQA with partial RoPE; Mamba-2 with 2 groups, chunk 4)."""
+    return {
+        "mamba": MambaSpec(d_model=16, d_state=4, d_conv=4, expand=2, dt_rank=3),
+        "mamba2": Mamba2Spec(d_model=32, d_state=8, d_conv=4, expand=2, headdim=8, ngroups=2, chunk_size=4),
+        "attention": AttentionSpec(d_model=32, n_heads=4, n_kv_heads=2, head_dim=8, rotary_fraction=0.5),
+        "attention-mha": AttentionSpec(d_model=32, n_heads=4, n_kv_heads=4, head_dim=8),
+        "mlp": MLPSpec(d_model=16, ffn_hidden=24),
+    }
+
+
+@pytest.fixture
+def tiny_model() -> ModelSpec:
+    """A five-block hybrid using every letter, vocabulary 50."""
+    d = 32
+    return ModelSpec(name="tiny-hybrid", d_model=d, vocab_size=50, pattern="M-*m-",
+                     mamba=MambaSpec(d_model=d, d_state=4, dt_rank=4),
+                     mamba2=Mamba2Spec(d_model=d, d_state=8, headdim=8, ngroups=2, chunk_size=4),
+                     attention=AttentionSpec(d_model=d, n_heads=4, n_kv_heads=2, head_dim=8,
+                                             rotary_fraction=0.5),
+                     mlp=MLPSpec(d_model=d, ffn_hidden=64))
+
+
+@pytest.fixture
+def cuda():
+    """Skip unless a CUDA GPU is present; returns the torch module."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    return torch

@@ -1,0 +1,206 @@
+"""The harness end to end on the CPU reference layers at tiny sizes: rows, NVTX, OOM, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from perfbench import nvtx_ranges  # noqa: E402
+from perfbench.harness import SweepOptions, Target, TorchWorkload, make_points, run_sweep  # noqa: E402
+from perfbench.results import COLUMNS, RunWriter, done_keys, load_results  # noqa: E402
+from perfbench.timing import TimingOptions  # noqa: E402
+
+FAST = TimingOptions(warmup=1, min_repeats=3, max_repeats=3, target_s=0.001)
+
+
+def _options(**kw):
+    return SweepOptions(device="cpu", dtype="float32", graphs=True, timing=FAST, reference=True, **kw)
+
+
+def _targets(tiny_specs, names=("mamba2", "attention")):
+    return [Target("layer", n, tiny_specs[n]) for n in names]
+
+
+def _sweep(tmp_path, targets, points, options, **kw):
+    return run_sweep(targets, points, options, RunWriter(tmp_path, {"command": "test"}), **kw)
+
+
+def test_cpu_sweep_writes_one_ok_row_per_point_with_every_column(tmp_path, tiny_specs):
+    targets = _targets(tiny_specs)
+    options = _options()
+    points = make_points(targets, ["prefill", "decode"], [1, 2], [4, 8], options)
+    report = _sweep(tmp_path, targets, points, options)
+    frame = load_results(tmp_path)
+    assert report.status == "complete"
+    assert list(frame.columns) == list(COLUMNS)
+    assert len(frame) == len(points) == 16
+    assert set(frame["status"]) == {"ok"}
+    assert (frame["n_repeats"] == 3).all()
+    assert (frame["time_ms"] > 0).all()
+    assert set(frame.loc[frame["phase"] == "decode", "mode"]) == {"eager"}  # no graphs on CPU
+    assert set(frame["attn_backend"][frame["name"] == "attention"]) == {"math"}
+    assert set(frame["conv_backend"][frame["name"] == "mamba2"]) == {"torch"}
+    row = frame[(frame["phase"] == "prefill") & (frame["batch"] == 2) & (frame["seqlen"] == 8)].iloc[0]
+    assert row["tokens_per_s"] == pytest.approx(16 / (row["time_ms"] / 1e3))
+    assert row["nvtx_range"] == f"{row['name']}/prefill/B=2/L=8"
+    assert "first_call_ms" in json.loads(row["extra"])
+
+
+def test_model_points_use_target_kind_model(tmp_path, tiny_model):
+    targets = [Target("model", tiny_model.name, tiny_model)]
+    options = _options()
+    _sweep(tmp_path, targets, make_points(targets, ["prefill", "decode"], [2], [6], options), options)
+    frame = load_results(tmp_path)
+    assert set(frame["target_kind"]) == {"model"}
+    assert set(frame["status"]) == {"ok"}
+    assert frame["attn_backend"].iloc[0] == "math" and frame["conv_backend"].iloc[0] == "torch"
+
+
+class _Recorder:
+    def __init__(self):
+        self.pushed, self.popped = [], 0
+
+    def push_range(self, message=None, domain=None, **_):
+        assert domain == "perfbench"
+        self.pushed.append(message)
+
+    def pop_range(self, domain=None):
+        self.popped += 1
+
+
+def test_every_timed_call_sits_in_one_named_nvtx_range(tmp_path, tiny_specs, monkeypatch):
+    recorder = _Recorder()
+    monkeypatch.setattr(nvtx_ranges, "nvtx_module", lambda: recorder)
+    targets = _targets(tiny_specs, ("mlp",))
+    options = _options()
+    _sweep(tmp_path, targets, make_points(targets, ["decode"], [1, 2], [4], options), options)
+    assert recorder.pushed == ["mlp/decode/B=1/L=4"] * 3 + ["mlp/decode/B=2/L=4"] * 3
+    assert recorder.popped == len(recorder.pushed)
+
+
+def test_nvtx_off_pushes_no_range(tmp_path, tiny_specs, monkeypatch):
+    recorder = _Recorder()
+    monkeypatch.setattr(nvtx_ranges, "nvtx_module", lambda: recorder)
+    targets = _targets(tiny_specs, ("mlp",))
+    options = SweepOptions(device="cpu", dtype="float32", reference=True,
+                           timing=TimingOptions(warmup=1, min_repeats=2, max_repeats=2, nvtx=False))
+    _sweep(tmp_path, targets, make_points(targets, ["decode"], [1], [4], options), options)
+    assert recorder.pushed == [] and not load_results(tmp_path)["nvtx"].any()
+
+
+class _Failing(TorchWorkload):
+    """Raises `error` when preparing the point with batch == `at_batch`."""
+
+    error: BaseException = RuntimeError("boom")
+    at_batch = 2
+
+    def prepare(self, point):
+        if point.batch == self.at_batch:
+            raise self.error
+        return super().prepare(point)
+
+
+def test_out_of_memory_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_specs):
+    class Oom(_Failing):
+        error = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    targets = _targets(tiny_specs, ("mlp",))
+    options = _options()
+    points = make_points(targets, ["prefill"], [1, 2, 4], [4], options)
+    _sweep(tmp_path, targets, points, options, workload_factory=Oom)
+    frame = load_results(tmp_path).set_index("batch")
+    assert list(frame["status"]) == ["ok", "oom", "ok"]
+    assert "out of memory" in frame.loc[2, "reason"]
+    assert frame.loc[2, "n_repeats"] == 0 and frame["time_ms"].isna().sum() == 1
+
+
+def test_a_failing_point_is_an_error_row(tmp_path, tiny_specs):
+    targets = _targets(tiny_specs, ("mlp",))
+    options = _options()
+    _sweep(tmp_path, targets, make_points(targets, ["decode"], [1, 2], [4], options), options,
+           workload_factory=_Failing)
+    frame = load_results(tmp_path)
+    assert list(frame["status"]) == ["ok", "error"]
+    assert frame["reason"].iloc[1] == "RuntimeError: boom"
+
+
+def test_point_over_the_memory_budget_is_skipped_before_it_runs(tmp_path, tiny_specs):
+    class Never(TorchWorkload):
+        def prepare(self, point):
+            if point.seqlen > 4:
+                raise AssertionError("should have been skipped")
+            return super().prepare(point)
+
+    targets = _targets(tiny_specs, ("attention",))
+    spec = tiny_specs["attention"]
+    options = _options(memory_budget_bytes=spec.params * 4 + 4 * 4096)
+    _sweep(tmp_path, targets, make_points(targets, ["prefill"], [1], [4, 4096], options), options,
+           workload_factory=Never)
+    frame = load_results(tmp_path)
+    assert list(frame["status"]) == ["ok", "skipped"]
+    assert frame["reason"].iloc[1].startswith("does not fit")
+
+
+def test_unbuildable_target_is_recorded_for_each_point(tmp_path, tiny_specs):
+    def factory(target, options):
+        from models.torch_layers import KernelUnavailable
+
+        raise KernelUnavailable("mamba_ssm is not importable here")
+
+    targets = _targets(tiny_specs, ("mamba",))
+    options = _options()
+    _sweep(tmp_path, targets, make_points(targets, ["prefill", "decode"], [1], [4], options), options,
+           workload_factory=factory)
+    frame = load_results(tmp_path)
+    assert list(frame["status"]) == ["skipped", "skipped"]
+    assert "mamba_ssm" in frame["reason"].iloc[0]
+
+
+def test_killed_sweep_resumes_without_remeasuring(tmp_path, tiny_specs):
+    class Killed(_Failing):
+        error = KeyboardInterrupt()
+        at_batch = 4
+
+    targets = _targets(tiny_specs, ("mlp",))
+    options = _options()
+    points = make_points(targets, ["prefill", "decode"], [1, 2, 4], [4], options)
+    with pytest.raises(KeyboardInterrupt):
+        _sweep(tmp_path, targets, points, options, workload_factory=Killed)
+    first = load_results(tmp_path)
+    assert len(first) == 2  # prefill B=1, B=2 finished before the kill
+    manifest = json.loads(next(tmp_path.glob("run-*.json")).read_text())
+    assert manifest["status"] == "interrupted" and manifest["n_points"] == 2
+
+    prepared = []
+
+    class Counting(TorchWorkload):
+        def prepare(self, point):
+            prepared.append((point.phase, point.batch))
+            return super().prepare(point)
+
+    report = _sweep(tmp_path, targets, points, options, workload_factory=Counting,
+                    done=done_keys(tmp_path))
+    assert report.skipped_done == 2
+    assert ("prefill", 1) not in prepared and ("prefill", 2) not in prepared
+    frame = load_results(tmp_path)
+    assert len(frame) == len(points)
+    assert not frame.duplicated(["phase", "batch", "seqlen"]).any()
+    assert frame["run_id"].nunique() == 2
+
+
+def test_make_points_rejects_unknown_phase(tiny_specs):
+    from perfbench.errors import PerfbenchError
+
+    with pytest.raises(PerfbenchError):
+        make_points(_targets(tiny_specs), ["generate"], [1], [4], _options())
+
+
+def test_decode_points_are_graph_mode_on_cuda_by_default(tiny_specs):
+    options = SweepOptions(device="cuda")
+    points = make_points(_targets(tiny_specs, ("mlp",)), ["prefill", "decode"], [1], [4], options)
+    assert [p.mode for p in points] == ["eager", "graph"]
+    eager = make_points(_targets(tiny_specs, ("mlp",)), ["decode"], [1], [4], SweepOptions(graphs=False))
+    assert eager[0].mode == "eager"
