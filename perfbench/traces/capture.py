@@ -223,14 +223,17 @@ def _trace_ncu(request: TraceRequest, ncu: str, result: TraceResult, manifest: d
         export = ncu_mod.ncu_export_command(ncu, base.with_suffix(".ncu-rep"))
         manifest["steps"] += [shlex.join(map(str, profile)), shlex.join(map(str, export))]
         tools.run_logged(profile, log, f"ncu profile of {rng}")
-        csv_path = base.with_suffix(".ncu.csv")
-        tools.run_logged(export, log, f"ncu export of {rng}", stdout=csv_path)
-        result.files[f"ncu_csv:{rng}"] = str(csv_path)
         run_id, ranges = _results_facts(results_dir)
         result.results_run_id = result.results_run_id or run_id
         expected += ranges
         if run_id and rng not in ranges:
             continue  # recorded by the harness as not ok (OOM, impossible shape): nothing to count
+        if not base.with_suffix(".ncu-rep").is_file():
+            raise PerfbenchError(f"ncu profiled no kernel inside the perfbench NVTX ranges of {rng} "
+                                 f"(filter {ncu_mod.NVTX_FILTER!r}; log: {log})")
+        csv_path = base.with_suffix(".ncu.csv")
+        tools.run_logged(export, log, f"ncu export of {rng}", stdout=csv_path)
+        result.files[f"ncu_csv:{rng}"] = str(csv_path)
         frames.append(ncu_mod.counted(ncu_mod.parse_ncu_csv(csv_path), rng, result.trace_id))
     result.expected_ranges = expected
     if not frames:
