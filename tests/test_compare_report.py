@@ -1,0 +1,80 @@
+"""`perfbench compare --html` and the whole-model views the report and dashboard share."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("plotly")
+
+from perfbench import compare as cmp  # noqa: E402
+from perfbench import model_views as mv  # noqa: E402
+from perfbench.figures import value_axis  # noqa: E402
+from perfbench.report_html import write_report  # noqa: E402
+from results_factory import row  # noqa: E402
+from test_compare import FakeModel, _results  # noqa: E402
+
+
+def _comparison():
+    frame, model = _results()
+    return cmp.compare(frame, predictor=model.predictor, resolver=model.resolver,
+                       known_gpus=("h100",))
+
+
+def test_html_report_is_self_contained(tmp_path):
+    path = write_report(_comparison(), tmp_path / "report.html", source="hand-made")
+    text = path.read_text()
+    assert re.search(r"plotly\.js v\d", text), "plotly.js is not inlined"
+    assert not re.search(r"<script[^>]*\bsrc=", text), "the report loads a script from elsewhere"
+
+
+def test_html_report_has_the_accuracy_table_and_one_curve_per_target_and_phase(tmp_path):
+    text = write_report(_comparison(), tmp_path / "r.html").read_text()
+    assert "median |err|" in text and "10.0%" in text
+    assert text.count("mamba2 · decode") >= 1 and text.count("mamba2 · prefill") >= 1
+
+
+def test_unwritable_report_path_is_a_one_line_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    from perfbench.errors import PerfbenchError
+
+    with pytest.raises(PerfbenchError, match="cannot write"):
+        write_report(_comparison(), tmp_path / "file" / "r.html")
+
+
+def test_decode_speedup_is_hybrid_over_transformer_tokens_per_second():
+    frame = pd.DataFrame({"name": [mv.HYBRID, mv.TRANSFORMER], "batch": [8, 8], "seqlen": [4096, 4096],
+                          "tokens_per_s": [800.0, 100.0]})
+    assert mv.decode_speedup(frame)["speedup"].tolist() == [8.0]
+
+
+def test_decode_speedup_needs_both_models():
+    frame = pd.DataFrame({"name": [mv.HYBRID], "batch": [8], "seqlen": [4096], "tokens_per_s": [1.0]})
+    assert mv.decode_speedup(frame).empty
+
+
+def test_sum_of_layers_counts_each_layer_by_the_models_pattern():
+    # transformer-8b: 32 attention-mha + 32 mlp blocks
+    rows = [row("transformer-8b", "decode", 1, 4096, 100.0, kind="model"),
+            row("attention-mha", "decode", 1, 4096, 1.0), row("mlp", "decode", 1, 4096, 0.5)]
+    table = mv.sum_of_layers(pd.DataFrame(rows), "transformer-8b")
+    assert table["layers_ms"].tolist() == [pytest.approx(32 * 1.0 + 32 * 0.5)]
+    assert table["model_over_layers"].tolist() == [pytest.approx(100.0 / 48.0)]
+
+
+def test_sum_of_layers_is_empty_when_a_layer_was_not_measured():
+    rows = [row("transformer-8b", "decode", 1, 4096, 100.0, kind="model"), row("mlp", "decode", 1, 4096, 0.5)]
+    assert mv.sum_of_layers(pd.DataFrame(rows), "transformer-8b").empty
+
+
+def test_hybrid_fits_a_larger_batch_than_the_transformer_at_long_context():
+    table = mv.max_batch_frame([mv.HYBRID, mv.TRANSFORMER], [32768], "h100")
+    assert table.loc[mv.HYBRID, "32K"] > table.loc[mv.TRANSFORMER, "32K"]
+
+
+def test_log_ticks_cover_the_data_and_read_plainly():
+    axis = value_axis([0.07, 40.0])
+    assert min(axis["tickvals"]) <= 0.1 and max(axis["tickvals"]) >= 20
+    assert "0.1" in axis["ticktext"] and all("e" not in t for t in axis["ticktext"])
