@@ -185,3 +185,14 @@ def test_torch_profiler_trace_of_a_real_cpu_run_matches_the_harness_ranges(tmp_p
     assert set(breakdown["nvtx_range"]) == set(results["nvtx_range"]) == {"tiny-mlp/decode/B=2/L=8"}
     assert set(breakdown["results_run_id"]) == set(results["run_id"])
     assert (breakdown["steps"] == results["n_repeats"].iloc[0]).all()
+
+
+def test_a_failing_child_run_is_one_line_with_its_error_and_the_log(tmp_path):
+    pytest.importorskip("torch")
+    done = _run_cli(["trace", "--torch-profiler", "--layer", "mlp", "--run-arg=--repeats=0",
+                     "--out", str(tmp_path / "t")], os.environ["PATH"])
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert "--repeats" in line and "trace.log" in line
+    (manifest,) = (tmp_path / "t").glob("*/trace.json")
+    assert json.loads(manifest.read_text())["status"] == "error"

@@ -59,8 +59,9 @@ def run_logged(command: list[str], log: Path, what: str, stdout: Path | None = N
         err.flush()
         code = subprocess.call([str(c) for c in command], stdout=out, stderr=err)
     if code != 0:
-        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
-        last = lines[-1].strip() if lines else ""
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        errors = [line for line in lines if line.lower().startswith(("error", "==error=="))]
+        last = (errors or lines or [""])[-1]
         raise PerfbenchError(f"{what} failed (exit {code}): {last[:200]} (log: {log})")
 
 
