@@ -197,3 +197,12 @@ def test_real_ncu_csv_has_dram_bytes_for_every_launch(path):
     launches = ncu.parse_ncu_csv(path)
     assert not launches.empty and (launches[ncu.DRAM_READ] >= 0).all()
     assert path.stat().st_size < 1 << 20
+
+
+@pytest.mark.skipif(not (DATA / "ncu_mamba2_decode.ncu.csv").exists(), reason="no real ncu capture yet")
+def test_real_mamba2_decode_counts_tensor_flops_in_its_gemms_and_whole_steps():
+    kernels = ncu.counted(ncu.parse_ncu_csv(DATA / "ncu_mamba2_decode.ncu.csv"), RANGE)
+    assert kernels["step"].max() >= 0  # at least one whole step in the window
+    gemm = kernels[kernels["op_class"] == "gemm"]
+    assert not gemm.empty and (gemm["flops_tensor"] > 0).all()
+    assert "state_update" in set(kernels["op_class"])

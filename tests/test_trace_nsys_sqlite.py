@@ -147,3 +147,5 @@ def test_real_capture_parses_to_point_ranges_with_gpu_kernels(path):
     assert (frame["device"] == "cuda").all() and (frame["gpu_time_ms"] > 0).all()
     assert frame.groupby("nvtx_range")["share"].sum().tolist() == pytest.approx([1.0] * frame["nvtx_range"].nunique())
     assert path.stat().st_size < 1 << 20
+    for rng, group in frame.groupby("nvtx_range"):  # every layer type has projections
+        assert "gemm" in set(group["op_class"]), rng
