@@ -83,8 +83,11 @@ def from_dict(data: dict, source: str = "") -> Calibration:
         gemm = tuple((float(g["m"]), int(g["n"]), int(g["k"]), float(g["time_s"])) for g in data["gemm"])
         launch = {k: float(v) for k, v in data["launch"].items()}
         copy_bw, peak = float(data["copy_bandwidth_bytes_s"]), float(data["gemm_peak_flops"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CalibrationError(f"{where}: malformed field ({exc})") from None
+        op_classes = {str(k): {str(p): float(x) for p, x in v.items()} for k, v in data["op_classes"].items()}
+        provenance, samples = dict(data.get("provenance", {})), dict(data.get("samples", {}))
+        allreduce = dict(data.get("allreduce", {}))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CalibrationError(f"{where}: malformed field ({type(exc).__name__}: {exc})".splitlines()[0]) from None
     if copy_bw <= 0 or peak <= 0 or any(t <= 0 for *_, t in gemm):
         raise CalibrationError(f"{where}: ceilings and times must be positive")
     for key in ("graph_kernel_s", "eager_kernel_s"):
@@ -92,10 +95,8 @@ def from_dict(data: dict, source: str = "") -> Calibration:
             raise CalibrationError(f"{where}: launch.{key} missing")
     return Calibration(gpu=str(data["gpu"]), gpu_name=str(data.get("gpu_name", "")),
                        copy_bandwidth_bytes_s=copy_bw, gemm_peak_flops=peak, gemm=gemm,
-                       launch=launch, op_classes=dict(data["op_classes"]),
-                       created=str(data.get("created", "")), provenance=dict(data.get("provenance", {})),
-                       samples=dict(data.get("samples", {})), allreduce=dict(data.get("allreduce", {})),
-                       source=source)
+                       launch=launch, op_classes=op_classes, created=str(data.get("created", "")),
+                       provenance=provenance, samples=samples, allreduce=allreduce, source=source)
 
 
 def load_calibration(path: Path, gpu: str | None = None) -> Calibration:

@@ -108,10 +108,14 @@ def _gemm_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
         t = np.where(lm > log_m[-1], np.exp(log_t[-1]) * np.exp(lm - log_m[-1]), t)
         cmp_s = op.flops / c.flops_s
         return t, np.where(cmp_s > mem_s, COMPUTE, MEMORY)
-    tiles = np.ceil(m / GEMM_TILE_M) * np.ceil(n / GEMM_TILE_N)
-    sms = ceil.gpu.sm_count
-    util = tiles / (np.ceil(tiles / sms) * sms) if ceil.calibrated else 1.0
-    cmp_s = op.flops / (c.flops_s * util)
+    if ceil.calibrated:
+        # Tile and wave quantization: a partly filled tile or wave costs a full one.
+        tiles = np.ceil(m / GEMM_TILE_M) * np.ceil(n / GEMM_TILE_N)
+        sms = ceil.gpu.sm_count
+        padded = np.ceil(tiles / sms) * sms * GEMM_TILE_M * GEMM_TILE_N * 2.0 * k
+        cmp_s = np.maximum(op.flops, padded) / c.flops_s
+    else:
+        cmp_s = op.flops / c.flops_s
     return c.t0_s * op.kernels + np.maximum(mem_s, cmp_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
 
 

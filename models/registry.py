@@ -117,21 +117,37 @@ def load_models_toml(path: Path) -> dict[str, ModelSpec]:
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML ({exc})") from None
     out: dict[str, ModelSpec] = {}
-    for name, table in data.get("models", {}).items():
+    models = data.get("models", {})
+    if not isinstance(models, dict):
+        raise SpecError(f"{path}: [models] must be a table of model tables")
+    for name, table in models.items():
         where = f"{path}: model {name!r}"
-        table = dict(table)
-        d_model = table.pop("d_model", D_MODEL)
-        mixers = {kind: _mixer_from_table(kind, table.pop(kind), d_model, where)
-                  for kind in list(_SPEC_TYPES) if kind in table}
-        allowed = {"vocab_size", "pattern", "norm", "tie_embeddings", "max_seqlen", "description"}
-        unknown = sorted(set(table) - allowed)
-        if unknown:
-            raise SpecError(f"{where}: unknown keys {unknown}")
         try:
-            out[name] = ModelSpec(name=name, d_model=d_model, source=str(path), **table, **mixers)
-        except TypeError as exc:
-            raise SpecError(f"{where}: {exc}") from None
+            out[name] = _model_from_table(name, table, where, str(path))
+        except SpecError:
+            raise
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise SpecError(f"{where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     return out
+
+
+def _model_from_table(name: str, table, where: str, source: str) -> ModelSpec:
+    if not isinstance(table, dict):
+        raise SpecError(f"{where}: must be a table")
+    table = dict(table)
+    d_model = table.pop("d_model", D_MODEL)
+    mixers = {}
+    for kind in _SPEC_TYPES:
+        if kind in table:
+            sub = table.pop(kind)
+            if not isinstance(sub, dict):
+                raise SpecError(f"{where}: [{kind}] must be a table of {kind} hyper-parameters")
+            mixers[kind] = _mixer_from_table(kind, sub, d_model, where)
+    allowed = {"vocab_size", "pattern", "norm", "tie_embeddings", "max_seqlen", "description"}
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise SpecError(f"{where}: unknown keys {unknown}")
+    return ModelSpec(name=name, d_model=d_model, source=source, **table, **mixers)
 
 
 def get_model(name: str, models_file: Path | None = None) -> ModelSpec:

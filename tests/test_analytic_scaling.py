@@ -288,9 +288,6 @@ def test_more_context_never_predicts_less_time(target, phase, cal):
         assert (np.diff(times) >= -1e-12 * times[1:]).all()
 
 
-@pytest.mark.xfail(strict=True, reason="efficiency._gemm_time wave quantization divides the real "
-                   "2MNK by tiles/(waves*SMs): a partial M tile costs nothing, so M=129 predicts "
-                   "less than M=128 for GEMM shapes without calibrated times")
 def test_more_batch_never_predicts_less_time_for_gemm_shapes_off_the_calibration_table():
     cal = Calibration(gpu="h100", gpu_name="synthetic", copy_bandwidth_bytes_s=3.0e12,
                       gemm_peak_flops=7.0e14, gemm=(),

@@ -131,10 +131,6 @@ def test_invalid_contents_are_one_line_errors(tmp_path, change):
     assert_one_line(info)
 
 
-@pytest.mark.xfail(strict=True, reason="calibration.from_dict: launch/op_classes/provenance of the "
-                   "wrong JSON type escape as AttributeError/TypeError/ValueError (line 84 `.items()` "
-                   "is outside the handled exceptions; lines 95-96 `dict(...)` are outside the try), "
-                   "and a non-object op class entry is accepted and fails later in efficiency.ceilings")
 @pytest.mark.parametrize("change", [
     {"launch": 5},
     {"op_classes": 3},

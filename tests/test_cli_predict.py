@@ -152,9 +152,6 @@ def test_bad_predict_input_is_one_line_exit_2(monkeypatch, capsys, args):
     assert_user_error(run_cli(monkeypatch, capsys, "predict", *args))
 
 
-@pytest.mark.xfail(strict=True, reason="predict_command passes --layer names to analytic.predict."
-                   "resolve_target, which falls back to get_model: `--layer nope` reports "
-                   "\"unknown model 'nope'\" and lists the models, not the layers")
 def test_unknown_layer_error_lists_the_layers(monkeypatch, capsys):
     err = assert_user_error(run_cli(monkeypatch, capsys, "predict", "--layer", "nope"))
     assert "layer" in err and "mamba2" in err

@@ -326,8 +326,6 @@ def test_user_toml_invalid_syntax_is_spec_error(tmp_path):
         load_models_toml(path)
 
 
-@pytest.mark.xfail(strict=True, reason="registry.load_models_toml builds mixer specs outside its "
-                   "TypeError guard: a non-table mixer entry raises a raw TypeError (traceback in the CLI)")
 def test_user_toml_mixer_that_is_not_a_table_is_spec_error(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('[models.bad]\nvocab_size = 100\npattern = "-"\nmlp = 3\n')
@@ -335,8 +333,6 @@ def test_user_toml_mixer_that_is_not_a_table_is_spec_error(tmp_path):
         load_models_toml(path)
 
 
-@pytest.mark.xfail(strict=True, reason="registry.load_models_toml: a wrongly typed mixer field "
-                   "(rotary_fraction = \"half\") raises a raw TypeError from AttentionSpec.__post_init__")
 def test_user_toml_mixer_field_of_wrong_type_is_spec_error(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('[models.bad]\nvocab_size = 100\npattern = "*"\n'

@@ -9,7 +9,7 @@ import pandas as pd
 import typer
 
 from analytic.predict import breakdown, describe_calibration, predict
-from models.registry import get_model
+from models.registry import get_layer, get_model
 from perfbench.errors import PerfbenchError
 from perfbench.output import emit
 from perfbench.sizes import parse_names, parse_sizes
@@ -22,7 +22,10 @@ def _targets(model: str | None, layer: str | None, models_file: Path | None) -> 
     if bool(model) == bool(layer):
         raise PerfbenchError("give exactly one of --model or --layer")
     if layer:
-        return parse_names(layer)
+        names = parse_names(layer)
+        for name in names:
+            get_layer(name)  # one-line error naming the known layers
+        return names
     return [get_model(name, models_file) if models_file else name for name in parse_names(model)]
 
 
