@@ -72,9 +72,9 @@ def value_axis(values, unit_scale: float = 1.0) -> dict:
 
 
 def _plain(value: float) -> str:
-    for limit, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e4, "k")):
+    for limit, unit, suffix in ((1e12, 1e12, "T"), (1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
         if value >= limit:
-            return f"{value / limit:g}{suffix}"
+            return f"{value / unit:g}{suffix}"
     return f"{value:g}"
 
 

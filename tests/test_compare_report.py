@@ -78,3 +78,9 @@ def test_log_ticks_cover_the_data_and_read_plainly():
     axis = value_axis([0.07, 40.0])
     assert min(axis["tickvals"]) <= 0.1 and max(axis["tickvals"]) >= 20
     assert "0.1" in axis["ticktext"] and all("e" not in t for t in axis["ticktext"])
+
+
+def test_tick_labels_keep_their_magnitude():
+    axis = value_axis([3000.0, 30000.0])
+    labels = dict(zip(axis["tickvals"], axis["ticktext"]))
+    assert labels[10000.0] == "10k" and labels[5000.0] == "5000"

@@ -65,8 +65,8 @@ st.dataframe(picked[[c for c in SUMMARY if c in picked]], hide_index=True)
 st.subheader("Provenance, side by side")
 st.caption("Clocks, power and temperature are medians over each run's points; a run whose SM clock "
            "after differs from before was throttling or boosting during the sweep.")
-st.dataframe(picked.set_index("run_id").drop(columns=[c for c in SUMMARY if c != "run_id"], errors="ignore")
-             .T.astype(str))
+provenance = picked.set_index("run_id").drop(columns=[c for c in SUMMARY if c != "run_id"], errors="ignore").T
+st.dataframe(provenance.astype(str), height=36 * (len(provenance) + 1) + 4)
 
 selected = frame[frame["run_id"].isin(chosen) & frame["gpu"].isin(chosen_gpus)]
 st.subheader(f"Points ({len(selected)})")
