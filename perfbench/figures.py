@@ -88,8 +88,9 @@ def _top_legend(fig: go.Figure, note: str = "", below: bool = False) -> None:
         margin = dict(t=80, b=130)
     else:
         legend = dict(title_text="", orientation="h", yanchor="bottom", y=1.02, x=0, xanchor="left")
-        margin = dict(t=120)
-    fig.update_layout(title_text=title or None, legend=legend, margin=margin)
+        margin = dict(t=140)
+    fig.update_layout(title=dict(text=title or None, x=0.01, xanchor="left", y=0.965, yanchor="top"),
+                      legend=legend, margin=margin)
 
 
 def _x_title(phase: str) -> str:
