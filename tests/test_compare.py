@@ -273,3 +273,16 @@ def test_cli_unknown_format_is_rejected(tmp_path, monkeypatch, capsys, fake_anal
     write_run(tmp_path / "res", fake_analytic.to_dict("records"))
     code, _, err = _cli(monkeypatch, capsys, str(tmp_path / "res"), "--format", "yaml")
     assert code == 2 and "unknown format" in err
+
+
+def test_the_analytic_model_prices_every_point_of_a_full_sweep():
+    """Contract check against the real `analytic.predict.predict`: nothing dropped, errors finite."""
+    from results_factory import synthetic_sweep
+
+    frame = pd.DataFrame(synthetic_sweep())
+    result = cmp.compare(frame, calibration="none")
+    ok_graph = frame[(frame["status"] == "ok") & ((frame["phase"] == "prefill") | (frame["mode"] == "graph"))]
+    assert not result.notes
+    assert len(result.joined) == len(ok_graph)
+    assert np.isfinite(result.joined["err"]).all()
+    assert set(zip(result.metrics["name"], result.metrics["phase"])) == set(zip(ok_graph["name"], ok_graph["phase"]))
