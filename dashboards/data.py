@@ -75,7 +75,7 @@ def signature(path: str) -> tuple:
     if not root.is_dir():
         return ()
     out = []
-    for file in sorted(root.rglob("run-*")):
+    for file in sorted(p for p in root.rglob("*") if p.suffix in (".parquet", ".json")):
         stat = file.stat()
         out.append((str(file), stat.st_size, stat.st_mtime_ns))
     return tuple(out)

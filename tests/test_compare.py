@@ -286,3 +286,11 @@ def test_the_analytic_model_prices_every_point_of_a_full_sweep():
     assert len(result.joined) == len(ok_graph)
     assert np.isfinite(result.joined["err"]).all()
     assert set(zip(result.metrics["name"], result.metrics["phase"])) == set(zip(ok_graph["name"], ok_graph["phase"]))
+
+
+def test_cli_markdown_header_has_one_cell_per_column(tmp_path, monkeypatch, capsys, fake_analytic):
+    write_run(tmp_path / "res", fake_analytic.to_dict("records"))
+    _, out, _ = _cli(monkeypatch, capsys, str(tmp_path / "res"), "--format", "markdown")
+    header, rule = [line for line in out.splitlines() if line.startswith("|")][:2]
+    unescaped = lambda line: line.replace("\\|", "").count("|")  # noqa: E731
+    assert unescaped(header) == unescaped(rule)

@@ -72,9 +72,10 @@ def _markdown(metrics) -> str:
 
     table = display_table(metrics)
     head = list(table.columns)
-    lines = ["| " + " | ".join(head) + " |",
+    cell = lambda value: str(value).replace("|", "\\|")  # noqa: E731 - a literal pipe ends a cell
+    lines = ["| " + " | ".join(cell(h) for h in head) + " |",
              "|" + "|".join("---:" if h in _RIGHT else "---" for h in head) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in cells) + " |" for cells in table.itertuples(index=False)]
+    lines += ["| " + " | ".join(cell(c) for c in cells) + " |" for cells in table.itertuples(index=False)]
     return "\n".join(lines)
 
 
