@@ -84,3 +84,24 @@ def test_tick_labels_keep_their_magnitude():
     axis = value_axis([3000.0, 30000.0])
     labels = dict(zip(axis["tickvals"], axis["ticktext"]))
     assert labels[10000.0] == "10k" and labels[5000.0] == "5000"
+
+
+def test_roofline_uses_the_calibrations_measured_ceilings_first(tmp_path):
+    from analytic.calibration import Calibration
+
+    path = Calibration(gpu="h100", gpu_name="NVIDIA H100 80GB HBM3", copy_bandwidth_bytes_s=2.9e12,
+                       gemm_peak_flops=7.5e14, gemm=((1.0, 4096, 4096, 2.0e-5),),
+                       launch={"graph_kernel_s": 2e-6, "eager_kernel_s": 9e-6},
+                       op_classes={}).save(tmp_path / "cal.json")
+    ceilings = cmp.roofline_ceilings("h100", path)
+    assert [c[1:] for c in ceilings] == [(7.5e14, 2.9e12), (989.4e12, 3.35e12)]
+    assert "measured" in ceilings[0][0] and "datasheet" in ceilings[1][0]
+
+
+def test_share_of_the_roofline_is_achieved_over_the_lower_roof():
+    from perfbench.figures import roofline_points
+
+    # 1e12 FLOPs and 1e9 bytes in 1 ms: 1e15 FLOP/s achieved at intensity 1000 (compute roof 2e15)
+    points = pd.DataFrame({"time_ms": [1.0], "flops_pred": [1e12], "bytes_pred": [1e9]})
+    got = roofline_points(points, peak_flops=2e15, bw_bytes_s=1e13).iloc[0]
+    assert got["intensity"] == 1000 and got["pct_of_limit"] == pytest.approx(0.5)
