@@ -89,7 +89,8 @@ def _top_legend(fig: go.Figure, note: str = "", below: bool = False) -> None:
     else:
         legend = dict(title_text="", orientation="h", yanchor="bottom", y=1.02, x=0, xanchor="left")
         margin = dict(t=140)
-    fig.update_layout(title=dict(text=title or None, x=0.01, xanchor="left", y=0.965, yanchor="top"),
+    fig.update_layout(title=dict(text=title or None, x=0.01, xanchor="left", yref="container", y=1.0,
+                                 yanchor="top", pad=dict(t=14)),
                       legend=legend, margin=margin)
 
 
@@ -335,9 +336,9 @@ def speedup_figure(predicted: pd.DataFrame, measured: pd.DataFrame | None = None
     """
     fig = go.Figure()
     for batch, group in predicted.sort_values("seqlen").groupby("batch", sort=True):
-        fig.add_trace(go.Scatter(x=group["seqlen"], y=group["speedup"], mode="lines",
+        fig.add_trace(go.Scatter(x=group["seqlen"], y=group["speedup"], mode="lines+markers",
                                  name=f"B={batch} predicted", legendgroup=f"B={batch}",
-                                 line=dict(color=batch_colour(batch), width=2),
+                                 line=dict(color=batch_colour(batch), width=2), marker=dict(size=5),
                                  hovertemplate=f"B={batch}, L=%{{x:,}}<br>predicted %{{y:.2f}}x<extra></extra>"))
     if measured is not None and not measured.empty:
         for batch, group in measured.sort_values("seqlen").groupby("batch", sort=True):

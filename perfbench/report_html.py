@@ -52,7 +52,8 @@ def build_sections(comparison) -> list[tuple[str, list]]:
         curves.append(figures.curves_figure(group, title))
     sections.append(("Measured vs predicted", curves))
     roofs = []
-    for gpu, group in joined.groupby("gpu", sort=False):
+    layers = joined[joined["target_kind"] == "layer"]
+    for gpu, group in layers.groupby("gpu", sort=False):
         if not {"flops_pred", "bytes_pred"} <= set(group.columns):
             continue
         ceilings = roofline_ceilings(gpu)
