@@ -11,5 +11,6 @@ result = data.comparison_or_stop()
 st.markdown(f"Results: `{data.settings().results_dir}` · " + data.describe(result))
 st.caption("Median and p90 of |error| over every ok point of a target and phase; bias is the mean "
            "signed error (negative: the model is optimistic). Target: median ≤ 5 %, p90 ≤ 15 %.")
-st.dataframe(display_table(result.metrics), hide_index=True)
+table = display_table(result.metrics)
+st.dataframe(table, hide_index=True, height=36 * (len(table) + 1) + 4)
 data.plot(figures.metrics_figure(result.metrics), key="metrics")
