@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
@@ -315,6 +316,7 @@ def run_sweep(targets: list[Target], points: list[Point], options: SweepOptions,
 
 
 def _measure_point(workload, point: Point, options: SweepOptions, device: _Device, flush) -> dict:
+    started = time.perf_counter()
     before = device.telemetry.snapshot()
     timing, reason, status, peak, extra, kernels = None, "", "ok", 0, {}, {}
     if isinstance(workload, Exception):
@@ -338,6 +340,7 @@ def _measure_point(workload, point: Point, options: SweepOptions, device: _Devic
     if timing is not None:
         extra["first_call_ms"] = round(timing.first_call_ms, 4)
     extra.update({k: v for k, v in kernels.items() if k not in ("attn_backend", "conv_backend")})
+    extra["wall_s"] = round(time.perf_counter() - started, 3)  # the point's share of the sweep
     return _row(point, options, device, timing, status, reason, peak, before, after, kernels, extra)
 
 

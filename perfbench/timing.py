@@ -1,7 +1,8 @@
 """One timing loop for every measured point (the habit of `triton.testing.do_bench`).
 
 - A first call outside the numbers (module load, Triton compilation and autotuning, cuBLAS
-  handles), then warm-up calls until `warmup` were made or half the time budget was spent.
+  handles), then warm-up calls until `warmup` were made or half the time budget was spent
+  (warmup 0: the first call is the only warm-up, and its time sets the repeats; for long points).
 - Repeats chosen from the warm-up estimate: enough for `target_s` of timed work, at least
   `min_repeats`, at most `max_repeats`.
 - CUDA: one pair of CUDA events around each call, read after one synchronize at the end, so the
@@ -136,7 +137,7 @@ def measure(fn: Callable[[], object], options: TimingOptions, *, cuda: bool,
     clock = _Clock(cuda)
     first_s = clock.once_s(fn)
     spent, estimate_s, done = 0.0, first_s, 0
-    while done < max(1, options.warmup) and (done == 0 or spent < options.target_s / 2):
+    while done < options.warmup and (done == 0 or spent < options.target_s / 2):
         estimate_s = clock.once_s(fn)
         spent += estimate_s
         done += 1

@@ -55,3 +55,10 @@ def test_flush_runs_before_every_timed_call_when_asked():
     options = TimingOptions(warmup=1, min_repeats=3, max_repeats=3, l2_flush=True, nvtx=False)
     measure(lambda: None, options, cuda=False, flush=lambda: flushes.append(1))
     assert len(flushes) == 3
+
+
+def test_warmup_zero_uses_the_first_call_as_the_only_warmup():
+    calls = []
+    options = TimingOptions(warmup=0, min_repeats=3, max_repeats=3, nvtx=False)
+    measure(lambda: calls.append(1), options, cuda=False)
+    assert len(calls) == 1 + 3
