@@ -157,10 +157,9 @@ def shard_model(spec: ModelSpec, tp: int) -> ModelSpec:
     tp = check_tp(tp)
     if tp == 1:
         return spec
+    kinds = [LETTERS[letter] for letter in dict.fromkeys(spec.pattern)]  # first-appearance order
+    shards = {kind: shard_layer(getattr(spec, kind), tp, f"{spec.name} {kind}") for kind in kinds}
     _divides(tp, "vocabulary entries", spec.vocab_size, f"{spec.name} embedding/LM head")
-    shards = {LETTERS[letter]: shard_layer(getattr(spec, LETTERS[letter]), tp,
-                                           f"{spec.name} {LETTERS[letter]}")
-              for letter in set(spec.pattern)}
     return replace(spec, vocab_size=spec.vocab_size // tp, **shards)
 
 
@@ -182,11 +181,17 @@ class Interconnect:
     source: str  # "calibration" | "datasheet"
 
 
-def interconnect(gpu: GPUSpec, calibration: Calibration | None) -> Interconnect:
-    measured = (calibration.allreduce or {}) if calibration is not None else {}
+def interconnect(gpu: GPUSpec, calibration: Calibration | None, allreduce: dict | None = None) -> Interconnect:
+    """Collective figures: `allreduce` (a calibration-style dict, for what-ifs and fresh
+    measurements) over the calibration's `allreduce` entry over the GPU's datasheet NVLink."""
+    if allreduce and "bus_bw_bytes_s" in allreduce:
+        measured, source = allreduce, "given"
+    else:
+        measured = (calibration.allreduce or {}) if calibration is not None else {}
+        source = "calibration"
     if "bus_bw_bytes_s" in measured:
         return Interconnect(float(measured["bus_bw_bytes_s"]),
-                            float(measured.get("latency_s", gpu.allreduce_latency_s)), "calibration")
+                            float(measured.get("latency_s", gpu.allreduce_latency_s)), source)
     return Interconnect(gpu.nvlink_bw_bytes_s, gpu.allreduce_latency_s, "datasheet")
 
 
@@ -295,13 +300,15 @@ def _timed_sum(compute: list[CountedOp], comm: list[CountedOp], ceil: Ceilings, 
 
 
 def predict_tp(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu: str = "h100",
-               calibration="default", tp: int = 2, graphs: bool = True) -> pd.DataFrame:
+               calibration="default", tp: int = 2, graphs: bool = True, allreduce: dict | None = None
+               ) -> pd.DataFrame:
     """`analytic.predict.predict`'s rows for one rank of a `tp`-way sharded layer or model.
 
     Extra columns: allreduce_ms (all collectives of the step) and allreduce_share (of time_ms).
     flops, bytes, n_kernels and memory_bytes are per GPU; tokens_per_s is the group's throughput.
     Decode with graphs sums kernel and collective times (both inside one CUDA graph); eager work
-    takes the longer of that and the host's launch chain, as for one GPU.
+    takes the longer of that and the host's launch chain, as for one GPU. `allreduce`
+    ({bus_bw_bytes_s, latency_s}) overrides the calibration's interconnect figures.
     """
     from analytic.predict import COLUMNS, _grid, _layer_memory, resolve_target
 
@@ -310,7 +317,7 @@ def predict_tp(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], 
     gpu_spec = get_gpu(gpu)
     cal = resolve(calibration, gpu)
     ceil = ceilings(gpu_spec, cal)
-    link = interconnect(gpu_spec, cal)
+    link = interconnect(gpu_spec, cal, allreduce)
     b, L = _grid(batch, seqlen)
     compute, comm = rank_ops(kind, spec, phase, b, L, tp)
     compute_s, comm_s, by_bound = _timed_sum(compute, comm, ceil, tp, link, b.size)
@@ -343,7 +350,7 @@ def predict_tp(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], 
 
 
 def breakdown_tp(target, phase: str, batch: int, seqlen: int, gpu: str = "h100", calibration="default",
-                 tp: int = 2) -> pd.DataFrame:
+                 tp: int = 2, allreduce: dict | None = None) -> pd.DataFrame:
     """One rank's per-operation rows for one point, collectives included (message_bytes column)."""
     from analytic.predict import _grid, resolve_target
 
@@ -351,7 +358,7 @@ def breakdown_tp(target, phase: str, batch: int, seqlen: int, gpu: str = "h100",
     tp = check_tp(tp)
     gpu_spec = get_gpu(gpu)
     cal = resolve(calibration, gpu)
-    ceil, link = ceilings(gpu_spec, cal), interconnect(gpu_spec, cal)
+    ceil, link = ceilings(gpu_spec, cal), interconnect(gpu_spec, cal, allreduce)
     b, L = _grid([batch], [seqlen])
     compute, comm = rank_ops(kind, spec, phase, b, L, tp)
     rows = []
@@ -374,7 +381,7 @@ def breakdown_tp(target, phase: str, batch: int, seqlen: int, gpu: str = "h100",
 
 
 def tp_scaling(target, phase: str, batch: int, seqlen: int, gpu: str = "h100", tps=(1, 2, 4, 8),
-               calibration="default", graphs: bool = True) -> pd.DataFrame:
+               calibration="default", graphs: bool = True, allreduce: dict | None = None) -> pd.DataFrame:
     """Tidy rows (one per TP degree) for TP-scaling plots: time, communication, memory, capacity.
 
     A degree that cannot shard the target (heads/groups/vocabulary not divisible) gives a row with
@@ -390,7 +397,7 @@ def tp_scaling(target, phase: str, batch: int, seqlen: int, gpu: str = "h100", t
         row = {"name": name, "phase": phase, "batch": int(batch), "seqlen": int(seqlen), "gpu": gpu,
                "tp": int(tp)}
         try:
-            point = predict_tp(target, phase, [batch], [seqlen], gpu, calibration, tp, graphs).iloc[0]
+            point = predict_tp(target, phase, [batch], [seqlen], gpu, calibration, tp, graphs, allreduce).iloc[0]
         except SpecError as exc:
             rows.append({**row, "time_ms": np.nan, "allreduce_ms": np.nan, "allreduce_share": np.nan,
                          "memory_per_gpu_bytes": np.nan, "max_batch": pd.NA, "tokens_per_s": np.nan,
