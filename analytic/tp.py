@@ -234,11 +234,11 @@ def rank_ops(kind: str, spec, phase: str, batch: np.ndarray, seqlen: np.ndarray,
     comm: list[CountedOp] = []
     for layer_kind, count in spec.layer_mix.items():
         comm += _layer_collectives(first_of_kind[layer_kind], layer_kind, tokens, count, e)
-    # Vocabulary-parallel embedding (perfbench.distributed.VocabParallelEmbedding): ids - start,
-    # two compares and an and, a clamp (5 small int passes), the lookup (already in model_ops),
-    # and a multiply by the mask over the (T, d) output: hand-counted here.
-    compute.append(CountedOp("embedding", elementwise("vocab_mask", tokens * d + 5 * tokens,
-                                                      tokens * d + 5 * tokens, 1.0, e, kernels=6), 1))
+    # Vocabulary-parallel embedding (perfbench.tp_layers.VocabParallelEmbedding): ids - start, two
+    # compares, an and, a clamp, the mask cast (6 passes over T ids), the lookup (already in
+    # model_ops), and a multiply by the mask over the (T, d) output: hand-counted here.
+    compute.append(CountedOp("embedding", elementwise("vocab_mask", tokens * d + 6 * tokens,
+                                                      tokens * d + 6 * tokens, 1.0, e, kernels=7), 1))
     comm.append(CountedOp("embedding", collective("embedding_allreduce", ALLREDUCE, tokens * d * e), 1))
     # LM head: V/N logits per rank (in model_ops via the sharded vocabulary), all-gathered, then
     # one copy from (N, B, V/N) to (B, V).
