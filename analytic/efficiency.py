@@ -35,7 +35,8 @@ TENSOR_CLASSES = (GEMM, ATTN_PREFILL, SSD)
 # Bound codes (int8 arrays are far cheaper than strings over large grids); labels by index.
 COMPUTE, MEMORY, LAUNCH = 0, 1, 2
 BOUND_LABELS = ("compute", "memory", "launch")
-EXTRA_PARAMS = ("bw_per_cta_bytes_s", "ctas_per_sm", "flops_s_512", "flops_s_1024", "flops_s_2048")
+EXTRA_PARAMS = ("bw_per_cta_bytes_s", "ctas_per_sm", "flops_s_512", "flops_s_1024", "flops_s_2048",
+                "flops_s_uneven")
 GEMM_TILE_M, GEMM_TILE_N = 128, 256
 
 
@@ -60,6 +61,7 @@ class Ceilings:
     eager_kernel_s: float
     copy_bw_bytes_s: float
     gemm_peak_flops: float
+    graph_replay_s: float = 0.0  # once per CUDA-graph replay (a decode step), launch to first kernel
 
 
 def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
@@ -87,7 +89,7 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
         table[(n, k)][1].append(np.log(t))
     table = {key: (np.array(ms), np.array(ts)) for key, (ms, ts) in table.items() if len(ms) >= 2}
     return Ceilings(gpu, True, classes, table, cal.launch["graph_kernel_s"], cal.launch["eager_kernel_s"],
-                    cal.copy_bandwidth_bytes_s, cal.gemm_peak_flops)
+                    cal.copy_bandwidth_bytes_s, cal.gemm_peak_flops, cal.launch.get("graph_replay_s", 0.0))
 
 
 def _roofline(op: Op, c: ClassCeiling, flops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -152,8 +154,10 @@ def _selective_scan_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray
         roof, bound = _roofline(op, c, op.flops)
         return c.t0_s + roof, bound
     chunk = op.shape["chunk"]
-    rate = np.select([chunk == 512, chunk == 1024],
-                     [c.extra.get("flops_s_512", c.flops_s), c.extra.get("flops_s_1024", c.flops_s)],
+    even = op.shape.get("even", True)
+    rate = np.select([~np.asarray(even, dtype=bool), chunk == 512, chunk == 1024],
+                     [c.extra.get("flops_s_uneven", c.flops_s), c.extra.get("flops_s_512", c.flops_s),
+                      c.extra.get("flops_s_1024", c.flops_s)],
                      c.extra.get("flops_s_2048", c.flops_s))
     cmp_s = 9.0 * op.shape["padded_elements"] / rate
     mem_s = op.bytes_ / c.bw_bytes_s

@@ -68,14 +68,16 @@ def fit_selective_scan(samples: list[dict], base: Ceilings) -> dict:
 
     params = {"t0_s": base.graph_kernel_s, "bw_bytes_s": base.copy_bw_bytes_s,
               "flops_s": base.classes[SELECTIVE_SCAN].flops_s}
-    rates: dict[int, list] = {}
+    rates: dict[str, list] = {}
     for sample in samples:
         op = sample_ops(sample)[0]
         chunk = int(np.asarray(op.shape["chunk"]).ravel()[0])
+        even = bool(np.asarray(op.shape.get("even", True)).ravel()[0])
         flops = 9.0 * float(np.asarray(op.shape["padded_elements"]).ravel()[0])
-        rates.setdefault(chunk, []).append(flops / max(float(sample["time_s"]) - params["t0_s"], 1e-9))
-    for chunk, values in rates.items():
-        params[f"flops_s_{chunk}"] = float(np.median(values))
+        key = str(chunk) if even else "uneven"
+        rates.setdefault(key, []).append(flops / max(float(sample["time_s"]) - params["t0_s"], 1e-9))
+    for key, values in rates.items():
+        params[f"flops_s_{key}"] = float(np.median(values))
     params["flops_s"] = float(np.median([v for vals in rates.values() for v in vals]))
     cal_classes = dict(base.classes)
     cal_classes[SELECTIVE_SCAN] = _candidate(params)

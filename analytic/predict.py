@@ -95,6 +95,8 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
     n_kernels = sum(c.op.kernels * c.count for c in ops)
     if phase == "prefill" or not graphs:  # launched eagerly: the host may be the bottleneck
         time_s = np.maximum(time_s, sum(host_time(c.op, ceil) * c.count for c in ops))
+    else:  # one CUDA-graph replay per decode step
+        time_s = time_s + ceil.graph_replay_s
     by_bound = np.zeros((len(BOUND_LABELS), b.size))
     for (t, code), c in zip(times, ops):
         np.add.at(by_bound, (code, np.arange(b.size)), t * c.count)
