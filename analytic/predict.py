@@ -63,6 +63,26 @@ def counted_ops(kind: str, spec, phase: str, b: np.ndarray, L: np.ndarray) -> li
     return [CountedOp(spec.kind, op, 1) for op in layer_ops(spec, phase, b, L)]
 
 
+def host_key(layer_spec) -> str:
+    """Which calibrated host path a layer takes: its kind; attention with RoPE runs more ops."""
+    if layer_spec.kind == "attention" and layer_spec.rotary_fraction > 0:
+        return "attention-mha"
+    return layer_spec.kind
+
+
+def host_seconds(kind: str, spec, phase: str, ops: list[CountedOp], ceil: Ceilings) -> float:
+    """Host launch chain of an eager step: each layer's calibrated Python path where measured
+    (`perfbench calibrate` times each layer's host chain alone), else per-kernel launch costs."""
+    layers = [spec] if kind == "layer" else list(spec.layers)
+    measured = {}
+    for layer in layers:
+        key = f"{host_key(layer)}/{phase}"
+        if key in ceil.layer_host_s:
+            measured[layer.kind] = measured.get(layer.kind, 0.0) + ceil.layer_host_s[key]
+    unmeasured = sum(host_time(c.op, ceil) * c.count for c in ops if c.group not in measured)
+    return sum(measured.values()) + unmeasured
+
+
 def _timed(ops: list[CountedOp], ceil: Ceilings):
     times = [op_time(c.op, ceil) for c in ops]
     return times
@@ -94,7 +114,7 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
     bytes_ = sum(c.op.bytes_ * c.count for c in ops)
     n_kernels = sum(c.op.kernels * c.count for c in ops)
     if phase == "prefill" or not graphs:  # launched eagerly: the host may be the bottleneck
-        time_s = np.maximum(time_s, sum(host_time(c.op, ceil) * c.count for c in ops))
+        time_s = np.maximum(time_s, host_seconds(kind, spec, phase, ops, ceil))
     else:  # one CUDA-graph replay per decode step
         time_s = time_s + ceil.graph_replay_s
     by_bound = np.zeros((len(BOUND_LABELS), b.size))

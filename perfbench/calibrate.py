@@ -382,6 +382,49 @@ def measure_launch(torch, log) -> dict:
     return {"graph_kernel_s": graph_s, "eager_kernel_s": eager_s, "graph_replay_s": replay_s}
 
 
+HOST_TOKENS = 64  # a prompt so short that the GPU work hides under the host's launch chain
+
+
+def measure_layer_host(torch, log) -> dict:
+    """Host-side cost of each layer's Python path: `{kind/phase: seconds}`.
+
+    Each built-in layer runs at batch 1 on a 64-token prompt (prefill) and one eager decode step at
+    context 64, back to back: at that size the GPU waits on the host, so the time per call is the
+    host's launch chain (PyTorch dispatch, Triton launchers, mamba_ssm's Python), which does not
+    depend on the size of the tensors.
+    """
+    from models.torch_layers import build_layer, randomize_
+
+    out = {}
+    for name, spec in BUILTIN_LAYERS.items():
+        try:
+            layer = build_layer(spec, device="cuda", dtype=torch.bfloat16).eval().requires_grad_(False)
+            x = _randn(torch, 1, HOST_TOKENS, spec.d_model)
+            step_x = _randn(torch, 1, 1, spec.d_model)
+            cache = layer.allocate_cache(1, HOST_TOKENS, dtype=torch.bfloat16)
+            randomize_(cache)
+            with torch.no_grad():
+                for phase, fn in (("prefill", lambda: layer(x)), ("decode", lambda: layer.decode(step_x, cache))):
+                    for _ in range(5):
+                        fn()
+                    torch.cuda.synchronize()
+                    trials = []
+                    for _ in range(5):
+                        t0 = time.perf_counter()
+                        for _ in range(20):
+                            fn()
+                        torch.cuda.synchronize()
+                        trials.append((time.perf_counter() - t0) / 20)
+                    out[f"{name}/{phase}"] = statistics.median(trials)
+            log(f"host {name}: prefill {out[f'{name}/prefill'] * 1e6:.0f} us, eager decode "
+                f"{out[f'{name}/decode'] * 1e6:.0f} us")
+            del layer, cache
+        except Exception as exc:  # one layer's failure must not lose the calibration
+            log(f"host {name}: FAILED {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
+        torch.cuda.empty_cache()
+    return out
+
+
 def fit_calibration(data: dict, log=print) -> dict:
     """Fill `op_classes` of a calibration dict from its `samples` (runs on a CPU too: --refit)."""
     gpu = get_gpu(data["gpu"]) if data["gpu"] in ("h100", "h200", "a100") else None
@@ -427,6 +470,7 @@ def calibrate(log=print, skip_kernels: bool = False) -> dict:
     launch = measure_launch(torch, log)
     gemm = measure_gemms(torch, timer, log, mem_budget_bytes=0.5 * props.total_memory)
     kernels = {"samples": {}, "failures": {}} if skip_kernels else measure_kernels(torch, timer, log)
+    layer_host = {} if skip_kernels else measure_layer_host(torch, log)
     peak = max(2 * g["m"] * g["n"] * g["k"] / g["time_s"] for g in gemm)
     env = _versions(torch)
     data = {
@@ -436,7 +480,8 @@ def calibrate(log=print, skip_kernels: bool = False) -> dict:
                        "total_memory_bytes": props.total_memory, "duration_s": time.perf_counter() - started,
                        "kernel_failures": kernels["failures"]},
         "copy_bandwidth_bytes_s": copy_bw, "copy_curve": copy_curve, "gemm_peak_flops": peak,
-        "gemm": gemm, "launch": launch, "op_classes": {}, "samples": kernels["samples"],
+        "gemm": gemm, "launch": {**launch, **{f"host/{k}": v for k, v in layer_host.items()}},
+        "op_classes": {}, "samples": kernels["samples"],
     }
     if torch.cuda.device_count() >= 2:  # tensor parallelism: ring all-reduce bus bandwidth (issue 9)
         from perfbench.distributed import measure_allreduce
