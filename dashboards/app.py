@@ -27,6 +27,7 @@ PAGES = (
     ("views/whatif.py", "What-if", ":material/tune:", "what-if"),
     ("views/runs.py", "Runs", ":material/history:", "runs"),
     ("views/traces.py", "Predicted vs counted", ":material/memory:", "traces"),  # issue: traces
+    ("views/tp.py", "Tensor parallel", ":material/lan:", "tp"),  # issue 9
 )
 
 

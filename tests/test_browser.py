@@ -25,7 +25,7 @@ CHROMIUM = os.environ.get("PERFBENCH_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PAGES = [("", "accuracy"), ("curves", "curves"), ("roofline", "roofline"), ("models", "models"),
-         ("what-if", "what-if")]
+         ("what-if", "what-if"), ("tp", "tp")]
 
 
 def _requirements() -> None:
@@ -117,3 +117,12 @@ def test_runs_page_shows_its_table_and_download(server, browser_page, shots):
     browser_page.wait_for_selector("text=Download CSV", timeout=60_000)
     browser_page.screenshot(path=str(shots / "dashboard-runs.png"), full_page=True)
     assert browser_page.locator("[data-testid='stException']").count() == 0
+
+
+def test_traces_page_opens_at_its_deep_link(server, browser_page, shots):
+    browser_page.goto(f"{server}/traces")
+    browser_page.wait_for_selector("text=Predicted vs counted: kernels per point", timeout=60_000)
+    browser_page.wait_for_timeout(500)
+    browser_page.screenshot(path=str(shots / "dashboard-traces.png"), full_page=True)
+    assert browser_page.locator("[data-testid='stException']").count() == 0
+    assert browser_page.locator("text=Page not found").count() == 0
