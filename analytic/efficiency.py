@@ -12,8 +12,8 @@ adds two class-specific physical terms:
   - GEMM: measured bf16 GEMM times over M for each calibrated (N, K), interpolated in log-log
     space (memory-bound weights at small M, tensor-core bound at large M); other shapes use the
     fitted roofline with tile (wave) quantization on 132 SMs.
-  - attention decode: a query-per-CTA kernel (FlashAttention without split-KV) streams the cache
-    with B*H CTAs, so achieved bandwidth is min(bw, CTAs * bw_per_cta) until the machine fills.
+  - attention decode: FlashAttention-2 streams the cache with B * KV-heads CTAs, times the split-KV
+    count its heuristic picks when those are too few; achieved bandwidth is min(bw, CTAs * bw_per_cta).
   - Mamba-1 selective scan: compute-bound at d_state 128; timed on its chunk-padded elements at
     the rate of the thread configuration its sequence length selects.
   - attention prefill: timed on the FLOPs of the 128x128 tiles actually computed (the causal
@@ -35,7 +35,7 @@ TENSOR_CLASSES = (GEMM, ATTN_PREFILL, SSD)
 # Bound codes (int8 arrays are far cheaper than strings over large grids); labels by index.
 COMPUTE, MEMORY, LAUNCH = 0, 1, 2
 BOUND_LABELS = ("compute", "memory", "launch")
-EXTRA_PARAMS = ("bw_per_cta_bytes_s", "ctas_per_sm", "flops_s_512", "flops_s_1024", "flops_s_2048",
+EXTRA_PARAMS = ("bw_per_cta_bytes_s", "bw_nosplit_bytes_s", "ctas_per_sm", "flops_s_512", "flops_s_1024", "flops_s_2048",
                 "flops_s_uneven")
 GEMM_TILE_M, GEMM_TILE_N = 128, 256
 
@@ -136,10 +136,44 @@ def _attention_prefill_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndar
     return c.t0_s + np.maximum(cmp_s, mem_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
 
 
+def flash_num_splits(batch_heads_mblocks: np.ndarray, n_blocks: np.ndarray, sm_count: int,
+                     max_splits: int = 128) -> np.ndarray:
+    """FlashAttention-2's split-KV count for a forward call (flash_api.cpp `num_splits_heuristic`,
+    called by `set_params_splitkv` with 2 x the SM count): no split once the batch x heads blocks
+    fill 80 % of that; otherwise the fewest splits whose wave efficiency is within 85 % of the best.
+    """
+    slots = 2 * sm_count
+    bhm = np.asarray(batch_heads_mblocks, dtype=np.float64)
+    nb = np.asarray(n_blocks, dtype=np.float64)
+    bhm, nb = np.broadcast_arrays(bhm, nb)
+    out = np.ones(bhm.shape)
+    for idx in np.ndindex(bhm.shape):
+        work, blocks = bhm[idx], int(nb[idx])
+        if work >= 0.8 * slots:
+            continue
+        limit = int(min(max_splits, slots, blocks))
+        effs = {}
+        for splits in range(1, limit + 1):
+            eligible = splits == 1 or -(-blocks // splits) != -(-blocks // (splits - 1))
+            if eligible:
+                waves = work * splits / slots
+                effs[splits] = waves / np.ceil(waves)
+        best = max(effs.values()) if effs else 1.0
+        out[idx] = next((k for k, v in sorted(effs.items()) if v >= 0.85 * best), 1)
+    return out
+
+
 def _attention_decode_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
     c = ceil.classes[ATTN_DECODE]
     per_cta = c.extra.get("bw_per_cta_bytes_s")
-    bw = c.bw_bytes_s if per_cta is None else np.minimum(c.bw_bytes_s, op.shape["ctas"] * per_cta)
+    ctas = op.shape["ctas"]
+    splits = np.ones_like(np.asarray(ctas, dtype=np.float64))
+    if "head_dim" in op.shape:  # split-KV: more CTAs stream the cache when B x heads is small
+        block_n = 256 if op.shape["head_dim"] <= 64 else (128 if op.shape["head_dim"] <= 128 else 64)
+        splits = flash_num_splits(ctas, np.ceil(op.shape["seqlen"] / block_n), ceil.gpu.sm_count)
+    # The split-KV kernel and the plain forward kernel reach different bandwidths.
+    cap = np.where(splits > 1, c.bw_bytes_s, c.extra.get("bw_nosplit_bytes_s", c.bw_bytes_s))
+    bw = cap if per_cta is None else np.minimum(cap, ctas * splits * per_cta)
     mem_s = op.bytes_ / bw
     cmp_s = op.flops / c.flops_s
     return c.t0_s + np.maximum(mem_s, cmp_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)

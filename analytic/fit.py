@@ -103,6 +103,7 @@ def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9
         centre["host_s"] = current.host_s
     if op_class == ATTN_DECODE:
         centre["bw_per_cta_bytes_s"] = current.extra.get("bw_per_cta_bytes_s", current.bw_bytes_s / 64)
+        centre["bw_nosplit_bytes_s"] = current.extra.get("bw_nosplit_bytes_s", current.bw_bytes_s)
     if op_class == ATTN_PREFILL:
         centre["ctas_per_sm"] = 1.0
     span = {k: 8.0 for k in centre}

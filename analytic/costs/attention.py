@@ -59,7 +59,7 @@ def decode(spec, batch, seqlen, e: int = 2) -> list[Op]:
     # The G query heads that share a KV head ride as G query rows of one CTA (models.torch_layers
     # folds them; FlashAttention-2 decode does the same), so B * n_kv_heads CTAs stream the cache.
     core = Op("attention_decode", ATTN_DECODE, flops, kv_read + e * b * 2 * h * hd, 1,
-              {"ctas": b * hkv, "kv_bytes": kv_read, "seqlen": ctx})
+              {"ctas": b * hkv, "kv_bytes": kv_read, "seqlen": ctx, "head_dim": hd})
     append = elementwise("kv_append", b * 2 * hkv * hd, b * 2 * hkv * hd, 0.0, e, kernels=2)
     fold = elementwise("q_fold", b * h * hd, b * h * hd, 0.0, e)
     return [gemm("qkv_proj", b, spec.qkv_dim, spec.d_model, e), *_rope(spec, b, e), append, fold, core,
