@@ -136,31 +136,17 @@ def _attention_prefill_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndar
     return c.t0_s + np.maximum(cmp_s, mem_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
 
 
-def flash_num_splits(batch_heads_mblocks: np.ndarray, n_blocks: np.ndarray, sm_count: int,
-                     max_splits: int = 128) -> np.ndarray:
-    """FlashAttention-2's split-KV count for a forward call (flash_api.cpp `num_splits_heuristic`,
-    called by `set_params_splitkv` with 2 x the SM count): no split once the batch x heads blocks
-    fill 80 % of that; otherwise the fewest splits whose wave efficiency is within 85 % of the best.
+def flash_num_splits(batch_heads_mblocks: np.ndarray, n_blocks: np.ndarray, sm_count: int) -> np.ndarray:
+    """Split-KV count of a FlashAttention-2 forward call, as its heuristic aims it (flash_api.cpp
+    `num_splits_heuristic`, called with 2 x the SM count as slots): no split once batch x heads
+    blocks fill 80 % of the slots; otherwise enough splits to fill the slots, at most one per key
+    block. (The heuristic then rounds to the best wave efficiency; that rounding is left out so
+    predicted time never falls as the context grows.)
     """
-    slots = 2 * sm_count
+    slots = 2.0 * sm_count
     bhm = np.asarray(batch_heads_mblocks, dtype=np.float64)
-    nb = np.asarray(n_blocks, dtype=np.float64)
-    bhm, nb = np.broadcast_arrays(bhm, nb)
-    out = np.ones(bhm.shape)
-    for idx in np.ndindex(bhm.shape):
-        work, blocks = bhm[idx], int(nb[idx])
-        if work >= 0.8 * slots:
-            continue
-        limit = int(min(max_splits, slots, blocks))
-        effs = {}
-        for splits in range(1, limit + 1):
-            eligible = splits == 1 or -(-blocks // splits) != -(-blocks // (splits - 1))
-            if eligible:
-                waves = work * splits / slots
-                effs[splits] = waves / np.ceil(waves)
-        best = max(effs.values()) if effs else 1.0
-        out[idx] = next((k for k, v in sorted(effs.items()) if v >= 0.85 * best), 1)
-    return out
+    fill = np.clip(np.floor(slots / np.maximum(bhm, 1.0)), 1.0, np.maximum(np.asarray(n_blocks, dtype=np.float64), 1.0))
+    return np.where(bhm >= 0.8 * slots, 1.0, fill)
 
 
 def _attention_decode_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
@@ -170,11 +156,12 @@ def _attention_decode_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarr
     splits = np.ones_like(np.asarray(ctas, dtype=np.float64))
     if "head_dim" in op.shape:  # split-KV: more CTAs stream the cache when B x heads is small
         block_n = 256 if op.shape["head_dim"] <= 64 else (128 if op.shape["head_dim"] <= 128 else 64)
-        splits = flash_num_splits(ctas, np.ceil(op.shape["seqlen"] / block_n), ceil.gpu.sm_count)
+        splits = flash_num_splits(ctas, op.shape["seqlen"] / block_n, ceil.gpu.sm_count)
     # The split-KV kernel and the plain forward kernel reach different bandwidths.
     cap = np.where(splits > 1, c.bw_bytes_s, c.extra.get("bw_nosplit_bytes_s", c.bw_bytes_s))
     bw = cap if per_cta is None else np.minimum(cap, ctas * splits * per_cta)
-    mem_s = op.bytes_ / bw
+    kv = op.shape.get("kv_bytes", op.bytes_)
+    mem_s = kv / bw + (op.bytes_ - kv) / cap  # the cache streams at the achieved rate; q and o are tiny
     cmp_s = op.flops / c.flops_s
     return c.t0_s + np.maximum(mem_s, cmp_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
 

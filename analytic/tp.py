@@ -44,7 +44,7 @@ import pandas as pd
 from analytic.calibration import Calibration, resolve
 from analytic.composition import CountedOp, model_ops
 from analytic.costs import PHASES, layer_ops
-from analytic.efficiency import BOUND_LABELS, Ceilings, ceilings, host_time, op_time
+from analytic.efficiency import BOUND_LABELS, Ceilings, ceilings, op_time
 from analytic.hardware import GPUSpec, get_gpu
 from analytic.memory import ALLOCATOR_HEADROOM, memory_footprint
 from analytic.ops import Op, elementwise
@@ -310,7 +310,7 @@ def predict_tp(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], 
     takes the longer of that and the host's launch chain, as for one GPU. `allreduce`
     ({bus_bw_bytes_s, latency_s}) overrides the calibration's interconnect figures.
     """
-    from analytic.predict import COLUMNS, _grid, _layer_memory, resolve_target
+    from analytic.predict import COLUMNS, _grid, _layer_memory, host_seconds, resolve_target
 
     kind, name, spec = resolve_target(target)
     tp = check_tp(tp)
@@ -324,9 +324,11 @@ def predict_tp(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], 
     time_s = compute_s + comm_s
     everything = compute + comm
     if phase == "prefill" or not graphs:  # launched eagerly: the host may be the bottleneck
-        host_s = sum(host_time(c.op, ceil) * c.count for c in compute)
+        host_s = host_seconds(kind, spec, phase, compute, ceil)
         host_s = host_s + sum(c.op.kernels * c.count * ceil.eager_kernel_s for c in comm)
         time_s = np.maximum(time_s, host_s)
+    else:  # one CUDA-graph replay per decode step, as on one GPU
+        time_s = time_s + ceil.graph_replay_s
     flops = sum(c.op.flops * c.count for c in everything)
     bytes_ = sum(c.op.bytes_ * c.count for c in everything)
     n_kernels = sum(c.op.kernels * c.count for c in everything)
