@@ -176,6 +176,11 @@ def join_predictions(points: pd.DataFrame, calibration: str | Path | None = "def
     notes: list[str] = []
     parts: list[pd.DataFrame] = []
     resolved: dict[str, tuple] = {}
+    if "tp" in points.columns and (points["tp"].fillna(1) != 1).any():
+        sharded = points["tp"].fillna(1) != 1
+        notes.append(f"left out {int(sharded.sum())} tensor-parallel points (tp > 1): "
+                     "scripts/gpu_tp.sh report compares them with analytic.tp")
+        points = points[~sharded]
     for (gpu, kind, name, phase), group in points.groupby(GROUP, sort=False):
         if gpu not in known:
             notes.append(f"skipped {len(group)} {name} {phase} points on gpu {gpu!r}: "

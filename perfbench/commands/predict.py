@@ -56,8 +56,13 @@ def predict_command(
             if show_breakdown:
                 for b in batches:
                     for L in seqlens:
-                        frames.append(breakdown(target, ph, b, L, gpu, calibration).assign(
-                            phase=ph, batch=b, seqlen=L, gpu=gpu))
+                        if tp > 1:
+                            from analytic.tp import breakdown_tp
+
+                            rows = breakdown_tp(target, ph, b, L, gpu, calibration, tp)
+                        else:
+                            rows = breakdown(target, ph, b, L, gpu, calibration)
+                        frames.append(rows.assign(phase=ph, batch=b, seqlen=L, gpu=gpu, tp=tp))
             else:
                 frames.append(predict(target, ph, batches, seqlens, gpu, calibration, tp, not eager))
     frame = pd.concat(frames, ignore_index=True)

@@ -53,6 +53,8 @@ def run_command(
     cpu_reference: bool = typer.Option(False, "--cpu-reference",
                                        help="Run the pure-torch reference layers on CPU (float32), for tests."),
     models_file: Optional[Path] = typer.Option(None, "--models-file", help="TOML file with more models."),
+    tp: int = typer.Option(1, "--tp", help="Tensor-parallel degree: N ranks, one GPU each over NCCL "
+                           "(gloo with --cpu-reference)."),
 ) -> None:
     """Measure layers or whole models: prefill and decode over batch x seqlen, with telemetry.
 
@@ -93,6 +95,17 @@ def run_command(
                           "reference": cpu_reference, "attn_backend": attn_backend,
                           "timing": asdict(timing),
                           "resume": resume}}
+    if tp != 1:
+        from rich.console import Console
+
+        from perfbench.distributed import run_tp
+
+        console, started = Console(stderr=True, width=160), time.perf_counter()
+        manifest["sweep"]["tp"] = tp
+        report = run_tp(targets, phases, batches, seqlens, tp, options, out, resume=resume, manifest=manifest,
+                        on_point=lambda point, row: console.print(_point_line(point, row), highlight=False))
+        _print_summary(report, time.perf_counter() - started)
+        return
     writer = RunWriter(out, manifest)
     started = time.perf_counter()
     report = _run_with_progress(targets, points, options, writer, done)
