@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from models.specs import SpecError
@@ -121,7 +122,16 @@ def bundled_path(gpu: str) -> Path:
 def default_calibration(gpu: str) -> Calibration | None:
     """The calibration bundled with perfbench for this GPU, or None (datasheet roofline)."""
     path = bundled_path(gpu)
-    return load_calibration(path, gpu) if path.exists() else None
+    if not path.exists():
+        return None
+    stat = path.stat()
+    return _load_cached(str(path), gpu, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=16)
+def _load_cached(path: str, gpu: str, mtime_ns: int, size: int) -> Calibration:
+    """Parse a bundled file once per version of it (a grid of predictions reads it many times)."""
+    return load_calibration(Path(path), gpu)
 
 
 def resolve(calibration, gpu: str) -> Calibration | None:

@@ -119,7 +119,8 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
         time_s = time_s + ceil.graph_replay_s
     by_bound = np.zeros((len(BOUND_LABELS), b.size))
     for (t, code), c in zip(times, ops):
-        np.add.at(by_bound, (code, np.arange(b.size)), t * c.count)
+        for label in range(len(BOUND_LABELS)):
+            by_bound[label] += np.where(code == label, t * c.count, 0.0)
     bound = pd.Categorical.from_codes(np.argmax(by_bound, axis=0), categories=list(BOUND_LABELS))
     if kind == "model":
         memory = memory_footprint(spec, b, L, phase=phase)["total_bytes"]
