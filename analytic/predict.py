@@ -27,7 +27,7 @@ from models.specs import ModelSpec, SpecError
 
 COLUMNS = ["target_kind", "name", "phase", "batch", "seqlen", "gpu", "calibrated", "mode", "tp",
            "time_ms", "flops", "bytes", "bound", "intensity", "n_kernels", "tokens_per_s",
-           "memory_bytes"]
+           "memory_bytes", "fits"]
 
 
 def resolve_target(target) -> tuple[str, str, object]:
@@ -134,9 +134,18 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
         "time_ms": time_s * 1e3, "flops": flops, "bytes": bytes_, "bound": bound,
         "intensity": flops / bytes_, "n_kernels": np.broadcast_to(n_kernels, b.shape).astype(int),
         "tokens_per_s": tokens / time_s, "memory_bytes": memory,
+        "fits": fits_in_memory(memory, gpu_spec),
     }, columns=COLUMNS)
     frame["bound"] = frame["bound"].astype(str)
     return frame
+
+
+def fits_in_memory(memory_bytes, gpu_spec) -> np.ndarray:
+    """Whether a point's footprint fits one GPU (with the allocator's headroom): a time is still
+    predicted for points that do not, so a user sees both."""
+    from analytic.memory import ALLOCATOR_HEADROOM
+
+    return np.asarray(memory_bytes) <= gpu_spec.mem_bytes * ALLOCATOR_HEADROOM
 
 
 def breakdown(target, phase: str, batch: int, seqlen: int, gpu: str = "h100",

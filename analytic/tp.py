@@ -310,7 +310,7 @@ def predict_tp(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], 
     takes the longer of that and the host's launch chain, as for one GPU. `allreduce`
     ({bus_bw_bytes_s, latency_s}) overrides the calibration's interconnect figures.
     """
-    from analytic.predict import COLUMNS, _grid, _layer_memory, host_seconds, resolve_target
+    from analytic.predict import COLUMNS, _grid, _layer_memory, fits_in_memory, host_seconds, resolve_target
 
     kind, name, spec = resolve_target(target)
     tp = check_tp(tp)
@@ -346,6 +346,7 @@ def predict_tp(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], 
         "intensity": flops / bytes_, "n_kernels": np.broadcast_to(n_kernels, b.shape).astype(int),
         "tokens_per_s": tokens / time_s, "memory_bytes": memory,
         "allreduce_ms": comm_s * 1e3, "allreduce_share": comm_s / time_s,
+        "fits": fits_in_memory(memory, gpu_spec),
     }, columns=COLUMNS + ["allreduce_ms", "allreduce_share"])
     frame["bound"] = frame["bound"].astype(str)
     return frame

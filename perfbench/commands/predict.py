@@ -15,7 +15,7 @@ from perfbench.output import emit
 from perfbench.sizes import parse_names, parse_sizes
 
 TABLE_COLUMNS = ["name", "phase", "batch", "seqlen", "gpu", "time_ms", "tokens_per_s", "flops", "bytes",
-                 "intensity", "bound", "n_kernels", "memory_bytes"]
+                 "intensity", "bound", "n_kernels", "memory_bytes", "fits"]
 
 
 def _targets(model: str | None, layer: str | None, models_file: Path | None) -> list:
