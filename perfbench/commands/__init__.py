@@ -18,16 +18,8 @@ _TABLE = (
 
 
 def _load() -> dict:
-    commands = {}
-    for name, module, func in _TABLE:
-        try:
-            mod = importlib.import_module(f"perfbench.commands.{module}")
-        except ModuleNotFoundError as exc:  # a command still being written
-            if exc.name == f"perfbench.commands.{module}":
-                continue
-            raise
-        commands[name] = getattr(mod, func)
-    return commands
+    return {name: getattr(importlib.import_module(f"perfbench.commands.{module}"), func)
+            for name, module, func in _TABLE}
 
 
 COMMANDS = _load()
