@@ -29,6 +29,7 @@ from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWISE, GEMM, 
                           STATE_UPDATE)
 from models.registry import BUILTIN_LAYERS, VOCAB
 from perfbench.errors import PerfbenchError
+from perfbench.timing import TimingOptions, measure
 
 M_GRID = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 GENERIC_NK = ((1024, 1024), (2048, 2048), (4096, 4096), (8192, 8192), (3072, 1024), (1024, 3072))
@@ -391,15 +392,17 @@ def measure_launch(torch, log) -> dict:
 
 
 HOST_TOKENS = 64  # a prompt so short that the GPU work hides under the host's launch chain
+HOST_TIMING = TimingOptions(warmup=5, min_repeats=20, max_repeats=100, target_s=0.02, nvtx=False)
 
 
 def measure_layer_host(torch, log) -> dict:
     """Host-side cost of each layer's Python path: `{kind/phase: seconds}`.
 
     Each built-in layer runs at batch 1 on a 64-token prompt (prefill) and one eager decode step at
-    context 64, back to back: at that size the GPU waits on the host, so the time per call is the
-    host's launch chain (PyTorch dispatch, Triton launchers, mamba_ssm's Python), which does not
-    depend on the size of the tensors.
+    context 64: at that size the GPU waits on the host, so the time per call is the host's launch
+    chain (PyTorch dispatch, Triton launchers, mamba_ssm's Python), which does not depend on the
+    size of the tensors. (The bundled calibrations of 2026-11-23 timed this with the wall clock,
+    which also counts host work before the first and after the last kernel.)
     """
     from models.torch_layers import build_layer, randomize_
 
@@ -413,17 +416,10 @@ def measure_layer_host(torch, log) -> dict:
             randomize_(cache)
             with torch.no_grad():
                 for phase, fn in (("prefill", lambda: layer(x)), ("decode", lambda: layer.decode(step_x, cache))):
-                    for _ in range(5):
-                        fn()
-                    torch.cuda.synchronize()
-                    trials = []
-                    for _ in range(5):
-                        t0 = time.perf_counter()
-                        for _ in range(20):
-                            fn()
-                        torch.cuda.synchronize()
-                        trials.append((time.perf_counter() - t0) / 20)
-                    out[f"{name}/{phase}"] = statistics.median(trials)
+                    # Timed as the harness times a point (CUDA events around each call), so the host
+                    # chain counted is the one a measured point shows: first launch to last kernel.
+                    timing = measure(fn, HOST_TIMING, cuda=True)
+                    out[f"{name}/{phase}"] = timing.median_ms / 1e3
             log(f"host {name}: prefill {out[f'{name}/prefill'] * 1e6:.0f} us, eager decode "
                 f"{out[f'{name}/decode'] * 1e6:.0f} us")
             del layer, cache
