@@ -62,7 +62,8 @@ class Ceilings:
     copy_bw_bytes_s: float
     gemm_peak_flops: float
     graph_replay_s: float = 0.0  # once per CUDA-graph replay (a decode step), launch to first kernel
-    layer_host_s: dict = field(default_factory=dict)  # "layer/phase" -> host launch chain, seconds
+    layer_host_s: dict = field(default_factory=dict)  # "layer/phase" -> host chain inside one call's window
+    layer_host_wall_s: dict = field(default_factory=dict)  # "layer/phase" -> whole host chain (wall clock)
 
 
 def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
@@ -91,7 +92,8 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
     table = {key: (np.array(ms), np.array(ts)) for key, (ms, ts) in table.items() if len(ms) >= 2}
     return Ceilings(gpu, True, classes, table, cal.launch["graph_kernel_s"], cal.launch["eager_kernel_s"],
                     cal.copy_bandwidth_bytes_s, cal.gemm_peak_flops, cal.launch.get("graph_replay_s", 0.0),
-                    {k[len("host/"):]: v for k, v in cal.launch.items() if k.startswith("host/")})
+                    {k[len("host/"):]: v for k, v in cal.launch.items() if k.startswith("host/")},
+                    {k[len("host_wall/"):]: v for k, v in cal.launch.items() if k.startswith("host_wall/")})
 
 
 def _roofline(op: Op, c: ClassCeiling, flops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -72,13 +72,21 @@ def host_key(layer_spec) -> str:
 
 def host_seconds(kind: str, spec, phase: str, ops: list[CountedOp], ceil: Ceilings) -> float:
     """Host launch chain of an eager step: each layer's calibrated Python path where measured
-    (`perfbench calibrate` times each layer's host chain alone), else per-kernel launch costs."""
+    (`perfbench calibrate` times each layer's host chain alone), else per-kernel launch costs.
+
+    A layer timed alone (CUDA events around the call) shows only the host work between its first
+    and last kernel; inside a model every layer's whole chain (wall clock) falls between the
+    model's first and last kernel. So layers use the first figure and models the second.
+    """
     layers = [spec] if kind == "layer" else list(spec.layers)
+    primary, other = ((ceil.layer_host_s, ceil.layer_host_wall_s) if kind == "layer"
+                      else (ceil.layer_host_wall_s, ceil.layer_host_s))
     measured = {}
     for layer in layers:
         key = f"{host_key(layer)}/{phase}"
-        if key in ceil.layer_host_s:
-            measured[layer.kind] = measured.get(layer.kind, 0.0) + ceil.layer_host_s[key]
+        value = primary.get(key, other.get(key))
+        if value is not None:
+            measured[layer.kind] = measured.get(layer.kind, 0.0) + value
     unmeasured = sum(host_time(c.op, ceil) * c.count for c in ops if c.group not in measured)
     return sum(measured.values()) + unmeasured
 

@@ -396,7 +396,7 @@ HOST_TIMING = TimingOptions(warmup=5, min_repeats=20, max_repeats=100, target_s=
 
 
 def measure_layer_host(torch, log) -> dict:
-    """Host-side cost of each layer's Python path: `{kind/phase: seconds}`.
+    """Host-side cost of each layer's Python path: `{layer/phase: s, "wall:layer/phase": s}`.
 
     Each built-in layer runs at batch 1 on a 64-token prompt (prefill) and one eager decode step at
     context 64: at that size the GPU waits on the host, so the time per call is the host's launch
@@ -420,8 +420,16 @@ def measure_layer_host(torch, log) -> dict:
                     # chain counted is the one a measured point shows: first launch to last kernel.
                     timing = measure(fn, HOST_TIMING, cuda=True)
                     out[f"{name}/{phase}"] = timing.median_ms / 1e3
-            log(f"host {name}: prefill {out[f'{name}/prefill'] * 1e6:.0f} us, eager decode "
-                f"{out[f'{name}/decode'] * 1e6:.0f} us")
+                    # ...and the whole chain, which is what each layer adds inside a model.
+                    torch.cuda.synchronize()
+                    start = time.perf_counter()
+                    for _ in range(20):
+                        fn()
+                    torch.cuda.synchronize()
+                    out[f"wall:{name}/{phase}"] = (time.perf_counter() - start) / 20
+            log(f"host {name}: prefill {out[f'{name}/prefill'] * 1e6:.0f} us "
+                f"(wall {out[f'wall:{name}/prefill'] * 1e6:.0f}), eager decode {out[f'{name}/decode'] * 1e6:.0f} us "
+                f"(wall {out[f'wall:{name}/decode'] * 1e6:.0f})")
             del layer, cache
         except Exception as exc:  # one layer's failure must not lose the calibration
             log(f"host {name}: FAILED {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
@@ -484,7 +492,8 @@ def calibrate(log=print, skip_kernels: bool = False) -> dict:
                        "total_memory_bytes": props.total_memory, "duration_s": time.perf_counter() - started,
                        "kernel_failures": kernels["failures"]},
         "copy_bandwidth_bytes_s": copy_bw, "copy_curve": copy_curve, "gemm_peak_flops": peak,
-        "gemm": gemm, "launch": {**launch, **{f"host/{k}": v for k, v in layer_host.items()}},
+        "gemm": gemm, "launch": {**launch, **{(f"host_wall/{k[5:]}" if k.startswith("wall:") else f"host/{k}"): v
+                                              for k, v in layer_host.items()}},
         "op_classes": {}, "samples": kernels["samples"],
     }
     if torch.cuda.device_count() >= 2:  # tensor parallelism: ring all-reduce bus bandwidth (issue 9)
