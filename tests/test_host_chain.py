@@ -1,0 +1,51 @@
+"""Eager timing: host launch chains from a calibration, and FlashAttention-2's split-KV count."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from analytic.calibration import default_calibration
+from analytic.efficiency import flash_num_splits
+from analytic.predict import predict
+
+
+def _with_hosts(layer_host: dict, wall_host: dict):
+    cal = default_calibration("h100")
+    launch = {k: v for k, v in cal.launch.items() if not k.startswith(("host/", "host_wall/"))}
+    launch.update({f"host/{k}": v for k, v in layer_host.items()})
+    launch.update({f"host_wall/{k}": v for k, v in wall_host.items()})
+    return dataclasses.replace(cal, launch=launch)
+
+
+def test_a_host_bound_layer_prefill_takes_its_calibrated_window_chain():
+    cal = _with_hosts({"mlp/prefill": 5e-3}, {"mlp/prefill": 9e-3})
+    # One token: the GPU work is microseconds, so the 5 ms host chain inside the call decides.
+    assert predict("mlp", "prefill", [1], [1], calibration=cal).time_ms[0] == pytest.approx(5.0)
+
+
+def test_a_model_counts_each_layers_whole_host_chain():
+    slow = _with_hosts({"mlp/prefill": 1e-3}, {"mlp/prefill": 4e-3})
+    fast = _with_hosts({"mlp/prefill": 1e-3}, {"mlp/prefill": 1e-3})
+    t_slow = predict("mamba2-hybrid-8b", "prefill", [1], [1], calibration=slow).time_ms[0]
+    t_fast = predict("mamba2-hybrid-8b", "prefill", [1], [1], calibration=fast).time_ms[0]
+    # 28 MLP blocks, 3 ms more host each, and the step is host-bound at one token.
+    assert t_slow - t_fast == pytest.approx(28 * 3.0, rel=0.02)
+
+
+def test_graph_decode_ignores_the_host_chain():
+    a = predict("mlp", "decode", [1], [512], calibration=_with_hosts({"mlp/decode": 5e-3}, {}))
+    b = predict("mlp", "decode", [1], [512], calibration=_with_hosts({"mlp/decode": 1e-6}, {}))
+    assert a.time_ms[0] == b.time_ms[0]
+
+
+def test_flash_splits_stop_once_batch_times_heads_fills_the_slots():
+    # 132 SMs -> 264 slots; 0.8 of that is 211 CTAs.
+    assert flash_num_splits(np.array([212.0]), np.array([64.0]), 132)[0] == 1
+    assert flash_num_splits(np.array([8.0]), np.array([64.0]), 132)[0] == 33
+
+
+def test_flash_splits_never_exceed_the_key_blocks():
+    splits = flash_num_splits(np.full(5, 8.0), np.array([0.5, 1.0, 2.0, 3.0, 100.0]), 132)
+    assert (splits <= np.maximum(np.array([0.5, 1.0, 2.0, 3.0, 100.0]), 1.0)).all()
+    assert (np.diff(splits) >= 0).all()
