@@ -28,8 +28,7 @@ import numpy as np
 
 from analytic.calibration import Calibration
 from analytic.hardware import GPUSpec
-from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWISE, GEMM, OP_CLASSES,
-                          SELECTIVE_SCAN, SSD, STATE_UPDATE, Op)
+from analytic.ops import ATTN_DECODE, ATTN_PREFILL, GEMM, OP_CLASSES, SELECTIVE_SCAN, SSD, Op
 
 TENSOR_CLASSES = (GEMM, ATTN_PREFILL, SSD)
 # Bound codes (int8 arrays are far cheaper than strings over large grids); labels by index.
@@ -206,7 +205,3 @@ def op_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
     launch_s = ceil.classes[op.op_class].t0_s * op.kernels
     bound = np.where(launch_s > t - launch_s, LAUNCH, bound)
     return np.broadcast_to(t, op.flops.shape).astype(np.float64), np.broadcast_to(bound, op.flops.shape)
-
-
-__all__ = ["Ceilings", "ClassCeiling", "ceilings", "op_time", "CONV1D", "ELEMENTWISE", "SELECTIVE_SCAN",
-           "SSD", "STATE_UPDATE"]

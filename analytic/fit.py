@@ -16,7 +16,7 @@ import numpy as np
 
 from analytic.costs import layer_ops
 from analytic.efficiency import EXTRA_PARAMS, ClassCeiling, Ceilings, host_time, op_time
-from analytic.ops import ATTN_DECODE, ATTN_PREFILL, GEMM, Op, gemm
+from analytic.ops import ATTN_DECODE, ATTN_PREFILL, GEMM, SELECTIVE_SCAN, Op, gemm
 from models.registry import BUILTIN_LAYERS
 from models.specs import AttentionSpec, Mamba2Spec, MambaSpec, MLPSpec
 
@@ -64,8 +64,6 @@ def fit_selective_scan(samples: list[dict], base: Ceilings) -> dict:
 
     The scan is compute-bound at the 8B sizes (d_state 128), so each sample gives its rate directly.
     """
-    from analytic.efficiency import SELECTIVE_SCAN
-
     params = {"t0_s": base.graph_kernel_s, "bw_bytes_s": base.copy_bw_bytes_s,
               "flops_s": base.classes[SELECTIVE_SCAN].flops_s}
     rates: dict[str, list] = {}
@@ -92,7 +90,7 @@ def fit_selective_scan(samples: list[dict], base: Ceilings) -> dict:
 
 def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9) -> dict:
     """Best (t0_s, bw_bytes_s, flops_s[, bw_per_cta_bytes_s, host_s]) for one class, with its fit error."""
-    if op_class == "selective_scan":
+    if op_class == SELECTIVE_SCAN:
         return fit_selective_scan(samples, base)
     ops_list = [sample_ops(s) for s in samples]
     measured = np.array([float(s["time_s"]) for s in samples])

@@ -35,10 +35,6 @@ class Op:
     kernels: int = 1
     shape: dict = field(default_factory=dict)
 
-    def scaled(self, factor: float) -> "Op":
-        return Op(self.name, self.op_class, self.flops * factor, self.bytes_ * factor,
-                  self.kernels, self.shape)
-
 
 def gemm(name: str, m: np.ndarray, n: int, k: int, dtype_bytes: int = 2, kernels: int = 1) -> Op:
     """C[M,N] = A[M,K] @ W[K,N]: 2MNK FLOPs; reads A and W once, writes C once."""

@@ -91,11 +91,6 @@ def host_seconds(kind: str, spec, phase: str, ops: list[CountedOp], ceil: Ceilin
     return sum(measured.values()) + unmeasured
 
 
-def _timed(ops: list[CountedOp], ceil: Ceilings):
-    times = [op_time(c.op, ceil) for c in ops]
-    return times
-
-
 def _layer_memory(spec, phase: str, b: np.ndarray, L: np.ndarray) -> np.ndarray:
     model = ModelSpec(name="_", d_model=spec.d_model, vocab_size=1, pattern=spec.letter,
                       **{spec.kind: spec})
@@ -116,7 +111,7 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
     ceil = ceilings(gpu_spec, cal)
     b, L = _grid(batch, seqlen)
     ops = counted_ops(kind, spec, phase, b, L)
-    times = _timed(ops, ceil)
+    times = [op_time(c.op, ceil) for c in ops]
     time_s = sum(t * c.count for (t, _), c in zip(times, ops))
     flops = sum(c.op.flops * c.count for c in ops)
     bytes_ = sum(c.op.bytes_ * c.count for c in ops)

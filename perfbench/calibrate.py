@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, replace
 from typing import Callable
 
-from analytic.calibration import FORMAT, VERSION, Calibration, from_dict
+from analytic.calibration import FORMAT, VERSION, from_dict
 from analytic.efficiency import ceilings
 from analytic.fit import fit_class
 from analytic.hardware import get_gpu, gpu_key_from_name
@@ -528,6 +528,3 @@ def _versions(torch) -> dict:
         out["driver"] = ""
     return out
 
-
-def as_calibration(data: dict, source: str = "") -> Calibration:
-    return from_dict(data, source)

@@ -73,7 +73,7 @@ def run_command(
     import torch
 
     from models.torch_layers import ATTN_BACKENDS
-    from perfbench.harness import SweepOptions, make_points, run_sweep
+    from perfbench.harness import SweepOptions, make_points
     from perfbench.results import RunWriter, done_keys
     from perfbench.timing import TimingOptions
 
