@@ -51,12 +51,16 @@ def memory_footprint(spec: ModelSpec, batch, context, dtype_bytes: int = 2, phas
 def max_batch(spec: ModelSpec, context: int, gpu: GPUSpec, phase: str = "decode", tp: int = 1) -> int:
     """Largest batch whose footprint fits in `gpu`'s memory (0 if not even one sequence fits)."""
     budget = gpu.mem_bytes * ALLOCATOR_HEADROOM
+    return largest_batch(lambda b: float(memory_footprint(spec, b, context, phase=phase)["total_bytes"]) / tp
+                         <= budget)
+
+
+def largest_batch(fits, limit: int = 1 << 24) -> int:
+    """Largest b >= 0 with fits(b) (fits monotone: doubling, then bisection); capped at `limit`."""
     lo, hi = 0, 1
-    def fits(b: int) -> bool:
-        return float(memory_footprint(spec, b, context, phase=phase)["total_bytes"]) / tp <= budget
     while fits(hi):
         lo, hi = hi, hi * 2
-        if hi > 1 << 24:
+        if hi > limit:
             return lo
     while hi - lo > 1:
         mid = (lo + hi) // 2

@@ -46,7 +46,7 @@ from analytic.composition import CountedOp, model_ops
 from analytic.costs import PHASES, layer_ops
 from analytic.efficiency import BOUND_LABELS, Ceilings, ceilings, op_time
 from analytic.hardware import GPUSpec, get_gpu
-from analytic.memory import ALLOCATOR_HEADROOM, memory_footprint
+from analytic.memory import ALLOCATOR_HEADROOM, largest_batch, memory_footprint
 from analytic.ops import Op, elementwise
 from models.specs import LETTERS, Mamba2Spec, MambaSpec, ModelSpec, SpecError
 
@@ -272,18 +272,8 @@ def max_batch_tp(spec: ModelSpec, context: int, gpu, tp: int, phase: str = "deco
     budget = gpu_spec.mem_bytes * ALLOCATOR_HEADROOM
     shard_model(spec, check_tp(tp))  # an invalid split fails here, not inside the search
 
-    def fits(b: int) -> bool:
-        return float(memory_per_gpu(spec, b, context, tp, phase=phase)["total_bytes"]) <= budget
-
-    lo, hi = 0, 1
-    while fits(hi):
-        lo, hi = hi, hi * 2
-        if hi > 1 << 24:
-            return lo
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    return lo
+    return largest_batch(lambda b: float(memory_per_gpu(spec, b, context, tp, phase=phase)["total_bytes"])
+                         <= budget)
 
 
 # ----------------------------------------------------------------------------- prediction

@@ -76,7 +76,34 @@ class Block(nn.Module):
         return self.mixer.decode(normed, cache), residual
 
 
-class LanguageModel(nn.Module):
+class ModelSteps:
+    """Prefill and decode over `embedding`, `blocks`, `norm_f` and `_logits`, shared by the
+    single-GPU model and its tensor-parallel shard (`perfbench.tp_layers.TPLanguageModel`)."""
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.prefill(input_ids)
+
+    def prefill(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Prompt forward; logits (B, vocab) of the last position only (time to first token)."""
+        hidden, residual = self.embedding(input_ids), None
+        for block in self.blocks:
+            hidden, residual = block(hidden, residual)
+        normed, _ = self.norm_f(hidden[:, -1:], residual[:, -1:])
+        return self._logits(normed[:, 0])
+
+    def allocate_cache(self, batch: int, context: int, dtype=None) -> list:
+        return [block.mixer.allocate_cache(batch, context, dtype) for block in self.blocks]
+
+    def decode(self, input_ids: torch.Tensor, caches: list) -> torch.Tensor:
+        """One token per sequence (input_ids (B, 1)) at position `context`; logits (B, vocab)."""
+        hidden, residual = self.embedding(input_ids), None
+        for block, cache in zip(self.blocks, caches):
+            hidden, residual = block.decode(hidden, residual, cache)
+        normed, _ = self.norm_f(hidden, residual)
+        return self._logits(normed[:, 0])
+
+
+class LanguageModel(ModelSteps, nn.Module):
     """Embedding -> blocks in pattern order -> final norm -> LM head (untied unless the spec ties)."""
 
     def __init__(self, spec: ModelSpec, mixers: list[nn.Module], device=None, dtype=None, fused_norm=False):
@@ -103,27 +130,6 @@ class LanguageModel(nn.Module):
             hidden, residual = block(hidden, residual)
         return self.norm_f(hidden, residual)[0]
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.prefill(input_ids)
-
-    def prefill(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Prompt forward; logits (B, vocab) of the last position only (time to first token)."""
-        hidden, residual = self.embedding(input_ids), None
-        for block in self.blocks:
-            hidden, residual = block(hidden, residual)
-        normed, _ = self.norm_f(hidden[:, -1:], residual[:, -1:])
-        return self._logits(normed[:, 0])
-
-    def allocate_cache(self, batch: int, context: int, dtype=None) -> list:
-        return [block.mixer.allocate_cache(batch, context, dtype) for block in self.blocks]
-
-    def decode(self, input_ids: torch.Tensor, caches: list) -> torch.Tensor:
-        """One token per sequence (input_ids (B, 1)) at position `context`; logits (B, vocab)."""
-        hidden, residual = self.embedding(input_ids), None
-        for block, cache in zip(self.blocks, caches):
-            hidden, residual = block.decode(hidden, residual, cache)
-        normed, _ = self.norm_f(hidden, residual)
-        return self._logits(normed[:, 0])
 
 
 def build_model(spec: ModelSpec, device="cuda", dtype=torch.bfloat16, layers: str = "real",

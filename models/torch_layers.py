@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.reference import activation, apply_rope, rope_tables, rotary_dim
-from models.specs import AttentionSpec, Mamba2Spec, MambaSpec, MixerSpec, MLPSpec
+from models.reference import RefMLP, apply_rope, rope_tables, rotary_dim
+from models.specs import AttentionSpec, Mamba2Spec, MambaSpec, MixerSpec
 
 SDPA_BACKENDS = ("flash", "cudnn", "efficient", "math")
 ATTN_BACKENDS = SDPA_BACKENDS + ("flash_attn",)
@@ -190,31 +190,14 @@ class Attention(nn.Module):
 
 # ----------------------------------------------------------------------------- MLP
 
-class MLP(nn.Module):
-    """fc1 -> activation -> fc2, activation applied in place where it can be (inference only)."""
-
-    def __init__(self, spec: MLPSpec, device=None, dtype=None):
-        super().__init__()
-        self.spec = spec
-        self.fc1 = nn.Linear(spec.d_model, spec.fc1_out, bias=spec.bias, device=device, dtype=dtype)
-        self.fc2 = nn.Linear(spec.ffn_hidden, spec.d_model, bias=spec.bias, device=device, dtype=dtype)
+class MLP(RefMLP):
+    """The reference MLP's weights and cache-free decode, with the activation applied in place
+    where it can be (inference only: no autograd needs the pre-activation)."""
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        h = self.fc1(u)
-        if self.spec.gated:
-            gate, up = h.chunk(2, dim=-1)
-            h = activation(self.spec.activation, gate) * up
-        elif self.spec.activation == "squared_relu" and not torch.is_grad_enabled():
-            h = torch.relu_(h).square_()
-        else:
-            h = activation(self.spec.activation, h)
-        return self.fc2(h)
-
-    def allocate_cache(self, batch: int, context: int, dtype=None):
-        return ()
-
-    def decode(self, u: torch.Tensor, cache) -> torch.Tensor:
-        return self.forward(u)
+        if self.spec.gated or self.spec.activation != "squared_relu" or torch.is_grad_enabled():
+            return super().forward(u)
+        return self.fc2(torch.relu_(self.fc1(u)).square_())
 
 
 # ----------------------------------------------------------------------------- Mamba
@@ -228,17 +211,9 @@ def _mamba_ssm():
     return mamba_ssm
 
 
-class MambaLayer(nn.Module):
-    """`mamba_ssm.Mamba` (Mamba-1) with the spec's d_state, d_conv, expand, dt_rank."""
-
-    def __init__(self, spec: MambaSpec, device=None, dtype=None):
-        super().__init__()
-        mamba_ssm = _mamba_ssm()
-        self.spec = spec
-        self.inner = mamba_ssm.Mamba(d_model=spec.d_model, d_state=spec.d_state, d_conv=spec.d_conv,
-                                     expand=spec.expand, dt_rank=spec.dt_rank, conv_bias=spec.conv_bias,
-                                     bias=spec.bias, use_fast_path=True, layer_idx=0, device=device,
-                                     dtype=dtype)
+class MambaSSMLayer(nn.Module):
+    """The layer interface over a mamba_ssm module held as `inner`: its forward, its inference
+    cache and its `step` (one token with the conv and SSM states updated in place)."""
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         return self.inner(u)
@@ -250,7 +225,21 @@ class MambaLayer(nn.Module):
         return self.inner.step(u, *cache)[0]
 
 
-class Mamba2Layer(nn.Module):
+class MambaLayer(MambaSSMLayer):
+    """`mamba_ssm.Mamba` (Mamba-1) with the spec's d_state, d_conv, expand, dt_rank."""
+
+    def __init__(self, spec: MambaSpec, device=None, dtype=None):
+        super().__init__()
+        mamba_ssm = _mamba_ssm()
+        self.spec = spec
+        self.inner = mamba_ssm.Mamba(d_model=spec.d_model, d_state=spec.d_state, d_conv=spec.d_conv,
+                                     expand=spec.expand, dt_rank=spec.dt_rank, conv_bias=spec.conv_bias,
+                                     bias=spec.bias, use_fast_path=True, layer_idx=0, device=device,
+                                     dtype=dtype)
+
+
+
+class Mamba2Layer(MambaSSMLayer):
     """`mamba_ssm.Mamba2` with the spec's d_state, headdim, ngroups, chunk_size, d_conv, expand, rmsnorm.
 
     The memory-efficient fused path needs causal_conv1d (mamba_ssm #467); without it the layer
@@ -268,14 +257,6 @@ class Mamba2Layer(nn.Module):
                                       use_mem_eff_path=conv_backend() == "causal_conv1d",
                                       layer_idx=0, device=device, dtype=dtype)
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        return self.inner(u)
-
-    def allocate_cache(self, batch: int, context: int, dtype=None):
-        return self.inner.allocate_inference_cache(batch, context, dtype=dtype)
-
-    def decode(self, u: torch.Tensor, cache) -> torch.Tensor:
-        return self.inner.step(u, *cache)[0]
 
 
 # ----------------------------------------------------------------------------- building

@@ -41,10 +41,11 @@ from typing import Callable
 
 from analytic.tp import check_tp, fit_allreduce, shard_layer, shard_model
 from perfbench.errors import PerfbenchError
-from perfbench.harness import Point, SweepOptions, SweepReport, Target, is_oom, make_points, one_line
+from perfbench.harness import (Point, SweepOptions, SweepReport, Target, is_oom, kernel_facts, make_points,
+                               one_line)
 from perfbench.nvtx_ranges import measured_range
 from perfbench.results import RunWriter, load_results, point_key, utc_now
-from perfbench.timing import Timing, choose_repeats
+from perfbench.timing import Timing, capture_graph, choose_repeats
 
 FINAL_STATUSES = ("ok", "oom", "skipped")
 # NVLink multicast (NVLS) off unless set otherwise: on shared multi-GPU hosts a program using it can
@@ -332,20 +333,7 @@ def _outcome(exc: BaseException | None):
 def capture_graph_tp(fn: Callable, warmup: int = 2):
     """`perfbench.timing.capture_graph` for steps holding NCCL collectives: capture in thread-local
     mode, so the process group's watchdog thread querying its events does not void the capture."""
-    import torch
-
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(warmup):
-            fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-        fn()
-    torch.cuda.synchronize()
-    return graph.replay, graph
+    return capture_graph(fn, warmup, capture_error_mode="thread_local")
 
 
 def measure_lockstep(fn: Callable, options, cuda: bool, device, tp: int, range_name: str | None = None,
@@ -427,26 +415,8 @@ class TPWorkload:
     def kernels(self) -> dict:
         from perfbench.tp_layers import TPMixer
 
-        info = {"attn_backend": "", "conv_backend": ""}
-        kinds = {m.spec.kind for m in self._mixers()}
-        if self.options.reference:
-            info["layers"] = "reference"
-            info["attn_backend"] = "math" if "attention" in kinds else ""
-            info["conv_backend"] = "torch" if kinds & {"mamba", "mamba2"} else ""
-            return info
-        from models.torch_layers import layer_kernels
-
-        seen: dict = {}
-        for mixer in self._mixers():
-            layer = mixer.inner if isinstance(mixer, TPMixer) else mixer
-            seen.setdefault(mixer.spec.kind, layer_kernels(layer))
-        for facts in seen.values():
-            for key, value in facts.items():
-                if value and not info.get(key):
-                    info[key] = value
-        if self.target.kind == "model":
-            info["norm"] = "triton_layer_norm_fn" if self.module.norm_f.fused else "torch"
-        return info
+        layers = [m.inner if isinstance(m, TPMixer) else m for m in self._mixers()]
+        return kernel_facts(self.target.kind, self.module, layers, self.options.reference)
 
     def estimate_bytes(self, point: Point) -> int:
         """The single-GPU estimate applied to this rank's shard (plus the gathered logits)."""

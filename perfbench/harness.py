@@ -97,6 +97,31 @@ def _torch_dtype(name: str):
     return getattr(torch, name)
 
 
+def kernel_facts(target_kind: str, module, layers, reference: bool) -> dict:
+    """attn_backend / conv_backend columns and kernel facts for `extra`, from a target's mixer
+    layers (one entry per layer kind; the first non-empty value of each fact wins)."""
+    info = {"attn_backend": "", "conv_backend": ""}
+    if reference:
+        info["layers"] = "reference"
+        if any(m.spec.kind == "attention" for m in layers):
+            info["attn_backend"] = "math"
+        if any(m.spec.kind in ("mamba", "mamba2") for m in layers):
+            info["conv_backend"] = "torch"
+        return info
+    from models.torch_layers import layer_kernels
+
+    seen = {}
+    for layer in layers:
+        seen.setdefault(layer.spec.kind, layer_kernels(layer))
+    for facts in seen.values():
+        for key, value in facts.items():
+            if value and not info.get(key):
+                info[key] = value
+    if target_kind == "model":
+        info["norm"] = "triton_layer_norm_fn" if module.norm_f.fused else "torch"
+    return info
+
+
 class TorchWorkload:
     """A target built as real (or reference) torch modules, making one runnable call per point."""
 
@@ -133,26 +158,7 @@ class TorchWorkload:
 
     def kernels(self) -> dict:
         """attn_backend / conv_backend columns and kernel facts for `extra`."""
-        info = {"attn_backend": "", "conv_backend": ""}
-        if self.options.reference:
-            info["layers"] = "reference"
-            if any(m.spec.kind == "attention" for m in self._mixers()):
-                info["attn_backend"] = "math"
-            if any(m.spec.kind in ("mamba", "mamba2") for m in self._mixers()):
-                info["conv_backend"] = "torch"
-            return info
-        from models.torch_layers import layer_kernels
-
-        seen = {}
-        for mixer in self._mixers():
-            seen.setdefault(mixer.spec.kind, layer_kernels(mixer))
-        for facts in seen.values():
-            for key, value in facts.items():
-                if value and not info.get(key):
-                    info[key] = value
-        if self.target.kind == "model":
-            info["norm"] = "triton_layer_norm_fn" if self.module.norm_f.fused else "torch"
-        return info
+        return kernel_facts(self.target.kind, self.module, self._mixers(), self.options.reference)
 
     def estimate_bytes(self, point: Point) -> int:
         nbytes = DTYPES[self.options.dtype]

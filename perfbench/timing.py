@@ -146,11 +146,11 @@ def measure(fn: Callable[[], object], options: TimingOptions, *, cuda: bool,
     return Timing(times_ms=tuple(times), first_call_ms=first_s * 1e3)
 
 
-def capture_graph(fn: Callable[[], object], warmup: int = 2):
+def capture_graph(fn: Callable[[], object], warmup: int = 2, capture_error_mode: str = "global"):
     """Capture one call of `fn` into a CUDA graph after `warmup` calls on a side stream.
 
     Returns (replay, graph); keep the graph alive while replaying. As mamba_ssm's
-    `utils/generation.py` captures its decode step.
+    `utils/generation.py` captures its decode step. `capture_error_mode` is torch.cuda.graph's.
     """
     import torch
 
@@ -162,7 +162,7 @@ def capture_graph(fn: Callable[[], object], warmup: int = 2):
     torch.cuda.current_stream().wait_stream(stream)
     torch.cuda.synchronize()
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    with torch.cuda.graph(graph, capture_error_mode=capture_error_mode):
         fn()
     torch.cuda.synchronize()
     return graph.replay, graph

@@ -30,7 +30,8 @@ from torch import nn
 from analytic.tp import check_tp, shard_layer, shard_model
 from models.reference import RefMamba, build_reference_layer
 from models.specs import ModelSpec
-from models.stack import AddNorm, Block
+from models.torch_layers import MambaSSMLayer
+from models.stack import AddNorm, Block, ModelSteps
 
 OUTPUT_PROJ = {"attention": "out_proj", "mlp": "fc2", "mamba": "out_proj", "mamba2": "out_proj"}
 
@@ -86,7 +87,7 @@ class TPRefMamba(RefMamba):
         return delta, b, c
 
 
-class TPMamba2(nn.Module):
+class TPMamba2(MambaSSMLayer):
     """`mamba_ssm.Mamba2` with a process group (its own all-reduce), the spec's hyper-parameters."""
 
     def __init__(self, spec, group, device=None, dtype=None):
@@ -105,14 +106,6 @@ class TPMamba2(nn.Module):
         if spec.rmsnorm:  # see module docstring: the step path's norm groups must be per rank
             self.inner.norm.group_size = self.inner.d_ssm // self.inner.ngroups
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        return self.inner(u)
-
-    def allocate_cache(self, batch: int, context: int, dtype=None):
-        return self.inner.allocate_inference_cache(batch, context, dtype=dtype)
-
-    def decode(self, u: torch.Tensor, cache) -> torch.Tensor:
-        return self.inner.step(u, *cache)[0]
 
 
 def build_tp_layer(spec, rank: int, tp: int, group, device="cuda", dtype=torch.bfloat16,
@@ -240,7 +233,7 @@ class VocabParallelEmbedding(nn.Module):
         return _all_reduce(out, self.group)
 
 
-class TPLanguageModel(nn.Module):
+class TPLanguageModel(ModelSteps, nn.Module):
     """`models.stack.LanguageModel` for one rank: sharded mixers, vocabulary-parallel ends.
 
     Norms and the residual stream are replicated. `prefill` and `decode` return the full (B, V)
@@ -271,25 +264,6 @@ class TPLanguageModel(nn.Module):
         gathered = torch.empty(self.tp * batch, part, device=local.device, dtype=local.dtype)
         _all_gather(gathered, local.contiguous(), self.group)
         return gathered.view(self.tp, batch, part).permute(1, 0, 2).reshape(batch, self.tp * part)
-
-    def prefill(self, input_ids: torch.Tensor) -> torch.Tensor:
-        hidden, residual = self.embedding(input_ids), None
-        for block in self.blocks:
-            hidden, residual = block(hidden, residual)
-        normed, _ = self.norm_f(hidden[:, -1:], residual[:, -1:])
-        return self._logits(normed[:, 0])
-
-    forward = prefill
-
-    def allocate_cache(self, batch: int, context: int, dtype=None) -> list:
-        return [block.mixer.allocate_cache(batch, context, dtype) for block in self.blocks]
-
-    def decode(self, input_ids: torch.Tensor, caches: list) -> torch.Tensor:
-        hidden, residual = self.embedding(input_ids), None
-        for block, cache in zip(self.blocks, caches):
-            hidden, residual = block.decode(hidden, residual, cache)
-        normed, _ = self.norm_f(hidden, residual)
-        return self._logits(normed[:, 0])
 
 
 def build_tp_model(spec: ModelSpec, rank: int, tp: int, group, device="cuda", dtype=torch.bfloat16,
