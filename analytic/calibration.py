@@ -71,6 +71,27 @@ class Calibration:
         return path
 
 
+def _rate_table(table: dict) -> dict:
+    """A measured rate table per load path: ascending lengths, one ascending token list and one
+    positive rate list of the same size per length."""
+    out = {}
+    for path, entry in table.items():
+        lengths = [float(v) for v in entry["seqlen"]]
+        tokens = [[float(t) for t in ts] for ts in entry["tokens"]]
+        rates = [[float(r) for r in rs] for rs in entry["rate"]]
+        if (not lengths or len(tokens) != len(lengths) or len(rates) != len(lengths) or lengths != sorted(lengths)
+                or any(len(t) != len(r) or not t or t != sorted(t) for t, r in zip(tokens, rates))
+                or any(r <= 0 for rs in rates for r in rs)):
+            raise ValueError(f"rate_table.{path} is not ascending lengths with matching token and rate lists")
+        out[str(path)] = {"seqlen": lengths, "tokens": tokens, "rate": rates}
+    return out
+
+
+def _class_value(name: str, value):
+    """An op class's parameters are numbers, except the measured rate table of the scan."""
+    return _rate_table(value) if name == "rate_table" else float(value)
+
+
 def from_dict(data: dict, source: str = "") -> Calibration:
     where = source or "calibration"
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -84,7 +105,7 @@ def from_dict(data: dict, source: str = "") -> Calibration:
         gemm = tuple((float(g["m"]), int(g["n"]), int(g["k"]), float(g["time_s"])) for g in data["gemm"])
         launch = {k: float(v) for k, v in data["launch"].items()}
         copy_bw, peak = float(data["copy_bandwidth_bytes_s"]), float(data["gemm_peak_flops"])
-        op_classes = {str(k): {str(p): float(x) for p, x in v.items()} for k, v in data["op_classes"].items()}
+        op_classes = {str(k): {str(p): _class_value(p, x) for p, x in v.items()} for k, v in data["op_classes"].items()}
         provenance, samples = dict(data.get("provenance", {})), dict(data.get("samples", {}))
         allreduce = dict(data.get("allreduce", {}))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

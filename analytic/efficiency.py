@@ -15,7 +15,10 @@ adds two class-specific physical terms:
   - attention decode: FlashAttention-2 streams the cache with B * KV-heads CTAs, times the split-KV
     count its heuristic picks when those are too few; achieved bandwidth is min(bw, CTAs * bw_per_cta).
   - Mamba-1 selective scan: compute-bound at d_state 128; timed on its chunk-padded elements at
-    the rate of the thread configuration its sequence length selects.
+    a rate measured alone over sequence length and total tokens, per load path (even or uneven
+    length): the length picks the thread configuration and how many chunks each block walks in
+    turn; the token count sets how long the kernel runs, and long runs hold a power-capped clock.
+    Interpolated log-log between measured lengths and token counts, clamped at the edges.
   - attention prefill: timed on the FLOPs of the 128x128 tiles actually computed (the causal
     diagonal costs full tiles), with wave quantization of its CTAs.
 """
@@ -28,14 +31,14 @@ import numpy as np
 
 from analytic.calibration import Calibration
 from analytic.hardware import GPUSpec
-from analytic.ops import ATTN_DECODE, ATTN_PREFILL, GEMM, OP_CLASSES, SELECTIVE_SCAN, SSD, Op
+from analytic.ops import ATTN_DECODE, ATTN_PREFILL, FAMILIES, GEMM, OP_CLASSES, SELECTIVE_SCAN, SSD, Op
 
 TENSOR_CLASSES = (GEMM, ATTN_PREFILL, SSD)
 # Bound codes (int8 arrays are far cheaper than strings over large grids); labels by index.
 COMPUTE, MEMORY, LAUNCH = 0, 1, 2
 BOUND_LABELS = ("compute", "memory", "launch")
 EXTRA_PARAMS = ("bw_per_cta_bytes_s", "bw_nosplit_bytes_s", "ctas_per_sm", "flops_s_512", "flops_s_1024", "flops_s_2048",
-                "flops_s_uneven")
+                "flops_s_uneven", "rate_table")
 GEMM_TILE_M, GEMM_TILE_N = 128, 256
 
 
@@ -60,7 +63,8 @@ class Ceilings:
     eager_kernel_s: float
     copy_bw_bytes_s: float
     gemm_peak_flops: float
-    graph_replay_s: float = 0.0  # once per CUDA-graph replay (a decode step), launch to first kernel
+    graph_replay_s: float = 0.0  # GPU time once per CUDA-graph replay (a decode step) when the host is ahead
+    graph_launch_period_s: float = 0.0  # shortest replay-to-replay period the host can launch
     layer_host_s: dict = field(default_factory=dict)  # "layer/phase" -> host chain inside one call's window
     layer_host_wall_s: dict = field(default_factory=dict)  # "layer/phase" -> whole host chain (wall clock)
 
@@ -75,7 +79,7 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
                         gpu.mem_bw_bytes_s, gpu.peak_bf16_flops)
     cal = calibration
     classes = {}
-    for c in OP_CLASSES:
+    for c in OP_CLASSES + tuple(f for f in FAMILIES if f in cal.op_classes):
         fitted = cal.op_classes.get(c, {})
         default_rate = cal.gemm_peak_flops if c in TENSOR_CLASSES else gpu.peak_fp32_flops
         extra = {k: v for k, v in fitted.items() if k in EXTRA_PARAMS}
@@ -90,7 +94,10 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
         table[(n, k)][1].append(np.log(t))
     table = {key: (np.array(ms), np.array(ts)) for key, (ms, ts) in table.items() if len(ms) >= 2}
     return Ceilings(gpu, True, classes, table, cal.launch["graph_kernel_s"], cal.launch["eager_kernel_s"],
-                    cal.copy_bandwidth_bytes_s, cal.gemm_peak_flops, cal.launch.get("graph_replay_s", 0.0),
+                    cal.copy_bandwidth_bytes_s, cal.gemm_peak_flops,
+                    # Older files hold only the host-bound figure, added as a whole to each step.
+                    cal.launch.get("graph_replay_gap_s", cal.launch.get("graph_replay_s", 0.0)),
+                    cal.launch.get("graph_launch_period_s", 0.0),
                     {k[len("host/"):]: v for k, v in cal.launch.items() if k.startswith("host/")},
                     {k[len("host_wall/"):]: v for k, v in cal.launch.items() if k.startswith("host_wall/")})
 
@@ -169,7 +176,25 @@ def _attention_decode_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarr
 
 def host_time(op: Op, ceil: Ceilings) -> float:
     """Host seconds to launch this op eagerly (the GPU waits on it when kernels are short)."""
-    return ceil.classes[op.op_class].host_s * op.kernels
+    return op_ceiling(op, ceil).host_s * op.kernels
+
+
+def table_rate(entry: dict, seqlen, tokens) -> np.ndarray:
+    """Rate at (seqlen, tokens) from a measured table {"seqlen": [...], "tokens": [[...]], "rate": [[...]]}
+    (one token list per length, both ascending): linear in log tokens at the two nearest measured
+    lengths, then linear in log length between them; clamped to the measured range."""
+    L, T = np.broadcast_arrays(np.asarray(seqlen, dtype=np.float64), np.asarray(tokens, dtype=np.float64))
+    log_l = np.log(np.maximum(L, 1.0)).ravel()
+    log_t = np.log(np.maximum(T, 1.0)).ravel()
+    grid = np.log(np.asarray(entry["seqlen"], dtype=np.float64))
+    per_length = np.stack([np.interp(log_t, np.log(np.asarray(ts, dtype=np.float64)), np.asarray(rs, dtype=np.float64))
+                           for ts, rs in zip(entry["tokens"], entry["rate"])])
+    if len(grid) == 1:
+        return per_length[0].reshape(L.shape)
+    i = np.clip(np.searchsorted(grid, log_l) - 1, 0, len(grid) - 2)
+    w = np.clip((log_l - grid[i]) / (grid[i + 1] - grid[i]), 0.0, 1.0)
+    cols = np.arange(log_l.size)
+    return ((1.0 - w) * per_length[i, cols] + w * per_length[i + 1, cols]).reshape(L.shape)
 
 
 def _selective_scan_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
@@ -179,6 +204,15 @@ def _selective_scan_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray
         return c.t0_s + roof, bound
     chunk = op.shape["chunk"]
     even = op.shape.get("even", True)
+    table = c.extra.get("rate_table")
+    if table and "seqlen" in op.shape:
+        L, T = op.shape["seqlen"], op.shape["tokens"]
+        paths = {p: table_rate(table[p], L, T) for p in ("even", "uneven") if p in table}
+        fallback = next(iter(paths.values()))
+        rate = np.where(np.asarray(even, dtype=bool), paths.get("even", fallback), paths.get("uneven", fallback))
+        cmp_s = 9.0 * op.shape["padded_elements"] / rate
+        mem_s = op.bytes_ / c.bw_bytes_s
+        return c.t0_s + np.maximum(cmp_s, mem_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
     rate = np.select([~np.asarray(even, dtype=bool), chunk == 512, chunk == 1024],
                      [c.extra.get("flops_s_uneven", c.flops_s), c.extra.get("flops_s_512", c.flops_s),
                       c.extra.get("flops_s_1024", c.flops_s)],
@@ -186,6 +220,12 @@ def _selective_scan_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray
     cmp_s = 9.0 * op.shape["padded_elements"] / rate
     mem_s = op.bytes_ / c.bw_bytes_s
     return c.t0_s + np.maximum(cmp_s, mem_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
+
+
+def op_ceiling(op: Op, ceil: Ceilings) -> ClassCeiling:
+    """The ceilings an op runs at: its kernel family's where calibrated, else its class's."""
+    family = op.shape.get("family") if op.shape else None
+    return ceil.classes.get(family) or ceil.classes[op.op_class]
 
 
 def op_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
@@ -199,9 +239,9 @@ def op_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
     elif op.op_class == ATTN_DECODE:
         t, bound = _attention_decode_time(op, ceil)
     else:
-        c = ceil.classes[op.op_class]
+        c = op_ceiling(op, ceil)
         roof, bound = _roofline(op, c, op.flops)
         t = c.t0_s * op.kernels + roof
-    launch_s = ceil.classes[op.op_class].t0_s * op.kernels
+    launch_s = op_ceiling(op, ceil).t0_s * op.kernels
     bound = np.where(launch_s > t - launch_s, LAUNCH, bound)
     return np.broadcast_to(t, op.flops.shape).astype(np.float64), np.broadcast_to(bound, op.flops.shape)

@@ -16,7 +16,7 @@ import numpy as np
 
 from analytic.costs import layer_ops
 from analytic.efficiency import EXTRA_PARAMS, ClassCeiling, Ceilings, host_time, op_time
-from analytic.ops import ATTN_DECODE, ATTN_PREFILL, GEMM, SELECTIVE_SCAN, Op, gemm
+from analytic.ops import ATTN_DECODE, ATTN_PREFILL, ELEMENTWISE, GEMM, SELECTIVE_SCAN, Op, gemm
 from models.registry import BUILTIN_LAYERS
 from models.specs import AttentionSpec, Mamba2Spec, MambaSpec, MLPSpec
 
@@ -77,6 +77,9 @@ def fit_selective_scan(samples: list[dict], base: Ceilings) -> dict:
     for key, values in rates.items():
         params[f"flops_s_{key}"] = float(np.median(values))
     params["flops_s"] = float(np.median([v for vals in rates.values() for v in vals]))
+    table = scan_rate_table(samples, params["t0_s"])
+    if table:
+        params["rate_table"] = table
     cal_classes = dict(base.classes)
     cal_classes[SELECTIVE_SCAN] = _candidate(params)
     ceil = replace(base, classes=cal_classes)
@@ -88,6 +91,36 @@ def fit_selective_scan(samples: list[dict], base: Ceilings) -> dict:
             "fit_max_abs_err": float(np.max(np.abs(rel)))}
 
 
+def scan_rate_table(samples: list[dict], t0_s: float) -> dict:
+    """{"even"|"uneven": {"seqlen": [...], "tokens": [[...]], "rate": [[...]]}} from the scan samples
+    of the 8B spec: the rate on padded elements at each measured (sequence length, total tokens).
+    Samples of other specs (another d_state) are left to the per-configuration rates."""
+    grouped: dict[str, dict[int, dict[float, list]]] = {}
+    for sample in samples:
+        if sample.get("spec") not in (None, _spec_dict(BUILTIN_LAYERS["mamba"])):
+            continue
+        op = sample_ops(sample)[0]
+        L = int(sample["seqlen"])
+        tokens = float(sample["batch"]) * L
+        even = bool(np.asarray(op.shape.get("even", True)).ravel()[0])
+        flops = 9.0 * float(np.asarray(op.shape["padded_elements"]).ravel()[0])
+        rate = flops / max(float(sample["time_s"]) - t0_s, 1e-9)
+        grouped.setdefault("even" if even else "uneven", {}).setdefault(L, {}).setdefault(tokens, []).append(rate)
+    table = {}
+    for path, by_length in grouped.items():
+        lengths = sorted(by_length)
+        table[path] = {"seqlen": lengths,
+                       "tokens": [sorted(by_length[L]) for L in lengths],
+                       "rate": [[float(np.median(by_length[L][t])) for t in sorted(by_length[L])] for L in lengths]}
+    return table
+
+
+def _spec_dict(spec) -> dict:
+    from dataclasses import asdict
+
+    return {k: v for k, v in asdict(spec).items() if k not in ("kind", "letter")}
+
+
 def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9) -> dict:
     """Best (t0_s, bw_bytes_s, flops_s[, bw_per_cta_bytes_s, host_s]) for one class, with its fit error."""
     if op_class == SELECTIVE_SCAN:
@@ -95,7 +128,7 @@ def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9
     ops_list = [sample_ops(s) for s in samples]
     measured = np.array([float(s["time_s"]) for s in samples])
     eager = np.array([s.get("mode", "graph") == "eager" for s in samples])
-    current = base.classes[op_class]
+    current = base.classes.get(op_class) or base.classes[ELEMENTWISE]  # a kernel family starts from its class
     centre = {"t0_s": max(current.t0_s, 1e-7), "bw_bytes_s": current.bw_bytes_s, "flops_s": current.flops_s}
     if eager.any():
         centre["host_s"] = current.host_s

@@ -22,6 +22,10 @@ STATE_UPDATE = "state_update"  # Mamba-1/2 decode: selective_state_update over t
 CONV1D = "conv1d"  # causal_conv1d (prefill) and causal_conv1d_update (decode)
 ELEMENTWISE = "elementwise"  # activations, norms, rotary, adds, copies
 OP_CLASSES = (GEMM, ATTN_PREFILL, ATTN_DECODE, SELECTIVE_SCAN, SSD, STATE_UPDATE, CONV1D, ELEMENTWISE)
+# Kernel families inside a class whose achieved rates differ enough to calibrate them alone: an op
+# names its family in shape["family"]; without that family's calibration it takes its class's.
+ROPE = "rope"  # rotate-half RoPE in eager PyTorch: strided half-head slices, broadcasts, a cat
+FAMILIES = (ROPE,)
 
 
 @dataclass(frozen=True)

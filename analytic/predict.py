@@ -118,8 +118,8 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
     n_kernels = sum(c.op.kernels * c.count for c in ops)
     if phase == "prefill" or not graphs:  # launched eagerly: the host may be the bottleneck
         time_s = np.maximum(time_s, host_seconds(kind, spec, phase, ops, ceil))
-    else:  # one CUDA-graph replay per decode step
-        time_s = time_s + ceil.graph_replay_s
+    else:  # one CUDA-graph replay per decode step; a short graph waits on the host launching it
+        time_s = np.maximum(time_s + ceil.graph_replay_s, ceil.graph_launch_period_s)
     by_bound = np.zeros((len(BOUND_LABELS), b.size))
     for (t, code), c in zip(times, ops):
         for label in range(len(BOUND_LABELS)):

@@ -25,7 +25,7 @@ from analytic.calibration import FORMAT, VERSION, from_dict
 from analytic.efficiency import ceilings
 from analytic.fit import fit_class
 from analytic.hardware import get_gpu, gpu_key_from_name
-from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWISE, GEMM, SELECTIVE_SCAN, SSD,
+from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWISE, GEMM, ROPE, SELECTIVE_SCAN, SSD,
                           STATE_UPDATE)
 from models.registry import BUILTIN_LAYERS, VOCAB
 from perfbench.errors import PerfbenchError
@@ -82,7 +82,7 @@ class Timer:
             end.record()
             torch.cuda.synchronize()
             est_s = max(start.elapsed_time(end) / 1e3, 1e-6)
-        reps = int(min(200, max(3, TARGET_TIMED_S / est_s)))
+        reps = int(min(200, max(1 if est_s > TARGET_TIMED_S else 3, TARGET_TIMED_S / est_s)))
         runner = None
         if graph:
             try:
@@ -166,6 +166,34 @@ def measure_gemms(torch, timer: Timer, log, mem_budget_bytes: float) -> list:
     return out
 
 
+# Even lengths (a multiple of the chunk their thread configuration walks) take the vectorised
+# loads; the others the slower uneven path. Both cover 1 to 16 chunks per block.
+SCAN_EVEN_LENGTHS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+SCAN_UNEVEN_LENGTHS = (200, 384, 768, 1536, 3000, 6000, 12000, 24000)
+SCAN_BATCHES = (1, 3, 6, 12, 24, 48, 96, 192, 384, 768, 1536, 3072)
+
+
+def scan_sizes(min_tokens: int = 2500, max_tokens: int = 300_000) -> list[tuple[int, int]]:
+    """(batch, length) of the selective-scan microbenchmark: for each length, every other batch of
+    SCAN_BATCHES whose token count falls in [min_tokens, max_tokens], and the largest one that does."""
+    out = []
+    for L in SCAN_EVEN_LENGTHS + SCAN_UNEVEN_LENGTHS:
+        fitting = [b for b in SCAN_BATCHES if min_tokens <= b * L <= max_tokens]
+        if not fitting:
+            fitting = [1]
+        chosen = fitting[::2]
+        if fitting[-1] not in chosen:
+            chosen.append(fitting[-1])
+        out.extend((b, L) for b in chosen)
+    return out
+
+
+def ssd_sizes() -> list[tuple[int, int]]:
+    """(batch, length) of the SSD microbenchmark: off the evaluation grid, 384 to 400K tokens."""
+    return [(1, 384), (1, 1536), (3, 1024), (1, 6144), (3, 3072), (6, 6144), (1, 24576), (12, 1536),
+            (2, 640), (24, 768), (48, 1536), (6, 12288), (3, 40960), (96, 3072), (12, 24576)]
+
+
 def _spec_fields(spec) -> dict:
     return {k: v for k, v in asdict(spec).items() if k not in ("kind", "letter")}
 
@@ -173,7 +201,7 @@ def _spec_fields(spec) -> dict:
 def measure_kernels(torch, timer: Timer, log) -> dict:
     """Kernel families alone at off-grid sizes; each sample names the layer ops it stands for."""
     samples: dict[str, list] = {c: [] for c in (SSD, SELECTIVE_SCAN, CONV1D, STATE_UPDATE, ATTN_PREFILL,
-                                                   ATTN_DECODE, ELEMENTWISE)}
+                                                   ATTN_DECODE, ELEMENTWISE, ROPE)}
     failures: dict[str, str] = {}
 
     def add(op_class: str, sample: dict) -> None:
@@ -204,7 +232,7 @@ def measure_kernels(torch, timer: Timer, log) -> dict:
         A = -torch.rand(H, device="cuda", dtype=torch.float32) * 4 - 0.5
         D = torch.randn(H, device="cuda", dtype=torch.float32)
         dt_bias = torch.randn(H, device="cuda", dtype=torch.float32) * 0.1
-        for b, L in prefill_sizes:
+        for b, L in ssd_sizes():
             x = _randn(torch, b, L, H, P)
             dtt = _randn(torch, b, L, H, scale=0.5)
             B = _randn(torch, b, L, G, N)
@@ -223,10 +251,10 @@ def measure_kernels(torch, timer: Timer, log) -> dict:
         A = -torch.rand(di, N, device="cuda", dtype=torch.float32) - 0.5
         D = torch.randn(di, device="cuda", dtype=torch.float32)
         bias = torch.randn(di, device="cuda", dtype=torch.float32) * 0.1
-        # Even lengths (a multiple of the block's chunk) take the vectorised path; uneven ones a slower
-        # one. Off the evaluation grid by batch, and spread over total tokens.
-        for b, L in ((3, 512), (12, 512), (48, 512), (3, 1024), (12, 1024), (40, 1024), (3, 2048),
-                     (1, 6144), (3, 6144), (7, 6144), (1, 10240), (2, 12288), (1, 1536), (3, 3072)):
+        # The rate table's grid (analytic.efficiency.table_rate): per length, batches off the
+        # evaluation grid spreading the total tokens from a few thousand (short, cool bursts) to
+        # ~300K (long, power-capped runs).
+        for b, L in scan_sizes():
             u = _randn(torch, b, di, L)
             delta = _randn(torch, b, di, L, scale=0.5)
             z = _randn(torch, b, di, L)
@@ -320,6 +348,23 @@ def measure_kernels(torch, timer: Timer, log) -> dict:
                                                  "ops": ["attention_decode"], "time_s": t})
             log(f"  {layer} decode: {len(samples[ATTN_DECODE])} samples")
 
+    def rope():
+        from models.reference import apply_rope, rope_tables
+
+        spec = BUILTIN_LAYERS["attention-mha"]
+        # The layer's own rotate-half code on q and k laid out as its QKV projection leaves them.
+        for b, L in prefill_sizes[:7] + ((1, 1), (3, 1), (12, 1), (48, 1)):
+            qkv = _randn(torch, b, L, spec.qkv_dim)
+            q, k, _ = torch.split(qkv, [spec.q_dim, spec.kv_dim, spec.kv_dim], dim=-1)
+            q = q.unflatten(-1, (spec.n_heads, spec.head_dim))
+            k = k.unflatten(-1, (spec.n_kv_heads, spec.head_dim))
+            cos, sin = rope_tables(spec, torch.arange(L, device="cuda"), torch.bfloat16)
+            t = timer(lambda: (apply_rope(q, cos, sin), apply_rope(k, cos, sin)))
+            phase = "prefill" if L > 1 else "decode"
+            add(ROPE, {"layer": "attention-mha", "phase": phase, "batch": b, "seqlen": L if L > 1 else 1024,
+                       "ops": ["rope"], "time_s": t})
+        log(f"  rope: {len(samples[ROPE])} samples")
+
     def elementwise():
         for elems in (1 << 12, 1 << 16, 1 << 20, 3 << 20, 1 << 23, 1 << 25, 3 << 25):
             x = _randn(torch, elems)
@@ -333,7 +378,7 @@ def measure_kernels(torch, timer: Timer, log) -> dict:
         log(f"  elementwise: {len(samples[ELEMENTWISE])} samples")
 
     for name, fn in (("ssd", ssd), ("selective_scan", scan), ("conv1d", conv), ("state_update", state_update),
-                     ("attention", attention), ("elementwise", elementwise)):
+                     ("attention", attention), ("rope", rope), ("elementwise", elementwise)):
         log(f"kernels: {name}")
         guarded(name, fn)
     return {"samples": samples, "failures": failures}
@@ -378,6 +423,11 @@ def measure_launch(torch, log) -> dict:
         torch.cuda.synchronize()
         per_replay.append(statistics.median(s.elapsed_time(e) / 1e3 for s, e in events))
     replay_s = max(statistics.median(per_replay) - graph_s, 0.0)
+    try:
+        gap_s = _replay_gap(torch)
+    except Exception as exc:  # keep the rest of the calibration; the model then adds the host figure
+        log(f"launch: device gap per replay not measured ({type(exc).__name__}: {exc})")
+        gap_s = None
     eager = []
     for _ in range(5):
         torch.cuda.synchronize()
@@ -387,8 +437,54 @@ def measure_launch(torch, log) -> dict:
         torch.cuda.synchronize()
         eager.append((time.perf_counter() - t0) / n)
     eager_s = statistics.median(eager)
-    log(f"launch: graph {graph_s * 1e6:.2f} us/kernel + {replay_s * 1e6:.2f} us/replay, eager {eager_s * 1e6:.2f} us/op")
-    return {"graph_kernel_s": graph_s, "eager_kernel_s": eager_s, "graph_replay_s": replay_s}
+    log(f"launch: graph {graph_s * 1e6:.2f} us/kernel, replays every {(replay_s + graph_s) * 1e6:.2f} us "
+        f"(host-bound), {(gap_s or 0.0) * 1e6:.2f} us device gap per replay, eager {eager_s * 1e6:.2f} us/op")
+    out = {"graph_kernel_s": graph_s, "eager_kernel_s": eager_s, "graph_replay_s": replay_s}
+    if gap_s is not None:
+        out.update(graph_launch_period_s=replay_s + graph_s, graph_replay_gap_s=gap_s)
+    return out
+
+
+def _replay_gap(torch, n_bytes: int = 256 << 20) -> float:
+    """GPU time a graph replay adds when the host is ahead: a one-kernel graph whose kernel (a
+    256 MiB copy, ~0.2 ms) outlasts the host's launch, replayed back to back between events, minus
+    that kernel's time inside a graph of many. A short graph instead waits on the host's launch
+    (graph_launch_period_s); a decode step pays whichever is longer."""
+    src = torch.empty(n_bytes // 2, device="cuda", dtype=torch.bfloat16)
+    dst = torch.empty_like(src)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        dst.copy_(src)
+    torch.cuda.current_stream().wait_stream(stream)
+    one, many, n_many = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph(), 20
+    with torch.cuda.graph(one):
+        dst.copy_(src)
+    with torch.cuda.graph(many):
+        for _ in range(n_many):
+            dst.copy_(src)
+    for _ in range(3):
+        one.replay()
+        many.replay()
+    torch.cuda.synchronize()
+    inside, per_replay = [], []
+    for _ in range(5):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        many.replay()
+        end.record()
+        torch.cuda.synchronize()
+        inside.append(start.elapsed_time(end) / 1e3 / n_many)
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(20)]
+        for a, b in events:
+            a.record()
+            one.replay()
+            b.record()
+        torch.cuda.synchronize()
+        per_replay.append(statistics.median(a.elapsed_time(b) / 1e3 for a, b in events))
+    del src, dst, one, many
+    torch.cuda.empty_cache()
+    return max(statistics.median(per_replay) - statistics.median(inside), 0.0)
 
 
 HOST_TOKENS = 64  # a prompt so short that the GPU work hides under the host's launch chain

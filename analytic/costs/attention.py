@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytic.ops import ATTN_DECODE, ATTN_PREFILL, Op, elementwise, gemm
+from dataclasses import replace
+
+from analytic.ops import ATTN_DECODE, ATTN_PREFILL, ROPE, Op, elementwise, gemm
 
 TILE = 128
 
@@ -29,7 +31,8 @@ def _rope(spec, tokens: np.ndarray, e: int) -> list[Op]:
     half = tokens * heads * rot / 2
     full = tokens * heads * spec.head_dim
     # 4 muls (read half, write half) + sub + add (read 2 halves, write half) + cat (read/write full)
-    return [elementwise("rope", 4 * half + 4 * half + full, 6 * half + full, 1.0, e, kernels=14)]
+    op = elementwise("rope", 4 * half + 4 * half + full, 6 * half + full, 1.0, e, kernels=14)
+    return [replace(op, shape={**op.shape, "family": ROPE})]
 
 
 def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:

@@ -24,10 +24,12 @@ SCAN_CHUNK = 2048  # selective_scan_fwd processes the sequence in chunks of 2048
 
 def scan_chunk(seqlen: np.ndarray) -> np.ndarray:
     """Tokens one selective-scan block handles per chunk: kNThreads * kNItems picked by seqlen
-    (selective_scan_fwd_kernel.cuh: <=512 -> 32x16, <=1024 -> 64x16, else 128x16); the last chunk
-    is padded to it, and each thread configuration runs at its own rate. A length that is not a
-    multiple of the chunk (`kIsEvenLen` false) loses the vectorised loads: a slower rate again."""
-    return np.where(seqlen <= 512, 512, np.where(seqlen <= 1024, 1024, SCAN_CHUNK))
+    (selective_scan_fwd_kernel.cuh: <=128 -> 32x4, <=256 -> 32x8, <=512 -> 32x16, <=1024 -> 64x16,
+    else 128x16); the last chunk is padded to it, and each thread configuration runs at its own
+    rate. A length that is not a multiple of the chunk (`kIsEvenLen` false) loses the vectorised
+    loads: a slower rate again."""
+    return np.select([seqlen <= 128, seqlen <= 256, seqlen <= 512, seqlen <= 1024], [128, 256, 512, 1024],
+                     SCAN_CHUNK)
 
 
 def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
@@ -49,7 +51,7 @@ def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
         elementwise("BC_contiguous", 2 * T * N, 2 * T * N, 0.0, e, kernels=2),
         Op("selective_scan", SELECTIVE_SCAN, 9.0 * scan_elements,
            e * T * (4 * di + 2 * N) + saved_states, 1, {"scan_elements": scan_elements, "padded_elements": padded_elements, "chunk": chunk,
-            "even": (L % chunk) == 0, "tokens": T}),
+            "even": (L % chunk) == 0, "tokens": T, "seqlen": L}),
         elementwise("out_transpose", T * di, T * di, 0.0, e),
         gemm("out_proj", T, spec.d_model, di, e),
     ]
