@@ -122,6 +122,24 @@ def kernel_facts(target_kind: str, module, layers, reference: bool) -> dict:
     return info
 
 
+SSD_INDEX_LIMIT = 2**31
+
+
+def kernel_limit(kind: str, spec, batch: int, seqlen: int) -> str:
+    """mamba_ssm 2.3's Triton SSD (Mamba-2 prefill) indexes x with 32-bit offsets: past 2**31
+    elements of x (batch x length x heads x head_dim) it reads out of bounds, which poisons the CUDA
+    context for every later point. Measured on the H100: 262,144 tokens of the 8B layer run,
+    294,912 fault."""
+    layers = [spec] if kind == "layer" else list(getattr(spec, "layers", []))
+    for layer in layers:
+        if getattr(layer, "kind", "") == "mamba2":
+            elements = batch * seqlen * layer.nheads * layer.headdim
+            if elements > SSD_INDEX_LIMIT:
+                return (f"beyond mamba_ssm's Mamba-2 SSD kernels: batch x length x heads x head_dim = "
+                        f"{elements:,} > 2**31 (32-bit offsets)")
+    return ""
+
+
 class TorchWorkload:
     """A target built as real (or reference) torch modules, making one runnable call per point."""
 
@@ -169,6 +187,12 @@ class TorchWorkload:
         from models.stack import estimate_model_bytes
 
         return estimate_model_bytes(self.target.spec, point.phase, point.batch, point.seqlen, nbytes)
+
+    def unsupported(self, point: Point) -> str:
+        """Why the real kernels cannot run this point (a known library limit), or ''."""
+        if self.options.reference or point.phase != "prefill":
+            return ""
+        return kernel_limit(self.target.kind, self.target.spec, point.batch, point.seqlen)
 
     def prepare(self, point: Point) -> Callable[[], object]:
         """Random inputs (and random caches at context `seqlen` for decode); one call per invocation."""
@@ -305,7 +329,16 @@ def run_sweep(targets: list[Target], points: list[Point], options: SweepOptions,
                     workloads[tkey] = workload_factory(by_name[tkey], options)
                 except Exception as exc:  # noqa: BLE001 - a target that cannot be built: record why
                     workloads[tkey] = exc
-            row = _measure_point(workloads[tkey], point, options, device, flush)
+            try:
+                row = _measure_point(workloads[tkey], point, options, device, flush)
+            except DeviceFault as fault:  # keep the point as an error row; the context is gone
+                writer.append(_row(point, options, device, None, "error", fault.reason, 0,
+                                   _NO_TELEMETRY, _NO_TELEMETRY, {}, {}))
+                workloads.clear()  # its tensors live on a dead context: do not touch them again
+                raise PerfbenchError(f"{point.name} {point.phase} B={point.batch} L={point.seqlen}: the GPU "
+                                     f"faulted ({fault.reason}); the CUDA context is unusable, so the sweep "
+                                     f"stops here. Points measured so far are saved; run again with --resume "
+                                     f"to go on past it.") from None
             writer.append(row)
             rows.append(row)
             if on_point:
@@ -319,6 +352,18 @@ def run_sweep(targets: list[Target], points: list[Point], options: SweepOptions,
                 workload.close()
         writer.close(status)
     return SweepReport(writer.run_id, str(writer.parquet_path), rows, skipped_done, status)
+
+
+class DeviceFault(Exception):
+    """A CUDA error that outlives its point (illegal address, ...)."""
+
+    def __init__(self, point: Point, reason: str):
+        super().__init__(reason)
+        self.point, self.reason = point, reason
+
+
+_NO_TELEMETRY = {"sm_clock_mhz": float("nan"), "mem_clock_mhz": float("nan"), "power_w": float("nan"),
+                 "temperature_c": float("nan"), "throttle_reasons": ""}
 
 
 def _measure_point(workload, point: Point, options: SweepOptions, device: _Device, flush) -> dict:
@@ -335,12 +380,18 @@ def _measure_point(workload, point: Point, options: SweepOptions, device: _Devic
         budget = options.memory_budget_bytes
         if budget is None and device.total_bytes is not None:
             budget = int(device.total_bytes * options.memory_fraction)
-        if budget is not None and estimate is not None and estimate > budget:
+        limit = workload.unsupported(point) if hasattr(workload, "unsupported") else ""
+        if limit:
+            status, reason = "skipped", limit
+        elif budget is not None and estimate is not None and estimate > budget:
             status = "skipped"
             reason = f"does not fit: needs ~{estimate / 2**30:.1f} GiB, budget {budget / 2**30:.1f} GiB"
         else:
             timing, status, reason, peak = _time_point(workload, point, options, device, flush)
-            device.release(collect=status != "ok")  # the point's inputs, caches and graph are gone now
+            try:
+                device.release(collect=status != "ok")  # the point's inputs, caches and graph are gone now
+            except Exception as exc:  # noqa: BLE001 - a device fault: nothing after it can run
+                raise DeviceFault(point, one_line(exc)) from None
             kernels = workload.kernels()  # a lazily chosen path (e.g. GQA expand) is known now
     after = device.telemetry.snapshot()
     if timing is not None:

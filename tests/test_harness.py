@@ -204,3 +204,59 @@ def test_decode_points_are_graph_mode_on_cuda_by_default(tiny_specs):
     assert [p.mode for p in points] == ["eager", "graph"]
     eager = make_points(_targets(tiny_specs, ("mlp",)), ["decode"], [1], [4], SweepOptions(graphs=False))
     assert eager[0].mode == "eager"
+
+
+def test_known_kernel_limit_is_a_recorded_skip_before_the_point_runs(tmp_path, tiny_specs):
+    class Limited(TorchWorkload):
+        def unsupported(self, point):
+            return "beyond the kernel's 32-bit offsets" if point.batch == 2 else ""
+
+        def prepare(self, point):
+            assert point.batch != 2, "should have been skipped"
+            return super().prepare(point)
+
+    targets = _targets(tiny_specs, ("mlp",))
+    options = _options()
+    _sweep(tmp_path, targets, make_points(targets, ["prefill"], [1, 2], [4], options), options,
+           workload_factory=Limited)
+    frame = load_results(tmp_path)
+    assert list(frame["status"]) == ["ok", "skipped"]
+    assert "32-bit" in frame["reason"].iloc[1]
+
+
+def test_mamba2_ssd_index_limit_follows_elements_of_x():
+    from models.registry import BUILTIN_LAYERS, get_model
+    from perfbench.harness import kernel_limit
+
+    mamba2 = BUILTIN_LAYERS["mamba2"]  # 128 heads x 64: 8192 elements of x per token
+    assert kernel_limit("layer", mamba2, 64, 4096) == ""  # 2**31 exactly ran on the H100
+    assert "2**31" in kernel_limit("layer", mamba2, 40, 12288)
+    assert kernel_limit("layer", BUILTIN_LAYERS["attention"], 4096, 4096) == ""
+    assert "Mamba-2" in kernel_limit("model", get_model("mamba2-hybrid-8b"), 8, 65536)
+    assert kernel_limit("model", get_model("mamba-8b"), 8, 65536) == ""
+
+
+def test_a_device_fault_keeps_the_rows_and_stops_with_one_line(tmp_path, tiny_specs, monkeypatch):
+    from perfbench import harness
+    from perfbench.errors import PerfbenchError
+
+    calls = {"n": 0}
+    original = harness._Device.release
+
+    def release(self, collect=False):
+        calls["n"] += 1
+        if calls["n"] == 3:  # after the second point: as an illegal address surfaces at a sync
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return original(self, collect)
+
+    monkeypatch.setattr(harness._Device, "release", release)
+    targets = _targets(tiny_specs, ("mlp",))
+    options = _options()
+    points = make_points(targets, ["prefill"], [1, 2, 4], [4], options)
+    with pytest.raises(PerfbenchError, match="faulted .*illegal memory access.*--resume"):
+        _sweep(tmp_path, targets, points, options)
+    frame = load_results(tmp_path)
+    assert list(frame["status"]) == ["ok", "error"]
+    assert "illegal memory access" in frame["reason"].iloc[1]
+    manifest = json.loads(next(tmp_path.glob("run-*.json")).read_text())
+    assert manifest["status"] == "interrupted"
