@@ -126,10 +126,11 @@ SSD_INDEX_LIMIT = 2**31
 
 
 def kernel_limit(kind: str, spec, batch: int, seqlen: int) -> str:
-    """mamba_ssm 2.3's Triton SSD (Mamba-2 prefill) indexes x with 32-bit offsets: past 2**31
-    elements of x (batch x length x heads x head_dim) it reads out of bounds, which poisons the CUDA
-    context for every later point. Measured on the H100: 262,144 tokens of the 8B layer run,
-    294,912 fault."""
+    """mamba_ssm 2.3's Mamba-2 prefill path computes some offsets in 32 bits: past 2**31 it reads
+    out of bounds, which poisons the CUDA context for every later point. Two limits, measured on
+    the H100 with the 8B layer: the SSD's x (batch x length x heads x head_dim) ran at 262,144
+    tokens and faulted at 294,912; one sequence's in_proj output (length x d_in_proj) ran at 32K
+    tokens and faulted at 128K (B=1)."""
     layers = [spec] if kind == "layer" else list(getattr(spec, "layers", []))
     for layer in layers:
         if getattr(layer, "kind", "") == "mamba2":
@@ -137,6 +138,10 @@ def kernel_limit(kind: str, spec, batch: int, seqlen: int) -> str:
             if elements > SSD_INDEX_LIMIT:
                 return (f"beyond mamba_ssm's Mamba-2 SSD kernels: batch x length x heads x head_dim = "
                         f"{elements:,} > 2**31 (32-bit offsets)")
+            row = seqlen * layer.d_in_proj
+            if row > SSD_INDEX_LIMIT:
+                return (f"beyond mamba_ssm's Mamba-2 prefill kernels: length x d_in_proj = {row:,} > 2**31 "
+                        f"in one sequence (32-bit offsets)")
     return ""
 
 
