@@ -232,10 +232,12 @@ def test_mamba2_ssd_index_limit_follows_elements_of_x():
     assert kernel_limit("layer", mamba2, 64, 4096) == ""  # 2**31 exactly ran on the H100
     assert "2**31" in kernel_limit("layer", mamba2, 40, 12288)
     assert kernel_limit("layer", BUILTIN_LAYERS["attention"], 4096, 4096) == ""
-    assert "Mamba-2" in kernel_limit("model", get_model("mamba2-hybrid-8b"), 8, 65536)
+    assert "Mamba-2" in kernel_limit("model", get_model("mamba2-hybrid-8b"), 8, 65536)  # 524,288 tokens
     assert kernel_limit("model", get_model("mamba-8b"), 8, 65536) == ""
-    assert "one sequence" in kernel_limit("model", get_model("mamba2-8b"), 1, 131072)
-    assert kernel_limit("model", get_model("mamba2-8b"), 8, 32768) == ""
+    assert "131,072" in kernel_limit("model", get_model("mamba2-8b"), 8, 16384)
+    assert kernel_limit("model", get_model("mamba2-8b"), 64, 1024) == ""
+    assert kernel_limit("layer", mamba2, 8, 16384) == ""
+    assert "one sequence" in kernel_limit("layer", mamba2, 1, 131072)
 
 
 def test_a_device_fault_keeps_the_rows_and_stops_with_one_line(tmp_path, tiny_specs, monkeypatch):
