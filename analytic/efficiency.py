@@ -214,16 +214,20 @@ def _selective_scan_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray
         paths = {p: table_rate(table[p], L, T) for p in ("even", "uneven") if p in table}
         fallback = next(iter(paths.values()))
         rate = np.where(np.asarray(even, dtype=bool), paths.get("even", fallback), paths.get("uneven", fallback))
-        cmp_s = 9.0 * op.shape["padded_elements"] / rate
-        mem_s = op.bytes_ / c.bw_bytes_s
-        return c.t0_s + np.maximum(cmp_s, mem_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
-    rate = np.select([~np.asarray(even, dtype=bool), chunk == 512, chunk == 1024],
-                     [c.extra.get("flops_s_uneven", c.flops_s), c.extra.get("flops_s_512", c.flops_s),
-                      c.extra.get("flops_s_1024", c.flops_s)],
-                     c.extra.get("flops_s_2048", c.flops_s))
+    else:  # older calibrations: one rate per thread configuration
+        rate = np.select([~np.asarray(even, dtype=bool), chunk == 512, chunk == 1024],
+                         [c.extra.get("flops_s_uneven", c.flops_s), c.extra.get("flops_s_512", c.flops_s),
+                          c.extra.get("flops_s_1024", c.flops_s)],
+                         c.extra.get("flops_s_2048", c.flops_s))
     cmp_s = 9.0 * op.shape["padded_elements"] / rate
     mem_s = op.bytes_ / c.bw_bytes_s
     return c.t0_s + np.maximum(cmp_s, mem_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
+
+
+def graph_step_s(gpu_s, ceil: Ceilings):
+    """A decode step replayed as one CUDA graph: its GPU work plus one replay's latency, and never
+    shorter than the period at which the host can launch replays."""
+    return np.maximum(gpu_s + ceil.graph_replay_s, ceil.graph_launch_period_s)
 
 
 def op_ceiling(op: Op, ceil: Ceilings) -> ClassCeiling:

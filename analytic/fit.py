@@ -97,7 +97,7 @@ def scan_rate_table(samples: list[dict], t0_s: float) -> dict:
     Samples of other specs (another d_state) are left to the per-configuration rates."""
     grouped: dict[str, dict[int, dict[float, list]]] = {}
     for sample in samples:
-        if sample.get("spec") not in (None, _spec_dict(BUILTIN_LAYERS["mamba"])):
+        if sample.get("spec") not in (None, spec_fields(BUILTIN_LAYERS["mamba"])):
             continue
         op = sample_ops(sample)[0]
         L = int(sample["seqlen"])
@@ -115,7 +115,8 @@ def scan_rate_table(samples: list[dict], t0_s: float) -> dict:
     return table
 
 
-def _spec_dict(spec) -> dict:
+def spec_fields(spec) -> dict:
+    """A layer spec's constructor fields, as a calibration sample stores them."""
     from dataclasses import asdict
 
     return {k: v for k, v in asdict(spec).items() if k not in ("kind", "letter")}

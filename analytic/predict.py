@@ -19,7 +19,7 @@ import pandas as pd
 from analytic.calibration import Calibration, resolve
 from analytic.composition import CountedOp, model_ops
 from analytic.costs import PHASES, layer_ops
-from analytic.efficiency import BOUND_LABELS, Ceilings, ceilings, host_time, op_time
+from analytic.efficiency import BOUND_LABELS, Ceilings, ceilings, graph_step_s, host_time, op_time
 from analytic.hardware import get_gpu
 from analytic.memory import memory_footprint
 from models.registry import BUILTIN_LAYERS, get_layer, get_model
@@ -119,7 +119,7 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
     if phase == "prefill" or not graphs:  # launched eagerly: the host may be the bottleneck
         time_s = np.maximum(time_s, host_seconds(kind, spec, phase, ops, ceil))
     else:  # one CUDA-graph replay per decode step; a short graph waits on the host launching it
-        time_s = np.maximum(time_s + ceil.graph_replay_s, ceil.graph_launch_period_s)
+        time_s = graph_step_s(time_s, ceil)
     by_bound = np.zeros((len(BOUND_LABELS), b.size))
     for (t, code), c in zip(times, ops):
         for label in range(len(BOUND_LABELS)):

@@ -44,7 +44,7 @@ import pandas as pd
 from analytic.calibration import Calibration, resolve
 from analytic.composition import CountedOp, model_ops
 from analytic.costs import PHASES, layer_ops
-from analytic.efficiency import BOUND_LABELS, Ceilings, ceilings, op_time
+from analytic.efficiency import BOUND_LABELS, Ceilings, ceilings, graph_step_s, op_time
 from analytic.hardware import GPUSpec, get_gpu
 from analytic.memory import ALLOCATOR_HEADROOM, largest_batch, memory_footprint
 from analytic.ops import Op, elementwise
@@ -318,7 +318,7 @@ def predict_tp(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], 
         host_s = host_s + sum(c.op.kernels * c.count * ceil.eager_kernel_s for c in comm)
         time_s = np.maximum(time_s, host_s)
     else:  # one CUDA-graph replay per decode step, as on one GPU
-        time_s = np.maximum(time_s + ceil.graph_replay_s, ceil.graph_launch_period_s)
+        time_s = graph_step_s(time_s, ceil)
     flops = sum(c.op.flops * c.count for c in everything)
     bytes_ = sum(c.op.bytes_ * c.count for c in everything)
     n_kernels = sum(c.op.kernels * c.count for c in everything)

@@ -103,6 +103,13 @@ class ModelSteps:
         return self._logits(normed[:, 0])
 
 
+def blocks_and_final_norm(spec: ModelSpec, mixers, device, dtype, fused_norm: bool):
+    """The pattern's blocks (each mixer behind its fused add+norm) and the final add+norm."""
+    blocks = nn.ModuleList(Block(mixer, AddNorm(spec.block_norm, device=device, dtype=dtype, fused=fused_norm))
+                           for mixer in mixers)
+    return blocks, AddNorm(spec.block_norm, device=device, dtype=dtype, fused=fused_norm)
+
+
 class LanguageModel(ModelSteps, nn.Module):
     """Embedding -> blocks in pattern order -> final norm -> LM head (untied unless the spec ties)."""
 
@@ -110,10 +117,7 @@ class LanguageModel(ModelSteps, nn.Module):
         super().__init__()
         self.spec = spec
         self.embedding = nn.Embedding(spec.vocab_size, spec.d_model, device=device, dtype=dtype)
-        self.blocks = nn.ModuleList(
-            Block(mixer, AddNorm(spec.block_norm, device=device, dtype=dtype, fused=fused_norm))
-            for mixer in mixers)
-        self.norm_f = AddNorm(spec.block_norm, device=device, dtype=dtype, fused=fused_norm)
+        self.blocks, self.norm_f = blocks_and_final_norm(spec, mixers, device, dtype, fused_norm)
         if spec.tie_embeddings:
             self.lm_head = None
         else:

@@ -246,7 +246,8 @@ class Mamba2Layer(MambaSSMLayer):
     runs the unfused path with torch's conv1d, and results record conv_backend "torch".
     """
 
-    def __init__(self, spec: Mamba2Spec, device=None, dtype=None):
+    def __init__(self, spec: Mamba2Spec, device=None, dtype=None, **mamba2_kwargs):
+        """`mamba2_kwargs` go to `mamba_ssm.Mamba2` as they are (a process group, for one)."""
         super().__init__()
         mamba_ssm = _mamba_ssm()
         self.spec = spec
@@ -255,7 +256,7 @@ class Mamba2Layer(MambaSSMLayer):
                                       rmsnorm=spec.rmsnorm, bias=spec.bias, conv_bias=spec.conv_bias,
                                       chunk_size=spec.chunk_size,
                                       use_mem_eff_path=conv_backend() == "causal_conv1d",
-                                      layer_idx=0, device=device, dtype=dtype)
+                                      layer_idx=0, device=device, dtype=dtype, **mamba2_kwargs)
 
 
 

@@ -18,12 +18,12 @@ import datetime as dt
 import math
 import statistics
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Callable
 
 from analytic.calibration import FORMAT, VERSION, from_dict
 from analytic.efficiency import ceilings
-from analytic.fit import fit_class
+from analytic.fit import fit_class, spec_fields
 from analytic.hardware import get_gpu, gpu_key_from_name
 from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWISE, GEMM, ROPE, SELECTIVE_SCAN, SSD,
                           STATE_UPDATE)
@@ -196,10 +196,6 @@ def ssd_sizes() -> list[tuple[int, int]]:
             (2, 640), (24, 768), (48, 1536), (6, 12288), (3, 40960), (64, 3072), (8, 24576)]
 
 
-def _spec_fields(spec) -> dict:
-    return {k: v for k, v in asdict(spec).items() if k not in ("kind", "letter")}
-
-
 def measure_kernels(torch, timer: Timer, log) -> dict:
     """Kernel families alone at off-grid sizes; each sample names the layer ops it stands for."""
     samples: dict[str, list] = {c: [] for c in (SSD, SELECTIVE_SCAN, CONV1D, STATE_UPDATE, ATTN_PREFILL,
@@ -211,7 +207,7 @@ def measure_kernels(torch, timer: Timer, log) -> dict:
         sample["mode"] = timer.last_mode
         if "layer" in sample:
             sample["kind"] = BUILTIN_LAYERS[sample["layer"]].kind
-            sample["spec"] = _spec_fields(BUILTIN_LAYERS[sample["layer"]])
+            sample["spec"] = spec_fields(BUILTIN_LAYERS[sample["layer"]])
         samples[op_class].append(sample)
 
     def guarded(name, fn):
@@ -404,15 +400,7 @@ def measure_launch(torch, log) -> dict:
             x.add_(1)
     g.replay()
     torch.cuda.synchronize()
-    times = []
-    for _ in range(5):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        g.replay()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) / 1e3 / n)
-    graph_s = statistics.median(times)
+    graph_s = statistics.median(_one_replay_s(torch, g) / n for _ in range(5))
     # A decode step is one graph replay timed between two events: the replay's own launch latency
     # (graph launch to first kernel) is paid once per step, whatever the graph holds.
     g1 = torch.cuda.CUDAGraph()
@@ -420,15 +408,7 @@ def measure_launch(torch, log) -> dict:
         x.add_(1)
     g1.replay()
     torch.cuda.synchronize()
-    per_replay = []
-    for _ in range(5):
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(50)]
-        for start, end in events:
-            start.record()
-            g1.replay()
-            end.record()
-        torch.cuda.synchronize()
-        per_replay.append(statistics.median(s.elapsed_time(e) / 1e3 for s, e in events))
+    per_replay = [_back_to_back_replay_s(torch, g1, 50) for _ in range(5)]
     # The host's best sustained period (other load on the host only makes it longer).
     replay_s = max(min(per_replay) - graph_s, 0.0)
     try:
@@ -451,6 +431,28 @@ def measure_launch(torch, log) -> dict:
     if gap_s is not None:
         out.update(graph_launch_period_s=replay_s + graph_s, graph_replay_gap_s=gap_s)
     return out
+
+
+def _one_replay_s(torch, graph) -> float:
+    """Seconds of one replay between two CUDA events, synchronized."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    graph.replay()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / 1e3
+
+
+def _back_to_back_replay_s(torch, graph, n: int) -> float:
+    """Median seconds per replay, each between its own events, n replays queued without a sync
+    (as the harness times a decode step)."""
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
+    for start, end in events:
+        start.record()
+        graph.replay()
+        end.record()
+    torch.cuda.synchronize()
+    return statistics.median(start.elapsed_time(end) / 1e3 for start, end in events)
 
 
 def _replay_gap(torch, n_bytes: int = 256 << 20) -> float:
@@ -477,19 +479,8 @@ def _replay_gap(torch, n_bytes: int = 256 << 20) -> float:
     torch.cuda.synchronize()
     inside, per_replay = [], []
     for _ in range(5):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        many.replay()
-        end.record()
-        torch.cuda.synchronize()
-        inside.append(start.elapsed_time(end) / 1e3 / n_many)
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(20)]
-        for a, b in events:
-            a.record()
-            one.replay()
-            b.record()
-        torch.cuda.synchronize()
-        per_replay.append(statistics.median(a.elapsed_time(b) / 1e3 for a, b in events))
+        inside.append(_one_replay_s(torch, many) / n_many)
+        per_replay.append(_back_to_back_replay_s(torch, one, 20))
     del src, dst, one, many
     torch.cuda.empty_cache()
     return max(statistics.median(per_replay) - statistics.median(inside), 0.0)

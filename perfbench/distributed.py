@@ -42,7 +42,7 @@ from typing import Callable
 from analytic.tp import check_tp, fit_allreduce, shard_layer, shard_model
 from perfbench.errors import PerfbenchError
 from perfbench.harness import (Point, SweepOptions, SweepReport, Target, is_oom, kernel_facts, make_points,
-                               one_line)
+                               one_line, point_call)
 from perfbench.nvtx_ranges import measured_range
 from perfbench.results import RunWriter, load_results, point_key, utc_now
 from perfbench.timing import Timing, capture_graph, choose_repeats
@@ -436,25 +436,7 @@ class TPWorkload:
 
     def prepare(self, point: Point) -> Callable[[], object]:
         """Inputs identical on every rank (same seed); random caches at context `seqlen` for decode."""
-        import torch
-
-        from models.torch_layers import randomize_
-
-        gen = torch.Generator(device=self.device).manual_seed(self.options.seed + 7919 * point.batch + point.seqlen)
-        b, seq = point.batch, point.seqlen
-        length = seq if point.phase == "prefill" else 1
-        if self.target.kind == "model":
-            x = torch.randint(1, self.target.spec.vocab_size, (b, length), device=self.device, generator=gen)
-        else:
-            x = torch.randn(b, length, self.target.spec.d_model, device=self.device, dtype=self.dtype, generator=gen)
-        module = self.module
-        if point.phase == "prefill":
-            call = module.prefill if self.target.kind == "model" else module.forward
-            return lambda: call(x)
-        cache = module.allocate_cache(b, seq, dtype=self.dtype)
-        for part in (cache if self.target.kind == "model" else [cache]):
-            randomize_(part, generator=gen)
-        return lambda: module.decode(x, cache)
+        return point_call(self.module, self.target, point, self.options.seed, self.device, self.dtype)
 
     def close(self) -> None:
         self.module = None
@@ -832,8 +814,6 @@ def measure_allreduce(sizes=ALLREDUCE_SIZES, tp: int | None = None, backend: str
 # ----------------------------------------------------------------------------- sharded = unsharded
 
 def _rel(a, b) -> float:
-    import torch
-
     a, b = a.double(), b.double()
     denom = b.norm().item()
     return float((a - b).norm().item() / denom) if denom > 0 else float((a - b).norm().item())

@@ -24,6 +24,7 @@ from typing import Callable, Iterable
 from perfbench.errors import PerfbenchError
 from perfbench.nvtx_ranges import range_name
 from perfbench.results import POINT_KEY, RunWriter, point_key, utc_now
+from perfbench.telemetry import NO_READING
 from perfbench.timing import TimingOptions, capture_graph, l2_flusher, measure
 
 PHASES = ("prefill", "decode")
@@ -134,20 +135,45 @@ def kernel_limit(kind: str, spec, batch: int, seqlen: int) -> str:
     tokens and faulted at 128K (B=1)."""
     layers = [spec] if kind == "layer" else list(getattr(spec, "layers", []))
     for layer in layers:
-        if getattr(layer, "kind", "") == "mamba2" and kind == "model" and batch * seqlen > MODEL_MAMBA2_TOKENS:
+        if getattr(layer, "kind", "") != "mamba2":
+            continue
+        if kind == "model" and batch * seqlen > MODEL_MAMBA2_TOKENS:
             return (f"{batch * seqlen:,} prompt tokens: whole models with Mamba-2 layers faulted (illegal memory "
                     f"access) on the H100 from 131,072 prompt tokens (B=8 L=16K) though the layer alone runs "
                     f"to 262,144; cause not isolated, so such points are left out rather than end the sweep")
-        if getattr(layer, "kind", "") == "mamba2":
-            elements = batch * seqlen * layer.nheads * layer.headdim
-            if elements > SSD_INDEX_LIMIT:
-                return (f"beyond mamba_ssm's Mamba-2 SSD kernels: batch x length x heads x head_dim = "
-                        f"{elements:,} > 2**31 (32-bit offsets)")
-            row = seqlen * layer.d_in_proj
-            if row > SSD_INDEX_LIMIT:
-                return (f"beyond mamba_ssm's Mamba-2 prefill kernels: length x d_in_proj = {row:,} > 2**31 "
-                        f"in one sequence (32-bit offsets)")
+        elements = batch * seqlen * layer.nheads * layer.headdim
+        if elements > SSD_INDEX_LIMIT:
+            return (f"beyond mamba_ssm's Mamba-2 SSD kernels: batch x length x heads x head_dim = "
+                    f"{elements:,} > 2**31 (32-bit offsets)")
+        row = seqlen * layer.d_in_proj
+        if row > SSD_INDEX_LIMIT:
+            return (f"beyond mamba_ssm's Mamba-2 prefill kernels: length x d_in_proj = {row:,} > 2**31 "
+                    f"in one sequence (32-bit offsets)")
     return ""
+
+
+def point_call(module, target: Target, point: Point, seed: int, device, dtype) -> Callable[[], object]:
+    """One call of `module` at `point`: random token ids (models) or hidden states (layers), and for
+    decode a cache at context `seqlen` filled with random values. The seed depends on the point
+    only, so every rank of a tensor-parallel run draws the same inputs."""
+    import torch
+
+    from models.torch_layers import randomize_
+
+    gen = torch.Generator(device=device).manual_seed(seed + 7919 * point.batch + point.seqlen)
+    b, seq = point.batch, point.seqlen
+    length = seq if point.phase == "prefill" else 1
+    if target.kind == "model":
+        x = torch.randint(1, target.spec.vocab_size, (b, length), device=device, generator=gen)
+    else:
+        x = torch.randn(b, length, target.spec.d_model, device=device, dtype=dtype, generator=gen)
+    if point.phase == "prefill":
+        call = module.prefill if target.kind == "model" else module.forward
+        return lambda: call(x)
+    cache = module.allocate_cache(b, seq, dtype=dtype)
+    for part in (cache if target.kind == "model" else [cache]):
+        randomize_(part, generator=gen)
+    return lambda: module.decode(x, cache)
 
 
 class TorchWorkload:
@@ -206,26 +232,7 @@ class TorchWorkload:
 
     def prepare(self, point: Point) -> Callable[[], object]:
         """Random inputs (and random caches at context `seqlen` for decode); one call per invocation."""
-        import torch
-
-        from models.torch_layers import randomize_
-
-        dev = self.options.device
-        gen = torch.Generator(device=dev).manual_seed(self.options.seed + 7919 * point.batch + point.seqlen)
-        module, b, seq = self.module, point.batch, point.seqlen
-        length = seq if point.phase == "prefill" else 1
-        if self.target.kind == "model":
-            vocab = self.target.spec.vocab_size
-            x = torch.randint(1, vocab, (b, length), device=dev, generator=gen)
-        else:
-            x = torch.randn(b, length, self.target.spec.d_model, device=dev, dtype=self.dtype, generator=gen)
-        if point.phase == "prefill":
-            call = module.prefill if self.target.kind == "model" else module.forward
-            return lambda: call(x)
-        cache = module.allocate_cache(b, seq, dtype=self.dtype)
-        for part in (cache if self.target.kind == "model" else [cache]):
-            randomize_(part, generator=gen)
-        return lambda: module.decode(x, cache)
+        return point_call(self.module, self.target, point, self.options.seed, self.options.device, self.dtype)
 
     def close(self) -> None:
         self.module = None
@@ -343,7 +350,7 @@ def run_sweep(targets: list[Target], points: list[Point], options: SweepOptions,
                 row = _measure_point(workloads[tkey], point, options, device, flush)
             except DeviceFault as fault:  # keep the point as an error row; the context is gone
                 writer.append(_row(point, options, device, None, "error", fault.reason, 0,
-                                   _NO_TELEMETRY, _NO_TELEMETRY, {}, {}))
+                                   NO_READING, NO_READING, {}, {}))
                 workloads.clear()  # its tensors live on a dead context: do not touch them again
                 raise PerfbenchError(f"{point.name} {point.phase} B={point.batch} L={point.seqlen}: the GPU "
                                      f"faulted ({fault.reason}); the CUDA context is unusable, so the sweep "
@@ -370,10 +377,6 @@ class DeviceFault(Exception):
     def __init__(self, point: Point, reason: str):
         super().__init__(reason)
         self.point, self.reason = point, reason
-
-
-_NO_TELEMETRY = {"sm_clock_mhz": float("nan"), "mem_clock_mhz": float("nan"), "power_w": float("nan"),
-                 "temperature_c": float("nan"), "throttle_reasons": ""}
 
 
 def _measure_point(workload, point: Point, options: SweepOptions, device: _Device, flush) -> dict:

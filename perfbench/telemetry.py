@@ -37,6 +37,10 @@ def throttle_names(mask: int) -> str:
     return "|".join(name for bit, name in THROTTLE_BITS.items() if mask & bit)
 
 
+NO_READING = {"sm_clock_mhz": math.nan, "mem_clock_mhz": math.nan, "power_w": math.nan,
+              "temperature_c": math.nan, "throttle_reasons": ""}  # a snapshot without NVML
+
+
 class GpuTelemetry:
     """pynvml handle for one GPU; every read returns NaN/'' when NVML is unavailable."""
 
@@ -81,8 +85,7 @@ class GpuTelemetry:
     def snapshot(self) -> dict:
         """Clocks (MHz), power (W), temperature (C), throttle reasons, now."""
         if self._nvml is None:
-            return {"sm_clock_mhz": math.nan, "mem_clock_mhz": math.nan, "power_w": math.nan,
-                    "temperature_c": math.nan, "throttle_reasons": ""}
+            return dict(NO_READING)
         nv = self._nvml
         reasons_fn = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
             getattr(nv, "nvmlDeviceGetCurrentClocksThrottleReasons")

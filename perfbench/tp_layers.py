@@ -30,8 +30,8 @@ from torch import nn
 from analytic.tp import check_tp, shard_layer, shard_model
 from models.reference import RefMamba, build_reference_layer
 from models.specs import ModelSpec
-from models.torch_layers import MambaSSMLayer
-from models.stack import AddNorm, Block, ModelSteps
+from models.torch_layers import Mamba2Layer
+from models.stack import ModelSteps, blocks_and_final_norm
 
 OUTPUT_PROJ = {"attention": "out_proj", "mlp": "fc2", "mamba": "out_proj", "mamba2": "out_proj"}
 
@@ -87,22 +87,11 @@ class TPRefMamba(RefMamba):
         return delta, b, c
 
 
-class TPMamba2(MambaSSMLayer):
+class TPMamba2(Mamba2Layer):
     """`mamba_ssm.Mamba2` with a process group (its own all-reduce), the spec's hyper-parameters."""
 
     def __init__(self, spec, group, device=None, dtype=None):
-        super().__init__()
-        from models.torch_layers import _mamba_ssm, conv_backend
-
-        mamba_ssm = _mamba_ssm()
-        self.spec = spec
-        self.inner = mamba_ssm.Mamba2(d_model=spec.d_model, d_state=spec.d_state, d_conv=spec.d_conv,
-                                      expand=spec.expand, headdim=spec.headdim, ngroups=spec.ngroups,
-                                      rmsnorm=spec.rmsnorm, bias=spec.bias, conv_bias=spec.conv_bias,
-                                      chunk_size=spec.chunk_size,
-                                      use_mem_eff_path=conv_backend() == "causal_conv1d",
-                                      process_group=group, sequence_parallel=False, layer_idx=0,
-                                      device=device, dtype=dtype)
+        super().__init__(spec, device=device, dtype=dtype, process_group=group, sequence_parallel=False)
         if spec.rmsnorm:  # see module docstring: the step path's norm groups must be per rank
             self.inner.norm.group_size = self.inner.d_ssm // self.inner.ngroups
 
@@ -246,10 +235,7 @@ class TPLanguageModel(ModelSteps, nn.Module):
         shard_model(spec, tp)  # validates the split (vocabulary and every mixer)
         self.spec, self.rank, self.tp, self.group = spec, rank, tp, group
         self.embedding = VocabParallelEmbedding(spec.vocab_size, spec.d_model, rank, tp, group, device, dtype)
-        self.blocks = nn.ModuleList(
-            Block(mixer, AddNorm(spec.block_norm, device=device, dtype=dtype, fused=fused_norm))
-            for mixer in mixers)
-        self.norm_f = AddNorm(spec.block_norm, device=device, dtype=dtype, fused=fused_norm)
+        self.blocks, self.norm_f = blocks_and_final_norm(spec, mixers, device, dtype, fused_norm)
         if spec.tie_embeddings:
             self.lm_head = None
         else:
