@@ -171,9 +171,20 @@ def _attention_decode_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarr
         splits = flash_num_splits(ctas, op.shape["seqlen"] / block_n, ceil.gpu.sm_count)
     # The split-KV kernel and the plain forward kernel reach different bandwidths.
     cap = np.where(splits > 1, c.bw_bytes_s, c.extra.get("bw_nosplit_bytes_s", c.bw_bytes_s))
-    bw = cap if per_cta is None else np.minimum(cap, ctas * splits * per_cta)
     kv = op.shape.get("kv_bytes", op.bytes_)
-    mem_s = kv / bw + (op.bytes_ - kv) / cap  # the cache streams at the achieved rate; q and o are tiny
+    if per_cta is None:
+        kv_s = kv / cap
+    else:
+        # CTAs stream equal slices of the cache in waves of `slots` resident CTAs; a wave streams at
+        # min(cap, CTAs in it x per-CTA rate), so a last, partly filled wave runs at a lower rate.
+        n = ctas * splits
+        slots = ceil.gpu.sm_count * c.extra.get("ctas_per_sm", 1.0)
+        full = np.floor(n / slots)
+        rem = n - full * slots
+        per_cta_bytes = kv / np.maximum(n, 1.0)
+        kv_s = (full * per_cta_bytes * slots / np.minimum(cap, slots * per_cta)
+                + per_cta_bytes * rem / np.minimum(cap, np.maximum(rem, 1.0) * per_cta))
+    mem_s = kv_s + (op.bytes_ - kv) / cap  # the cache streams at the achieved rate; q and o are tiny
     cmp_s = op.flops / c.flops_s
     return c.t0_s + np.maximum(mem_s, cmp_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
 

@@ -136,15 +136,18 @@ def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9
     if op_class == ATTN_DECODE:
         centre["bw_per_cta_bytes_s"] = current.extra.get("bw_per_cta_bytes_s", current.bw_bytes_s / 64)
         centre["bw_nosplit_bytes_s"] = current.extra.get("bw_nosplit_bytes_s", current.bw_bytes_s)
-    if op_class == ATTN_PREFILL:
+    if op_class in (ATTN_PREFILL, ATTN_DECODE):
         centre["ctas_per_sm"] = 1.0
     span = {k: 8.0 for k in centre}
     span["ctas_per_sm"] = 1.0
+    if op_class == ATTN_DECODE:  # one query per sequence: memory-bound, the FLOP rate never binds
+        span["flops_s"] = 1.0
     best, best_err = dict(centre), np.inf
     steps = steps if len(centre) <= 3 else max(5, steps - 2 * (len(centre) - 3))
     for _round in range(4):
-        grids = {k: (np.geomspace(centre[k] / span[k], centre[k] * span[k], steps) if k != "ctas_per_sm"
-                     else np.array([1.0, 2.0])) for k in centre}
+        grids = {k: (np.geomspace(centre[k] / span[k], centre[k] * span[k], steps if span[k] > 1.0 else 1)
+                     if k != "ctas_per_sm"
+                     else np.array([1.0, 2.0] if op_class == ATTN_PREFILL else [1.0, 2.0, 3.0, 4.0])) for k in centre}
         keys = list(grids)
         mesh = np.meshgrid(*[grids[k] for k in keys], indexing="ij")
         for idx in np.ndindex(mesh[0].shape):

@@ -25,7 +25,10 @@ OP_CLASSES = (GEMM, ATTN_PREFILL, ATTN_DECODE, SELECTIVE_SCAN, SSD, STATE_UPDATE
 # Kernel families inside a class whose achieved rates differ enough to calibrate them alone: an op
 # names its family in shape["family"]; without that family's calibration it takes its class's.
 ROPE = "rope"  # rotate-half RoPE in eager PyTorch: strided half-head slices, broadcasts, a cat
-FAMILIES = (ROPE,)
+# Mamba-1's selective_state_update: per-channel dt and a (d_inner, N) A matrix, z gating; the same
+# Triton kernel as Mamba-2's but another specialisation, measured ~10 % slower per state byte.
+SSU_MAMBA1 = "state_update_mamba1"
+FAMILIES = (ROPE, SSU_MAMBA1)
 
 
 @dataclass(frozen=True)

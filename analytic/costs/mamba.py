@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytic.ops import CONV1D, SELECTIVE_SCAN, STATE_UPDATE, Op, elementwise, gemm
+from analytic.ops import CONV1D, SELECTIVE_SCAN, SSU_MAMBA1, STATE_UPDATE, Op, elementwise, gemm
 
 FP32 = 4
 SCAN_CHUNK = 2048  # selective_scan_fwd processes the sequence in chunks of 2048 and saves each state
@@ -70,6 +70,6 @@ def decode(spec, batch, seqlen, e: int = 2, state_bytes: int = 2) -> list[Op]:
         elementwise("A_prep", di * N + 0 * b, di * N + 0 * b, 1.0, FP32, kernels=2),
         Op("selective_state_update", STATE_UPDATE, 9.0 * state,
            2 * state_bytes * state + FP32 * di * N + e * b * (4 * di + 2 * N), 1,
-           {"state_elements": state, "batch": b}),
+           {"state_elements": state, "batch": b, "family": SSU_MAMBA1}),
         gemm("out_proj", b, spec.d_model, di, e),
     ]

@@ -19,21 +19,19 @@ def calibrate_command(
                                          "calibration file from its stored samples (no GPU needed)"),
     skip_kernels: bool = typer.Option(False, "--skip-kernels", help="only copy, GEMM and launch ceilings"),
     install: bool = typer.Option(False, "--install", help="also write it as perfbench's bundled default for this GPU"),
+    host_from: Optional[list[Path]] = typer.Option(None, "--host-from", help="earlier calibration files of the same "
+                                                   "GPU kind: keep each host figure's best (lowest) across leases"),
 ) -> None:
     """Microbenchmark copy bandwidth, the bf16 GEMM grid, SSM/attention kernels and launch cost."""
-    from perfbench.calibrate import calibrate, fit_calibration
+    from perfbench.calibrate import best_host_figures, calibrate, fit_calibration
 
     if refit is not None:
-        try:
-            data = json.loads(Path(refit).read_text())
-        except FileNotFoundError:
-            raise PerfbenchError(f"calibration file not found: {refit}") from None
-        except json.JSONDecodeError as exc:
-            raise PerfbenchError(f"{refit}: not valid JSON ({exc.msg})") from None
-        from_dict(data, str(refit))  # validate before refitting
+        data = _read(refit)
         data = fit_calibration(data, log=typer.echo)
     else:
         data = calibrate(log=typer.echo, skip_kernels=skip_kernels)
+    if host_from:
+        data = best_host_figures(data, {str(p): _read(p) for p in host_from})
     target = out or Path("calibrations") / f"{data['gpu']}.json"
     cal = from_dict(data, str(target))  # validate what we are about to write
     written = [target] + ([bundled_path(cal.gpu)] if install else [])
@@ -41,3 +39,15 @@ def calibrate_command(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=1) + "\n")
     typer.echo(f"wrote {', '.join(str(p) for p in written)}")
+
+
+def _read(path: Path) -> dict:
+    """A calibration file's dict, validated; one-line errors for a missing or broken file."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise PerfbenchError(f"calibration file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise PerfbenchError(f"{path}: not valid JSON ({exc.msg})") from None
+    from_dict(data, str(path))
+    return data

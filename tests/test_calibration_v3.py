@@ -1,0 +1,98 @@
+"""Calibration v3 pieces: Mamba-1's state update as its own kernel family, wave-quantized
+attention-decode streaming, host figures pooled across leases, cold-L2 input rotation."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from analytic.calibration import bundled_path, load_calibration
+from analytic.costs import layer_ops
+from analytic.efficiency import ceilings, op_ceiling, op_time
+from analytic.hardware import get_gpu
+from analytic.ops import ATTN_DECODE, SSU_MAMBA1, STATE_UPDATE
+from models.registry import BUILTIN_LAYERS
+from perfbench.calibrate import ROTATE_BYTES, best_host_figures, rotation, samples_by_family
+from perfbench.errors import PerfbenchError
+
+
+def _ssu(layer: str, batch: float):
+    ops = layer_ops(BUILTIN_LAYERS[layer], "decode", np.array([batch]), np.array([1024.0]))
+    return next(op for op in ops if op.name == "selective_state_update")
+
+
+def test_mamba1_state_update_runs_at_its_family_ceilings():
+    ceil = ceilings(get_gpu("h100"), load_calibration(bundled_path("h100")))
+    assert _ssu("mamba", 8).shape["family"] == SSU_MAMBA1
+    assert op_ceiling(_ssu("mamba", 8), ceil) is ceil.classes[SSU_MAMBA1]
+    assert op_ceiling(_ssu("mamba2", 8), ceil) is ceil.classes[STATE_UPDATE]
+
+
+def test_old_files_mamba1_samples_are_refit_as_the_family():
+    sample = {"layer": "mamba", "phase": "decode", "batch": 3, "seqlen": 1024,
+              "ops": ["selective_state_update"], "time_s": 1e-5}
+    m2 = {**sample, "layer": "mamba2"}
+    grouped = samples_by_family({STATE_UPDATE: [sample, m2], "elementwise": [{"class": "elementwise"}]})
+    assert grouped[SSU_MAMBA1] == [sample]
+    assert grouped[STATE_UPDATE] == [m2]
+    assert grouped["elementwise"] == [{"class": "elementwise"}]
+
+
+def _decode_attention(ceil, batch: float, seqlen: float) -> float:
+    ops = layer_ops(BUILTIN_LAYERS["attention"], "decode", np.array([batch]), np.array([seqlen]))
+    op = next(o for o in ops if o.op_class == ATTN_DECODE)
+    return float(op_time(op, ceil)[0][0])
+
+
+def test_a_partly_filled_last_wave_streams_slower_per_byte():
+    ceil = ceilings(get_gpu("h100"), load_calibration(bundled_path("h100")))
+    c = ceil.classes[ATTN_DECODE]
+    slots = ceil.gpu.sm_count * c.extra["ctas_per_sm"]
+    heads = BUILTIN_LAYERS["attention"].n_kv_heads
+    full = slots / heads  # batch whose CTAs exactly fill one wave (plain kernel: L past the split range)
+    tail = 0.5 * c.extra["bw_nosplit_bytes_s"] / c.extra["bw_per_cta_bytes_s"] / heads  # CTAs of half the cap
+    per_byte = [(_decode_attention(ceil, b, 16384) - c.t0_s) / b for b in (full, full + tail, full * 2)]
+    assert per_byte[1] > per_byte[0] * 1.05  # the second wave streams at half the cap
+    assert per_byte[2] == pytest.approx(per_byte[0], rel=0.02)  # two full waves: the same rate
+
+
+def test_attention_decode_never_beats_the_copy_ceiling():
+    ceil = ceilings(get_gpu("h100"), load_calibration(bundled_path("h100")))
+    for b in (1, 3, 17, 48, 96, 200):
+        for L in (512, 3000, 32768):
+            ops = layer_ops(BUILTIN_LAYERS["attention"], "decode", np.array([float(b)]), np.array([float(L)]))
+            op = next(o for o in ops if o.op_class == ATTN_DECODE)
+            assert float(op_time(op, ceil)[0][0]) >= float(op.shape["kv_bytes"][0]) / ceil.copy_bw_bytes_s
+
+
+def _cal(created: str, gpu: str = "h100", **launch) -> dict:
+    base = {"graph_kernel_s": 1e-6, "eager_kernel_s": 7e-6, "graph_replay_s": 9e-6,
+            "graph_replay_gap_s": 2e-6, "host/mamba2/prefill": 1.3e-3}
+    return {"gpu": gpu, "created": created, "launch": {**base, **launch}, "provenance": {}}
+
+
+def test_host_figures_take_the_best_lease_and_keep_device_figures():
+    slow = _cal("b", eager_kernel_s=9e-6, graph_replay_gap_s=1.5e-6, **{"host/mamba2/prefill": 1.8e-3})
+    out = best_host_figures(slow, {"a.json": _cal("a")})
+    assert out["launch"]["host/mamba2/prefill"] == pytest.approx(1.3e-3)
+    assert out["launch"]["eager_kernel_s"] == pytest.approx(7e-6)
+    assert out["launch"]["graph_replay_gap_s"] == pytest.approx(1.5e-6)  # device-side: this lease's
+    assert out["provenance"]["host_figures_best_of"] == ["b", "a"]
+    with pytest.raises(PerfbenchError, match="h200"):
+        best_host_figures(slow, {"x.json": _cal("x", gpu="h200")})
+
+
+def test_rotation_spans_the_target_bytes_with_independent_inputs():
+    made = []
+
+    def make():
+        made.append(object())
+        return lambda: None
+    run_all, copies = rotation(make, 5e6)
+    assert copies == len(made) == int(np.ceil(ROTATE_BYTES / 5e6))
+    assert len({id(m) for m in made}) == copies
+    _, one = rotation(make, 10 * ROTATE_BYTES)
+    assert one == 1
+    run_all()
