@@ -121,16 +121,22 @@ def from_dict(data: dict, source: str = "") -> Calibration:
                        provenance=provenance, samples=samples, allreduce=allreduce, source=source)
 
 
-def load_calibration(path: Path, gpu: str | None = None) -> Calibration:
-    """Read and validate a calibration file; `gpu` (if given) must match the file's GPU."""
+def read_calibration_data(path: Path) -> dict:
+    """A calibration file's raw dict, validated (refits and merges edit the dict, not a Calibration)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise CalibrationError(f"calibration file not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CalibrationError(f"{path}: not valid JSON ({exc.__class__.__name__})") from None
-    cal = from_dict(data, str(path))
+        raise CalibrationError(f"{path}: not valid JSON ({getattr(exc, 'msg', exc.__class__.__name__)})") from None
+    from_dict(data, str(path))
+    return data
+
+
+def load_calibration(path: Path, gpu: str | None = None) -> Calibration:
+    """Read and validate a calibration file; `gpu` (if given) must match the file's GPU."""
+    cal = from_dict(read_calibration_data(path), str(path))
     if gpu is not None and cal.gpu != gpu:
         raise CalibrationError(f"{path}: calibration is for {cal.gpu!r}, not {gpu!r}")
     return cal

@@ -43,10 +43,15 @@ ROTATE_BYTES = 256e6
 MAX_COPIES = 64
 
 
+def rotation_copies(footprint_bytes: float) -> int:
+    """How many copies of inputs this size span ROTATE_BYTES (at most MAX_COPIES)."""
+    return max(1, min(MAX_COPIES, math.ceil(ROTATE_BYTES / max(footprint_bytes, 1.0))))
+
+
 def rotation(make_call: Callable[[], Callable[[], object]], footprint_bytes: float):
     """(run_all, copies): one call on each of `copies` independent input sets, enough to span
     ROTATE_BYTES; time run_all and divide by copies for the per-call time with a cold L2."""
-    copies = max(1, min(MAX_COPIES, math.ceil(ROTATE_BYTES / max(footprint_bytes, 1.0))))
+    copies = rotation_copies(footprint_bytes)
     calls = [make_call() for _ in range(copies)]
 
     def run_all():
@@ -160,7 +165,7 @@ def measure_gemms(torch, timer: Timer, log, mem_budget_bytes: float) -> list:
     out = []
     for n, k in gemm_shapes():
         w_bytes = 2 * n * k
-        copies = max(1, min(MAX_COPIES, math.ceil(ROTATE_BYTES / w_bytes)))
+        copies = rotation_copies(w_bytes)
         weights = [_randn(torch, n, k, scale=0.02) for _ in range(copies)]
         m_values = [m for m in M_GRID if m <= (256 if n >= 100_000 else 65536)]
         for m in m_values:

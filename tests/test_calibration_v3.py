@@ -3,8 +3,6 @@ attention-decode streaming, host figures pooled across leases, cold-L2 input rot
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 

@@ -8,8 +8,7 @@ from typing import Optional
 
 import typer
 
-from analytic.calibration import bundled_path, from_dict
-from perfbench.errors import PerfbenchError
+from analytic.calibration import bundled_path, from_dict, read_calibration_data
 
 
 def calibrate_command(
@@ -26,12 +25,11 @@ def calibrate_command(
     from perfbench.calibrate import best_host_figures, calibrate, fit_calibration
 
     if refit is not None:
-        data = _read(refit)
-        data = fit_calibration(data, log=typer.echo)
+        data = fit_calibration(read_calibration_data(refit), log=typer.echo)
     else:
         data = calibrate(log=typer.echo, skip_kernels=skip_kernels)
     if host_from:
-        data = best_host_figures(data, {str(p): _read(p) for p in host_from})
+        data = best_host_figures(data, {str(p): read_calibration_data(p) for p in host_from})
     target = out or Path("calibrations") / f"{data['gpu']}.json"
     cal = from_dict(data, str(target))  # validate what we are about to write
     written = [target] + ([bundled_path(cal.gpu)] if install else [])
@@ -40,14 +38,3 @@ def calibrate_command(
         path.write_text(json.dumps(data, indent=1) + "\n")
     typer.echo(f"wrote {', '.join(str(p) for p in written)}")
 
-
-def _read(path: Path) -> dict:
-    """A calibration file's dict, validated; one-line errors for a missing or broken file."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise PerfbenchError(f"calibration file not found: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise PerfbenchError(f"{path}: not valid JSON ({exc.msg})") from None
-    from_dict(data, str(path))
-    return data
