@@ -18,6 +18,9 @@ the cost model. JSON, versioned, with provenance. Fields:
                              its kernels run alone (see analytic/efficiency.py for each term)
     samples                  {class: [{...measured point...}]} the raw microbenchmark points
     allreduce                optional {bus_bw_bytes_s, latency_s, n_gpus}
+    power                    optional {idle_w, limit_w, gemm_burst_speedup, ...}: the board's idle
+                             power, its enforced power limit, and how much faster a big GEMM runs
+                             between idle gaps than back to back at the limit (analytic/efficiency.py)
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class Calibration:
     samples: dict = field(default_factory=dict)
     allreduce: dict = field(default_factory=dict)
     source: str = ""
+    power: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -61,7 +65,7 @@ class Calibration:
             "gemm_peak_flops": self.gemm_peak_flops,
             "gemm": [dict(m=m, n=n, k=k, time_s=t) for m, n, k, t in self.gemm],
             "launch": self.launch, "op_classes": self.op_classes, "samples": self.samples,
-            "allreduce": self.allreduce,
+            "allreduce": self.allreduce, **({"power": self.power} if self.power else {}),
         }
 
     def save(self, path: Path) -> Path:
@@ -103,6 +107,7 @@ def from_dict(data: dict, source: str = "") -> Calibration:
         raise CalibrationError(f"{where}: missing fields {', '.join(missing)}")
     try:
         gemm = tuple((float(g["m"]), int(g["n"]), int(g["k"]), float(g["time_s"])) for g in data["gemm"])
+        power = {str(k): float(v) for k, v in data.get("power", {}).items()}
         launch = {k: float(v) for k, v in data["launch"].items()}
         copy_bw, peak = float(data["copy_bandwidth_bytes_s"]), float(data["gemm_peak_flops"])
         op_classes = {str(k): {str(p): _class_value(p, x) for p, x in v.items()} for k, v in data["op_classes"].items()}
@@ -112,13 +117,18 @@ def from_dict(data: dict, source: str = "") -> Calibration:
         raise CalibrationError(f"{where}: malformed field ({type(exc).__name__}: {exc})".splitlines()[0]) from None
     if copy_bw <= 0 or peak <= 0 or any(t <= 0 for *_, t in gemm):
         raise CalibrationError(f"{where}: ceilings and times must be positive")
+    if any(v <= 0 for v in power.values()):
+        raise CalibrationError(f"{where}: power figures must be positive")
+    if power and not power.get("idle_w", 0.0) < power.get("limit_w", 0.0):
+        raise CalibrationError(f"{where}: power.idle_w must be below power.limit_w")
     for key in ("graph_kernel_s", "eager_kernel_s"):
         if key not in launch:
             raise CalibrationError(f"{where}: launch.{key} missing")
     return Calibration(gpu=str(data["gpu"]), gpu_name=str(data.get("gpu_name", "")),
                        copy_bandwidth_bytes_s=copy_bw, gemm_peak_flops=peak, gemm=gemm,
                        launch=launch, op_classes=op_classes, created=str(data.get("created", "")),
-                       provenance=provenance, samples=samples, allreduce=allreduce, source=source)
+                       provenance=provenance, samples=samples, allreduce=allreduce, source=source,
+                       power=power)
 
 
 def read_calibration_data(path: Path) -> dict:

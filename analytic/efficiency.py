@@ -10,8 +10,9 @@ Datasheet mode uses the vendor peaks and a nominal launch gap for all classes: a
 Calibrated mode takes t0, bw and rate per class from `perfbench calibrate`'s microbenchmarks, and
 adds two class-specific physical terms:
   - GEMM: measured bf16 GEMM times over M for each calibrated (N, K), interpolated in log-log
-    space (memory-bound weights at small M, tensor-core bound at large M); other shapes use the
-    fitted roofline with tile (wave) quantization on 132 SMs.
+    space (memory-bound weights at small M, tensor-core bound at large M); a shape off the table
+    runs as the nearest measured one scaled by N x K; without a table, the fitted roofline with
+    tile (wave) quantization on 132 SMs.
   - attention decode: FlashAttention-2 streams the cache with B * KV-heads CTAs, times the split-KV
     count its heuristic picks when those are too few; achieved bandwidth is min(bw, CTAs * bw_per_cta).
   - Mamba-1 selective scan: compute-bound at d_state 128; timed on its chunk-padded elements at
@@ -21,6 +22,8 @@ adds two class-specific physical terms:
     Interpolated log-log between measured lengths and token counts, clamped at the edges.
   - attention prefill: timed on the FLOPs of the 128x128 tiles actually computed (the causal
     diagonal costs full tiles), with wave quantization of its CTAs.
+  - board power: a sequence of ops shares one power limit; compute-bound GEMMs, calibrated back to
+    back at that limit, run faster between kernels that draw less (`power_capped_s`).
 """
 
 from __future__ import annotations
@@ -31,14 +34,14 @@ import numpy as np
 
 from analytic.calibration import Calibration
 from analytic.hardware import GPUSpec
-from analytic.ops import ATTN_DECODE, ATTN_PREFILL, FAMILIES, GEMM, OP_CLASSES, SELECTIVE_SCAN, SSD, Op
+from analytic.ops import ATTN_DECODE, ATTN_PREFILL, ELEMENTWISE, FAMILIES, GEMM, OP_CLASSES, SELECTIVE_SCAN, SSD, Op
 
 TENSOR_CLASSES = (GEMM, ATTN_PREFILL, SSD)
 # Bound codes (int8 arrays are far cheaper than strings over large grids); labels by index.
 COMPUTE, MEMORY, LAUNCH = 0, 1, 2
 BOUND_LABELS = ("compute", "memory", "launch")
 EXTRA_PARAMS = ("bw_per_cta_bytes_s", "bw_nosplit_bytes_s", "ctas_per_sm", "flops_s_512", "flops_s_1024", "flops_s_2048",
-                "flops_s_uneven", "rate_table")
+                "flops_s_uneven", "rate_table", "power_w")
 GEMM_TILE_M, GEMM_TILE_N = 128, 256
 
 
@@ -67,6 +70,10 @@ class Ceilings:
     graph_launch_period_s: float = 0.0  # shortest replay-to-replay period the host can launch
     layer_host_s: dict = field(default_factory=dict)  # "layer/phase" -> host chain inside one call's window
     layer_host_wall_s: dict = field(default_factory=dict)  # "layer/phase" -> whole host chain (wall clock)
+    power_idle_w: float = 0.0  # board power with nothing running (0: no power model)
+    power_limit_w: float = 0.0  # the power a big GEMM holds back to back (the limit, as enforced)
+    gemm_burst_speedup: float = 1.0  # a big GEMM between idle gaps vs back to back at the limit
+    class_power_w: dict = field(default_factory=dict)  # op class -> board power run back to back
 
 
 def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
@@ -92,7 +99,10 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
         table.setdefault((n, k), ([], []))
         table[(n, k)][0].append(np.log(m))
         table[(n, k)][1].append(np.log(t))
-    table = {key: (np.array(ms), np.array(ts)) for key, (ms, ts) in table.items() if len(ms) >= 2}
+    # More rows never take less time: a dip below a smaller M's time is measurement noise.
+    table = {key: (np.array(ms), np.maximum.accumulate(np.array(ts))) for key, (ms, ts) in table.items()
+             if len(ms) >= 2}
+    power = cal.power or {}
     return Ceilings(gpu, True, classes, table, cal.launch["graph_kernel_s"], cal.launch["eager_kernel_s"],
                     cal.copy_bandwidth_bytes_s, cal.gemm_peak_flops,
                     # The per-replay figure of a one-kernel graph (launch to kernel, events around each
@@ -103,7 +113,10 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
                     cal.launch.get("graph_replay_s", 0.0),
                     cal.launch.get("graph_launch_period_s", 0.0),
                     {k[len("host/"):]: v for k, v in cal.launch.items() if k.startswith("host/")},
-                    {k[len("host_wall/"):]: v for k, v in cal.launch.items() if k.startswith("host_wall/")})
+                    {k[len("host_wall/"):]: v for k, v in cal.launch.items() if k.startswith("host_wall/")},
+                    float(power.get("idle_w", 0.0)), float(power.get("gemm_w", power.get("limit_w", 0.0))),
+                    max(1.0, float(power.get("gemm_burst_speedup", 1.0))),
+                    {c: float(power[f"{c}_w"]) for c in OP_CLASSES if c != GEMM and f"{c}_w" in power})
 
 
 def _roofline(op: Op, c: ClassCeiling, flops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -112,17 +125,28 @@ def _roofline(op: Op, c: ClassCeiling, flops: np.ndarray) -> tuple[np.ndarray, n
     return np.maximum(mem_s, cmp_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
 
 
+def nearest_gemm_shape(n: int, k: int, table: dict) -> tuple[int, int]:
+    """The measured (N, K) closest to (n, k) in log space: the stand-in for a shape off the table."""
+    return min(table, key=lambda nk: (abs(np.log(nk[0] / n)) + abs(np.log(nk[1] / k)), nk))
+
+
 def _gemm_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
     c = ceil.classes[GEMM]
     m, n, k = op.shape["m"], op.shape["n"], op.shape["k"]
     mem_s = op.bytes_ / c.bw_bytes_s
-    if ceil.calibrated and (n, k) in ceil.gemm_table:
-        log_m, log_t = ceil.gemm_table[(n, k)]
+    if ceil.calibrated and ceil.gemm_table:
+        # A shape off the table (another model width, a tensor-parallel shard) runs as the nearest
+        # measured shape at the same M, scaled by weight size: at small M both stream their weights,
+        # at large M both are compute-bound, and either way time grows with N x K.
+        near = (n, k) if (n, k) in ceil.gemm_table else nearest_gemm_shape(n, k, ceil.gemm_table)
+        log_m, log_t = ceil.gemm_table[near]
         lm = np.log(np.maximum(m, 1.0))
-        t = np.exp(np.interp(lm, log_m, log_t))
+        t = np.exp(np.interp(lm, log_m, log_t)) * (n * k) / (near[0] * near[1])
         # Past the largest measured M the GEMM is compute-bound: time grows linearly in M.
-        t = np.where(lm > log_m[-1], np.exp(log_t[-1]) * np.exp(lm - log_m[-1]), t)
-        cmp_s = op.flops / c.flops_s
+        t = np.where(lm > log_m[-1], np.exp(log_t[-1]) * np.exp(lm - log_m[-1]) * (n * k) / (near[0] * near[1]), t)
+        if near != (n, k):  # a much smaller shape still pays a kernel's floor and its own bytes
+            t = np.maximum(t, c.t0_s + op.bytes_ / ceil.copy_bw_bytes_s)
+        cmp_s = op.flops / ceil.gemm_peak_flops
         return t, np.where(cmp_s > mem_s, COMPUTE, MEMORY)
     if ceil.calibrated:
         # Tile and wave quantization: a partly filled tile or wave costs a full one.
@@ -239,6 +263,43 @@ def graph_step_s(gpu_s, ceil: Ceilings):
     """A decode step replayed as one CUDA graph: its GPU work plus one replay's latency, and never
     shorter than the period at which the host can launch replays."""
     return np.maximum(gpu_s + ceil.graph_replay_s, ceil.graph_launch_period_s)
+
+
+def op_power_w(op: Op, code: np.ndarray, ceil: Ceilings) -> np.ndarray:
+    """Board power while this op runs at its calibrated speed: a compute-bound GEMM holds the limit,
+    a weight-streaming one draws what memory-bound kernels draw, other ops their class's measured
+    power. Unmeasured: the limit (no headroom claimed)."""
+    limit = ceil.power_limit_w
+    if op.op_class == GEMM:
+        return np.where(code == COMPUTE, limit, ceil.class_power_w.get(ELEMENTWISE, limit))
+    return np.asarray(ceil.class_power_w.get(op.op_class, limit), dtype=np.float64)
+
+
+def power_capped_s(timed: list, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
+    """(seconds, GEMM speedup) of a sequence of ops, given [(op, count, seconds, bound code)].
+
+    Calibrated GEMM times are sustained ones: back to back, a big GEMM holds the board at its power
+    limit and runs at the clock that limit allows. Between kernels that draw less (scans, memory-bound
+    kernels, launch gaps), the board has power to spare, and compute-bound GEMMs run faster, up to
+    the rate a GEMM reaches between idle gaps (`gemm_burst_speedup`). The limit is on average power:
+        idle_w * T + sum(count * (power_w - idle_w) * seconds) <= limit_w * T,
+    where each op's dynamic energy is its measured power above idle times its calibrated time (for a
+    power-capped GEMM, energy per FLOP barely moves with the clock). So
+        T = max(others + gemms / burst, dynamic energy / (limit_w - idle_w)),
+    never more than the plain sum. Without power figures in the calibration: the plain sum.
+    """
+    total = sum(t * count for _op, count, t, _code in timed)
+    ones = np.ones_like(np.asarray(total, dtype=np.float64))
+    if not (ceil.calibrated and ceil.power_limit_w > ceil.power_idle_w > 0):
+        return total, ones
+    gemm_s = sum(np.where(code == COMPUTE, t * count, 0.0) for op, count, t, code in timed if op.op_class == GEMM)
+    gemm_s = np.asarray(gemm_s, dtype=np.float64) * ones
+    energy = sum(t * count * (op_power_w(op, code, ceil) - ceil.power_idle_w) for op, count, t, code in timed)
+    capped = np.maximum(total - gemm_s + gemm_s / ceil.gemm_burst_speedup,
+                        energy / (ceil.power_limit_w - ceil.power_idle_w))
+    seconds = np.minimum(total, capped)
+    speedup = np.where(gemm_s > 0, gemm_s / np.maximum(seconds - (total - gemm_s), 1e-30), 1.0)
+    return seconds, np.clip(speedup, 1.0, ceil.gemm_burst_speedup)
 
 
 def op_ceiling(op: Op, ceil: Ceilings) -> ClassCeiling:

@@ -142,6 +142,8 @@ def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9
     span["ctas_per_sm"] = 1.0
     if op_class == ATTN_DECODE:  # one query per sequence: memory-bound, the FLOP rate never binds
         span["flops_s"] = 1.0
+    if op_class == GEMM:  # the tensor-core ceiling is measured (the best GEMM rate), not fitted
+        centre["flops_s"], span["flops_s"] = base.gemm_peak_flops, 1.0
     best, best_err = dict(centre), np.inf
     steps = steps if len(centre) <= 3 else max(5, steps - 2 * (len(centre) - 3))
     for _round in range(4):

@@ -19,9 +19,11 @@ import pandas as pd
 from analytic.calibration import Calibration, resolve
 from analytic.composition import CountedOp, model_ops
 from analytic.costs import PHASES, layer_ops
-from analytic.efficiency import BOUND_LABELS, Ceilings, ceilings, graph_step_s, host_time, op_time
+from analytic.efficiency import (BOUND_LABELS, COMPUTE, Ceilings, ceilings, graph_step_s, host_time, op_time,
+                                 power_capped_s)
 from analytic.hardware import get_gpu
 from analytic.memory import memory_footprint
+from analytic.ops import GEMM
 from models.registry import BUILTIN_LAYERS, get_layer, get_model
 from models.specs import ModelSpec, SpecError
 
@@ -112,7 +114,7 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
     b, L = _grid(batch, seqlen)
     ops = counted_ops(kind, spec, phase, b, L)
     times = [op_time(c.op, ceil) for c in ops]
-    time_s = sum(t * c.count for (t, _), c in zip(times, ops))
+    time_s, _speedup = power_capped_s([(c.op, c.count, t, code) for (t, code), c in zip(times, ops)], ceil)
     flops = sum(c.op.flops * c.count for c in ops)
     bytes_ = sum(c.op.bytes_ * c.count for c in ops)
     n_kernels = sum(c.op.kernels * c.count for c in ops)
@@ -157,13 +159,17 @@ def breakdown(target, phase: str, batch: int, seqlen: int, gpu: str = "h100",
     kind, name, spec = resolve_target(target)
     ceil = ceilings(get_gpu(gpu), resolve(calibration, gpu))
     b, L = _grid([batch], [seqlen])
+    ops = counted_ops(kind, spec, phase, b, L)
+    times = [op_time(c.op, ceil) for c in ops]
+    # Compute-bound GEMMs share the board's power with the rest (efficiency.power_capped_s).
+    _total, speedup = power_capped_s([(c.op, c.count, t, code) for (t, code), c in zip(times, ops)], ceil)
     rows = []
-    for c in counted_ops(kind, spec, phase, b, L):
-        t, bound = op_time(c.op, ceil)
+    for c, (t, bound) in zip(ops, times):
+        faster = float(speedup[0]) if c.op.op_class == GEMM and int(bound[0]) == COMPUTE else 1.0
         rows.append({"name": name, "group": c.group, "op": c.op.name, "op_class": c.op.op_class,
                      "count": c.count, "kernels": c.op.kernels * c.count,
                      "flops": float(c.op.flops[0]) * c.count, "bytes": float(c.op.bytes_[0]) * c.count,
-                     "time_ms": float(t[0]) * c.count * 1e3, "bound": BOUND_LABELS[int(bound[0])]})
+                     "time_ms": float(t[0]) * c.count * 1e3 / faster, "bound": BOUND_LABELS[int(bound[0])]})
     frame = pd.DataFrame(rows)
     frame["share"] = frame["time_ms"] / frame["time_ms"].sum()
     return frame

@@ -44,7 +44,7 @@ import pandas as pd
 from analytic.calibration import Calibration, resolve
 from analytic.composition import CountedOp, model_ops
 from analytic.costs import PHASES, layer_ops
-from analytic.efficiency import BOUND_LABELS, Ceilings, ceilings, graph_step_s, op_time
+from analytic.efficiency import BOUND_LABELS, Ceilings, ceilings, graph_step_s, op_time, power_capped_s
 from analytic.hardware import GPUSpec, get_gpu
 from analytic.memory import ALLOCATOR_HEADROOM, largest_batch, memory_footprint
 from analytic.ops import Op, elementwise
@@ -281,7 +281,7 @@ def max_batch_tp(spec: ModelSpec, context: int, gpu, tp: int, phase: str = "deco
 def _timed_sum(compute: list[CountedOp], comm: list[CountedOp], ceil: Ceilings, tp: int,
                link: Interconnect, size: int):
     times = [op_time(c.op, ceil) for c in compute]
-    compute_s = sum(t * c.count for (t, _), c in zip(times, compute))
+    compute_s, _speedup = power_capped_s([(c.op, c.count, t, code) for (t, code), c in zip(times, compute)], ceil)
     comm_s = sum(collective_time_s(c.op, tp, link) * c.count for c in comm) + np.zeros(size)
     by_bound = np.zeros((len(BOUND_LABELS), size))
     for (t, code), c in zip(times, compute):

@@ -7,7 +7,9 @@ Measured on the GPU, each alone (never the layer sweep that `compare` evaluates 
         Mamba-2 SSD (`mamba_chunk_scan_combined`), Mamba-1 `selective_scan_fn`, `causal_conv1d_fn`
         and `causal_conv1d_update`, `selective_state_update` (both layer forms), SDPA attention
         prefill (causal) and decode (one query against a cache), elementwise passes;
-  (iv)  per-kernel cost inside a CUDA graph replay, and per eager PyTorch op.
+  (iv)  per-kernel cost inside a CUDA graph replay, and per eager PyTorch op;
+  (v)   board power (NVML energy counter): idle, each prefill kernel family back to back, and how
+        much faster a big GEMM runs between idle gaps than back to back at the power limit.
 Small kernels are timed as CUDA-graph replays of many launches (the way a decode step runs);
 each sample's median over trials is kept in the file, so `--refit` can refit on a CPU later.
 """
@@ -74,6 +76,40 @@ def gemm_shapes() -> list[tuple[int, int]]:
                     shapes.add((op.shape["n"], op.shape["k"]))
     shapes.add((VOCAB, 4096))
     return sorted(shapes)
+
+
+class PowerMeter:
+    """The board's energy counter and enforced power limit through NVML (None where unavailable)."""
+
+    def __init__(self):
+        self.handle = None
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+            self.handle, self._nvml = handle, pynvml
+        except Exception:  # no NVML or no energy counter on this board: no power figures
+            self.handle = None
+
+    def _query(self, read: Callable[[object], float]) -> float | None:
+        """One NVML reading, or None where the board or driver does not give it."""
+        if self.handle is None:
+            return None
+        try:
+            return read(self._nvml)
+        except Exception:
+            return None
+
+    def energy_j(self) -> float | None:
+        return self._query(lambda nvml: nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle) / 1e3)
+
+    def max_sm_clock_hz(self) -> float | None:
+        return self._query(lambda nvml: nvml.nvmlDeviceGetMaxClockInfo(self.handle, nvml.NVML_CLOCK_SM) * 1e6)
+
+    def limit_w(self) -> float | None:
+        return self._query(lambda nvml: nvml.nvmlDeviceGetEnforcedPowerLimit(self.handle) / 1e3)
 
 
 class Timer:
@@ -422,6 +458,115 @@ def measure_kernels(torch, timer: Timer, log) -> dict:
     return {"samples": samples, "failures": failures}
 
 
+BURST_SHAPE = (8192, 16384, 4096)  # (M, N, K): the 8B MLP's fc1 at 8K tokens, ~1 ms of tensor-core work
+POWER_WINDOW_S = 1.0  # NVML's energy counter moves in coarse steps: average over a second or more
+
+
+def family_power_loads(torch) -> dict:
+    """One large call per kernel family that prefill runs besides GEMMs (8B shapes, inputs off the
+    sweep grid): {class: callable}. Families whose library is missing are left out."""
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    loads = {}
+    a = BUILTIN_LAYERS["attention"]
+    q = _randn(torch, 6, a.n_heads, 6144, a.head_dim)
+    k, v = _randn(torch, 6, a.n_kv_heads, 6144, a.head_dim), _randn(torch, 6, a.n_kv_heads, 6144, a.head_dim)
+
+    def attention():
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+    loads[ATTN_PREFILL] = attention
+    big = _randn(torch, 256 << 20)
+    loads[ELEMENTWISE] = lambda: torch.relu_(big)
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+        from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
+        from causal_conv1d import causal_conv1d_fn
+    except ImportError:
+        return loads
+    m2, m1 = BUILTIN_LAYERS["mamba2"], BUILTIN_LAYERS["mamba"]
+    H, P, G, N = m2.nheads, m2.headdim, m2.ngroups, m2.d_state
+    x, dtt = _randn(torch, 6, 6144, H, P), _randn(torch, 6, 6144, H, scale=0.5)
+    B2, C2 = _randn(torch, 6, 6144, G, N), _randn(torch, 6, 6144, G, N)
+    A2 = -torch.rand(H, device="cuda", dtype=torch.float32) * 4 - 0.5
+    loads[SSD] = lambda: mamba_chunk_scan_combined(x, dtt, A2, B2, C2, m2.chunk_size, dt_softplus=True)
+    di, N1 = m1.d_inner, m1.d_state
+    u, delta, z = _randn(torch, 12, di, 2048), _randn(torch, 12, di, 2048, scale=0.5), _randn(torch, 12, di, 2048)
+    B1, C1 = _randn(torch, 12, 1, N1, 2048), _randn(torch, 12, 1, N1, 2048)
+    A1 = -torch.rand(di, N1, device="cuda", dtype=torch.float32) - 0.5
+    loads[SELECTIVE_SCAN] = lambda: selective_scan_fn(u, delta, A1, B1, C1, None, z=z, delta_softplus=True)
+    xc, wc = _randn(torch, 6, m2.conv_dim, 6144), _randn(torch, m2.conv_dim, m2.d_conv)
+    loads[CONV1D] = lambda: causal_conv1d_fn(xc, wc, None, activation="silu")
+    return loads
+
+
+def measure_power(torch, timer: Timer, meter: PowerMeter, log) -> dict:
+    """The board's power figures for the cost model's power limit (analytic.efficiency.power_capped_s):
+    idle power, the enforced limit, each prefill kernel family's power run back to back, and the GEMM
+    burst speedup: a big GEMM between idle gaps (a one-thread sleep kernel three times its length)
+    against the same GEMM back to back, where the limit holds the clock down. Empty without NVML."""
+    import torch.nn.functional as F
+
+    limit = meter.limit_w()
+    if not limit or meter.energy_j() is None:
+        log("power: no NVML energy counter; calibrating without the power model")
+        return {}
+
+    def average_w(fn, seconds: float = POWER_WINDOW_S) -> float:
+        fn()
+        torch.cuda.synchronize()
+        e0, w0 = meter.energy_j(), time.perf_counter()
+        while time.perf_counter() - w0 < seconds:
+            fn()
+            torch.cuda.synchronize()
+        return (meter.energy_j() - e0) / (time.perf_counter() - w0)
+
+    torch.cuda.synchronize()
+    time.sleep(0.5)  # let the last benchmark's clocks settle
+    idle = average_w(lambda: time.sleep(0.05))
+    m, n, k = BURST_SHAPE
+    x, w = _randn(torch, m, k), _randn(torch, n, k, scale=0.02)
+    gemm = lambda: [F.linear(x, w) for _ in range(8)]  # noqa: E731
+    gemm_w = average_w(gemm, 2 * POWER_WINDOW_S)  # also brings the board to its power-capped clock
+    sustained = timer(lambda: F.linear(x, w))
+    cycles_per_s = meter.max_sm_clock_hz() or 1.98e9  # the sleep kernel counts SM cycles
+
+    def between_gaps(idle_ratio: float) -> float:
+        """Median GEMM time with `idle_ratio` x its length idle after each."""
+        pairs, w0 = [], time.perf_counter()
+        while time.perf_counter() - w0 < POWER_WINDOW_S:
+            for _ in range(8):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                F.linear(x, w)
+                end.record()
+                torch.cuda._sleep(int(idle_ratio * sustained * cycles_per_s))
+                pairs.append((start, end))
+            torch.cuda.synchronize()
+        return statistics.median(a.elapsed_time(b) / 1e3 for a, b in pairs[len(pairs) // 2:])  # settled half
+
+    burst = between_gaps(3.0)
+    speedup = max(1.0, sustained / burst)
+    families = {}
+    try:
+        loads = family_power_loads(torch)
+    except Exception as exc:  # the model then assumes no headroom beside GEMMs
+        log(f"power: kernel families not measured ({type(exc).__name__}: {str(exc)[:120]})")
+        loads = {}
+    for op_class, fn in loads.items():
+        try:
+            families[op_class] = average_w(fn)
+        except Exception as exc:  # one family's kernel failing leaves it at the limit (no headroom)
+            log(f"power: {op_class} not measured ({type(exc).__name__})")
+        torch.cuda.empty_cache()
+    log(f"power: idle {idle:.0f} W, limit {limit:.0f} W; GEMM back to back {gemm_w:.0f} W, "
+        f"{2 * m * n * k / sustained / 1e12:.0f} TFLOP/s; between idle gaps {2 * m * n * k / burst / 1e12:.0f} "
+        f"TFLOP/s (x{speedup:.3f}); " + ", ".join(f"{c} {p:.0f} W" for c, p in families.items()))
+    return {"idle_w": idle, "limit_w": limit, "gemm_burst_speedup": speedup, "gemm_w": gemm_w,
+            **{f"{c}_w": p for c, p in families.items()}}
+
+
 def measure_launch(torch, log) -> dict:
     x = torch.zeros(1, device="cuda")
     n = 400
@@ -648,6 +793,7 @@ def calibrate(log=print, skip_kernels: bool = False) -> dict:
     copy_bw, copy_curve = measure_copy(torch, timer, log)
     launch = measure_launch(torch, log)
     gemm = measure_gemms(torch, timer, log, mem_budget_bytes=0.5 * props.total_memory)
+    power = measure_power(torch, timer, PowerMeter(), log)
     kernels = {"samples": {}, "failures": {}} if skip_kernels else measure_kernels(torch, timer, log)
     layer_host = {} if skip_kernels else measure_layer_host(torch, log)
     peak = max(2 * g["m"] * g["n"] * g["k"] / g["time_s"] for g in gemm)
@@ -661,7 +807,7 @@ def calibrate(log=print, skip_kernels: bool = False) -> dict:
         "copy_bandwidth_bytes_s": copy_bw, "copy_curve": copy_curve, "gemm_peak_flops": peak,
         "gemm": gemm, "launch": {**launch, **{(f"host_wall/{k[5:]}" if k.startswith("wall:") else f"host/{k}"): v
                                               for k, v in layer_host.items()}},
-        "op_classes": {}, "samples": kernels["samples"],
+        "op_classes": {}, "samples": kernels["samples"], **({"power": power} if power else {}),
     }
     if torch.cuda.device_count() >= 2:  # tensor parallelism: ring all-reduce bus bandwidth (issue 9)
         from perfbench.distributed import measure_allreduce

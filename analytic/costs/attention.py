@@ -46,10 +46,10 @@ def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
     bytes_ = e * tokens * (2 * h * hd + 2 * hkv * hd)  # read Q, K, V; write O
     core = Op("flash_attention", ATTN_PREFILL, flops, bytes_, 1,
               {"tile_flops": tile_flops, "ctas": b * h * n_tiles, "seqlen": L})
-    # SDPA returns (B, H, L, hd); back to (B, L, H*hd) is one copy before out_proj.
-    transpose = elementwise("out_transpose", tokens * spec.q_dim, tokens * spec.q_dim, 0.0, e)
+    # SDPA's flash and cuDNN kernels write O in (B, L, H, hd) memory order, so the transpose back to
+    # (B, L, H*hd) is a view: no copy kernel runs before out_proj (H100 kernel traces, 2026-11-24).
     return [gemm("qkv_proj", tokens, spec.qkv_dim, spec.d_model, e), *_rope(spec, tokens, e),
-            core, transpose, gemm("out_proj", tokens, spec.d_model, spec.q_dim, e)]
+            core, gemm("out_proj", tokens, spec.d_model, spec.q_dim, e)]
 
 
 def decode(spec, batch, seqlen, e: int = 2) -> list[Op]:

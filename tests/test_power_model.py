@@ -1,0 +1,132 @@
+"""Board power limit in the cost model, GEMM shapes off the measured table, and the prefill op lists
+that H100 kernel traces corrected (no transpose copy before out_proj)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from analytic.calibration import CalibrationError, bundled_path, from_dict, load_calibration
+from analytic.costs import layer_ops
+from analytic.efficiency import COMPUTE, MEMORY, ceilings, nearest_gemm_shape, op_time, power_capped_s
+from analytic.hardware import get_gpu
+from analytic.ops import GEMM, elementwise, gemm
+from analytic.predict import breakdown, predict
+from models.registry import BUILTIN_LAYERS
+
+
+@pytest.fixture(scope="module")
+def h100():
+    return load_calibration(bundled_path("h100"), "h100")
+
+
+def _power_ceil(cal, **power):
+    base = {"idle_w": 150.0, "limit_w": 700.0, "gemm_w": 700.0, "gemm_burst_speedup": 1.2, "elementwise_w": 450.0}
+    return ceilings(get_gpu("h100"), dataclasses.replace(cal, power={**base, **power}))
+
+
+def test_bundled_calibrations_carry_power_figures():
+    for gpu in ("h100", "h200"):
+        power = load_calibration(bundled_path(gpu), gpu).power
+        assert 0 < power["idle_w"] < power["gemm_w"] <= 1.1 * power["limit_w"]
+        assert 1.0 <= power["gemm_burst_speedup"] < 1.5
+
+
+def test_power_figures_round_trip_and_are_validated(h100):
+    again = from_dict(json.loads(json.dumps(h100.to_dict())))
+    assert again.power == h100.power
+    bad = h100.to_dict()
+    bad["power"] = {**h100.power, "idle_w": 800.0}
+    with pytest.raises(CalibrationError, match="idle_w must be below"):
+        from_dict(bad)
+    bad["power"] = {**h100.power, "gemm_w": -1.0}
+    with pytest.raises(CalibrationError, match="positive"):
+        from_dict(bad)
+
+
+def _timed(ceil, ops):
+    return [(op, 1, *op_time(op, ceil)) for op in ops]
+
+
+def test_gemms_alone_get_no_power_headroom(h100):
+    ceil = _power_ceil(h100)
+    ops = [gemm("fc", np.array([8192.0]), 16384, 4096)]
+    seconds, speedup = power_capped_s(_timed(ceil, ops), ceil)
+    assert seconds == pytest.approx(op_time(ops[0], ceil)[0])
+    assert speedup[0] == pytest.approx(1.0)
+
+
+def test_low_power_work_beside_gemms_speeds_them_up_within_the_burst_rate(h100):
+    ceil = _power_ceil(h100)
+    big_gemm = gemm("fc", np.array([8192.0]), 16384, 4096)
+    speedups = []
+    for elements in (1e6, 1e8, 1e9, 4e9):  # more memory-bound work at 450 W beside the same GEMM
+        ops = [big_gemm, elementwise("act", elements, elements, 1.0, 2)]
+        timed = _timed(ceil, ops)
+        seconds, speedup = power_capped_s(timed, ceil)
+        assert seconds <= sum(t for *_, t, _c in timed) + 1e-15  # never slower than the plain sum
+        speedups.append(float(speedup[0]))
+    assert speedups == sorted(speedups) and speedups[0] < speedups[-1]
+    assert 1.0 <= speedups[0] and speedups[-1] <= ceil.gemm_burst_speedup + 1e-12
+
+
+def test_power_model_leaves_memory_bound_decode_alone(h100):
+    with_power = predict("mlp", "decode", [1, 16, 128], [4096], gpu="h100", calibration=h100)
+    without = predict("mlp", "decode", [1, 16, 128], [4096], gpu="h100",
+                      calibration=dataclasses.replace(h100, power={}))
+    assert np.allclose(with_power.time_ms, without.time_ms)
+
+
+def test_prefill_with_the_power_model_is_never_slower_and_breakdown_adds_up(h100):
+    for layer in BUILTIN_LAYERS:
+        with_power = predict(layer, "prefill", [1, 8], [2048, 16384], gpu="h100", calibration=h100)
+        without = predict(layer, "prefill", [1, 8], [2048, 16384], gpu="h100",
+                          calibration=dataclasses.replace(h100, power={}))
+        assert (with_power.time_ms.to_numpy() <= without.time_ms.to_numpy() * (1 + 1e-9)).all()
+    rows = breakdown("mlp", "prefill", 8, 8192, gpu="h100", calibration=h100)
+    total = predict("mlp", "prefill", [8], [8192], gpu="h100", calibration=h100).time_ms[0]
+    assert rows.time_ms.sum() == pytest.approx(total, rel=1e-9)
+
+
+def test_gemm_table_time_never_falls_as_m_grows(h100):
+    ceil = ceilings(get_gpu("h100"), h100)
+    for log_m, log_t in ceil.gemm_table.values():
+        assert (np.diff(log_t) >= 0).all()
+
+
+def test_off_table_gemm_shapes_scale_from_the_nearest_measured_shape(h100):
+    ceil = ceilings(get_gpu("h100"), h100)
+    m = np.geomspace(1, 65536, 17)
+    assert (9216, 4096) not in ceil.gemm_table  # e.g. a 9216-wide projection of another model
+    near = nearest_gemm_shape(9216, 4096, ceil.gemm_table)
+    assert near == (12288, 4096)  # the closest in log space that was measured
+    t_off, bound = op_time(gemm("g", m, 9216, 4096), ceil)
+    t_near, _ = op_time(gemm("g", m, *near), ceil)
+    assert np.allclose(t_off, t_near * 9216 / 12288, rtol=1e-9)
+    assert (np.diff(t_off) >= 0).all()
+    assert (t_off >= 2 * m * 9216 * 4096 / ceil.gemm_peak_flops).all()  # never above the measured peak
+    assert bound[0] == MEMORY and bound[-1] == COMPUTE
+    # A tiny shape still pays at least its kernel floor and its own bytes.
+    t_tiny, _ = op_time(gemm("g", np.array([1.0]), 64, 64), ceil)
+    assert t_tiny[0] >= ceil.classes[GEMM].t0_s
+
+
+def test_prefill_has_no_transpose_copy_before_out_proj():
+    b, L = np.array([2.0]), np.array([1024.0])
+    for layer in ("attention", "attention-mha", "mamba"):
+        names = [op.name for op in layer_ops(BUILTIN_LAYERS[layer], "prefill", b, L)]
+        assert "out_transpose" not in names and names[-1] == "out_proj"
+
+
+def test_without_an_energy_counter_calibration_skips_the_power_model():
+    from perfbench.calibrate import PowerMeter, measure_power
+
+    meter = PowerMeter()
+    meter.handle = None  # as on a board or driver without NVML's energy counter
+    assert meter.energy_j() is None and meter.limit_w() is None and meter.max_sm_clock_hz() is None
+    lines: list[str] = []
+    assert measure_power(None, None, meter, lines.append) == {}
+    assert "without the power model" in lines[0]
