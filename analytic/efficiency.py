@@ -41,7 +41,7 @@ TENSOR_CLASSES = (GEMM, ATTN_PREFILL, SSD)
 COMPUTE, MEMORY, LAUNCH = 0, 1, 2
 BOUND_LABELS = ("compute", "memory", "launch")
 EXTRA_PARAMS = ("bw_per_cta_bytes_s", "bw_nosplit_bytes_s", "ctas_per_sm", "flops_s_512", "flops_s_1024", "flops_s_2048",
-                "flops_s_uneven", "rate_table", "power_w")
+                "flops_s_uneven", "rate_table")
 GEMM_TILE_M, GEMM_TILE_N = 128, 256
 
 
@@ -141,9 +141,9 @@ def _gemm_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
         near = (n, k) if (n, k) in ceil.gemm_table else nearest_gemm_shape(n, k, ceil.gemm_table)
         log_m, log_t = ceil.gemm_table[near]
         lm = np.log(np.maximum(m, 1.0))
-        t = np.exp(np.interp(lm, log_m, log_t)) * (n * k) / (near[0] * near[1])
         # Past the largest measured M the GEMM is compute-bound: time grows linearly in M.
-        t = np.where(lm > log_m[-1], np.exp(log_t[-1]) * np.exp(lm - log_m[-1]) * (n * k) / (near[0] * near[1]), t)
+        log_t_at_m = np.where(lm > log_m[-1], log_t[-1] + lm - log_m[-1], np.interp(lm, log_m, log_t))
+        t = np.exp(log_t_at_m) * (n * k) / (near[0] * near[1])
         if near != (n, k):  # a much smaller shape still pays a kernel's floor and its own bytes
             t = np.maximum(t, c.t0_s + op.bytes_ / ceil.copy_bw_bytes_s)
         cmp_s = op.flops / ceil.gemm_peak_flops
@@ -275,8 +275,9 @@ def op_power_w(op: Op, code: np.ndarray, ceil: Ceilings) -> np.ndarray:
     return np.asarray(ceil.class_power_w.get(op.op_class, limit), dtype=np.float64)
 
 
-def power_capped_s(timed: list, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
-    """(seconds, GEMM speedup) of a sequence of ops, given [(op, count, seconds, bound code)].
+def power_capped_s(counted: list, times: list, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
+    """(seconds, GEMM speedup) of a sequence of ops: `counted` has .op and .count each (CountedOp),
+    `times` the matching op_time results (seconds, bound code).
 
     Calibrated GEMM times are sustained ones: back to back, a big GEMM holds the board at its power
     limit and runs at the clock that limit allows. Between kernels that draw less (scans, memory-bound
@@ -288,6 +289,7 @@ def power_capped_s(timed: list, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]
         T = max(others + gemms / burst, dynamic energy / (limit_w - idle_w)),
     never more than the plain sum. Without power figures in the calibration: the plain sum.
     """
+    timed = [(c.op, c.count, t, code) for c, (t, code) in zip(counted, times)]
     total = sum(t * count for _op, count, t, _code in timed)
     ones = np.ones_like(np.asarray(total, dtype=np.float64))
     if not (ceil.calibrated and ceil.power_limit_w > ceil.power_idle_w > 0):

@@ -114,7 +114,7 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
     b, L = _grid(batch, seqlen)
     ops = counted_ops(kind, spec, phase, b, L)
     times = [op_time(c.op, ceil) for c in ops]
-    time_s, _speedup = power_capped_s([(c.op, c.count, t, code) for (t, code), c in zip(times, ops)], ceil)
+    time_s, _speedup = power_capped_s(ops, times, ceil)
     flops = sum(c.op.flops * c.count for c in ops)
     bytes_ = sum(c.op.bytes_ * c.count for c in ops)
     n_kernels = sum(c.op.kernels * c.count for c in ops)
@@ -162,7 +162,7 @@ def breakdown(target, phase: str, batch: int, seqlen: int, gpu: str = "h100",
     ops = counted_ops(kind, spec, phase, b, L)
     times = [op_time(c.op, ceil) for c in ops]
     # Compute-bound GEMMs share the board's power with the rest (efficiency.power_capped_s).
-    _total, speedup = power_capped_s([(c.op, c.count, t, code) for (t, code), c in zip(times, ops)], ceil)
+    _total, speedup = power_capped_s(ops, times, ceil)
     rows = []
     for c, (t, bound) in zip(ops, times):
         faster = float(speedup[0]) if c.op.op_class == GEMM and int(bound[0]) == COMPUTE else 1.0

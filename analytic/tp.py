@@ -281,7 +281,7 @@ def max_batch_tp(spec: ModelSpec, context: int, gpu, tp: int, phase: str = "deco
 def _timed_sum(compute: list[CountedOp], comm: list[CountedOp], ceil: Ceilings, tp: int,
                link: Interconnect, size: int):
     times = [op_time(c.op, ceil) for c in compute]
-    compute_s, _speedup = power_capped_s([(c.op, c.count, t, code) for (t, code), c in zip(times, compute)], ceil)
+    compute_s, _speedup = power_capped_s(compute, times, ceil)
     comm_s = sum(collective_time_s(c.op, tp, link) * c.count for c in comm) + np.zeros(size)
     by_bound = np.zeros((len(BOUND_LABELS), size))
     for (t, code), c in zip(times, compute):

@@ -91,7 +91,7 @@ class PowerMeter:
             pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
             self.handle, self._nvml = handle, pynvml
         except Exception:  # no NVML or no energy counter on this board: no power figures
-            self.handle = None
+            pass
 
     def _query(self, read: Callable[[object], float]) -> float | None:
         """One NVML reading, or None where the board or driver does not give it."""

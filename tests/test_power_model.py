@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from analytic.calibration import CalibrationError, bundled_path, from_dict, load_calibration
+from analytic.composition import CountedOp
 from analytic.costs import layer_ops
 from analytic.efficiency import COMPUTE, MEMORY, ceilings, nearest_gemm_shape, op_time, power_capped_s
 from analytic.hardware import get_gpu
@@ -48,13 +49,14 @@ def test_power_figures_round_trip_and_are_validated(h100):
 
 
 def _timed(ceil, ops):
-    return [(op, 1, *op_time(op, ceil)) for op in ops]
+    counted = [CountedOp("layer", op, 1) for op in ops]
+    return counted, [op_time(op, ceil) for op in ops]
 
 
 def test_gemms_alone_get_no_power_headroom(h100):
     ceil = _power_ceil(h100)
     ops = [gemm("fc", np.array([8192.0]), 16384, 4096)]
-    seconds, speedup = power_capped_s(_timed(ceil, ops), ceil)
+    seconds, speedup = power_capped_s(*_timed(ceil, ops), ceil)
     assert seconds == pytest.approx(op_time(ops[0], ceil)[0])
     assert speedup[0] == pytest.approx(1.0)
 
@@ -65,9 +67,9 @@ def test_low_power_work_beside_gemms_speeds_them_up_within_the_burst_rate(h100):
     speedups = []
     for elements in (1e6, 1e8, 1e9, 4e9):  # more memory-bound work at 450 W beside the same GEMM
         ops = [big_gemm, elementwise("act", elements, elements, 1.0, 2)]
-        timed = _timed(ceil, ops)
-        seconds, speedup = power_capped_s(timed, ceil)
-        assert seconds <= sum(t for *_, t, _c in timed) + 1e-15  # never slower than the plain sum
+        counted, times = _timed(ceil, ops)
+        seconds, speedup = power_capped_s(counted, times, ceil)
+        assert seconds <= sum(t for t, _code in times) + 1e-15  # never slower than the plain sum
         speedups.append(float(speedup[0]))
     assert speedups == sorted(speedups) and speedups[0] < speedups[-1]
     assert 1.0 <= speedups[0] and speedups[-1] <= ceil.gemm_burst_speedup + 1e-12
