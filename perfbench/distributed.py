@@ -42,9 +42,9 @@ from typing import Callable
 from analytic.tp import check_tp, fit_allreduce, shard_layer, shard_model
 from perfbench.errors import PerfbenchError
 from perfbench.harness import (Point, SweepOptions, SweepReport, Target, is_oom, kernel_facts, make_points,
-                               one_line, point_call)
+                               one_line, point_call, result_row)
 from perfbench.nvtx_ranges import measured_range
-from perfbench.results import RunWriter, load_results, point_key, utc_now
+from perfbench.results import RunWriter, done_keys
 from perfbench.timing import Timing, capture_graph, choose_repeats
 
 FINAL_STATUSES = ("ok", "oom", "skipped")
@@ -517,8 +517,8 @@ def _sweep_job(rank: int, launch: LaunchOptions, device, payload, send) -> None:
                 extra["rank_median_ms"] = [round(m, 5) for m in rank_medians]
             extra.update({k: v for k, v in kernels.items() if k not in ("attn_backend", "conv_backend")})
             extra.update(context)
-            send("row", (index, tp_row(point, options, ident, timing, status, reason, peak, before, after,
-                                       kernels, extra, tp)))
+            send("row", (index, result_row(point, options, ident, timing, status, reason, peak, before, after,
+                                           kernels, extra, tp)))
     if workload is not None:
         workload.close()
 
@@ -571,48 +571,11 @@ def _peak(cuda: bool, tp: int) -> int:
     return int(max(gather_objects(int(torch.cuda.max_memory_allocated()), tp)))
 
 
-def tp_row(point: Point, options: SweepOptions, ident: dict, timing, status: str, reason: str, peak: int,
-           before: dict, after: dict, kernels: dict, extra: dict, tp: int) -> dict:
-    """One results-store row (perfbench.results schema) for a point measured on `tp` ranks."""
-    nan = float("nan")
-    ok = timing is not None
-    median = timing.median_ms if ok else nan
-    tokens = point.batch if point.phase == "decode" else point.batch * point.seqlen
-    env = ident.get("env", {})
-    return {
-        "run_id": "", "timestamp": utc_now(), "target_kind": point.target_kind, "name": point.name,
-        "phase": point.phase, "batch": point.batch, "seqlen": point.seqlen, "dtype": point.dtype,
-        "mode": point.mode, "status": status, "reason": reason,
-        "time_ms": median, "p10_ms": timing.p10_ms if ok else nan, "p90_ms": timing.p90_ms if ok else nan,
-        "mean_ms": timing.mean_ms if ok else nan, "std_ms": timing.std_ms if ok else nan,
-        "n_repeats": timing.n if ok else 0, "peak_mem_bytes": int(peak),
-        "tokens_per_s": tokens / (median / 1e3) if ok and median > 0 else nan, "tp": int(tp),
-        "device": options.device, "gpu": ident["gpu"], "gpu_name": ident["gpu_name"], "driver": ident["driver"],
-        "sm_clock_mhz_before": before["sm_clock_mhz"], "sm_clock_mhz_after": after["sm_clock_mhz"],
-        "mem_clock_mhz_before": before["mem_clock_mhz"], "mem_clock_mhz_after": after["mem_clock_mhz"],
-        "power_w": after["power_w"], "temperature_c": after["temperature_c"],
-        "throttle_reasons": after["throttle_reasons"], "torch_version": env.get("torch_version", ""),
-        "cuda_version": env.get("cuda_version", ""), "mamba_ssm_version": env.get("mamba_ssm_version", ""),
-        "causal_conv1d_version": env.get("causal_conv1d_version", ""),
-        "flash_attn_version": env.get("flash_attn_version", ""),
-        "attn_backend": kernels.get("attn_backend", ""), "conv_backend": kernels.get("conv_backend", ""),
-        "nvtx": bool(options.timing.nvtx), "l2_flush": bool(options.timing.l2_flush),
-        "nvtx_range": point.nvtx_range, "extra": json.dumps(extra, sort_keys=True, default=str),
-    }
-
-
 # ----------------------------------------------------------------------------- the sweep (parent)
 
 def done_keys_tp(out: Path, tp: int) -> set[tuple]:
     """POINT_KEY tuples already recorded under `out` at this TP degree with a final status."""
-    out = Path(out)
-    if not out.exists():
-        return set()
-    frame = load_results(out)
-    if frame.empty:
-        return set()
-    frame = frame[frame["status"].isin(FINAL_STATUSES) & (frame["tp"].astype("Int64") == tp)]
-    return {point_key(row) for row in frame.to_dict("records")}
+    return done_keys(out, FINAL_STATUSES, tp=tp)
 
 
 def _parent_gpu_key(backend: str) -> str:
@@ -943,4 +906,4 @@ def verify_sharded_layers(layers: dict, tp: int = 2, model=None, reference: bool
 
 __all__ = ["ALLREDUCE_SIZES", "LaunchOptions", "Ranks", "TPWorkload", "capture_graph_tp", "check_devices",
            "done_keys_tp", "measure_allreduce", "measure_lockstep", "run_tp", "summarize_topology",
-           "topology", "tp_row", "verify_sharded_layers"]
+           "topology", "verify_sharded_layers"]

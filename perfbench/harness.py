@@ -282,6 +282,11 @@ class _Device:
             self.gpu_name, self.driver, self.total_bytes, self.l2_bytes = "cpu", "", None, 0
         self.gpu = gpu_key(self.gpu_name) if self.cuda else "cpu"
 
+    @property
+    def ident(self) -> dict:
+        """The measuring GPU's identity as results rows and run manifests record it."""
+        return {"gpu": self.gpu, "gpu_name": self.gpu_name, "driver": self.driver, "env": self.env}
+
     def reset_peak(self) -> None:
         if self.cuda:
             import torch
@@ -321,8 +326,7 @@ def run_sweep(targets: list[Target], points: list[Point], options: SweepOptions,
               on_point: Callable[[Point, dict | None], None] | None = None, telemetry=None) -> SweepReport:
     """Measure `points` (those whose key is not in `done`), appending one row per point to `writer`."""
     device = _Device(options, telemetry)
-    writer.manifest.update({"device": options.device, "gpu": device.gpu, "gpu_name": device.gpu_name,
-                            "driver": device.driver, "env": device.env})
+    writer.manifest.update({"device": options.device, **device.ident})
     done = done or set()
     by_name = {(t.kind, t.name): t for t in targets}
     workloads: dict = {}
@@ -349,8 +353,8 @@ def run_sweep(targets: list[Target], points: list[Point], options: SweepOptions,
             try:
                 row = _measure_point(workloads[tkey], point, options, device, flush)
             except DeviceFault as fault:  # keep the point as an error row; the context is gone
-                writer.append(_row(point, options, device, None, "error", fault.reason, 0,
-                                   NO_READING, NO_READING, {}, {}))
+                writer.append(result_row(point, options, device.ident, None, "error", fault.reason, 0,
+                                         NO_READING, NO_READING, {}, {}))
                 workloads.clear()  # its tensors live on a dead context: do not touch them again
                 raise PerfbenchError(f"{point.name} {point.phase} B={point.batch} L={point.seqlen}: the GPU "
                                      f"faulted ({fault.reason}); the CUDA context is unusable, so the sweep "
@@ -411,7 +415,7 @@ def _measure_point(workload, point: Point, options: SweepOptions, device: _Devic
         extra["first_call_ms"] = round(timing.first_call_ms, 4)
     extra.update({k: v for k, v in kernels.items() if k not in ("attn_backend", "conv_backend")})
     extra["wall_s"] = round(time.perf_counter() - started, 3)  # the point's share of the sweep
-    return _row(point, options, device, timing, status, reason, peak, before, after, kernels, extra)
+    return result_row(point, options, device.ident, timing, status, reason, peak, before, after, kernels, extra)
 
 
 def _unavailable(exc: BaseException) -> bool:
@@ -439,12 +443,15 @@ def _time_point(workload, point: Point, options: SweepOptions, device: _Device, 
         return None, status, one_line(exc), device.peak()
 
 
-def _row(point, options, device, timing, status, reason, peak, before, after, kernels, extra) -> dict:
+def result_row(point, options, ident: dict, timing, status, reason, peak, before, after, kernels, extra,
+               tp: int = 1) -> dict:
+    """One results-store row (perfbench.results schema) for a point measured on `tp` GPUs; `ident` is
+    the measuring GPU's {gpu, gpu_name, driver, env}."""
     nan = float("nan")
     ok = timing is not None
     median = timing.median_ms if ok else nan
     tokens = point.batch if point.phase == "decode" else point.batch * point.seqlen
-    env = device.env
+    env = ident.get("env", {})
     return {
         "run_id": "", "timestamp": utc_now(), "target_kind": point.target_kind, "name": point.name,
         "phase": point.phase, "batch": point.batch, "seqlen": point.seqlen, "dtype": point.dtype,
@@ -452,14 +459,15 @@ def _row(point, options, device, timing, status, reason, peak, before, after, ke
         "time_ms": median, "p10_ms": timing.p10_ms if ok else nan, "p90_ms": timing.p90_ms if ok else nan,
         "mean_ms": timing.mean_ms if ok else nan, "std_ms": timing.std_ms if ok else nan,
         "n_repeats": timing.n if ok else 0, "peak_mem_bytes": int(peak),
-        "tokens_per_s": tokens / (median / 1e3) if ok and median > 0 else nan, "tp": 1,
-        "device": options.device, "gpu": device.gpu, "gpu_name": device.gpu_name, "driver": device.driver,
+        "tokens_per_s": tokens / (median / 1e3) if ok and median > 0 else nan, "tp": int(tp),
+        "device": options.device, "gpu": ident["gpu"], "gpu_name": ident["gpu_name"], "driver": ident["driver"],
         "sm_clock_mhz_before": before["sm_clock_mhz"], "sm_clock_mhz_after": after["sm_clock_mhz"],
         "mem_clock_mhz_before": before["mem_clock_mhz"], "mem_clock_mhz_after": after["mem_clock_mhz"],
         "power_w": after["power_w"], "temperature_c": after["temperature_c"],
-        "throttle_reasons": after["throttle_reasons"], "torch_version": env["torch_version"],
-        "cuda_version": env["cuda_version"], "mamba_ssm_version": env["mamba_ssm_version"],
-        "causal_conv1d_version": env["causal_conv1d_version"], "flash_attn_version": env["flash_attn_version"],
+        "throttle_reasons": after["throttle_reasons"], "torch_version": env.get("torch_version", ""),
+        "cuda_version": env.get("cuda_version", ""), "mamba_ssm_version": env.get("mamba_ssm_version", ""),
+        "causal_conv1d_version": env.get("causal_conv1d_version", ""),
+        "flash_attn_version": env.get("flash_attn_version", ""),
         "attn_backend": kernels.get("attn_backend", ""), "conv_backend": kernels.get("conv_backend", ""),
         "nvtx": bool(options.timing.nvtx), "l2_flush": bool(options.timing.l2_flush),
         "nvtx_range": point.nvtx_range, "extra": json.dumps(extra, sort_keys=True, default=str),
@@ -467,4 +475,4 @@ def _row(point, options, device, timing, status, reason, peak, before, after, ke
 
 
 __all__ = ["PHASES", "POINT_KEY", "Point", "SweepOptions", "SweepReport", "Target", "TorchWorkload",
-           "make_points", "run_sweep"]
+           "make_points", "result_row", "run_sweep"]

@@ -194,8 +194,9 @@ def load_results(path: str | Path) -> pd.DataFrame:
     return frame[list(COLUMNS) + extras]
 
 
-def done_keys(path: Path, statuses=("ok", "oom", "skipped")) -> set[tuple]:
-    """POINT_KEY tuples already recorded under `path` with a final status (for --resume).
+def done_keys(path: Path, statuses=("ok", "oom", "skipped"), tp: int | None = None) -> set[tuple]:
+    """POINT_KEY tuples already recorded under `path` with a final status (for --resume), at one
+    tensor-parallel degree if `tp` is given.
 
     Errors are not final: a resumed sweep measures them again.
     """
@@ -205,7 +206,10 @@ def done_keys(path: Path, statuses=("ok", "oom", "skipped")) -> set[tuple]:
     frame = load_results(path)
     if frame.empty:
         return set()
-    frame = frame[frame["status"].isin(statuses)]
+    keep = frame["status"].isin(statuses)
+    if tp is not None:
+        keep &= frame["tp"].astype("Int64") == tp
+    frame = frame[keep]
     return {point_key(row) for row in frame[list(POINT_KEY)].to_dict("records")}
 
 

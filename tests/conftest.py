@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny specs of every layer kind and a tiny hybrid model, and a CUDA guard."""
+"""Shared fixtures: tiny specs of every layer kind and a tiny hybrid model, a CUDA guard, and a
+synthetic H100 results directory for the dashboard tests."""
 
 from __future__ import annotations
 
@@ -44,3 +45,13 @@ def cuda():
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     return torch
+
+
+@pytest.fixture(scope="module")
+def synthetic_results_dir(tmp_path_factory):
+    """A results directory holding one synthetic H100 sweep (tests/results_factory.py)."""
+    from results_factory import synthetic_sweep, write_run
+
+    path = tmp_path_factory.mktemp("results") / "h100"
+    write_run(path, synthetic_sweep())
+    return path

@@ -11,7 +11,7 @@ pytest.importorskip("streamlit")
 pytest.importorskip("plotly")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from results_factory import row, synthetic_sweep, write_run  # noqa: E402
+from results_factory import row, write_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboards" / "app.py"
@@ -20,13 +20,6 @@ PAGES = sorted(f"views/{p.name}" for p in (ROOT / "dashboards" / "views").glob("
 # traces: its charts need trace files, absent in CI (tests/test_dashboard_traces.py draws them)
 CHARTLESS = {"views/runs.py", "views/traces.py"}
 BUNDLED = ROOT / "results" / "h100"
-
-
-@pytest.fixture(scope="module")
-def synthetic_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("results") / "h100"
-    write_run(path, synthetic_sweep())
-    return path
 
 
 def _app(results: Path, monkeypatch) -> AppTest:
@@ -49,8 +42,8 @@ def _assert_clean(at: AppTest) -> None:
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_every_page_renders_on_a_synthetic_results_dir(page, synthetic_dir, monkeypatch):
-    at = _open(_app(synthetic_dir, monkeypatch).run(), page)
+def test_every_page_renders_on_a_synthetic_results_dir(page, synthetic_results_dir, monkeypatch):
+    at = _open(_app(synthetic_results_dir, monkeypatch).run(), page)
     _assert_clean(at)
     if page not in CHARTLESS:
         assert _figures(at), "no Plotly figure on the page"
@@ -68,8 +61,8 @@ def _trace_names(fig: dict) -> list[str]:
     return [t.get("name", "") for t in fig["data"]]
 
 
-def test_curves_target_choice_changes_the_plotted_points(synthetic_dir, monkeypatch):
-    at = _open(_app(synthetic_dir, monkeypatch).run(), "views/curves.py")
+def test_curves_target_choice_changes_the_plotted_points(synthetic_results_dir, monkeypatch):
+    at = _open(_app(synthetic_results_dir, monkeypatch).run(), "views/curves.py")
     before = _figures(at)[0]
     at.selectbox(key="curves_target").set_value("attention")
     after = _figures(_open(at, "views/curves.py"))[0]
@@ -77,16 +70,16 @@ def test_curves_target_choice_changes_the_plotted_points(synthetic_dir, monkeypa
     assert [t.get("y") for t in after["data"]] != [t.get("y") for t in before["data"]]
 
 
-def test_curves_batch_choice_drops_the_other_batches(synthetic_dir, monkeypatch):
-    at = _open(_app(synthetic_dir, monkeypatch).run(), "views/curves.py")
+def test_curves_batch_choice_drops_the_other_batches(synthetic_results_dir, monkeypatch):
+    at = _open(_app(synthetic_results_dir, monkeypatch).run(), "views/curves.py")
     assert any("B=64" in n for n in _trace_names(_figures(at)[0]))
     at.multiselect(key="curves_batches").set_value([1])
     names = _trace_names(_figures(_open(at, "views/curves.py"))[0])
     assert any("B=1" in n for n in names) and not any("B=64" in n for n in names)
 
 
-def test_decode_timing_mode_switches_the_measured_points(synthetic_dir, monkeypatch):
-    at = _open(_app(synthetic_dir, monkeypatch).run(), "views/curves.py")
+def test_decode_timing_mode_switches_the_measured_points(synthetic_results_dir, monkeypatch):
+    at = _open(_app(synthetic_results_dir, monkeypatch).run(), "views/curves.py")
     at.radio(key="curves_phase").set_value("decode")
     graph = _figures(_open(at, "views/curves.py"))[0]
     at.sidebar.radio(key="mode").set_value("eager")
@@ -95,16 +88,16 @@ def test_decode_timing_mode_switches_the_measured_points(synthetic_dir, monkeypa
     assert measured(graph) != measured(eager)
 
 
-def test_roofline_phase_filter_changes_the_points(synthetic_dir, monkeypatch):
-    at = _open(_app(synthetic_dir, monkeypatch).run(), "views/roofline.py")
+def test_roofline_phase_filter_changes_the_points(synthetic_results_dir, monkeypatch):
+    at = _open(_app(synthetic_results_dir, monkeypatch).run(), "views/roofline.py")
     assert any("decode" in n for n in _trace_names(_figures(at)[0]))
     at.multiselect(key="roof_phases").set_value(["prefill"])
     names = _trace_names(_figures(_open(at, "views/roofline.py"))[0])
     assert any("prefill" in n for n in names) and not any("decode" in n for n in names)
 
 
-def test_models_batch_choice_changes_the_decode_curves(synthetic_dir, monkeypatch):
-    at = _open(_app(synthetic_dir, monkeypatch).run(), "views/models.py")
+def test_models_batch_choice_changes_the_decode_curves(synthetic_results_dir, monkeypatch):
+    at = _open(_app(synthetic_results_dir, monkeypatch).run(), "views/models.py")
     before = _figures(at)[0]
     at.radio(key="models_batch").set_value(64)
     after = _figures(_open(at, "views/models.py"))[0]
@@ -112,16 +105,16 @@ def test_models_batch_choice_changes_the_decode_curves(synthetic_dir, monkeypatc
     assert after["data"][0]["y"] != before["data"][0]["y"]
 
 
-def test_models_page_marks_the_papers_8x_on_the_speedup_curve(synthetic_dir, monkeypatch):
-    at = _open(_app(synthetic_dir, monkeypatch).run(), "views/models.py")
+def test_models_page_marks_the_papers_8x_on_the_speedup_curve(synthetic_results_dir, monkeypatch):
+    at = _open(_app(synthetic_results_dir, monkeypatch).run(), "views/models.py")
     speedup = [f for f in _figures(at) if "Hybrid" in f["layout"].get("title", {}).get("text", "")][0]
     lines = [s for s in speedup["layout"].get("shapes", []) if s.get("y0") == s.get("y1") == 8.0]
     texts = [a.get("text", "") for a in speedup["layout"].get("annotations", [])]
     assert lines and any("8x" in t for t in texts)
 
 
-def test_whatif_d_state_edit_changes_the_edited_prediction_only(synthetic_dir, monkeypatch):
-    at = _open(_app(synthetic_dir, monkeypatch).run(), "views/whatif.py")
+def test_whatif_d_state_edit_changes_the_edited_prediction_only(synthetic_results_dir, monkeypatch):
+    at = _open(_app(synthetic_results_dir, monkeypatch).run(), "views/whatif.py")
 
     def decode_curves(at):
         fig = [f for f in _figures(at) if f["layout"].get("title", {}).get("text", "").startswith("Decode step<br>")][0]
@@ -134,24 +127,24 @@ def test_whatif_d_state_edit_changes_the_edited_prediction_only(synthetic_dir, m
     assert edited_after != edited_before and base_after == base_before
 
 
-def test_whatif_gpu_choice_changes_the_prediction(synthetic_dir, monkeypatch):
-    at = _open(_app(synthetic_dir, monkeypatch).run(), "views/whatif.py")
+def test_whatif_gpu_choice_changes_the_prediction(synthetic_results_dir, monkeypatch):
+    at = _open(_app(synthetic_results_dir, monkeypatch).run(), "views/whatif.py")
     before = _figures(at)[1]["data"]
     at.selectbox(key="whatif_gpu").set_value("a100")
     after = _figures(_open(at, "views/whatif.py"))[1]["data"]
     assert [t["y"] for t in after] != [t["y"] for t in before]
 
 
-def test_whatif_impossible_config_is_a_one_line_error(synthetic_dir, monkeypatch):
-    at = _open(_app(synthetic_dir, monkeypatch).run(), "views/whatif.py")
+def test_whatif_impossible_config_is_a_one_line_error(synthetic_results_dir, monkeypatch):
+    at = _open(_app(synthetic_results_dir, monkeypatch).run(), "views/whatif.py")
     at.number_input(key="whatif_headdim").set_value(96)  # 8192 / 96 is not whole
     at = _open(at, "views/whatif.py")
     assert not at.exception
     assert len(at.error) == 1 and "headdim" in at.error[0].value
 
 
-def test_runs_status_filter_changes_the_points_table(synthetic_dir, monkeypatch):
-    at = _open(_app(synthetic_dir, monkeypatch).run(), "views/runs.py")
+def test_runs_status_filter_changes_the_points_table(synthetic_results_dir, monkeypatch):
+    at = _open(_app(synthetic_results_dir, monkeypatch).run(), "views/runs.py")
     rows_all = len(at.dataframe[-1].value)
     at.multiselect(key="runs_status").set_value(["oom"])
     at = _open(at, "views/runs.py")

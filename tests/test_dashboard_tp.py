@@ -15,18 +15,11 @@ pytest.importorskip("streamlit")
 pytest.importorskip("plotly")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from results_factory import row, synthetic_sweep, write_run  # noqa: E402
+from results_factory import row, write_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboards" / "app.py"
 PAGE = "views/tp.py"
-
-
-@pytest.fixture(scope="module")
-def results_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("results") / "h100"
-    write_run(path, synthetic_sweep())
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -76,28 +69,28 @@ def _assert_clean(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
-def test_page_draws_time_memory_and_capacity_per_degree(results_dir, monkeypatch):
-    at = _open(results_dir, monkeypatch)
+def test_page_draws_time_memory_and_capacity_per_degree(synthetic_results_dir, monkeypatch):
+    at = _open(synthetic_results_dir, monkeypatch)
     _assert_clean(at)
     figures = _figures(at)
     assert set(figures) == {"Decode step", "Memory", "Largest decode batch"}
     assert list(_bars(_time(at), "compute")) == ["TP=1", "TP=2", "TP=4", "TP=8"]
 
 
-def test_collectives_are_zero_on_one_gpu_and_grow_their_share_with_the_degree(results_dir, monkeypatch):
-    comm = _bars(_time(_open(results_dir, monkeypatch)), "all-reduce")
+def test_collectives_are_zero_on_one_gpu_and_grow_their_share_with_the_degree(synthetic_results_dir, monkeypatch):
+    comm = _bars(_time(_open(synthetic_results_dir, monkeypatch)), "all-reduce")
     assert comm["TP=1"] == 0 and 0 < comm["TP=2"]
 
 
-def test_memory_per_gpu_shrinks_and_capacity_grows_with_the_degree(results_dir, monkeypatch):
-    figures = _figures(_open(results_dir, monkeypatch))
+def test_memory_per_gpu_shrinks_and_capacity_grows_with_the_degree(synthetic_results_dir, monkeypatch):
+    figures = _figures(_open(synthetic_results_dir, monkeypatch))
     weights = _bars(figures["Memory"], "weights")
     capacity = _bars(figures["Largest decode batch"], "largest")
     assert weights["TP=2"] < weights["TP=1"] and capacity["TP=8"] > capacity["TP=1"]
 
 
-def test_model_choice_changes_the_predictions(results_dir, monkeypatch):
-    at = _open(results_dir, monkeypatch)
+def test_model_choice_changes_the_predictions(synthetic_results_dir, monkeypatch):
+    at = _open(synthetic_results_dir, monkeypatch)
     before = _bars(_time(at), "compute")
     at.selectbox(key="tp_model").set_value("mamba2-hybrid-8b")
     at = _rerun(at)
@@ -105,16 +98,16 @@ def test_model_choice_changes_the_predictions(results_dir, monkeypatch):
     assert _bars(_time(at), "compute") != before
 
 
-def test_degree_choice_drops_the_other_degrees(results_dir, monkeypatch):
-    at = _open(results_dir, monkeypatch)
+def test_degree_choice_drops_the_other_degrees(synthetic_results_dir, monkeypatch):
+    at = _open(synthetic_results_dir, monkeypatch)
     at.multiselect(key="tp_degrees").set_value([1, 2])
     at = _rerun(at)
     assert list(_bars(_time(at), "compute")) == ["TP=1", "TP=2"]
     assert list(_bars(_figures(at)["Memory"], "weights")) == ["TP=1", "TP=2"]
 
 
-def test_phase_batch_and_gpu_change_the_predictions(results_dir, monkeypatch):
-    at = _open(results_dir, monkeypatch)
+def test_phase_batch_and_gpu_change_the_predictions(synthetic_results_dir, monkeypatch):
+    at = _open(synthetic_results_dir, monkeypatch)
     seen = [_bars(_time(at), "compute")]
     for widget, key, value in (("selectbox", "tp_batch", 64), ("selectbox", "tp_gpu", "h200"),
                                ("radio", "tp_phase", "prefill")):
@@ -126,8 +119,8 @@ def test_phase_batch_and_gpu_change_the_predictions(results_dir, monkeypatch):
     assert _time(at)["layout"]["title"]["text"].startswith("Prefill")
 
 
-def test_without_tp_measurements_one_note_says_the_two_gpu_run_is_pending(results_dir, monkeypatch):
-    at = _open(results_dir, monkeypatch)
+def test_without_tp_measurements_one_note_says_the_two_gpu_run_is_pending(synthetic_results_dir, monkeypatch):
+    at = _open(synthetic_results_dir, monkeypatch)
     notes = [i.value for i in at.info]
     assert len(notes) == 1 and "has not been run" in notes[0] and "\n" not in notes[0]
     assert not any(t.get("name", "").startswith("measured") for t in _time(at)["data"])

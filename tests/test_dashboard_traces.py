@@ -15,7 +15,6 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from perfbench.traces import ncu  # noqa: E402
 from perfbench.traces.nsys_sqlite import parse_nsys_sqlite  # noqa: E402
-from results_factory import synthetic_sweep, write_run  # noqa: E402
 from trace_synth import ncu_raw_csv, nsys_two_points  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,13 +44,6 @@ PREDICTED = pd.DataFrame({
 def _comparison(trace_id: str) -> pd.DataFrame:
     kernels = ncu.counted(ncu.parse_ncu_csv(ncu_raw_csv(STEP * 3)), DECODE, trace_id=trace_id)
     return ncu.compare_with_model(kernels, breakdown=lambda *point: PREDICTED)
-
-
-@pytest.fixture(scope="module")
-def results_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("results") / "h100"
-    write_run(path, synthetic_sweep())
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -96,20 +88,20 @@ def _assert_clean(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
-def test_page_shows_kernel_time_and_both_ncu_figures(results_dir, traces_dir, monkeypatch):
-    at = _open(_app(results_dir, traces_dir, monkeypatch).run())
+def test_page_shows_kernel_time_and_both_ncu_figures(synthetic_results_dir, traces_dir, monkeypatch):
+    at = _open(_app(synthetic_results_dir, traces_dir, monkeypatch).run())
     _assert_clean(at)
     assert set(_figures(at)) == {"GPU time per step by op class", "DRAM bytes per step", "FLOPs per step"}
 
 
-def test_kernel_figure_has_a_bar_per_point_of_the_trace(results_dir, traces_dir, monkeypatch):
-    at = _open(_app(results_dir, traces_dir, monkeypatch).run())
+def test_kernel_figure_has_a_bar_per_point_of_the_trace(synthetic_results_dir, traces_dir, monkeypatch):
+    at = _open(_app(synthetic_results_dir, traces_dir, monkeypatch).run())
     fig = _figures(at)["GPU time per step by op class"]
     assert {y for trace in fig["data"] for y in trace["y"]} == {DECODE, PREFILL}
 
 
-def test_kernel_table_lists_the_chosen_points_kernels(results_dir, traces_dir, monkeypatch):
-    at = _open(_app(results_dir, traces_dir, monkeypatch).run())
+def test_kernel_table_lists_the_chosen_points_kernels(synthetic_results_dir, traces_dir, monkeypatch):
+    at = _open(_app(synthetic_results_dir, traces_dir, monkeypatch).run())
     at.selectbox(key="traces_point").set_value(DECODE)
     at = at.switch_page(PAGE).run()
     decode = _table(at, "kernel_full").value
@@ -120,9 +112,9 @@ def test_kernel_table_lists_the_chosen_points_kernels(results_dir, traces_dir, m
     assert SSU not in set(prefill["kernel"]) and "vectorized_elementwise_kernel" in set(prefill["kernel"])
 
 
-def test_operation_off_by_more_than_20_percent_is_highlighted_and_names_its_kernel(results_dir, traces_dir,
+def test_operation_off_by_more_than_20_percent_is_highlighted_and_names_its_kernel(synthetic_results_dir, traces_dir,
                                                                                    monkeypatch):
-    at = _open(_app(results_dir, traces_dir, monkeypatch).run())
+    at = _open(_app(synthetic_results_dir, traces_dir, monkeypatch).run())
     table = _table(at, "ops")
     rows = table.value.set_index("ops")
     assert rows.loc["ssm_update", "bytes_ratio"] == "x2.00" and rows.loc["ssm_update", "mismatch"]
@@ -132,76 +124,76 @@ def test_operation_off_by_more_than_20_percent_is_highlighted_and_names_its_kern
     assert named and SSU in named[0]
 
 
-def test_ncu_bytes_figure_marks_only_the_operation_that_is_off(results_dir, traces_dir, monkeypatch):
-    at = _open(_app(results_dir, traces_dir, monkeypatch).run())
+def test_ncu_bytes_figure_marks_only_the_operation_that_is_off(synthetic_results_dir, traces_dir, monkeypatch):
+    at = _open(_app(synthetic_results_dir, traces_dir, monkeypatch).run())
     fig = _figures(at)["DRAM bytes per step"]
     assert [a["text"] for a in fig["layout"]["annotations"]] == ["x2.00"]
 
 
-def test_raw_captures_without_parquet_are_parsed_with_the_trace_parsers(results_dir, tmp_path, monkeypatch):
+def test_raw_captures_without_parquet_are_parsed_with_the_trace_parsers(synthetic_results_dir, tmp_path, monkeypatch):
     nsys_two_points(tmp_path / "capture.sqlite")
     # capture.py's per-point file name tells which point the CSV profiled
     (tmp_path / "mamba2_decode_B_64_L_4096.ncu.csv").write_text(ncu_raw_csv(STEP * 3))
-    at = _open(_app(results_dir, tmp_path, monkeypatch).run())
+    at = _open(_app(synthetic_results_dir, tmp_path, monkeypatch).run())
     _assert_clean(at)
     figures = _figures(at)
     assert {y for t in figures["GPU time per step by op class"]["data"] for y in t["y"]} == {DECODE, PREFILL}
     assert "DRAM bytes per step" in figures  # compared with the real analytic model
 
 
-def test_the_same_point_in_two_traces_is_shown_per_trace(results_dir, traces_dir, tmp_path, monkeypatch):
+def test_the_same_point_in_two_traces_is_shown_per_trace(synthetic_results_dir, traces_dir, tmp_path, monkeypatch):
     root = tmp_path / "traces"
     for file in traces_dir.rglob("*.parquet"):
         (root / file.parent.name).mkdir(parents=True, exist_ok=True)
         (root / file.parent.name / file.name).write_bytes(file.read_bytes())
     (root / "raw").mkdir()
     (root / "raw" / "mamba2_decode_B_64_L_4096.ncu.csv").write_text(ncu_raw_csv(STEP * 3))
-    at = _open(_app(results_dir, root, monkeypatch).run())
+    at = _open(_app(synthetic_results_dir, root, monkeypatch).run())
     _assert_clean(at)
     summary = _table(at, "off_by_20pct").value
     assert sorted(summary["trace"]) == ["20261124T110000Z-bb02", "traces/raw/mamba2_decode_B_64_L_4096.ncu.csv"]
 
 
-def test_no_traces_is_one_info_line(results_dir, tmp_path, monkeypatch):
-    at = _open(_app(results_dir, tmp_path, monkeypatch).run())
+def test_no_traces_is_one_info_line(synthetic_results_dir, tmp_path, monkeypatch):
+    at = _open(_app(synthetic_results_dir, tmp_path, monkeypatch).run())
     _assert_clean(at)
     assert len(at.info) == 1 and "perfbench trace" in at.info[0].value
     assert not at.get("plotly_chart")
 
 
-def test_missing_traces_dir_says_it_does_not_exist(results_dir, tmp_path, monkeypatch):
-    at = _open(_app(results_dir, tmp_path / "nowhere", monkeypatch).run())
+def test_missing_traces_dir_says_it_does_not_exist(synthetic_results_dir, tmp_path, monkeypatch):
+    at = _open(_app(synthetic_results_dir, tmp_path / "nowhere", monkeypatch).run())
     _assert_clean(at)
     assert len(at.info) == 1 and "does not exist" in at.info[0].value
 
 
-def test_breakdown_only_says_ncu_has_not_run(results_dir, traces_dir, tmp_path, monkeypatch):
+def test_breakdown_only_says_ncu_has_not_run(synthetic_results_dir, traces_dir, tmp_path, monkeypatch):
     only = tmp_path / "nsys-only"
     only.mkdir()
     (only / "breakdown.parquet").write_bytes((next(traces_dir.rglob("breakdown.parquet"))).read_bytes())
-    at = _open(_app(results_dir, only, monkeypatch).run())
+    at = _open(_app(synthetic_results_dir, only, monkeypatch).run())
     _assert_clean(at)
     assert any("--ncu" in i.value for i in at.info)
     assert set(_figures(at)) == {"GPU time per step by op class"}
 
 
-def test_a_damaged_trace_file_is_one_warning_not_a_traceback(results_dir, tmp_path, monkeypatch):
+def test_a_damaged_trace_file_is_one_warning_not_a_traceback(synthetic_results_dir, tmp_path, monkeypatch):
     (tmp_path / "breakdown.parquet").write_bytes(b"PAR1 not parquet")
     (tmp_path / "broken.sqlite").write_bytes(b"not sqlite at all")
-    at = _open(_app(results_dir, tmp_path, monkeypatch).run())
+    at = _open(_app(synthetic_results_dir, tmp_path, monkeypatch).run())
     assert not at.exception and not at.error
     assert any("breakdown.parquet" in w.value for w in at.warning)
     assert all("\n" not in w.value for w in at.warning)
 
 
-def test_an_ncu_csv_whose_name_gives_no_point_is_skipped_in_one_caption(results_dir, tmp_path, monkeypatch):
+def test_an_ncu_csv_whose_name_gives_no_point_is_skipped_in_one_caption(synthetic_results_dir, tmp_path, monkeypatch):
     (tmp_path / "ncu_mamba2_decode.ncu.csv").write_text(ncu_raw_csv(STEP * 3))
-    at = _open(_app(results_dir, tmp_path, monkeypatch).run())
+    at = _open(_app(synthetic_results_dir, tmp_path, monkeypatch).run())
     _assert_clean(at)
     assert not at.warning
     assert any("ncu_mamba2_decode.ncu.csv" in c.value and "not compared" in c.value for c in at.caption)
 
 
-def test_page_renders_with_the_bundled_captures(results_dir, tmp_path, monkeypatch):
-    at = _open(_app(results_dir, tmp_path, monkeypatch).run(), bundled=True)
+def test_page_renders_with_the_bundled_captures(synthetic_results_dir, tmp_path, monkeypatch):
+    at = _open(_app(synthetic_results_dir, tmp_path, monkeypatch).run(), bundled=True)
     _assert_clean(at)
