@@ -43,6 +43,11 @@ def bundled_results_dir() -> Path:
     return repo_root() / "results" / "h100"
 
 
+def bundled_tp_results_dir() -> Path:
+    """The two-H200 tensor-parallel dataset (issue 9: TP=1 and TP=2 over NCCL) that ships too."""
+    return repo_root() / "results" / "h200-tp"
+
+
 # --------------------------------------------------------------------------- adapters
 
 def _load_results_frame(path: Path) -> pd.DataFrame:
@@ -125,7 +130,7 @@ def _read_one(path: Path) -> pd.DataFrame:
 
 
 def select_points(frame: pd.DataFrame, mode: str = "graph", gpu: str | None = None) -> pd.DataFrame:
-    """ok rows in one decode timing mode (prefill is always eager); one row per point.
+    """ok rows in one decode timing mode (prefill is always eager); one row per point and TP degree.
 
     Repeated measurements of a point (several runs) are reduced to the latest one so that a point
     counts once in the metrics.
@@ -139,7 +144,9 @@ def select_points(frame: pd.DataFrame, mode: str = "graph", gpu: str | None = No
     sort = [c for c in ("timestamp", "run_id") if c in ok.columns]
     if sort:
         ok = ok.sort_values(sort)
-    ok = ok.drop_duplicates(KEYS, keep="last")
+    from perfbench.tp_compare import with_tp
+
+    ok = with_tp(ok).drop_duplicates(KEYS + ["tp"], keep="last")  # a TP=2 point is another point
     return ok.reset_index(drop=True)
 
 
@@ -178,8 +185,8 @@ def join_predictions(points: pd.DataFrame, calibration: str | Path | None = "def
     resolved: dict[str, tuple] = {}
     if "tp" in points.columns and (points["tp"].fillna(1) != 1).any():
         sharded = points["tp"].fillna(1) != 1
-        notes.append(f"left out {int(sharded.sum())} tensor-parallel points (tp > 1): "
-                     "scripts/gpu_tp.sh report compares them with analytic.tp")
+        notes.append(f"{int(sharded.sum())} tensor-parallel points (tp > 1) are priced per rank by "
+                     "analytic.tp, in the tensor-parallel table, not in these metrics")
         points = points[~sharded]
     for (gpu, kind, name, phase), group in points.groupby(GROUP, sort=False):
         if gpu not in known:
@@ -279,6 +286,7 @@ class Comparison:
     prediction: str
     mode: str
     notes: tuple[str, ...] = field(default=())
+    tensor_parallel: pd.DataFrame = field(default_factory=pd.DataFrame)  # perfbench.tp_compare's table
 
 
 def compare(results: str | Path | pd.DataFrame, gpu: str | None = None,
@@ -309,7 +317,19 @@ def compare(results: str | Path | pd.DataFrame, gpu: str | None = None,
         metrics = metrics.merge(base_metrics.rename(columns={
             "median_abs_err": "datasheet_median_abs_err", "p90_abs_err": "datasheet_p90_abs_err",
             "bias": "datasheet_bias"}), on=GROUP, how="left")
-    return Comparison(joined, metrics, primary.prediction, mode, primary.notes)
+    return Comparison(joined, metrics, primary.prediction, mode, primary.notes,
+                      _tensor_parallel(frame, gpu, calibration, mode))
+
+
+def _tensor_parallel(frame: pd.DataFrame, gpu: str | None, calibration, mode: str) -> pd.DataFrame:
+    """perfbench.tp_compare's table for the points measured with tp > 1 (empty when there are none)."""
+    from perfbench.tp_compare import has_tp_points, tp_comparison
+
+    if gpu is not None:
+        frame = frame[frame["gpu"] == gpu]
+    if not has_tp_points(frame):
+        return pd.DataFrame()
+    return tp_comparison(frame, calibration=calibration, mode=mode)
 
 
 def metrics_records(metrics: pd.DataFrame) -> list[dict]:

@@ -401,3 +401,46 @@ def breakdown_figure(frames: dict[str, pd.DataFrame], title: str = "") -> go.Fig
             hovertemplate=op_class + " %{y:.4g} ms<extra></extra>"))
     fig.update_layout(**LAYOUT, barmode="stack", title=title or None, height=430, yaxis_title="ms")
     return fig
+
+
+def tp_points_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
+    """Measured tensor-parallel points (perfbench.tp_compare's table) beside their predictions.
+
+    One category per point (target, phase, batch, context), one bar group per TP degree: the bar is
+    the prediction split into compute and all-reduce, the diamond the measured median. Points
+    that did not fit are labelled so at zero.
+    """
+    fig = go.Figure()
+    rows = table.assign(label=[f"{n.replace('-8b', '')} {p} B={int(b)} {format_size(int(s))}"
+                               for n, p, b, s in zip(table["name"], table["phase"], table["batch"], table["seqlen"])])
+    tps = sorted(int(t) for t in rows["tp"].unique())
+    for i, tp in enumerate(tps):
+        group = rows[rows["tp"] == tp]
+        colour = _PALETTE[i % len(_PALETTE)]
+        compute = group["time_ms_pred"] - group["allreduce_ms_pred"]
+        fig.add_trace(go.Bar(x=group["label"], y=compute, offsetgroup=str(tp), name=f"TP={tp} compute (predicted)",
+                             marker_color=colour, legendgroup=str(tp),
+                             hovertemplate=f"TP={tp} %{{x}}<br>compute %{{y:.3f}} ms<extra></extra>"))
+        if tp > 1:
+            fig.add_trace(go.Bar(x=group["label"], y=group["allreduce_ms_pred"], offsetgroup=str(tp), base=compute,
+                                 name=f"TP={tp} all-reduce (predicted)", legendgroup=str(tp),
+                                 marker=dict(color=colour, pattern_shape="/", opacity=0.55),
+                                 hovertemplate=f"TP={tp} %{{x}}<br>all-reduce %{{y:.3f}} ms<extra></extra>"))
+        ok = group[group["status"] == "ok"]
+        fig.add_trace(go.Scatter(x=ok["label"], y=ok["time_ms"], mode="markers", offsetgroup=str(tp),
+                                 name=f"TP={tp} measured", legendgroup=str(tp),
+                                 marker=dict(color="#000", size=10, symbol="diamond-open", line=dict(width=2)),
+                                 customdata=ok["err"] * 100,
+                                 hovertemplate=(f"TP={tp} %{{x}}<br>measured %{{y:.3f}} ms<br>"
+                                                "error %{customdata:+.1f}%<extra></extra>")))
+        skipped = group[group["status"] != "ok"]
+        if not skipped.empty:
+            fig.add_trace(go.Scatter(x=skipped["label"], y=[0] * len(skipped), mode="markers", offsetgroup=str(tp),
+                                     name=f"TP={tp} does not fit", legendgroup=str(tp), showlegend=False,
+                                     marker=dict(color="#d62728", size=9, symbol="x"),
+                                     hovertemplate=f"TP={tp} %{{x}}<br>does not fit the GPU<extra></extra>"))
+    fig.update_layout(**LAYOUT, title=title or None, height=520, barmode="group", scattermode="group")
+    fig.update_xaxes(title_text="", tickangle=-30)
+    fig.update_yaxes(title_text="time (ms): decode step, or time to first token", type="log")
+    _top_legend(fig, "bars predicted (hatched: all-reduce) · ◇ measured · × does not fit")
+    return fig

@@ -70,6 +70,14 @@ def build_sections(comparison) -> list[tuple[str, list]]:
         if not predicted.empty:
             sections.append(("Mamba-2-Hybrid vs Transformer decode", [figures.speedup_figure(
                 predicted, measured, "Decode speedup, measured (markers) and predicted (lines)")]))
+    tp_table = getattr(comparison, "tensor_parallel", pd.DataFrame())
+    if not tp_table.empty:
+        from perfbench.tp_compare import display_tp_table, tp_summary
+
+        sections.append(("Tensor parallelism (per rank, analytic.tp)", [
+            f"<p>{html.escape(tp_summary(tp_table))}</p>",
+            display_tp_table(tp_table).to_html(index=False, border=0, escape=True),
+            figures.tp_points_figure(tp_table, "Measured vs predicted per TP degree")]))
     return sections
 
 

@@ -9,9 +9,10 @@
 #   scripts/gpu_tp.sh tp1        TP=1 on GPU0: transformer-8b and mamba2-hybrid-8b, decode B 1,16,64 at
 #                                4K and 32K (CUDA graphs) and prefill B=1 at 4K -> $OUT/results-tp1
 #   scripts/gpu_tp.sh tp2        the same points at TP=2 over both GPUs (NCCL) -> $OUT/results-tp2
-#   scripts/gpu_tp.sh report     measured vs predicted (analytic.tp.predict_tp) for every point, with the
-#                                all-reduce share -> $OUT/tp_compare.csv (runs on a CPU too)
-#   scripts/gpu_tp.sh all        everything above in one command (about 8-10 minutes: prefer stages)
+#   scripts/gpu_tp.sh report     measured vs predicted (perfbench.tp_compare: analytic.tp per rank) for every
+#                                point, with the all-reduce share -> $OUT/tp_compare.csv (runs on a CPU too;
+#                                `perfbench compare results/h200-tp` gives the same table for the bundled run)
+#   scripts/gpu_tp.sh all        everything above in one command (about 5 minutes on two H200s)
 #
 # Points that cannot fit one GPU (transformer-8b decode B=64 at 4K, B=16/64 at 32K at TP=1) are
 # recorded as skipped from the memory estimate, which is part of the result (capacity).
@@ -33,41 +34,21 @@ stage_check() {
   python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_tp_gpu.py 2>&1 | tee "$OUT/test_tp_gpu.log"
 }
 
-stage_allreduce() {
-  python3 - "$OUT/allreduce.json" <<'PY' 2>&1 | tee "$OUT/allreduce.log"
+stage_allreduce() {  # python3 -c, not a stdin script: the spawned ranks re-import __main__ by path
+  python3 -c '
 import json, sys
 from perfbench.distributed import measure_allreduce
 result = measure_allreduce(tp=2)
 open(sys.argv[1], "w").write(json.dumps(result, indent=1) + "\n")
-PY
+' "$OUT/allreduce.json" 2>&1 | tee "$OUT/allreduce.log"
 }
 
-# perfbench run --tp N once the lead wires it (perfbench/commands/run.py); run_tp directly until then.
 sweep() {  # sweep TP PHASE BATCHES SEQLENS DIR
   local tp=$1 phase=$2 batches=$3 seqlens=$4 dir=$5
-  if [ "$tp" = 1 ] || python3 -m perfbench.cli run --help 2>/dev/null | grep -q -- "--tp"; then
-    local tp_flag=""; [ "$tp" != 1 ] && tp_flag="--tp $tp"
-    CUDA_VISIBLE_DEVICES=$([ "$tp" = 1 ] && echo 0 || echo 0,1) \
-      python3 -m perfbench.cli run --model $MODELS --phase "$phase" --batch "$batches" --seqlen "$seqlens" \
-      $tp_flag --resume --out "$dir"
-  else
-    python3 - "$tp" "$phase" "$batches" "$seqlens" "$dir" <<'PY'
-import sys
-from pathlib import Path
-from models.registry import get_model
-from perfbench.distributed import run_tp
-from perfbench.harness import SweepOptions, Target
-from perfbench.sizes import parse_names, parse_sizes
-
-tp, phase, batches, seqlens, out = sys.argv[1:]
-targets = [Target("model", n, get_model(n)) for n in "transformer-8b,mamba2-hybrid-8b".split(",")]
-report = run_tp(targets, parse_names(phase), parse_sizes(batches), parse_sizes(seqlens), int(tp), SweepOptions(),
-                Path(out), resume=True, manifest={"command": "scripts/gpu_tp.sh (run_tp)"},
-                on_point=lambda p, r: print(p.nvtx_range, "recorded" if r is None else
-                                            f"{r['status']} {r['time_ms']:.4f} ms {r['reason']}", flush=True))
-print(report.status, len(report.rows), "points ->", report.path)
-PY
-  fi
+  local tp_flag=""; [ "$tp" != 1 ] && tp_flag="--tp $tp"
+  CUDA_VISIBLE_DEVICES=$([ "$tp" = 1 ] && echo 0 || echo 0,1) \
+    python3 -m perfbench.cli run --model $MODELS --phase "$phase" --batch "$batches" --seqlen "$seqlens" \
+    $tp_flag --resume --out "$dir"
 }
 
 stage_tp() {  # stage_tp N
@@ -76,40 +57,26 @@ stage_tp() {  # stage_tp N
   sweep "$1" prefill 1 4k "$dir" 2>&1 | tee -a "$OUT/tp$1.log"
 }
 
-stage_report() {
-  python3 - "$OUT" "$CAL" <<'PY' 2>&1 | tee "$OUT/tp_report.txt"
-import json
-import sys
+stage_report() {  # perfbench compare's tensor-parallel table, with a fresh all-reduce measurement if any
+  python3 -c '
+import json, sys
 from pathlib import Path
 import pandas as pd
-from analytic.tp import predict_tp
 from perfbench.results import load_results
+from perfbench.tp_compare import display_tp_table, tp_comparison, tp_summary
 
 out, cal = Path(sys.argv[1]), sys.argv[2]
-measured_link = out / "allreduce.json"  # the fresh all-reduce calibration, when stage allreduce ran
-link = json.loads(measured_link.read_text()) if measured_link.exists() else None
+link_file = out / "allreduce.json"
+link = json.loads(link_file.read_text()) if link_file.exists() else None
 print("interconnect:", "measured " + str({k: link[k] for k in ("bus_bw_bytes_s", "latency_s", "n_gpus")})
       if link else "calibration/datasheet")
 frames = [load_results(d) for d in sorted(out.glob("results-tp*")) if d.is_dir()]
-measured = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-rows = []
-for r in measured.itertuples():
-    p = predict_tp(r.name, r.phase, [r.batch], [r.seqlen], gpu=r.gpu if r.gpu in ("h100", "h200", "a100") else "h200",
-                   calibration=cal, tp=int(r.tp), graphs=r.mode != "eager", allreduce=link).iloc[0]
-    rows.append({"name": r.name, "phase": r.phase, "batch": r.batch, "seqlen": r.seqlen, "tp": r.tp, "mode": r.mode,
-                 "status": r.status, "measured_ms": r.time_ms, "predicted_ms": p.time_ms,
-                 "error": p.time_ms / r.time_ms - 1 if r.status == "ok" else float("nan"),
-                 "allreduce_ms": p.allreduce_ms, "allreduce_share": p.allreduce_share,
-                 "memory_per_gpu_gib": p.memory_bytes / 2**30, "peak_gib": r.peak_mem_bytes / 2**30})
-table = pd.DataFrame(rows).sort_values(["name", "phase", "batch", "seqlen", "tp"])
+table = tp_comparison(pd.concat(frames, ignore_index=True), calibration=cal, allreduce=link)
 table.to_csv(out / "tp_compare.csv", index=False)
-pd.set_option("display.width", 200)
-print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-ok = table[table["status"] == "ok"]
-if len(ok):
-    print(f"median |error| {ok['error'].abs().median():.3f} over {len(ok)} points "
-          f"(tp=2: {ok.loc[ok['tp'] == 2, 'error'].abs().median():.3f})")
-PY
+pd.set_option("display.width", 220)
+print(display_tp_table(table).to_string(index=False))
+print(tp_summary(table))
+' "$OUT" "$CAL" 2>&1 | tee "$OUT/tp_report.txt"
 }
 
 case "${1:-all}" in

@@ -24,18 +24,23 @@ PAGE = "views/tp.py"
 
 @pytest.fixture(scope="module")
 def tp_results_dir(tmp_path_factory) -> Path:
-    """A two-GPU run: transformer-8b decode B=16 at 32K, TP=1 and TP=2, on H200."""
+    """A two-GPU run: transformer-8b decode B=16 at 4K (the page's default point), TP=1 and TP=2, on H200."""
     path = tmp_path_factory.mktemp("results") / "h200"
     rows = []
     for tp, time_ms in ((1, 30.0), (2, 17.0)):
-        point = row("transformer-8b", "decode", 16, 32768, time_ms, kind="model", gpu="h200")
+        point = row("transformer-8b", "decode", 16, 4096, time_ms, kind="model", gpu="h200")
         rows.append({**point, "tp": tp})
     write_run(path, rows)
     return path
 
 
-def _open(results: Path, monkeypatch) -> AppTest:
+def _open(results: Path, monkeypatch, bundled: Path | None = None) -> AppTest:
+    """The page on `results`; `bundled` replaces the shipped two-H200 TP dataset (results/h200-tp)."""
     monkeypatch.setenv("PERFBENCH_RESULTS", str(results))
+    if bundled is not None:
+        import perfbench.compare
+
+        monkeypatch.setattr(perfbench.compare, "bundled_tp_results_dir", lambda: bundled)
     return AppTest.from_file(str(APP), default_timeout=60).run().switch_page(PAGE).run()
 
 
@@ -109,7 +114,7 @@ def test_degree_choice_drops_the_other_degrees(synthetic_results_dir, monkeypatc
 def test_phase_batch_and_gpu_change_the_predictions(synthetic_results_dir, monkeypatch):
     at = _open(synthetic_results_dir, monkeypatch)
     seen = [_bars(_time(at), "compute")]
-    for widget, key, value in (("selectbox", "tp_batch", 64), ("selectbox", "tp_gpu", "h200"),
+    for widget, key, value in (("selectbox", "tp_batch", 64), ("selectbox", "tp_gpu", "h100"),
                                ("radio", "tp_phase", "prefill")):
         getattr(at, widget)(key=key).set_value(value)
         at = _rerun(at)
@@ -119,15 +124,24 @@ def test_phase_batch_and_gpu_change_the_predictions(synthetic_results_dir, monke
     assert _time(at)["layout"]["title"]["text"].startswith("Prefill")
 
 
-def test_without_tp_measurements_one_note_says_the_two_gpu_run_is_pending(synthetic_results_dir, monkeypatch):
+def test_without_tp_measurements_the_bundled_two_h200_points_are_shown(synthetic_results_dir, monkeypatch):
     at = _open(synthetic_results_dir, monkeypatch)
+    _assert_clean(at)
+    assert not at.info and any("h200-tp" in c.value for c in at.caption)
+    assert at.selectbox(key="tp_gpu").value == "h200"  # the GPU the TP points were measured on
+    measured = next(t for t in _time(at)["data"] if t.get("name", "").startswith("measured"))
+    assert _values(measured["x"]) == ["TP=1", "TP=2"] and all(v > 0 for v in _values(measured["y"]))
+
+
+def test_without_any_tp_measurement_one_note_says_so(synthetic_results_dir, tmp_path, monkeypatch):
+    at = _open(synthetic_results_dir, monkeypatch, bundled=tmp_path / "no-bundle")
     notes = [i.value for i in at.info]
-    assert len(notes) == 1 and "has not been run" in notes[0] and "\n" not in notes[0]
+    assert len(notes) == 1 and "No measured tensor-parallel points" in notes[0] and "\n" not in notes[0]
     assert not any(t.get("name", "").startswith("measured") for t in _time(at)["data"])
 
 
 def test_page_works_without_any_results(tmp_path, monkeypatch):
-    at = _open(tmp_path / "missing", monkeypatch)
+    at = _open(tmp_path / "missing", monkeypatch, bundled=tmp_path / "no-bundle")
     _assert_clean(at)
     assert _figures(at) and len(at.info) == 1
 

@@ -14,6 +14,7 @@ from analytic.calibration import resolve
 from analytic.hardware import GPUS, get_gpu
 from analytic.tp import interconnect, memory_per_gpu, tp_scaling
 from dashboards import data
+from perfbench.compare import bundled_tp_results_dir
 from models.registry import PAPER_MODELS, get_model
 from models.specs import SpecError
 from perfbench.errors import USER_ERRORS
@@ -35,14 +36,43 @@ st.title("Tensor parallelism: scaling over GPUs")
 s = data.settings()
 graphs = s.mode == "graph"
 
+
+def measured_points(frame: pd.DataFrame | None) -> pd.DataFrame:
+    """Ok whole-model results rows carrying a TP degree (the `tp` results column)."""
+    if frame is None or frame.empty or "tp" not in frame:
+        return pd.DataFrame()
+    rows = frame[(frame["status"] == "ok") & (frame["target_kind"] == "model")]
+    return rows.assign(tp=pd.to_numeric(rows["tp"], errors="coerce").fillna(1).astype(int))
+
+
+def tp_results() -> tuple[pd.DataFrame, str, str | None]:
+    """(measured TP rows, where they come from, why none): the chosen results when they hold tp > 1
+    points, else the bundled two-H200 dataset (results/h200-tp)."""
+    results, error = data.try_results()
+    rows = measured_points(results)
+    if not rows.empty and (rows["tp"] > 1).any():
+        return rows, s.results_dir, None
+    bundled = str(bundled_tp_results_dir())
+    fallback, fallback_error = data.try_results(bundled)
+    rows_b = measured_points(fallback)
+    if not rows_b.empty and (rows_b["tp"] > 1).any():
+        return rows_b, bundled, None
+    why = f"the results could not be read ({error})" if error else "these results hold no points with tp > 1"
+    return pd.DataFrame(), "", why or fallback_error
+
+
+measured_all, measured_source, missing = tp_results()
+measured_gpus = sorted(set(measured_all.loc[measured_all["tp"] > 1, "gpu"])) if not measured_all.empty else []
+
 cols = st.columns([3, 2, 1.2, 1.2, 1.3, 3])
 model = cols[0].selectbox("Model", PAPER_MODELS, index=PAPER_MODELS.index("transformer-8b"), key="tp_model")
 phase = cols[1].radio("Phase", ["decode", "prefill"], horizontal=True, key="tp_phase")
 batch = cols[2].selectbox("Batch", BATCHES, index=BATCHES.index(16), key="tp_batch")
 context = cols[3].selectbox("Context" if phase == "decode" else "Prompt", CONTEXTS,
-                            index=CONTEXTS.index(32768), format_func=format_size, key="tp_context")
+                            index=CONTEXTS.index(4096), format_func=format_size, key="tp_context")
 gpus = list(GPUS)
-gpu = cols[4].selectbox("GPU", gpus, index=gpus.index(data.current_gpu()) if data.current_gpu() in gpus else 0,
+first_gpu = measured_gpus[0] if measured_gpus else data.current_gpu()  # where TP was measured, if anywhere
+gpu = cols[4].selectbox("GPU", gpus, index=gpus.index(first_gpu) if first_gpu in gpus else 0,
                         format_func=str.upper, key="tp_gpu")
 degrees = cols[5].multiselect("TP degrees", DEGREES, default=list(DEGREES), key="tp_degrees")
 degrees = tuple(sorted(degrees)) or (1,)
@@ -66,14 +96,6 @@ def memory(model: str, phase: str, batch: int, context: int, degrees: tuple) -> 
             continue
         rows.append({"tp": tp, **{k: float(np.asarray(v).ravel()[0]) for k, v in parts.items()}})
     return pd.DataFrame(rows)
-
-
-def measured_points(frame: pd.DataFrame | None) -> pd.DataFrame:
-    """Ok whole-model results rows carrying a TP degree (the `tp` results column)."""
-    if frame is None or frame.empty or "tp" not in frame:
-        return pd.DataFrame()
-    rows = frame[(frame["status"] == "ok") & (frame["target_kind"] == "model")]
-    return rows.assign(tp=pd.to_numeric(rows["tp"], errors="coerce").fillna(1).astype(int))
 
 
 def _labels(values) -> list[str]:
@@ -148,8 +170,6 @@ except USER_ERRORS as exc:
     st.error(str(exc))
     st.stop()
 
-results, results_error = data.try_results()
-measured_all = measured_points(results)
 multi = measured_all[measured_all["tp"] > 1] if not measured_all.empty else measured_all
 measured = measured_all
 if not measured.empty:
@@ -159,11 +179,12 @@ if not measured.empty:
         measured = measured[measured["mode"] == s.mode]
     measured = measured.sort_values("tp")
 if multi.empty:
-    held = f"the results could not be read ({results_error})" if results_error else \
-        "these results hold no points with tp > 1"
-    st.info("The two-GPU measurement (issue 9: `perfbench run --tp 2` on two H200s) has not been run yet: "
-            f"{held}, so only predictions are shown.")
-elif measured.empty:
+    st.info(f"No measured tensor-parallel points: {missing}, and the bundled results/h200-tp is missing, "
+            "so only predictions are shown (`perfbench run --tp 2` measures them).")
+else:
+    st.caption(f"Measured points from {measured_source} (TP degrees "
+               f"{', '.join(str(t) for t in sorted(set(measured_all['tp'])))})")
+if not multi.empty and measured.empty:
     points = sorted({f"{r.name} {r.phase} B={r.batch} L={format_size(r.seqlen)} {r.gpu.upper()}"
                      for r in multi.itertuples(index=False)})
     st.caption(f"No measured TP point at this choice; measured with tp > 1: {'; '.join(points[:8])}"

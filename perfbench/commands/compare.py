@@ -48,8 +48,18 @@ def compare_command(
     elif fmt == "markdown":
         print(header + "\n")
         print(_markdown(result.metrics))
+        if not result.tensor_parallel.empty:
+            from perfbench.tp_compare import display_tp_table, tp_summary
+
+            print("\nTensor parallel (per rank, analytic.tp): " + tp_summary(result.tensor_parallel) + "\n")
+            print(_markdown_table(display_tp_table(result.tensor_parallel)))
     else:
         _print_table(header, result.metrics)
+        if not result.tensor_parallel.empty:
+            from perfbench.tp_compare import display_tp_table, tp_summary
+
+            _print_rows("Tensor parallel (per rank, analytic.tp): " + tp_summary(result.tensor_parallel),
+                        display_tp_table(result.tensor_parallel), _TP_RIGHT)
     if html is not None:
         from perfbench.report_html import write_report
 
@@ -67,30 +77,41 @@ def _header(path: Path, result) -> str:
 _RIGHT = {"n", "median |err|", "p90 |err|", "bias", "datasheet median", "datasheet p90"}
 
 
+_TP_RIGHT = {"tp", "measured ms", "predicted ms", "err", "all-reduce share", "speedup", "speedup pred",
+             "GiB/GPU pred"}
+
+
 def _markdown(metrics) -> str:
     from perfbench.compare import display_table
 
-    table = display_table(metrics)
+    return _markdown_table(display_table(metrics))
+
+
+def _markdown_table(table, right=None) -> str:
+    right = _RIGHT | _TP_RIGHT if right is None else right
     head = list(table.columns)
     cell = lambda value: str(value).replace("|", "\\|")  # noqa: E731 - a literal pipe ends a cell
     lines = ["| " + " | ".join(cell(h) for h in head) + " |",
-             "|" + "|".join("---:" if h in _RIGHT else "---" for h in head) + "|"]
+             "|" + "|".join("---:" if h in right else "---" for h in head) + "|"]
     lines += ["| " + " | ".join(cell(c) for c in cells) + " |" for cells in table.itertuples(index=False)]
     return "\n".join(lines)
 
 
 def _print_table(header: str, metrics) -> None:
+    from perfbench.compare import display_table
+
+    _print_rows(header, display_table(metrics), _RIGHT)
+
+
+def _print_rows(header: str, table_rows, right: set) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from perfbench.compare import display_table
-
-    table_rows = display_table(metrics)
     console = Console(width=max(100, min(len(header), 160)))
     console.print(header, highlight=False, soft_wrap=True)
     table = Table()
     for name in table_rows.columns:
-        table.add_column(name, justify="right" if name in _RIGHT else "left")
+        table.add_column(name, justify="right" if name in right else "left")
     for cells in table_rows.itertuples(index=False):
         table.add_row(*(str(c) for c in cells))
     console.print(table)
