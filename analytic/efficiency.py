@@ -43,6 +43,7 @@ BOUND_LABELS = ("compute", "memory", "launch")
 EXTRA_PARAMS = ("bw_per_cta_bytes_s", "bw_nosplit_bytes_s", "ctas_per_sm", "flops_s_512", "flops_s_1024", "flops_s_2048",
                 "flops_s_uneven", "rate_table")
 GEMM_TILE_M, GEMM_TILE_N = 128, 256
+STEADY_GEMM_WAVES = 4  # output tiles per SM from which a GEMM's rate stops depending on M
 
 
 @dataclass(frozen=True)
@@ -99,9 +100,9 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
         table.setdefault((n, k), ([], []))
         table[(n, k)][0].append(np.log(m))
         table[(n, k)][1].append(np.log(t))
-    # More rows never take less time: a dip below a smaller M's time is measurement noise.
-    table = {key: (np.array(ms), np.maximum.accumulate(np.array(ts))) for key, (ms, ts) in table.items()
-             if len(ms) >= 2}
+    ridge = cal.gemm_peak_flops / cal.copy_bandwidth_bytes_s  # FLOP per byte where compute takes over
+    table = {key: (np.array(ms), _steady_gemm_times(np.exp(ms), key, np.array(ts), gpu.sm_count, ridge))
+             for key, (ms, ts) in table.items() if len(ms) >= 2}
     power = cal.power or {}
     return Ceilings(gpu, True, classes, table, cal.launch["graph_kernel_s"], cal.launch["eager_kernel_s"],
                     cal.copy_bandwidth_bytes_s, cal.gemm_peak_flops,
@@ -117,6 +118,26 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
                     float(power.get("idle_w", 0.0)), float(power.get("gemm_w", power.get("limit_w", 0.0))),
                     max(1.0, float(power.get("gemm_burst_speedup", 1.0))),
                     {c: float(power[f"{c}_w"]) for c in OP_CLASSES if c != GEMM and f"{c}_w" in power})
+
+
+def _steady_gemm_times(m: np.ndarray, nk: tuple[int, int], log_t: np.ndarray, sm_count: int,
+                       ridge: float) -> np.ndarray:
+    """Log times of one (N, K) over M, cleaned of the power controller's noise.
+
+    Once a compute-bound GEMM fills every SM for several waves its rate no longer depends on M, so the measured
+    rates of those shapes differ only by the board's power state while each was timed (+-5 %, seen
+    as one M running 10 % slower than both neighbours). They share their median rate. Then more
+    rows never take less time: a dip below a smaller M's time is noise too.
+    """
+    n, k = nk
+    waves = np.ceil(m / GEMM_TILE_M) * np.ceil(n / GEMM_TILE_N) / sm_count
+    flops = 2.0 * m * n * k
+    intensity = flops / (2.0 * (m * k + n * k + m * n))  # bf16 operands and output, each moved once
+    steady = (waves >= STEADY_GEMM_WAVES) & (intensity >= 2.0 * ridge)
+    if steady.sum() >= 3:
+        rate = np.median(flops[steady] / np.exp(log_t[steady]))
+        log_t = np.where(steady, np.log(flops / rate), log_t)
+    return np.maximum.accumulate(log_t)
 
 
 def _roofline(op: Op, c: ClassCeiling, flops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
