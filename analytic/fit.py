@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from analytic.costs import layer_ops
-from analytic.efficiency import EXTRA_PARAMS, ClassCeiling, Ceilings, host_time, op_time
+from analytic.efficiency import EXTRA_PARAMS, ClassCeiling, Ceilings, attention_prefill_compute_s, host_time, op_time
 from analytic.ops import ATTN_DECODE, ATTN_PREFILL, ELEMENTWISE, GEMM, SELECTIVE_SCAN, Op, gemm
 from models.registry import BUILTIN_LAYERS
 from models.specs import AttentionSpec, Mamba2Spec, MambaSpec, MLPSpec
@@ -122,10 +122,43 @@ def spec_fields(spec) -> dict:
     return {k: v for k, v in asdict(spec).items() if k not in ("kind", "letter")}
 
 
+def fit_attention_prefill(samples: list[dict], base: Ceilings) -> dict:
+    """FlashAttention prefill's aggregate tile rate, CTA slots per SM and host dispatch, in closed form.
+
+    Each sample is one SDPA call timed alone from an idle GPU, so its host dispatch precedes the
+    kernel: time = host + launch floor + busiest slot's tiles / per-slot rate. For each candidate
+    slot count and host dispatch the rate is the samples' median; the best candidate has the
+    smallest median |error| (a small call's dispatch swings by +-30 % between otherwise equal calls).
+    The kernel is compute-bound at these head sizes; its byte ceiling is the copy bandwidth.
+    """
+    t0 = base.graph_kernel_s
+    ops = [sample_ops(s)[0] for s in samples]
+    measured = np.array([float(s["time_s"]) for s in samples])
+    best = None
+    for per_sm in (1.0, 2.0):
+        slots = base.gpu.sm_count * per_sm
+        unit = np.array([float(np.asarray(attention_prefill_compute_s(op, slots, 1.0)).ravel()[0]) for op in ops])
+        for host in np.arange(0.0, 60e-6, 0.5e-6):
+            kernel = measured - host - t0
+            if (kernel <= 0).any():
+                break
+            rate = float(np.median(unit / kernel))
+            rel = (host + t0 + unit / rate) / measured - 1
+            score = float(np.median(np.abs(rel)))
+            if best is None or score < best[0]:
+                best = (score, float(np.max(np.abs(rel))), per_sm, host, rate)
+    score, worst, per_sm, host, rate = best
+    return {"t0_s": t0, "bw_bytes_s": base.copy_bw_bytes_s, "flops_s": rate, "host_s": host,
+            "ctas_per_sm": per_sm, "n_samples": len(samples), "fit_median_abs_err": score,
+            "fit_max_abs_err": worst}
+
+
 def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9) -> dict:
     """Best (t0_s, bw_bytes_s, flops_s[, bw_per_cta_bytes_s, host_s]) for one class, with its fit error."""
     if op_class == SELECTIVE_SCAN:
         return fit_selective_scan(samples, base)
+    if op_class == ATTN_PREFILL and all(s.get("mode") == "eager" for s in samples):
+        return fit_attention_prefill(samples, base)
     ops_list = [sample_ops(s) for s in samples]
     measured = np.array([float(s["time_s"]) for s in samples])
     eager = np.array([s.get("mode", "graph") == "eager" for s in samples])

@@ -154,3 +154,39 @@ def test_saturated_gemm_shapes_share_their_median_rate_and_weight_streams_keep_t
     assert _table_time(ceil, 64, 256000, 4096) == pytest.approx(1e-3 * (1 + 64 / 1024), rel=1e-9)
     times = [_table_time(ceil, m, n, k) for m in (1, 16, 64, 4096, 8192, 16384, 32768, 65536)]
     assert times == sorted(times)  # more rows never take less time
+
+
+def _list_scheduled_makespan(groups: int, n: int, slots: int) -> int:
+    """Row-block CTAs (n, n-1, ..., 1 tiles per group) handed to the first free slot, in launch order."""
+    import heapq
+
+    free = [0] * slots
+    for _ in range(groups):
+        for tiles in range(n, 0, -1):
+            heapq.heappush(free, heapq.heappop(free) + tiles)
+    return max(free)
+
+
+def test_causal_attention_makespan_follows_list_scheduling():
+    from analytic.efficiency import causal_makespan_tiles
+
+    cases = [(g, n) for g in (32, 96, 192, 384) for n in (4, 12, 24, 48)]
+    ratios = [float(causal_makespan_tiles(g, n, 132)) / _list_scheduled_makespan(g, n, 132) for g, n in cases]
+    assert np.median(np.abs(np.array(ratios) - 1)) < 0.03 and max(abs(r - 1) for r in ratios) < 0.15
+    assert float(causal_makespan_tiles(8, 16, 132)) == 16  # fewer CTAs than slots: the longest CTA
+
+
+def test_attention_prefill_fit_recovers_its_rate_slots_and_host_dispatch(h100):
+    from analytic.efficiency import attention_prefill_compute_s
+    from analytic.fit import fit_attention_prefill, sample_ops
+
+    base = ceilings(get_gpu("h100"), h100)
+    rate, host, slots = 340e12, 20e-6, base.gpu.sm_count
+    samples = []
+    for sample in h100.samples["attention_prefill"]:
+        op = sample_ops(sample)[0]
+        kernel = float(np.asarray(attention_prefill_compute_s(op, slots, rate)).ravel()[0])
+        samples.append({**sample, "time_s": host + base.graph_kernel_s + kernel})
+    fitted = fit_attention_prefill(samples, base)
+    assert fitted["ctas_per_sm"] == 1.0 and fitted["host_s"] == pytest.approx(host, abs=0.6e-6)
+    assert fitted["flops_s"] == pytest.approx(rate, rel=0.02) and fitted["fit_median_abs_err"] < 0.01

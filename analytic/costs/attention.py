@@ -45,7 +45,8 @@ def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
     tile_flops = 4.0 * b * h * hd * (TILE * TILE) * n_tiles * (n_tiles + 1) / 2
     bytes_ = e * tokens * (2 * h * hd + 2 * hkv * hd)  # read Q, K, V; write O
     core = Op("flash_attention", ATTN_PREFILL, flops, bytes_, 1,
-              {"tile_flops": tile_flops, "ctas": b * h * n_tiles, "seqlen": L})
+              {"tile_flops": tile_flops, "ctas": b * h * n_tiles, "seqlen": L, "n_tiles": n_tiles,
+               "tile_flop": 4.0 * hd * TILE * TILE})
     # SDPA's flash and cuDNN kernels write O in (B, L, H, hd) memory order, so the transpose back to
     # (B, L, H*hd) is a view: no copy kernel runs before out_proj (H100 kernel traces, 2026-11-24).
     return [gemm("qkv_proj", tokens, spec.qkv_dim, spec.d_model, e), *_rope(spec, tokens, e),
