@@ -195,9 +195,6 @@ def attention_prefill_compute_s(op: Op, slots: float, flops_s: float) -> np.ndar
 
     One CTA per (sequence, head, 128-row block); row block i computes i + 1 tiles under the causal
     mask, so the kernel lasts as long as its busiest slot, not its average one."""
-    if "n_tiles" not in op.shape:  # an op built before n_tiles existed: equal CTAs in waves
-        ctas = op.shape["ctas"]
-        return op.shape["tile_flops"] / (flops_s * ctas / (np.ceil(ctas / slots) * slots))
     n = op.shape["n_tiles"]
     return causal_makespan_tiles(op.shape["ctas"] / n, n, slots) * op.shape["tile_flop"] * slots / flops_s
 

@@ -183,8 +183,10 @@ def join_predictions(points: pd.DataFrame, calibration: str | Path | None = "def
     notes: list[str] = []
     parts: list[pd.DataFrame] = []
     resolved: dict[str, tuple] = {}
-    if "tp" in points.columns and (points["tp"].fillna(1) != 1).any():
-        sharded = points["tp"].fillna(1) != 1
+    from perfbench.tp_compare import with_tp
+
+    sharded = with_tp(points)["tp"] != 1
+    if sharded.any():
         notes.append(f"{int(sharded.sum())} tensor-parallel points (tp > 1) are priced per rank by "
                      "analytic.tp, in the tensor-parallel table, not in these metrics")
         points = points[~sharded]

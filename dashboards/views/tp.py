@@ -15,6 +15,7 @@ from analytic.hardware import GPUS, get_gpu
 from analytic.tp import interconnect, memory_per_gpu, tp_scaling
 from dashboards import data
 from perfbench.compare import bundled_tp_results_dir
+from perfbench.tp_compare import has_tp_points, with_tp
 from models.registry import PAPER_MODELS, get_model
 from models.specs import SpecError
 from perfbench.errors import USER_ERRORS
@@ -41,8 +42,7 @@ def measured_points(frame: pd.DataFrame | None) -> pd.DataFrame:
     """Ok whole-model results rows carrying a TP degree (the `tp` results column)."""
     if frame is None or frame.empty or "tp" not in frame:
         return pd.DataFrame()
-    rows = frame[(frame["status"] == "ok") & (frame["target_kind"] == "model")]
-    return rows.assign(tp=pd.to_numeric(rows["tp"], errors="coerce").fillna(1).astype(int))
+    return with_tp(frame[(frame["status"] == "ok") & (frame["target_kind"] == "model")])
 
 
 def tp_results() -> tuple[pd.DataFrame, str, str | None]:
@@ -50,15 +50,14 @@ def tp_results() -> tuple[pd.DataFrame, str, str | None]:
     points, else the bundled two-H200 dataset (results/h200-tp)."""
     results, error = data.try_results()
     rows = measured_points(results)
-    if not rows.empty and (rows["tp"] > 1).any():
+    if has_tp_points(rows):
         return rows, s.results_dir, None
     bundled = str(bundled_tp_results_dir())
-    fallback, fallback_error = data.try_results(bundled)
-    rows_b = measured_points(fallback)
-    if not rows_b.empty and (rows_b["tp"] > 1).any():
-        return rows_b, bundled, None
+    rows = measured_points(data.try_results(bundled)[0])
+    if has_tp_points(rows):
+        return rows, bundled, None
     why = f"the results could not be read ({error})" if error else "these results hold no points with tp > 1"
-    return pd.DataFrame(), "", why or fallback_error
+    return pd.DataFrame(), "", why
 
 
 measured_all, measured_source, missing = tp_results()

@@ -39,6 +39,7 @@ def compare_command(
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     header = _header(path, result)
+    tp_title, tp_rows = _tensor_parallel_rows(result)
     if fmt == "json":
         print(header, file=sys.stderr)
         print(json.dumps(metrics_records(result.metrics), indent=2))
@@ -48,18 +49,13 @@ def compare_command(
     elif fmt == "markdown":
         print(header + "\n")
         print(_markdown(result.metrics))
-        if not result.tensor_parallel.empty:
-            from perfbench.tp_compare import display_tp_table, tp_summary
-
-            print("\nTensor parallel (per rank, analytic.tp): " + tp_summary(result.tensor_parallel) + "\n")
-            print(_markdown_table(display_tp_table(result.tensor_parallel)))
+        if tp_rows is not None:
+            print(f"\n{tp_title}\n")
+            print(_markdown_table(tp_rows, _TP_RIGHT))
     else:
         _print_table(header, result.metrics)
-        if not result.tensor_parallel.empty:
-            from perfbench.tp_compare import display_tp_table, tp_summary
-
-            _print_rows("Tensor parallel (per rank, analytic.tp): " + tp_summary(result.tensor_parallel),
-                        display_tp_table(result.tensor_parallel), _TP_RIGHT)
+        if tp_rows is not None:
+            _print_rows(tp_title, tp_rows, _TP_RIGHT)
     if html is not None:
         from perfbench.report_html import write_report
 
@@ -81,14 +77,23 @@ _TP_RIGHT = {"tp", "measured ms", "predicted ms", "err", "all-reduce share", "sp
              "GiB/GPU pred"}
 
 
+def _tensor_parallel_rows(result):
+    """(title line, display rows) of the comparison's tensor-parallel table, or (None, None)."""
+    if result.tensor_parallel.empty:
+        return None, None
+    from perfbench.tp_compare import display_tp_table, tp_summary
+
+    return ("Tensor parallel (per rank, analytic.tp): " + tp_summary(result.tensor_parallel),
+            display_tp_table(result.tensor_parallel))
+
+
 def _markdown(metrics) -> str:
     from perfbench.compare import display_table
 
-    return _markdown_table(display_table(metrics))
+    return _markdown_table(display_table(metrics), _RIGHT)
 
 
-def _markdown_table(table, right=None) -> str:
-    right = _RIGHT | _TP_RIGHT if right is None else right
+def _markdown_table(table, right: set) -> str:
     head = list(table.columns)
     cell = lambda value: str(value).replace("|", "\\|")  # noqa: E731 - a literal pipe ends a cell
     lines = ["| " + " | ".join(cell(h) for h in head) + " |",
