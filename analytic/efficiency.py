@@ -14,7 +14,9 @@ adds two class-specific physical terms:
     runs as the nearest measured one scaled by N x K; without a table, the fitted roofline with
     tile (wave) quantization on 132 SMs.
   - attention decode: FlashAttention-2 streams the cache with B * KV-heads CTAs, times the split-KV
-    count its heuristic picks when those are too few; achieved bandwidth is min(bw, CTAs * bw_per_cta).
+    count its heuristic picks (exactly, rounding included) when those are too few; each wave of CTAs
+    streams at min(bw, CTAs * bw_per_cta), the busiest CTA's share sets the time, and a split call
+    runs a second, latency-bound kernel that combines the splits (combine_s + splits * per split).
   - Mamba-1 selective scan: compute-bound at d_state 128; timed on its chunk-padded elements at
     a rate measured alone over sequence length and total tokens, per load path (even or uneven
     length): the length picks the thread configuration and how many chunks each block walks in
@@ -40,7 +42,7 @@ TENSOR_CLASSES = (GEMM, ATTN_PREFILL, SSD)
 # Bound codes (int8 arrays are far cheaper than strings over large grids); labels by index.
 COMPUTE, MEMORY, LAUNCH = 0, 1, 2
 BOUND_LABELS = ("compute", "memory", "launch")
-EXTRA_PARAMS = ("bw_per_cta_bytes_s", "bw_nosplit_bytes_s", "ctas_per_sm", "flops_s_512", "flops_s_1024", "flops_s_2048",
+EXTRA_PARAMS = ("bw_per_cta_bytes_s", "bw_nosplit_bytes_s", "ctas_per_sm", "combine_s", "combine_per_split_s", "flops_s_512", "flops_s_1024", "flops_s_2048",
                 "flops_s_uneven", "rate_table")
 GEMM_TILE_M, GEMM_TILE_N = 128, 256
 STEADY_GEMM_WAVES = 4  # output tiles per SM from which a GEMM's rate stops depending on M
@@ -212,45 +214,80 @@ def causal_makespan_tiles(groups: np.ndarray, n: np.ndarray, slots: float) -> np
     return np.where(groups * n <= slots, n, np.maximum(n, average + n / 2))
 
 
+FLASH_MAX_SPLITS = 128  # flash_api.cpp's cap on split-KV partitions
+
+
 def flash_num_splits(batch_heads_mblocks: np.ndarray, n_blocks: np.ndarray, sm_count: int) -> np.ndarray:
-    """Split-KV count of a FlashAttention-2 forward call, as its heuristic aims it (flash_api.cpp
-    `num_splits_heuristic`, called with 2 x the SM count as slots): no split once batch x heads
-    blocks fill 80 % of the slots; otherwise enough splits to fill the slots, at most one per key
-    block. (The heuristic then rounds to the best wave efficiency; that rounding is left out so
-    predicted time never falls as the context grows.)
+    """Split-KV count of a FlashAttention-2 forward call, exactly as its heuristic picks it
+    (flash_api.cpp `num_splits_heuristic`, called with 2 x the SM count as slots): no split once
+    batch x heads x query blocks fill 80 % of the slots; otherwise, among split counts that change
+    the key blocks per split, the smallest whose wave efficiency reaches 85 % of the best one.
+
+    The rounding matters: at 4K context 8 KV heads get 33 splits of one block each, while 32 heads
+    get 6 at 3K and 33 at 4K, and the combine kernel's cost follows the split count. So predicted
+    attention decode time is not monotone in batch or context, as measured (H100: 40 us at B=2,
+    6K context, 36 us at B=3).
     """
     slots = 2.0 * sm_count
-    bhm = np.asarray(batch_heads_mblocks, dtype=np.float64)
-    fill = np.clip(np.floor(slots / np.maximum(bhm, 1.0)), 1.0, np.maximum(np.asarray(n_blocks, dtype=np.float64), 1.0))
-    return np.where(bhm >= 0.8 * slots, 1.0, fill)
+    bhm, nb = np.broadcast_arrays(np.asarray(batch_heads_mblocks, dtype=np.float64),
+                                  np.maximum(np.ceil(np.asarray(n_blocks, dtype=np.float64)), 1.0))
+    flat_bhm, flat_nb = bhm.ravel()[None, :], nb.ravel()[None, :]
+    s = np.arange(1.0, FLASH_MAX_SPLITS + 1.0)[:, None]
+    allowed = s <= np.minimum(min(FLASH_MAX_SPLITS, slots), flat_nb)
+    # 64 blocks in 12 splits is 11 splits of 6 anyway: only counts that change blocks per split count.
+    eligible = (s == 1.0) | (np.ceil(flat_nb / s) != np.ceil(flat_nb / np.maximum(s - 1.0, 1.0)))
+    waves = (flat_bhm * s / slots).astype(np.float32)  # the heuristic computes in float
+    eff = np.where(allowed & eligible, waves / np.ceil(waves), 0.0)
+    pick = np.argmax(eff >= 0.85 * eff.max(axis=0), axis=0) + 1.0
+    return np.where(bhm.ravel() >= 0.8 * slots, 1.0, pick).reshape(bhm.shape)
+
+
+def attention_decode_plan(op: Op, sm_count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(splits, CTAs, bytes the busiest CTA streams) of one attention decode call.
+
+    One CTA per (sequence, KV head, query block, split); a split covers ceil(blocks / splits) key
+    blocks of 256/128/64 keys (head dim <= 64 / 128 / more), the last one fewer."""
+    ctas = np.asarray(op.shape["ctas"], dtype=np.float64)
+    ctx = np.asarray(op.shape["seqlen"], dtype=np.float64)
+    kv = np.asarray(op.shape.get("kv_bytes", op.bytes_), dtype=np.float64)
+    if "head_dim" not in op.shape:
+        return np.ones_like(ctas), ctas, kv / np.maximum(ctas, 1.0)
+    block_n = 256 if op.shape["head_dim"] <= 64 else (128 if op.shape["head_dim"] <= 128 else 64)
+    n_blocks = np.ceil(ctx / block_n)
+    splits = flash_num_splits(ctas, n_blocks, sm_count)
+    keys = np.minimum(np.ceil(n_blocks / splits) * block_n, ctx)
+    return splits, ctas * splits, kv / np.maximum(ctas, 1.0) * keys / ctx
+
+
+def attention_decode_stream_s(splits, n_ctas, per_cta_bytes, cap_split: float, cap_nosplit: float,
+                              per_cta_bw: float | None, slots: float) -> np.ndarray:
+    """Seconds the attention decode kernel streams its cache: waves of `slots` resident CTAs, each
+    CTA moving `per_cta_bytes`; a wave streams at min(cap, its CTAs x per-CTA rate), so a partly
+    filled last wave runs at a lower rate. The split-KV and plain kernels reach different caps."""
+    cap = np.where(splits > 1, cap_split, cap_nosplit)
+    if per_cta_bw is None:
+        return n_ctas * per_cta_bytes / cap
+    full = np.floor(n_ctas / slots)
+    rem = n_ctas - full * slots
+    return (full * per_cta_bytes * slots / np.minimum(cap, slots * per_cta_bw)
+            + per_cta_bytes * rem / np.minimum(cap, np.maximum(rem, 1.0) * per_cta_bw))
 
 
 def _attention_decode_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
     c = ceil.classes[ATTN_DECODE]
-    per_cta = c.extra.get("bw_per_cta_bytes_s")
-    ctas = op.shape["ctas"]
-    splits = np.ones_like(np.asarray(ctas, dtype=np.float64))
-    if "head_dim" in op.shape:  # split-KV: more CTAs stream the cache when B x heads is small
-        block_n = 256 if op.shape["head_dim"] <= 64 else (128 if op.shape["head_dim"] <= 128 else 64)
-        splits = flash_num_splits(ctas, op.shape["seqlen"] / block_n, ceil.gpu.sm_count)
-    # The split-KV kernel and the plain forward kernel reach different bandwidths.
-    cap = np.where(splits > 1, c.bw_bytes_s, c.extra.get("bw_nosplit_bytes_s", c.bw_bytes_s))
+    if not ceil.calibrated:  # datasheet: the plain roofline
+        t, bound = _roofline(op, c, op.flops)
+        return c.t0_s + t, bound
+    splits, n_ctas, per_cta = attention_decode_plan(op, ceil.gpu.sm_count)
     kv = op.shape.get("kv_bytes", op.bytes_)
-    if per_cta is None:
-        kv_s = kv / cap
-    else:
-        # CTAs stream equal slices of the cache in waves of `slots` resident CTAs; a wave streams at
-        # min(cap, CTAs in it x per-CTA rate), so a last, partly filled wave runs at a lower rate.
-        n = ctas * splits
-        slots = ceil.gpu.sm_count * c.extra.get("ctas_per_sm", 1.0)
-        full = np.floor(n / slots)
-        rem = n - full * slots
-        per_cta_bytes = kv / np.maximum(n, 1.0)
-        kv_s = (full * per_cta_bytes * slots / np.minimum(cap, slots * per_cta)
-                + per_cta_bytes * rem / np.minimum(cap, np.maximum(rem, 1.0) * per_cta))
-    mem_s = kv_s + (op.bytes_ - kv) / cap  # the cache streams at the achieved rate; q and o are tiny
+    cap_nosplit = c.extra.get("bw_nosplit_bytes_s", c.bw_bytes_s)
+    kv_s = attention_decode_stream_s(splits, n_ctas, per_cta, c.bw_bytes_s, cap_nosplit,
+                                     c.extra.get("bw_per_cta_bytes_s"),
+                                     ceil.gpu.sm_count * c.extra.get("ctas_per_sm", 1.0))
+    combine_s = np.where(splits > 1, c.extra.get("combine_s", 0.0) + splits * c.extra.get("combine_per_split_s", 0.0), 0.0)
+    mem_s = kv_s + (op.bytes_ - kv) / c.bw_bytes_s  # the cache streams at the achieved rate; q and o are tiny
     cmp_s = op.flops / c.flops_s
-    return c.t0_s + np.maximum(mem_s, cmp_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
+    return c.t0_s + np.maximum(mem_s, cmp_s) + combine_s, np.where(cmp_s > mem_s, COMPUTE, MEMORY)
 
 
 def host_time(op: Op, ceil: Ceilings) -> float:

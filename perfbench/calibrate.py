@@ -11,7 +11,8 @@ Measured on the GPU, each alone (never the layer sweep that `compare` evaluates 
   (v)   board power (NVML energy counter): idle, each prefill kernel family back to back, and how
         much faster a big GEMM runs between idle gaps than back to back at the power limit.
 Small kernels are timed as CUDA-graph replays of many launches (the way a decode step runs);
-each sample's median over trials is kept in the file, so `--refit` can refit on a CPU later.
+each sample's median over trials is kept in the file, so `--refit` can refit on a CPU later, and
+`--refit FILE --remeasure FAMILY` re-measures one kernel family (KERNEL_FAMILIES) into it first.
 """
 
 from __future__ import annotations
@@ -254,8 +255,13 @@ def ssd_sizes() -> list[tuple[int, int]]:
             (2, 640), (24, 768), (48, 1536), (6, 12288), (3, 40960), (64, 3072), (8, 24576)]
 
 
-def measure_kernels(torch, timer: Timer, log) -> dict:
-    """Kernel families alone at off-grid sizes; each sample names the layer ops it stands for."""
+KERNEL_FAMILIES = ("ssd", "selective_scan", "conv1d", "state_update", "attention_prefill", "attention_decode",
+                   "rope", "elementwise")
+
+
+def measure_kernels(torch, timer: Timer, log, only: set[str] | None = None) -> dict:
+    """Kernel families alone at off-grid sizes (`only`: just these families, by KERNEL_FAMILIES
+    name); each sample names the layer ops it stands for."""
     samples: dict[str, list] = {c: [] for c in (SSD, SELECTIVE_SCAN, CONV1D, STATE_UPDATE, SSU_MAMBA1,
                                                    ATTN_PREFILL, ATTN_DECODE, ELEMENTWISE, ROPE)}
     failures: dict[str, str] = {}
@@ -382,7 +388,7 @@ def measure_kernels(torch, timer: Timer, log) -> dict:
             add(SSU_MAMBA1, {"layer": "mamba", "phase": "decode", "batch": b, "seqlen": 1024,
                              "ops": ["selective_state_update"], "time_s": t})
 
-    def attention():
+    def attention_prefill():
         import torch.nn.functional as F
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -400,6 +406,14 @@ def measure_kernels(torch, timer: Timer, log) -> dict:
                 add(ATTN_PREFILL, {"layer": layer, "phase": "prefill", "batch": b, "seqlen": L,
                                               "ops": ["flash_attention"], "time_s": t})
                 log(f"  {layer} prefill b={b} L={L}: {t * 1e3:.3f} ms")
+
+    def attention_decode():
+        import torch.nn.functional as F
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        for layer in ("attention", "attention-mha"):
+            spec = BUILTIN_LAYERS[layer]
+            H, Hkv, hd = spec.n_heads, spec.n_kv_heads, spec.head_dim
             # Batch x KV heads spans the split-KV regime (few CTAs) to several waves of plain CTAs.
             for b in (1, 2, 3, 6, 12, 24, 48, 96):
                 for ctx in (768, 1536, 3072, 6144, 12288):
@@ -451,10 +465,20 @@ def measure_kernels(torch, timer: Timer, log) -> dict:
                                          "bytes": 2 * 2 * elems, "kernels": 1, "time_s": t})
         log(f"  elementwise: {len(samples[ELEMENTWISE])} samples")
 
-    for name, fn in (("ssd", ssd), ("selective_scan", scan), ("conv1d", conv), ("state_update", state_update),
-                     ("attention", attention), ("rope", rope), ("elementwise", elementwise)):
+    families = (("ssd", ssd), ("selective_scan", scan), ("conv1d", conv), ("state_update", state_update),
+                ("attention_prefill", attention_prefill), ("attention_decode", attention_decode), ("rope", rope),
+                ("elementwise", elementwise))
+    unknown = set(only or ()) - {name for name, _fn in families}
+    if unknown:
+        raise PerfbenchError(f"unknown kernel family {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(name for name, _fn in families)})")
+    for name, fn in families:
+        if only is not None and name not in only:
+            continue
         log(f"kernels: {name}")
         guarded(name, fn)
+    if only is not None:  # a partial run: only the classes it measured
+        samples = {c: v for c, v in samples.items() if v}
     return {"samples": samples, "failures": failures}
 
 
@@ -777,14 +801,42 @@ def fit_calibration(data: dict, log=print) -> dict:
     return data
 
 
-def calibrate(log=print, skip_kernels: bool = False) -> dict:
-    """Run every microbenchmark on the current CUDA device; return the calibration dict."""
+def remeasure(data: dict, families: list[str], log=print) -> dict:
+    """Re-measure some kernel families of an existing calibration on this GPU, replace their samples
+    and refit: one family measured in another machine state (a hot board after the GEMM grid) can be
+    redone without a whole calibration. The file records when each family was re-measured."""
+    torch = _cuda_torch()
+    props = torch.cuda.get_device_properties(0)
+    if gpu_key_from_name(props.name) != data.get("gpu"):
+        raise PerfbenchError(f"this GPU is {props.name}; the calibration file is for {data.get('gpu')!r}")
+    torch.manual_seed(0)
+    kernels = measure_kernels(torch, Timer(torch), log, only=set(families))
+    if kernels["failures"]:
+        raise PerfbenchError(f"re-measuring failed, file left as it was: {kernels['failures']}")
+    data = dict(data)
+    data["samples"] = {**data.get("samples", {}), **kernels["samples"]}
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    provenance = dict(data.get("provenance", {}))
+    provenance["remeasured"] = {**provenance.get("remeasured", {}),
+                                **{f: {"created": when, **{k: str(v) for k, v in _versions(torch).items()}}
+                                   for f in families}}
+    data["provenance"] = provenance
+    return fit_calibration(data, log)
+
+
+def _cuda_torch():
     try:
         import torch
     except ImportError:
         raise PerfbenchError("calibrate needs PyTorch with CUDA; torch is not installed") from None
     if not torch.cuda.is_available():
         raise PerfbenchError("calibrate needs a CUDA GPU; none is visible (torch.cuda.is_available() is False)")
+    return torch
+
+
+def calibrate(log=print, skip_kernels: bool = False) -> dict:
+    """Run every microbenchmark on the current CUDA device; return the calibration dict."""
+    torch = _cuda_torch()
     torch.manual_seed(0)
     props = torch.cuda.get_device_properties(0)
     gpu_key = gpu_key_from_name(props.name)

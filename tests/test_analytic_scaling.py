@@ -277,15 +277,38 @@ def test_more_batch_never_predicts_less_time(target, phase, cal):
         assert (np.diff(times) >= -1e-12 * times[1:]).all()
 
 
+def _attention_split_counts(target: str, batch: int, seqlens: np.ndarray) -> np.ndarray | None:
+    """FlashAttention-2's split-KV count per context for the target's attention layer (None: none)."""
+    from analytic.efficiency import flash_num_splits
+    from models.registry import get_model
+
+    if target in BUILTIN_LAYERS:
+        spec = BUILTIN_LAYERS[target] if target in ATTENTION_LAYERS else None
+    else:
+        spec = next((layer for layer in get_model(target).layers if layer.kind == "attention"), None)
+    if spec is None:
+        return None
+    block_n = 256 if spec.head_dim <= 64 else (128 if spec.head_dim <= 128 else 64)
+    return flash_num_splits(np.full(len(seqlens), float(batch * spec.n_kv_heads)),
+                            np.ceil((seqlens + 1.0) / block_n), 132)
+
+
 @pytest.mark.parametrize("cal", sorted(CALIBRATIONS))
 @pytest.mark.parametrize("phase", ["prefill", "decode"])
 @pytest.mark.parametrize("target", TARGETS)
 def test_more_context_never_predicts_less_time(target, phase, cal):
+    """Strictly, except where FlashAttention-2 decode re-picks its split-KV count: the next context
+    may then run a little faster (measured: the kernel plus its split combine), never by 10 %."""
     frame = predict(target, phase, [1, 8, 64], np.unique(np.geomspace(1, 131072, 200).astype(int)),
                     calibration=CALIBRATIONS[cal])
-    for _, g in frame.groupby("batch"):
-        times = g.sort_values("seqlen")["time_ms"].to_numpy()
-        assert (np.diff(times) >= -1e-12 * times[1:]).all()
+    for batch, g in frame.groupby("batch"):
+        g = g.sort_values("seqlen")
+        times = g["time_ms"].to_numpy()
+        splits = _attention_split_counts(target, int(batch), g["seqlen"].to_numpy(dtype=float))
+        same_plan = np.ones(len(times) - 1, dtype=bool) if (phase == "prefill" or splits is None) \
+            else splits[1:] == splits[:-1]
+        assert (np.diff(times)[same_plan] >= -1e-12 * times[1:][same_plan]).all()
+        assert (times[1:] >= 0.9 * times[:-1]).all()
 
 
 def test_more_batch_never_predicts_less_time_for_gemm_shapes_off_the_calibration_table():

@@ -187,3 +187,41 @@ def test_calibrated_gemm_time_follows_the_measured_table():
     cal = dataclasses.replace(cal, gemm=slow)
     row = predict("mlp", "decode", [1], [4096], calibration=cal).iloc[0]
     assert row["time_ms"] >= 2 * 1e-3 * 1e3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["calibrate", "--remeasure", "attention_decode"], "--remeasure needs --refit"),
+    (["calibrate", "--refit", "{bundled}", "--remeasure", "attention_decode,bogus"], "unknown kernel family bogus"),
+])
+def test_remeasure_refuses_bad_requests_in_one_line(args, message):
+    from typer.testing import CliRunner
+
+    from analytic.calibration import bundled_path
+    from perfbench.cli import app
+
+    from perfbench.errors import PerfbenchError
+
+    result = CliRunner().invoke(app, [a.replace("{bundled}", str(bundled_path("h100"))) for a in args])
+    # perfbench.cli.main prints a PerfbenchError as one "error:" line and exits 2
+    assert isinstance(result.exception, PerfbenchError) and message in str(result.exception)
+    assert "\n" not in str(result.exception)
+
+
+def test_remeasure_without_a_gpu_says_so_and_writes_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from analytic.calibration import bundled_path
+    from perfbench.cli import app
+
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: this checks the message without one")
+    out = tmp_path / "h100.json"
+    result = CliRunner().invoke(app, ["calibrate", "--refit", str(bundled_path("h100")), "--remeasure",
+                                      "attention_decode", "--out", str(out)])
+    from perfbench.errors import PerfbenchError
+
+    assert isinstance(result.exception, PerfbenchError) and "CUDA GPU" in str(result.exception)
+    assert not out.exists()

@@ -3,6 +3,7 @@ attention-decode streaming, host figures pooled across leases, cold-L2 input rot
 
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 import pytest
 
@@ -49,11 +50,24 @@ def test_a_partly_filled_last_wave_streams_slower_per_byte():
     c = ceil.classes[ATTN_DECODE]
     slots = ceil.gpu.sm_count * c.extra["ctas_per_sm"]
     heads = BUILTIN_LAYERS["attention"].n_kv_heads
-    full = slots / heads  # batch whose CTAs exactly fill one wave (plain kernel: L past the split range)
-    tail = 0.5 * c.extra["bw_nosplit_bytes_s"] / c.extra["bw_per_cta_bytes_s"] / heads  # CTAs of half the cap
+    full = 2 * slots / heads  # two whole waves of the plain kernel (past 80 % of 264 CTAs: no split)
+    assert full * heads >= 0.8 * 2 * ceil.gpu.sm_count
+    tail = np.ceil(0.5 * c.extra["bw_nosplit_bytes_s"] / c.extra["bw_per_cta_bytes_s"] / heads)  # half the cap
     per_byte = [(_decode_attention(ceil, b, 16384) - c.t0_s) / b for b in (full, full + tail, full * 2)]
-    assert per_byte[1] > per_byte[0] * 1.05  # the second wave streams at half the cap
-    assert per_byte[2] == pytest.approx(per_byte[0], rel=0.02)  # two full waves: the same rate
+    assert per_byte[1] > per_byte[0] * 1.05  # the last wave streams at a fraction of the cap
+    assert per_byte[2] == pytest.approx(per_byte[0], rel=0.02)  # whole waves: the same rate
+
+
+def test_a_split_call_pays_the_combine_kernel_per_split():
+    ceil = ceilings(get_gpu("h100"), load_calibration(bundled_path("h100")))
+    c = ceil.classes[ATTN_DECODE]
+    assert c.extra["combine_per_split_s"] > 0
+    no_combine = dataclasses.replace(c, extra={**c.extra, "combine_s": 0.0, "combine_per_split_s": 0.0})
+    bare = dataclasses.replace(ceil, classes={**ceil.classes, ATTN_DECODE: no_combine})
+    # B=1 at 4K: 33 splits; B=64: 512 CTAs, the plain kernel, no combine.
+    extra_split = _decode_attention(ceil, 1, 4096) - _decode_attention(bare, 1, 4096)
+    assert extra_split == pytest.approx(c.extra["combine_s"] + 33 * c.extra["combine_per_split_s"], rel=1e-6)
+    assert _decode_attention(ceil, 64, 4096) == _decode_attention(bare, 64, 4096)
 
 
 def test_attention_decode_never_beats_the_copy_ceiling():
@@ -94,3 +108,28 @@ def test_rotation_spans_the_target_bytes_with_independent_inputs():
     _, one = rotation(make, 10 * ROTATE_BYTES)
     assert one == 1
     run_all()
+
+
+def test_attention_decode_fit_recovers_a_known_kernel():
+    """Samples timed by a known model (splits, waves and combine) are fitted back within a few %,
+    the combine's per-split cost included; a point off the samples is then predicted as well."""
+    from analytic.fit import fit_attention_decode, sample_ops
+
+    cal = load_calibration(bundled_path("h100"))
+    base = ceilings(get_gpu("h100"), cal)
+    truth = dataclasses.replace(base.classes[ATTN_DECODE], t0_s=4e-6, bw_bytes_s=2.9e12, extra={
+        "bw_nosplit_bytes_s": 2.4e12, "bw_per_cta_bytes_s": 4e10, "ctas_per_sm": 2.0,
+        "combine_s": 2e-6, "combine_per_split_s": 3e-7})
+    known = dataclasses.replace(base, classes={**base.classes, ATTN_DECODE: truth})
+    samples = [dict(s, time_s=float(op_time(next(o for o in sample_ops(s) if o.op_class == ATTN_DECODE),
+                                            known)[0][0]))
+               for s in cal.samples[ATTN_DECODE]]
+    fitted = fit_attention_decode(samples, base, steps=9)
+    assert fitted["fit_median_abs_err"] < 0.03
+    assert fitted["combine_per_split_s"] == pytest.approx(3e-7, rel=0.35)
+    extra = {k: fitted[k] for k in ("bw_nosplit_bytes_s", "bw_per_cta_bytes_s", "ctas_per_sm", "combine_s",
+                                    "combine_per_split_s")}
+    got = dataclasses.replace(truth, t0_s=fitted["t0_s"], bw_bytes_s=fitted["bw_bytes_s"], extra=extra)
+    fitted_ceil = dataclasses.replace(base, classes={**base.classes, ATTN_DECODE: got})
+    for b, L in ((5, 5000), (40, 2500), (1, 20000)):
+        assert _decode_attention(fitted_ceil, b, L) == pytest.approx(_decode_attention(known, b, L), rel=0.06)

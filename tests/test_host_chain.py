@@ -42,7 +42,29 @@ def test_graph_decode_ignores_the_host_chain():
 def test_flash_splits_stop_once_batch_times_heads_fills_the_slots():
     # 132 SMs -> 264 slots; 0.8 of that is 211 CTAs.
     assert flash_num_splits(np.array([212.0]), np.array([64.0]), 132)[0] == 1
-    assert flash_num_splits(np.array([8.0]), np.array([64.0]), 132)[0] == 33
+    assert flash_num_splits(np.array([211.0]), np.array([64.0]), 132)[0] > 1
+
+
+@pytest.mark.parametrize("ctas, blocks, expected", [
+    (8, 33, 33),    # GQA B=1 at 4K: 33 splits of one 128-key block (traced: 264 CTAs, then a combine)
+    (32, 33, 33),   # MHA B=1 at 4K
+    (32, 25, 7),    # MHA B=1 at 3K: 6 splits would reach the efficiency bar but keep 5 blocks per split
+    (8, 257, 29),   # GQA B=1 at 32K
+    (32, 257, 8),   # MHA B=1 at 32K
+    (128, 257, 2),  # MHA B=4 at 32K
+    (8, 3, 3),
+])
+def test_flash_splits_follow_the_flash_attention_heuristic(ctas, blocks, expected):
+    """Worked by hand from flash_api.cpp's num_splits_heuristic (85 % of the best wave efficiency,
+    only split counts that change the blocks per split)."""
+    assert flash_num_splits(np.array([float(ctas)]), np.array([float(blocks)]), 132)[0] == expected
+
+
+def test_flash_splits_never_exceed_the_key_blocks():
+    blocks = np.array([0.5, 1.0, 2.0, 3.0, 100.0, 5000.0])
+    splits = flash_num_splits(np.full(6, 8.0), blocks, 132)
+    assert (splits <= np.maximum(np.ceil(blocks), 1.0)).all()
+    assert (splits <= 128).all()
 
 
 def test_flash_splits_never_exceed_the_key_blocks():

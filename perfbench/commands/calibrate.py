@@ -18,13 +18,26 @@ def calibrate_command(
                                          "calibration file from its stored samples (no GPU needed)"),
     skip_kernels: bool = typer.Option(False, "--skip-kernels", help="only copy, GEMM and launch ceilings"),
     install: bool = typer.Option(False, "--install", help="also write it as perfbench's bundled default for this GPU"),
+    remeasure: Optional[list[str]] = typer.Option(None, "--remeasure", help="with --refit: first re-measure these "
+                                                  "kernel families on this GPU (e.g. attention_decode; "
+                                                  "comma-separated or repeated) and replace their samples"),
     host_from: Optional[list[Path]] = typer.Option(None, "--host-from", help="earlier calibration files of the same "
                                                    "GPU kind: keep each host figure's best (lowest) across leases"),
 ) -> None:
     """Microbenchmark copy bandwidth, the bf16 GEMM grid, SSM/attention kernels and launch cost."""
-    from perfbench.calibrate import best_host_figures, calibrate, fit_calibration
+    from perfbench.calibrate import KERNEL_FAMILIES, best_host_figures, calibrate, fit_calibration
+    from perfbench.calibrate import remeasure as remeasure_families
+    from perfbench.errors import PerfbenchError
 
-    if refit is not None:
+    families = [f.strip() for item in remeasure or [] for f in item.split(",") if f.strip()]
+    if families and refit is None:
+        raise PerfbenchError("--remeasure needs --refit FILE: the calibration whose samples it replaces")
+    unknown = sorted(set(families) - set(KERNEL_FAMILIES))
+    if unknown:
+        raise PerfbenchError(f"unknown kernel family {', '.join(unknown)} (known: {', '.join(KERNEL_FAMILIES)})")
+    if refit is not None and families:
+        data = remeasure_families(read_calibration_data(refit), families, log=typer.echo)
+    elif refit is not None:
         data = fit_calibration(read_calibration_data(refit), log=typer.echo)
     else:
         data = calibrate(log=typer.echo, skip_kernels=skip_kernels)
