@@ -225,3 +225,68 @@ def test_remeasure_without_a_gpu_says_so_and_writes_nothing(tmp_path):
 
     assert isinstance(result.exception, PerfbenchError) and "CUDA GPU" in str(result.exception)
     assert not out.exists()
+
+
+class _FakeProps:
+    name = "NVIDIA H100 80GB HBM3"
+
+
+class _FakeCuda:
+    @staticmethod
+    def get_device_properties(_index):
+        return _FakeProps()
+
+
+class _FakeTorch:
+    """Just enough of torch for perfbench.calibrate.remeasure without a GPU."""
+    cuda = _FakeCuda()
+    __version__ = "fake"
+
+    class version:  # noqa: N801 (mirrors torch.version)
+        cuda = ""
+
+    @staticmethod
+    def manual_seed(_seed):
+        return None
+
+
+def _remeasure_with(monkeypatch, measured: dict):
+    import perfbench.calibrate as calibrate
+    from analytic.calibration import bundled_path, read_calibration_data
+
+    monkeypatch.setattr(calibrate, "_cuda_torch", lambda: _FakeTorch())
+    monkeypatch.setattr(calibrate, "measure_kernels", lambda torch, timer, log, only=None: measured)
+    data = read_calibration_data(bundled_path("h100"))
+    return data, calibrate.remeasure(data, ["attention_decode"], log=lambda *_: None)
+
+
+def test_remeasure_replaces_only_that_family_and_records_when(monkeypatch):
+    """The re-measured class's samples replace the old ones, the others stay, the fit reruns on them
+    and the provenance says when: here every decode sample is timed 10 % slower."""
+    from analytic.calibration import bundled_path, read_calibration_data
+
+    old = read_calibration_data(bundled_path("h100"))
+    slower = [dict(s, time_s=s["time_s"] * 1.1) for s in old["samples"]["attention_decode"]]
+    before, after = _remeasure_with(monkeypatch, {"samples": {"attention_decode": slower}, "failures": {}})
+    assert after["samples"]["attention_decode"] == slower
+    assert after["samples"]["ssd"] == before["samples"]["ssd"]
+    assert "attention_decode" in after["provenance"]["remeasured"]
+    assert after["op_classes"]["ssd"] == before["op_classes"]["ssd"]
+    assert after["op_classes"]["attention_decode"] != before["op_classes"]["attention_decode"]
+
+
+def test_remeasure_failure_leaves_the_file_as_it_was(monkeypatch):
+    from perfbench.errors import PerfbenchError
+
+    with pytest.raises(PerfbenchError, match="left as it was"):
+        _remeasure_with(monkeypatch, {"samples": {}, "failures": {"attention_decode": "RuntimeError: boom"}})
+
+
+def test_remeasure_on_another_gpu_is_refused(monkeypatch):
+    import perfbench.calibrate as calibrate
+    from analytic.calibration import bundled_path, read_calibration_data
+    from perfbench.errors import PerfbenchError
+
+    monkeypatch.setattr(calibrate, "_cuda_torch", lambda: _FakeTorch())
+    with pytest.raises(PerfbenchError, match="this GPU is NVIDIA H100"):
+        calibrate.remeasure(read_calibration_data(bundled_path("h200")), ["attention_decode"])
