@@ -16,7 +16,9 @@ adds two class-specific physical terms:
   - attention decode: FlashAttention-2 streams the cache with B * KV-heads CTAs, times the split-KV
     count its heuristic picks (exactly, rounding included) when those are too few; each wave of CTAs
     streams at min(bw, CTAs * bw_per_cta), the busiest CTA's share sets the time, and a split call
-    runs a second, latency-bound kernel that combines the splits (combine_s + splits * per split).
+    runs a second, latency-bound kernel that combines the splits (combine_s + splits * per split);
+    each wave of CTAs also pays a fixed prologue/epilogue latency (wave_s: short split CTAs of one
+    key block cannot hide loading q and writing their fp32 partials).
   - Mamba-1 selective scan: compute-bound at d_state 128; timed on its chunk-padded elements at
     a rate measured alone over sequence length and total tokens, per load path (even or uneven
     length): the length picks the thread configuration and how many chunks each block walks in
@@ -42,7 +44,7 @@ TENSOR_CLASSES = (GEMM, ATTN_PREFILL, SSD)
 # Bound codes (int8 arrays are far cheaper than strings over large grids); labels by index.
 COMPUTE, MEMORY, LAUNCH = 0, 1, 2
 BOUND_LABELS = ("compute", "memory", "launch")
-EXTRA_PARAMS = ("bw_per_cta_bytes_s", "bw_nosplit_bytes_s", "ctas_per_sm", "combine_s", "combine_per_split_s", "flops_s_512", "flops_s_1024", "flops_s_2048",
+EXTRA_PARAMS = ("bw_per_cta_bytes_s", "bw_nosplit_bytes_s", "ctas_per_sm", "combine_s", "combine_per_split_s", "wave_s", "flops_s_512", "flops_s_1024", "flops_s_2048",
                 "flops_s_uneven", "rate_table")
 GEMM_TILE_M, GEMM_TILE_N = 128, 256
 STEADY_GEMM_WAVES = 4  # output tiles per SM from which a GEMM's rate stops depending on M
@@ -285,6 +287,8 @@ def _attention_decode_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarr
                                      c.extra.get("bw_per_cta_bytes_s"),
                                      ceil.gpu.sm_count * c.extra.get("ctas_per_sm", 1.0))
     combine_s = np.where(splits > 1, c.extra.get("combine_s", 0.0) + splits * c.extra.get("combine_per_split_s", 0.0), 0.0)
+    slots = ceil.gpu.sm_count * c.extra.get("ctas_per_sm", 1.0)
+    combine_s = combine_s + np.ceil(n_ctas / slots) * c.extra.get("wave_s", 0.0)
     mem_s = kv_s + (op.bytes_ - kv) / c.bw_bytes_s  # the cache streams at the achieved rate; q and o are tiny
     cmp_s = op.flops / c.flops_s
     return c.t0_s + np.maximum(mem_s, cmp_s) + combine_s, np.where(cmp_s > mem_s, COMPUTE, MEMORY)

@@ -414,9 +414,11 @@ def measure_kernels(torch, timer: Timer, log, only: set[str] | None = None) -> d
         for layer in ("attention", "attention-mha"):
             spec = BUILTIN_LAYERS[layer]
             H, Hkv, hd = spec.n_heads, spec.n_kv_heads, spec.head_dim
-            # Batch x KV heads spans the split-KV regime (few CTAs) to several waves of plain CTAs.
+            # Batch x KV heads spans the split-KV regime (few CTAs) to several waves of plain CTAs;
+            # 2100 and 4200 keys make FlashAttention pick many splits (33 at 4200 for 8 KV heads at
+            # B <= 2 and for 32 heads at B = 1), so the combine kernel is measured on both layers.
             for b in (1, 2, 3, 6, 12, 24, 48, 96):
-                for ctx in (768, 1536, 3072, 6144, 12288):
+                for ctx in (768, 1536, 2100, 3072, 4200, 6144, 12288):
                     kv_bytes = b * (ctx + 1) * Hkv * hd * 2 * 2
                     if kv_bytes > 4e9:
                         continue

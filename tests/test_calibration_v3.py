@@ -119,16 +119,16 @@ def test_attention_decode_fit_recovers_a_known_kernel():
     base = ceilings(get_gpu("h100"), cal)
     truth = dataclasses.replace(base.classes[ATTN_DECODE], t0_s=4e-6, bw_bytes_s=2.9e12, extra={
         "bw_nosplit_bytes_s": 2.4e12, "bw_per_cta_bytes_s": 4e10, "ctas_per_sm": 2.0,
-        "combine_s": 2e-6, "combine_per_split_s": 3e-7})
+        "combine_s": 2e-6, "combine_per_split_s": 3e-7, "wave_s": 5e-7})
     known = dataclasses.replace(base, classes={**base.classes, ATTN_DECODE: truth})
     samples = [dict(s, time_s=float(op_time(next(o for o in sample_ops(s) if o.op_class == ATTN_DECODE),
                                             known)[0][0]))
                for s in cal.samples[ATTN_DECODE]]
-    fitted = fit_attention_decode(samples, base, steps=9)
+    fitted = fit_attention_decode(samples, base)
     assert fitted["fit_median_abs_err"] < 0.03
     assert fitted["combine_per_split_s"] == pytest.approx(3e-7, rel=0.35)
     extra = {k: fitted[k] for k in ("bw_nosplit_bytes_s", "bw_per_cta_bytes_s", "ctas_per_sm", "combine_s",
-                                    "combine_per_split_s")}
+                                    "combine_per_split_s", "wave_s")}
     got = dataclasses.replace(truth, t0_s=fitted["t0_s"], bw_bytes_s=fitted["bw_bytes_s"], extra=extra)
     fitted_ceil = dataclasses.replace(base, classes={**base.classes, ATTN_DECODE: got})
     for b, L in ((5, 5000), (40, 2500), (1, 20000)):
