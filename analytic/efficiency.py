@@ -226,7 +226,7 @@ def flash_num_splits(batch_heads_mblocks: np.ndarray, n_blocks: np.ndarray, sm_c
     the key blocks per split, the smallest whose wave efficiency reaches 85 % of the best one.
 
     The rounding matters: at 4K context 8 KV heads get 33 splits of one block each, while 32 heads
-    get 6 at 3K and 33 at 4K, and the combine kernel's cost follows the split count. So predicted
+    get 7 at 3K and 33 at 4K, and the combine kernel's cost follows the split count. So predicted
     attention decode time is not monotone in batch or context, as measured (H100: 40 us at B=2,
     6K context, 36 us at B=3).
     """
@@ -275,23 +275,34 @@ def attention_decode_stream_s(splits, n_ctas, per_cta_bytes, cap_split: float, c
             + per_cta_bytes * rem / np.minimum(cap, np.maximum(rem, 1.0) * per_cta_bw))
 
 
+def attention_decode_latency_counts(splits, n_ctas, slots: float) -> np.ndarray:
+    """How many times each fixed latency of an attention decode call is paid, stacked on the last
+    axis in the order of ATTN_DECODE_LATENCIES: once per call (launch floor), once per split call
+    (the combine kernel), once per split of a split call, once per wave of resident CTAs."""
+    split = (np.asarray(splits) > 1).astype(np.float64)
+    return np.stack(np.broadcast_arrays(np.ones_like(split), split, split * splits, np.ceil(n_ctas / slots)),
+                    axis=-1)
+
+
+ATTN_DECODE_LATENCIES = ("t0_s", "combine_s", "combine_per_split_s", "wave_s")
+
+
 def _attention_decode_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
     c = ceil.classes[ATTN_DECODE]
     if not ceil.calibrated:  # datasheet: the plain roofline
         t, bound = _roofline(op, c, op.flops)
         return c.t0_s + t, bound
     splits, n_ctas, per_cta = attention_decode_plan(op, ceil.gpu.sm_count)
+    slots = ceil.gpu.sm_count * c.extra.get("ctas_per_sm", 1.0)
     kv = op.shape.get("kv_bytes", op.bytes_)
     cap_nosplit = c.extra.get("bw_nosplit_bytes_s", c.bw_bytes_s)
     kv_s = attention_decode_stream_s(splits, n_ctas, per_cta, c.bw_bytes_s, cap_nosplit,
-                                     c.extra.get("bw_per_cta_bytes_s"),
-                                     ceil.gpu.sm_count * c.extra.get("ctas_per_sm", 1.0))
-    combine_s = np.where(splits > 1, c.extra.get("combine_s", 0.0) + splits * c.extra.get("combine_per_split_s", 0.0), 0.0)
-    slots = ceil.gpu.sm_count * c.extra.get("ctas_per_sm", 1.0)
-    combine_s = combine_s + np.ceil(n_ctas / slots) * c.extra.get("wave_s", 0.0)
+                                     c.extra.get("bw_per_cta_bytes_s"), slots)
+    latencies = np.array([c.t0_s] + [c.extra.get(k, 0.0) for k in ATTN_DECODE_LATENCIES[1:]])
+    latency_s = attention_decode_latency_counts(splits, n_ctas, slots) @ latencies
     mem_s = kv_s + (op.bytes_ - kv) / c.bw_bytes_s  # the cache streams at the achieved rate; q and o are tiny
     cmp_s = op.flops / c.flops_s
-    return c.t0_s + np.maximum(mem_s, cmp_s) + combine_s, np.where(cmp_s > mem_s, COMPUTE, MEMORY)
+    return latency_s + np.maximum(mem_s, cmp_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
 
 
 def host_time(op: Op, ceil: Ceilings) -> float:

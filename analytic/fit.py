@@ -15,7 +15,8 @@ from dataclasses import replace
 import numpy as np
 
 from analytic.costs import layer_ops
-from analytic.efficiency import (EXTRA_PARAMS, ClassCeiling, Ceilings, attention_decode_plan, attention_decode_stream_s,
+from analytic.efficiency import (ATTN_DECODE_LATENCIES, EXTRA_PARAMS, ClassCeiling, Ceilings,
+                                 attention_decode_latency_counts, attention_decode_plan, attention_decode_stream_s,
                                  attention_prefill_compute_s, host_time, op_time)
 from analytic.ops import ATTN_DECODE, ATTN_PREFILL, ELEMENTWISE, GEMM, SELECTIVE_SCAN, Op, gemm
 from models.registry import BUILTIN_LAYERS
@@ -156,38 +157,35 @@ def fit_attention_prefill(samples: list[dict], base: Ceilings) -> dict:
 
 def fit_attention_decode(samples: list[dict], base: Ceilings, steps: int = 21) -> dict:
     """FlashAttention-2 decode: stream caps (split-KV and plain kernel), per-CTA rate and CTAs per SM
-    on a grid; for each, the launch floor, the combine kernel's fixed and per-split cost and the
-    latency per wave of CTAs by least squares on relative error (they enter linearly). Each sample is one SDPA call replayed in a
-    CUDA graph over rotated caches, so no host term."""
+    on a grid; for each, the fixed latencies (launch floor, the combine kernel's fixed and per-split
+    cost, the latency per wave of CTAs) by least squares on relative error, as they enter linearly.
+    Each sample is one SDPA call replayed in a CUDA graph over rotated caches, so no host term."""
     ops = [next(op for op in sample_ops(s) if op.op_class == ATTN_DECODE) for s in samples]
     measured = np.array([float(s["time_s"]) for s in samples])
     sm = base.gpu.sm_count
     plans = [attention_decode_plan(op, sm) for op in ops]
     splits, n_ctas, per_cta = (np.array([float(np.asarray(p[i]).ravel()[0]) for p in plans]) for i in range(3))
     other = np.array([float((op.bytes_ - op.shape["kv_bytes"]).ravel()[0]) for op in ops])
-    split = (splits > 1).astype(np.float64)
-    design0 = np.stack([np.ones_like(measured), split, split * splits], axis=1) / measured[:, None]
     copy = base.copy_bw_bytes_s
     caps = np.geomspace(0.4 * copy, 1.25 * copy, steps)
     best = None
     for per_sm in (1.0, 2.0):
+        slots = sm * per_sm
+        design = attention_decode_latency_counts(splits, n_ctas, slots) / measured[:, None]
         for cap_split in caps:
             for cap_nosplit in caps:
                 for per_cta_bw in np.geomspace(copy / 400, copy / 10, steps + 10):
                     stream = attention_decode_stream_s(splits, n_ctas, per_cta, cap_split, cap_nosplit, per_cta_bw,
-                                                       sm * per_sm) + other / cap_split
-                    design = np.concatenate([design0, (np.ceil(n_ctas / (sm * per_sm)) / measured)[:, None]], axis=1)
+                                                       slots) + other / cap_split
                     coef = np.maximum(np.linalg.lstsq(design, 1.0 - stream / measured, rcond=None)[0], 0.0)
                     rel = (stream + design @ coef * measured) / measured - 1.0
                     score = float(np.mean(rel ** 2))
                     if best is None or score < best[0]:
                         best = (score, rel, per_sm, cap_split, cap_nosplit, per_cta_bw, coef)
-    _score, rel, per_sm, cap_split, cap_nosplit, per_cta_bw, (t0, combine, per_split, per_wave) = best
-    current = base.classes[ATTN_DECODE]
-    return {"t0_s": float(t0), "bw_bytes_s": float(cap_split), "flops_s": current.flops_s,
+    _score, rel, per_sm, cap_split, cap_nosplit, per_cta_bw, coef = best
+    return {"bw_bytes_s": float(cap_split), "flops_s": base.classes[ATTN_DECODE].flops_s,
             "bw_nosplit_bytes_s": float(cap_nosplit), "bw_per_cta_bytes_s": float(per_cta_bw),
-            "ctas_per_sm": per_sm, "combine_s": float(combine), "combine_per_split_s": float(per_split),
-            "wave_s": float(per_wave),
+            "ctas_per_sm": per_sm, **{k: float(v) for k, v in zip(ATTN_DECODE_LATENCIES, coef)},
             "n_samples": len(samples), "fit_median_abs_err": float(np.median(np.abs(rel))),
             "fit_max_abs_err": float(np.max(np.abs(rel)))}
 

@@ -256,7 +256,14 @@ def ssd_sizes() -> list[tuple[int, int]]:
 
 
 KERNEL_FAMILIES = ("ssd", "selective_scan", "conv1d", "state_update", "attention_prefill", "attention_decode",
-                   "rope", "elementwise")
+                   "rope", "elementwise")  # in measure_kernels' order
+
+
+def check_kernel_families(names) -> None:
+    """A one-line error naming any requested kernel family that measure_kernels does not have."""
+    unknown = sorted(set(names) - set(KERNEL_FAMILIES))
+    if unknown:
+        raise PerfbenchError(f"unknown kernel family {', '.join(unknown)} (known: {', '.join(KERNEL_FAMILIES)})")
 
 
 def measure_kernels(torch, timer: Timer, log, only: set[str] | None = None) -> dict:
@@ -467,14 +474,9 @@ def measure_kernels(torch, timer: Timer, log, only: set[str] | None = None) -> d
                                          "bytes": 2 * 2 * elems, "kernels": 1, "time_s": t})
         log(f"  elementwise: {len(samples[ELEMENTWISE])} samples")
 
-    families = (("ssd", ssd), ("selective_scan", scan), ("conv1d", conv), ("state_update", state_update),
-                ("attention_prefill", attention_prefill), ("attention_decode", attention_decode), ("rope", rope),
-                ("elementwise", elementwise))
-    unknown = set(only or ()) - {name for name, _fn in families}
-    if unknown:
-        raise PerfbenchError(f"unknown kernel family {', '.join(sorted(unknown))} "
-                             f"(known: {', '.join(name for name, _fn in families)})")
-    for name, fn in families:
+    check_kernel_families(only or ())
+    measurements = (ssd, scan, conv, state_update, attention_prefill, attention_decode, rope, elementwise)
+    for name, fn in zip(KERNEL_FAMILIES, measurements):
         if only is not None and name not in only:
             continue
         log(f"kernels: {name}")

@@ -279,7 +279,7 @@ def test_more_batch_never_predicts_less_time(target, phase, cal):
 
 def _attention_split_counts(target: str, batch: int, seqlens: np.ndarray) -> np.ndarray | None:
     """FlashAttention-2's split-KV count per context for the target's attention layer (None: none)."""
-    from analytic.efficiency import flash_num_splits
+    from analytic.efficiency import attention_decode_plan
     from models.registry import get_model
 
     if target in BUILTIN_LAYERS:
@@ -288,9 +288,8 @@ def _attention_split_counts(target: str, batch: int, seqlens: np.ndarray) -> np.
         spec = next((layer for layer in get_model(target).layers if layer.kind == "attention"), None)
     if spec is None:
         return None
-    block_n = 256 if spec.head_dim <= 64 else (128 if spec.head_dim <= 128 else 64)
-    return flash_num_splits(np.full(len(seqlens), float(batch * spec.n_kv_heads)),
-                            np.ceil((seqlens + 1.0) / block_n), 132)
+    ops = layer_ops(spec, "decode", np.full(len(seqlens), float(batch)), seqlens)
+    return attention_decode_plan(next(op for op in ops if op.op_class == ATTN_DECODE), 132)[0]
 
 
 @pytest.mark.parametrize("cal", sorted(CALIBRATIONS))

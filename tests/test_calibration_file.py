@@ -198,7 +198,6 @@ def test_remeasure_refuses_bad_requests_in_one_line(args, message):
 
     from analytic.calibration import bundled_path
     from perfbench.cli import app
-
     from perfbench.errors import PerfbenchError
 
     result = CliRunner().invoke(app, [a.replace("{bundled}", str(bundled_path("h100"))) for a in args])
@@ -212,17 +211,15 @@ def test_remeasure_without_a_gpu_says_so_and_writes_nothing(tmp_path):
 
     from analytic.calibration import bundled_path
     from perfbench.cli import app
+    from perfbench.errors import PerfbenchError
 
-    pytest.importorskip("torch")
-    import torch
+    torch = pytest.importorskip("torch")
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: this checks the message without one")
     out = tmp_path / "h100.json"
     result = CliRunner().invoke(app, ["calibrate", "--refit", str(bundled_path("h100")), "--remeasure",
                                       "attention_decode", "--out", str(out)])
-    from perfbench.errors import PerfbenchError
-
     assert isinstance(result.exception, PerfbenchError) and "CUDA GPU" in str(result.exception)
     assert not out.exists()
 

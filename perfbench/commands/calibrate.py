@@ -25,16 +25,14 @@ def calibrate_command(
                                                    "GPU kind: keep each host figure's best (lowest) across leases"),
 ) -> None:
     """Microbenchmark copy bandwidth, the bf16 GEMM grid, SSM/attention kernels and launch cost."""
-    from perfbench.calibrate import KERNEL_FAMILIES, best_host_figures, calibrate, fit_calibration
+    from perfbench.calibrate import best_host_figures, calibrate, check_kernel_families, fit_calibration
     from perfbench.calibrate import remeasure as remeasure_families
     from perfbench.errors import PerfbenchError
 
     families = [f.strip() for item in remeasure or [] for f in item.split(",") if f.strip()]
     if families and refit is None:
         raise PerfbenchError("--remeasure needs --refit FILE: the calibration whose samples it replaces")
-    unknown = sorted(set(families) - set(KERNEL_FAMILIES))
-    if unknown:
-        raise PerfbenchError(f"unknown kernel family {', '.join(unknown)} (known: {', '.join(KERNEL_FAMILIES)})")
+    check_kernel_families(families)  # before reading the file or looking for a GPU
     if refit is not None and families:
         data = remeasure_families(read_calibration_data(refit), families, log=typer.echo)
     elif refit is not None:

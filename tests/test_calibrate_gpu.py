@@ -1,0 +1,29 @@
+"""`perfbench calibrate --remeasure` on a real GPU: one cheap kernel family measured into a copy of
+the bundled calibration of this GPU kind (skipped without CUDA)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.gpu
+
+
+def test_remeasure_replaces_one_family_on_this_gpu():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from analytic.calibration import bundled_path, from_dict, read_calibration_data
+    from analytic.hardware import gpu_key_from_name
+    from perfbench.calibrate import remeasure
+
+    gpu = gpu_key_from_name(torch.cuda.get_device_properties(0).name)
+    if gpu not in ("h100", "h200"):
+        pytest.skip(f"no bundled calibration for {gpu}")
+    before = read_calibration_data(bundled_path(gpu))
+    after = remeasure(before, ["elementwise"], log=lambda *_: None)
+    from_dict(after)  # still a valid calibration
+    new, old = after["samples"]["elementwise"], before["samples"]["elementwise"]
+    assert len(new) == len(old) and all(s["time_s"] > 0 for s in new)
+    assert [s["time_s"] for s in new] != [s["time_s"] for s in old]  # measured now, not copied
+    assert after["samples"]["attention_decode"] == before["samples"]["attention_decode"]
+    assert "elementwise" in after["provenance"]["remeasured"]
