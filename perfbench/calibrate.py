@@ -44,6 +44,14 @@ WARM_S = 0.05  # sustained warm-up before timing
 # microbenchmarks rotate through copies of their inputs that together span ~5x the L2.
 ROTATE_BYTES = 256e6
 MAX_COPIES = 64
+# The plain (unsplit) FlashAttention decode kernel holds the board at its power limit: back to back
+# for a few tenths of a second its clock drops ~10-15 %. `perfbench run` times a decode point in a
+# window of ~0.1-0.2 s right after building its inputs (a short rest), before the limiter bites, so
+# attention decode samples are timed the same way: a rest, then the harness's own timing loop.
+POINT_REST_S = 0.3
+POINT_TIMING = TimingOptions(warmup=2, min_repeats=5, max_repeats=100, target_s=0.1, nvtx=False)
+POINT_WINDOWS = 2  # rested windows per sample: the clock right after a rest varies by a few %
+POINT_REPLAY_S = 0.5e-3
 
 
 def rotation_copies(footprint_bytes: float) -> int:
@@ -175,6 +183,41 @@ class Timer:
             torch.cuda.synchronize()
             times.append(start.elapsed_time(end) / 1e3 / reps)
         return statistics.median(times)
+
+    def point(self, fn: Callable[[], object], rest_s: float = POINT_REST_S,
+              options: TimingOptions = POINT_TIMING, windows: int = POINT_WINDOWS) -> float:
+        """Seconds per call of `fn` timed as `perfbench run` times a decode point: CUDA-graph replays
+        after the board rested `rest_s`, in the harness's short window; the median over `windows`
+        such windows. A replay holds enough calls to last POINT_REPLAY_S, so the replay's own launch
+        latency (the layer model adds it once per step) stays out of the per-call time."""
+        torch = self.torch
+        from perfbench.timing import capture_graph
+
+        calls = 1
+        try:
+            replay, graph = capture_graph(fn)
+            per_call = measure(replay, TimingOptions(warmup=1, min_repeats=3, max_repeats=3, nvtx=False),
+                               cuda=True).median_ms / 1e3
+            calls = max(1, min(64, math.ceil(POINT_REPLAY_S / max(per_call, 1e-7))))
+            if calls > 1:
+                del graph
+
+                def repeated():
+                    for _ in range(calls):
+                        fn()
+                replay, graph = capture_graph(repeated, warmup=1)
+            self.last_mode = "graph"
+        except Exception:  # not capturable: time eagerly
+            torch.cuda.synchronize()
+            replay, graph = fn, None
+            self.last_mode = "eager"
+        times: list[float] = []
+        for _ in range(windows):
+            torch.cuda.synchronize()
+            time.sleep(rest_s)
+            times += measure(replay, options, cuda=True).times_ms
+        del graph
+        return statistics.median(times) / 1e3 / calls
 
 
 def _randn(torch, *shape, dtype=None, device="cuda", scale=1.0):
@@ -440,9 +483,9 @@ def measure_kernels(torch, timer: Timer, log, only: set[str] | None = None) -> d
                                 return F.scaled_dot_product_attention(q, k, v)
                         return call
                     run_all, copies = rotation(make, kv_bytes)
-                    t = timer(run_all) / copies
+                    t = timer.point(run_all) / copies
                     add(ATTN_DECODE, {"layer": layer, "phase": "decode", "batch": b, "seqlen": ctx,
-                                                 "ops": ["attention_decode"], "time_s": t})
+                                      "ops": ["attention_decode"], "time_s": t, "timing": "point"})
             log(f"  {layer} decode: {len(samples[ATTN_DECODE])} samples")
 
     def rope():

@@ -27,3 +27,23 @@ def test_remeasure_replaces_one_family_on_this_gpu():
     assert [s["time_s"] for s in new] != [s["time_s"] for s in old]  # measured now, not copied
     assert after["samples"]["attention_decode"] == before["samples"]["attention_decode"]
     assert "elementwise" in after["provenance"]["remeasured"]
+
+
+def test_point_timing_counts_each_call_once():
+    """Timer.point (attention decode's protocol: rest, then the harness's window) times per call:
+    a callable doing the same copy twice takes about twice as long, whatever the replay batching."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from perfbench.calibrate import Timer
+    from perfbench.timing import TimingOptions
+
+    src = torch.randn(64 << 20, device="cuda", dtype=torch.bfloat16)  # 128 MiB: HBM-bound copies
+    dst = torch.empty_like(src)
+    timer = Timer(torch)
+    fast = TimingOptions(warmup=1, min_repeats=5, max_repeats=20, target_s=0.02, nvtx=False)
+    once = timer.point(lambda: dst.copy_(src), rest_s=0.0, options=fast, windows=1)
+    twice = timer.point(lambda: (dst.copy_(src), dst.copy_(src)), rest_s=0.0, options=fast, windows=1)
+    assert timer.last_mode == "graph"
+    assert 2 * 128 * 2**20 / once < 6e12  # read + write: not faster than any HBM (H200: 4.8 TB/s)
+    assert 1.7 < twice / once < 2.3
