@@ -11,6 +11,8 @@ Measured on the GPU, each alone (never the layer sweep that `compare` evaluates 
   (v)   board power (NVML energy counter): idle, each prefill kernel family back to back, and how
         much faster a big GEMM runs between idle gaps than back to back at the power limit.
 Small kernels are timed as CUDA-graph replays of many launches (the way a decode step runs);
+attention decode, whose plain kernel is power-limited, is timed the way `perfbench run` times a
+decode point (`Timer.point`: a rest, then the harness's short window);
 each sample's median over trials is kept in the file, so `--refit` can refit on a CPU later, and
 `--refit FILE --remeasure FAMILY` re-measures one kernel family (KERNEL_FAMILIES) into it first.
 """
