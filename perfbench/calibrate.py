@@ -47,11 +47,11 @@ WARM_S = 0.05  # sustained warm-up before timing
 ROTATE_BYTES = 256e6
 MAX_COPIES = 64
 # The plain (unsplit) FlashAttention decode kernel holds the board at its power limit: back to back
-# for a few tenths of a second its clock drops ~10-15 %. `perfbench run` times a decode point in a
-# window of ~0.1-0.2 s right after building its inputs (a short rest), before the limiter bites, so
-# attention decode samples are timed the same way: a rest, then the harness's own timing loop.
-POINT_REST_S = 0.3
-POINT_TIMING = TimingOptions(warmup=2, min_repeats=5, max_repeats=100, target_s=0.1, nvtx=False)
+# for a few tenths of a second its clock drops ~10-15 %. `perfbench run` rests before each point and
+# times it in a window of ~0.1-0.2 s, before the limiter bites, so attention decode samples are
+# timed the same way: a rest, then the harness's own timing loop.
+POINT_REST_S = 0.3  # `perfbench run --rest-ms` defaults to the same rest
+POINT_TIMING = TimingOptions(warmup=2, min_repeats=5, max_repeats=100, target_s=0.1, nvtx=False, rest_s=POINT_REST_S)
 POINT_WINDOWS = 2  # rested windows per sample: the clock right after a rest varies by a few %
 POINT_REPLAY_S = 0.5e-3
 
@@ -186,10 +186,10 @@ class Timer:
             times.append(start.elapsed_time(end) / 1e3 / reps)
         return statistics.median(times)
 
-    def point(self, fn: Callable[[], object], rest_s: float = POINT_REST_S,
+    def point(self, fn: Callable[[], object], rest_s: float | None = None,
               options: TimingOptions = POINT_TIMING, windows: int = POINT_WINDOWS) -> float:
         """Seconds per call of `fn` timed as `perfbench run` times a decode point: CUDA-graph replays
-        after the board rested `rest_s`, in the harness's short window; the median over `windows`
+        after the board rested (`rest_s`, else the options' rest), in the harness's short window; the median over `windows`
         such windows. A replay holds enough calls to last POINT_REPLAY_S, so the replay's own launch
         latency (the layer model adds it once per step) stays out of the per-call time."""
         torch = self.torch
@@ -213,10 +213,10 @@ class Timer:
             torch.cuda.synchronize()
             replay, graph = fn, None
             self.last_mode = "eager"
+        if rest_s is not None:
+            options = replace(options, rest_s=rest_s)
         times: list[float] = []
-        for _ in range(windows):
-            torch.cuda.synchronize()
-            time.sleep(rest_s)
+        for _ in range(windows):  # each window after its own rest (measure rests first)
             times += measure(replay, options, cuda=True).times_ms
         del graph
         return statistics.median(times) / 1e3 / calls

@@ -354,6 +354,9 @@ def measure_lockstep(fn: Callable, options, cuda: bool, device, tp: int, range_n
         sync()
         return time.perf_counter() - start
 
+    if options.rest_s > 0:  # as perfbench.timing.measure: the power limiter forgets the last point
+        sync()
+        time.sleep(options.rest_s)
     dist.barrier()
     first_s = once()
     estimates = [once() for _ in range(max(1, options.warmup))]

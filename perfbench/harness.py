@@ -414,6 +414,8 @@ def _measure_point(workload, point: Point, options: SweepOptions, device: _Devic
     if timing is not None:
         extra["first_call_ms"] = round(timing.first_call_ms, 4)
     extra.update({k: v for k, v in kernels.items() if k not in ("attn_backend", "conv_backend")})
+    if options.timing.rest_s > 0:
+        extra["rest_ms"] = round(options.timing.rest_s * 1e3, 3)
     extra["wall_s"] = round(time.perf_counter() - started, 3)  # the point's share of the sweep
     return result_row(point, options, device.ident, timing, status, reason, peak, before, after, kernels, extra)
 

@@ -1,5 +1,8 @@
 """One timing loop for every measured point (the habit of `triton.testing.do_bench`).
 
+- Optional rest first (`rest_s`, the GPU synchronised and idle): a power-limited kernel (a big GEMM,
+  FlashAttention's plain decode kernel) runs 10-15 % slower once the board has sat at its power
+  limit for a few tenths of a second, so without a rest a point inherits the previous point's state.
 - A first call outside the numbers (module load, Triton compilation and autotuning, cuBLAS
   handles), then warm-up calls until `warmup` were made or half the time budget was spent
   (warmup 0: the first call is the only warm-up, and its time sets the repeats; for long points).
@@ -31,6 +34,7 @@ class TimingOptions:
     target_s: float = 0.2
     l2_flush: bool = False
     nvtx: bool = True
+    rest_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,9 @@ def measure(fn: Callable[[], object], options: TimingOptions, *, cuda: bool,
             range_name: str | None = None, flush: Callable[[], object] | None = None) -> Timing:
     """Time `fn` as the module docstring says; returns every timed call."""
     clock = _Clock(cuda)
+    if options.rest_s > 0:
+        clock.sync()
+        time.sleep(options.rest_s)
     first_s = clock.once_s(fn)
     spent, estimate_s, done = 0.0, first_s, 0
     while done < options.warmup and (done == 0 or spent < options.target_s / 2):

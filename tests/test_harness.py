@@ -264,3 +264,21 @@ def test_a_device_fault_keeps_the_rows_and_stops_with_one_line(tmp_path, tiny_sp
     assert "illegal memory access" in frame["reason"].iloc[1]
     manifest = json.loads(next(tmp_path.glob("run-*.json")).read_text())
     assert manifest["status"] == "interrupted"
+
+
+def test_each_point_rests_first_and_records_it(tmp_path, tiny_specs, monkeypatch):
+    """With a rest set, every point sleeps once before its first call and its row says how long."""
+    import dataclasses
+
+    import perfbench.timing as timing_module
+
+    slept = []
+    monkeypatch.setattr(timing_module.time, "sleep", lambda s: slept.append(s))
+    targets = _targets(tiny_specs, ("mlp",))
+    options = SweepOptions(device="cpu", dtype="float32", graphs=True, timing=dataclasses.replace(FAST, rest_s=0.25),
+                           reference=True)
+    points = make_points(targets, ["prefill", "decode"], [1], [4, 8], options)
+    _sweep(tmp_path, targets, points, options)
+    frame = load_results(tmp_path)
+    assert slept == [0.25] * len(points)
+    assert [json.loads(e)["rest_ms"] for e in frame["extra"]] == [250.0] * len(points)

@@ -42,6 +42,7 @@ def test_cpu_reference_run_writes_results_and_a_summary(tmp_path):
     assert result.exit_code == 0, result.output
     frame = load_results(out)
     assert len(frame) == 4 and set(frame["status"]) == {"ok"}
+    assert all("rest_ms" not in json.loads(e) for e in frame["extra"])  # no power limiter to rest on a CPU
     assert set(frame["dtype"]) == {"float32"} and set(frame["device"]) == {"cpu"}
     assert "results:" in result.output
     manifest = json.loads(next(out.glob("run-*.json")).read_text())
@@ -74,6 +75,7 @@ def test_without_cuda_run_says_so_in_one_line_and_exits_2(tmp_path):
     (["--layer", "nope"], "unknown layer"),
     (["--layer", "mlp", "--batch", "0"], "positive"),
     (["--layer", "mlp", "--attn-backend", "xformers"], "--attn-backend"),
+    (["--layer", "mlp", "--rest-ms", "-1"], "--rest-ms >= 0"),
 ])
 def test_bad_arguments_are_user_errors(tmp_path, args, message):
     from perfbench.errors import USER_ERRORS

@@ -62,3 +62,25 @@ def test_warmup_zero_uses_the_first_call_as_the_only_warmup():
     options = TimingOptions(warmup=0, min_repeats=3, max_repeats=3, nvtx=False)
     measure(lambda: calls.append(1), options, cuda=False)
     assert len(calls) == 1 + 3
+
+
+def test_rest_comes_once_before_the_first_call(monkeypatch):
+    """A point rests (so the power limiter forgets the point before) once, before any call of it."""
+    import perfbench.timing as timing_module
+
+    events = []
+    monkeypatch.setattr(timing_module.time, "sleep", lambda s: events.append(("sleep", s)))
+    options = TimingOptions(warmup=1, min_repeats=2, max_repeats=2, nvtx=False, rest_s=0.3)
+    measure(lambda: events.append(("call", None)), options, cuda=False)
+    assert events[0] == ("sleep", 0.3)
+    assert [e for e in events if e[0] == "sleep"] == [("sleep", 0.3)]
+    assert len(events) == 1 + 1 + 1 + 2
+
+
+def test_no_rest_by_default(monkeypatch):
+    import perfbench.timing as timing_module
+
+    slept = []
+    monkeypatch.setattr(timing_module.time, "sleep", lambda s: slept.append(s))
+    measure(lambda: None, TimingOptions(warmup=0, min_repeats=1, max_repeats=1, nvtx=False), cuda=False)
+    assert slept == []

@@ -45,6 +45,8 @@ def run_command(
     max_repeats: int = typer.Option(200, "--max-repeats", help="Maximum timed calls per point."),
     target_ms: float = typer.Option(200.0, "--target-ms", help="Timed work per point; repeats adapt to it."),
     warmup: int = typer.Option(2, "--warmup", help="Warm-up calls after the first (compiling) call."),
+    rest_ms: float = typer.Option(300.0, "--rest-ms", help="GPU idle before each point, so it does not inherit "
+                                  "the power limiter's state from the point before (0: none; no rest on CPU)."),
     l2_flush: bool = typer.Option(False, "--l2-flush", help="Flush the L2 cache before each timed call."),
     nvtx: bool = typer.Option(True, "--nvtx/--no-nvtx", help="NVTX range around each timed call."),
     attn_backend: Optional[str] = typer.Option(None, "--attn-backend",
@@ -67,8 +69,8 @@ def run_command(
     targets = _targets(layer, model, models_file)
     phases = parse_names(phase)
     batches, seqlens = parse_sizes(batch), parse_sizes(seqlen)
-    if repeats < 1 or max_repeats < repeats or warmup < 0 or target_ms <= 0:
-        raise PerfbenchError("need 1 <= --repeats <= --max-repeats, --warmup >= 0, --target-ms > 0")
+    if repeats < 1 or max_repeats < repeats or warmup < 0 or target_ms <= 0 or not rest_ms >= 0:
+        raise PerfbenchError("need 1 <= --repeats <= --max-repeats, --warmup >= 0, --target-ms > 0, --rest-ms >= 0")
 
     import torch
 
@@ -83,7 +85,8 @@ def run_command(
         raise PerfbenchError("no CUDA GPU here: `perfbench run` measures real kernels on a GPU "
                              "(--cpu-reference runs the pure-torch reference layers on CPU)")
     timing = TimingOptions(warmup=warmup, min_repeats=repeats, max_repeats=max_repeats,
-                           target_s=target_ms / 1e3, l2_flush=l2_flush and not cpu_reference, nvtx=nvtx)
+                           target_s=target_ms / 1e3, l2_flush=l2_flush and not cpu_reference, nvtx=nvtx,
+                           rest_s=0.0 if cpu_reference else rest_ms / 1e3)
     options = SweepOptions(device="cpu" if cpu_reference else "cuda",
                            dtype="float32" if cpu_reference else "bfloat16", graphs=graphs, timing=timing,
                            attn_backend=attn_backend, reference=cpu_reference)
