@@ -186,10 +186,10 @@ class Timer:
             times.append(start.elapsed_time(end) / 1e3 / reps)
         return statistics.median(times)
 
-    def point(self, fn: Callable[[], object], rest_s: float | None = None,
-              options: TimingOptions = POINT_TIMING, windows: int = POINT_WINDOWS) -> float:
+    def point(self, fn: Callable[[], object], options: TimingOptions = POINT_TIMING,
+              windows: int = POINT_WINDOWS) -> float:
         """Seconds per call of `fn` timed as `perfbench run` times a decode point: CUDA-graph replays
-        after the board rested (`rest_s`, else the options' rest), in the harness's short window; the median over `windows`
+        after the board rested (`options.rest_s`), in the harness's short window; the median over `windows`
         such windows. A replay holds enough calls to last POINT_REPLAY_S, so the replay's own launch
         latency (the layer model adds it once per step) stays out of the per-call time."""
         torch = self.torch
@@ -213,8 +213,6 @@ class Timer:
             torch.cuda.synchronize()
             replay, graph = fn, None
             self.last_mode = "eager"
-        if rest_s is not None:
-            options = replace(options, rest_s=rest_s)
         times: list[float] = []
         for _ in range(windows):  # each window after its own rest (measure rests first)
             times += measure(replay, options, cuda=True).times_ms

@@ -414,8 +414,6 @@ def _measure_point(workload, point: Point, options: SweepOptions, device: _Devic
     if timing is not None:
         extra["first_call_ms"] = round(timing.first_call_ms, 4)
     extra.update({k: v for k, v in kernels.items() if k not in ("attn_backend", "conv_backend")})
-    if options.timing.rest_s > 0:
-        extra["rest_ms"] = round(options.timing.rest_s * 1e3, 3)
     extra["wall_s"] = round(time.perf_counter() - started, 3)  # the point's share of the sweep
     return result_row(point, options, device.ident, timing, status, reason, peak, before, after, kernels, extra)
 
@@ -454,6 +452,8 @@ def result_row(point, options, ident: dict, timing, status, reason, peak, before
     median = timing.median_ms if ok else nan
     tokens = point.batch if point.phase == "decode" else point.batch * point.seqlen
     env = ident.get("env", {})
+    if options.timing.rest_s > 0:  # the GPU idled this long before the point (perfbench run --rest-ms)
+        extra = {**extra, "rest_ms": round(options.timing.rest_s * 1e3, 3)}
     return {
         "run_id": "", "timestamp": utc_now(), "target_kind": point.target_kind, "name": point.name,
         "phase": point.phase, "batch": point.batch, "seqlen": point.seqlen, "dtype": point.dtype,

@@ -42,8 +42,8 @@ def test_point_timing_counts_each_call_once():
     dst = torch.empty_like(src)
     timer = Timer(torch)
     fast = TimingOptions(warmup=1, min_repeats=5, max_repeats=20, target_s=0.02, nvtx=False)
-    once = timer.point(lambda: dst.copy_(src), rest_s=0.0, options=fast, windows=1)
-    twice = timer.point(lambda: (dst.copy_(src), dst.copy_(src)), rest_s=0.0, options=fast, windows=1)
+    once = timer.point(lambda: dst.copy_(src), options=fast, windows=1)  # no rest: fast.rest_s is 0
+    twice = timer.point(lambda: (dst.copy_(src), dst.copy_(src)), options=fast, windows=1)
     assert timer.last_mode == "graph"
     assert 2 * 128 * 2**20 / once < 6e12  # read + write: not faster than any HBM (H200: 4.8 TB/s)
     assert 1.7 < twice / once < 2.3
