@@ -21,6 +21,9 @@ the cost model. JSON, versioned, with provenance. Fields:
     power                    optional {idle_w, limit_w, gemm_burst_speedup, ...}: the board's idle
                              power, its enforced power limit, and how much faster a big GEMM runs
                              between idle gaps than back to back at the limit (analytic/efficiency.py)
+    writeback                optional {dirty_bytes, bw_bytes_s, samples}: how many stored bytes L2
+                             still holds dirty after a kernel, and the rate at which a following
+                             weight-streaming GEMM writes them back (samples: {written_bytes, excess_s})
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class Calibration:
     allreduce: dict = field(default_factory=dict)
     source: str = ""
     power: dict = field(default_factory=dict)
+    writeback: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -66,6 +70,7 @@ class Calibration:
             "gemm": [dict(m=m, n=n, k=k, time_s=t) for m, n, k, t in self.gemm],
             "launch": self.launch, "op_classes": self.op_classes, "samples": self.samples,
             "allreduce": self.allreduce, **({"power": self.power} if self.power else {}),
+            **({"writeback": self.writeback} if self.writeback else {}),
         }
 
     def save(self, path: Path) -> Path:
@@ -113,6 +118,10 @@ def from_dict(data: dict, source: str = "") -> Calibration:
         op_classes = {str(k): {str(p): _class_value(p, x) for p, x in v.items()} for k, v in data["op_classes"].items()}
         provenance, samples = dict(data.get("provenance", {})), dict(data.get("samples", {}))
         allreduce = dict(data.get("allreduce", {}))
+        writeback = dict(data.get("writeback", {}))
+        for key in ("dirty_bytes", "bw_bytes_s"):
+            if key in writeback:
+                writeback[key] = float(writeback[key])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CalibrationError(f"{where}: malformed field ({type(exc).__name__}: {exc})".splitlines()[0]) from None
     if copy_bw <= 0 or peak <= 0 or any(t <= 0 for *_, t in gemm):
@@ -121,6 +130,8 @@ def from_dict(data: dict, source: str = "") -> Calibration:
         raise CalibrationError(f"{where}: power figures must be positive")
     if power and not power.get("idle_w", 0.0) < power.get("limit_w", 0.0):
         raise CalibrationError(f"{where}: power.idle_w must be below power.limit_w")
+    if writeback and not (writeback.get("dirty_bytes", 0.0) >= 0 and writeback.get("bw_bytes_s", 0.0) > 0):
+        raise CalibrationError(f"{where}: writeback needs dirty_bytes >= 0 and a positive bw_bytes_s")
     for key in ("graph_kernel_s", "eager_kernel_s"):
         if key not in launch:
             raise CalibrationError(f"{where}: launch.{key} missing")
@@ -128,7 +139,7 @@ def from_dict(data: dict, source: str = "") -> Calibration:
                        copy_bandwidth_bytes_s=copy_bw, gemm_peak_flops=peak, gemm=gemm,
                        launch=launch, op_classes=op_classes, created=str(data.get("created", "")),
                        provenance=provenance, samples=samples, allreduce=allreduce, source=source,
-                       power=power)
+                       power=power, writeback=writeback)
 
 
 def read_calibration_data(path: Path) -> dict:

@@ -26,6 +26,10 @@ adds two class-specific physical terms:
     Interpolated log-log between measured lengths and token counts, clamped at the edges.
   - attention prefill: timed on the FLOPs of the 128x128 tiles actually computed (the causal
     diagonal costs full tiles), with wave quantization of its CTAs.
+  - L2 write-back: a kernel's last stores are still dirty in L2 when it ends; a weight-streaming
+    (memory-bound) GEMM after it writes them back to HBM while it streams, and takes longer
+    (`step_op_times`: the state stored since the last GEMM, up to what L2 holds dirty, at a rate
+    measured by `perfbench calibrate`: a store-only kernel, then a GEMV).
   - board power: a sequence of ops shares one power limit; compute-bound GEMMs, calibrated back to
     back at that limit, run faster between kernels that draw less (`power_capped_s`).
 """
@@ -38,7 +42,8 @@ import numpy as np
 
 from analytic.calibration import Calibration
 from analytic.hardware import GPUSpec
-from analytic.ops import ATTN_DECODE, ATTN_PREFILL, ELEMENTWISE, FAMILIES, GEMM, OP_CLASSES, SELECTIVE_SCAN, SSD, Op
+from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, ELEMENTWISE, FAMILIES, GEMM, OP_CLASSES, SELECTIVE_SCAN, SSD, Op,
+                          written_bytes)
 
 TENSOR_CLASSES = (GEMM, ATTN_PREFILL, SSD)
 # Bound codes (int8 arrays are far cheaper than strings over large grids); labels by index.
@@ -79,6 +84,8 @@ class Ceilings:
     power_limit_w: float = 0.0  # the power a big GEMM holds back to back (the limit, as enforced)
     gemm_burst_speedup: float = 1.0  # a big GEMM between idle gaps vs back to back at the limit
     class_power_w: dict = field(default_factory=dict)  # op class -> board power run back to back
+    writeback_dirty_bytes: float = 0.0  # stores L2 still holds dirty when a kernel ends (0: no write-back term)
+    writeback_bw_bytes_s: float = 0.0  # rate at which a following weight-streaming GEMM pays them
 
 
 def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
@@ -121,7 +128,8 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
                     {k[len("host_wall/"):]: v for k, v in cal.launch.items() if k.startswith("host_wall/")},
                     float(power.get("idle_w", 0.0)), float(power.get("gemm_w", power.get("limit_w", 0.0))),
                     max(1.0, float(power.get("gemm_burst_speedup", 1.0))),
-                    {c: float(power[f"{c}_w"]) for c in OP_CLASSES if c != GEMM and f"{c}_w" in power})
+                    {c: float(power[f"{c}_w"]) for c in OP_CLASSES if c != GEMM and f"{c}_w" in power},
+                    float(cal.writeback.get("dirty_bytes", 0.0)), float(cal.writeback.get("bw_bytes_s", 0.0)))
 
 
 def _steady_gemm_times(m: np.ndarray, nk: tuple[int, int], log_t: np.ndarray, sm_count: int,
@@ -349,6 +357,35 @@ def _selective_scan_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray
     cmp_s = 9.0 * op.shape["padded_elements"] / rate
     mem_s = op.bytes_ / c.bw_bytes_s
     return c.t0_s + np.maximum(cmp_s, mem_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
+
+
+def step_op_times(counted: list, ceil: Ceilings) -> list:
+    """`op_time` of each op of a step, in execution order (`counted`: CountedOp-likes with .op and
+    .group), with the L2 write-back a memory-bound GEMM pays for the state stored before it.
+
+    L2 is write-back: the last stores of a kernel stay dirty in L2 after it ends, up to
+    `writeback_dirty_bytes`. A GEMM that streams its weights from HBM (small M: every decode
+    projection) evicts them, so the HBM writes of the kernels before it land inside its own time
+    (`analytic.ops.written_bytes` says which stores count):
+    measured on the H100, a 4096 x 8192 GEMV runs 7 us longer after a kernel that stored 32 MB or
+    more, ~0.35 us per MB below that, and Mamba's out_proj runs 3.6-6.9 us longer in decode steps
+    than alone, right after the SSM state update stored the state. A compute-bound GEMM has spare
+    bandwidth and hides them; a GEMM's own weight stream leaves L2 clean, so the count restarts
+    after it. Each layer kind's ops start clean."""
+    times = [op_time(c.op, ceil) for c in counted]
+    if not (ceil.calibrated and ceil.writeback_dirty_bytes > 0 and ceil.writeback_bw_bytes_s > 0):
+        return times
+    out, dirty, group = [], 0.0, object()
+    for c, (t, code) in zip(counted, times):
+        if c.group != group:
+            dirty, group = 0.0, c.group
+        if c.op.op_class == GEMM:
+            t = t + np.where(code == MEMORY, np.minimum(dirty, ceil.writeback_dirty_bytes) / ceil.writeback_bw_bytes_s, 0.0)
+            dirty = written_bytes(c.op)
+        else:
+            dirty = np.minimum(dirty + written_bytes(c.op), ceil.writeback_dirty_bytes)
+        out.append((t, code))
+    return out
 
 
 def graph_step_s(gpu_s, ceil: Ceilings):

@@ -60,5 +60,13 @@ def elementwise(name: str, elements_read: np.ndarray, elements_written: np.ndarr
               {"elements": written})
 
 
+def written_bytes(op: Op) -> np.ndarray:
+    """Bytes of state the op's kernels store and no later kernel of the step reads (the SSM and conv
+    states a decode step updates): they stay dirty in L2 until evicted. Activations passed to the
+    next kernel are not counted: H100 traces show no slowdown of the MLP's fc2 after fc1 and the
+    activation, while Mamba's out_proj runs 3.6-6.9 us longer after the state update."""
+    return np.asarray(op.shape.get("written_bytes", 0.0), dtype=np.float64) if op.shape else np.zeros(())
+
+
 def total(ops: list[Op], attr: str) -> np.ndarray:
     return sum(getattr(op, attr) for op in ops)

@@ -19,8 +19,8 @@ import pandas as pd
 from analytic.calibration import Calibration, resolve
 from analytic.composition import CountedOp, model_ops
 from analytic.costs import PHASES, layer_ops
-from analytic.efficiency import (BOUND_LABELS, COMPUTE, Ceilings, ceilings, graph_step_s, host_time, op_time,
-                                 power_capped_s)
+from analytic.efficiency import (BOUND_LABELS, COMPUTE, Ceilings, ceilings, graph_step_s, host_time, power_capped_s,
+                                 step_op_times)
 from analytic.hardware import get_gpu
 from analytic.memory import memory_footprint
 from analytic.ops import GEMM
@@ -113,7 +113,7 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
     ceil = ceilings(gpu_spec, cal)
     b, L = _grid(batch, seqlen)
     ops = counted_ops(kind, spec, phase, b, L)
-    times = [op_time(c.op, ceil) for c in ops]
+    times = step_op_times(ops, ceil)
     time_s, _speedup = power_capped_s(ops, times, ceil)
     flops = sum(c.op.flops * c.count for c in ops)
     bytes_ = sum(c.op.bytes_ * c.count for c in ops)
@@ -160,7 +160,7 @@ def breakdown(target, phase: str, batch: int, seqlen: int, gpu: str = "h100",
     ceil = ceilings(get_gpu(gpu), resolve(calibration, gpu))
     b, L = _grid([batch], [seqlen])
     ops = counted_ops(kind, spec, phase, b, L)
-    times = [op_time(c.op, ceil) for c in ops]
+    times = step_op_times(ops, ceil)
     # Compute-bound GEMMs share the board's power with the rest (efficiency.power_capped_s).
     _total, speedup = power_capped_s(ops, times, ceil)
     rows = []

@@ -44,7 +44,7 @@ import pandas as pd
 from analytic.calibration import Calibration, resolve
 from analytic.composition import CountedOp, model_ops
 from analytic.costs import PHASES, layer_ops
-from analytic.efficiency import BOUND_LABELS, Ceilings, ceilings, graph_step_s, op_time, power_capped_s
+from analytic.efficiency import BOUND_LABELS, Ceilings, ceilings, graph_step_s, power_capped_s, step_op_times
 from analytic.hardware import GPUSpec, get_gpu
 from analytic.memory import ALLOCATOR_HEADROOM, largest_batch, memory_footprint
 from analytic.ops import Op, elementwise
@@ -280,7 +280,7 @@ def max_batch_tp(spec: ModelSpec, context: int, gpu, tp: int, phase: str = "deco
 
 def _timed_sum(compute: list[CountedOp], comm: list[CountedOp], ceil: Ceilings, tp: int,
                link: Interconnect, size: int):
-    times = [op_time(c.op, ceil) for c in compute]
+    times = step_op_times(compute, ceil)
     compute_s, _speedup = power_capped_s(compute, times, ceil)
     comm_s = sum(collective_time_s(c.op, tp, link) * c.count for c in comm) + np.zeros(size)
     by_bound = np.zeros((len(BOUND_LABELS), size))
@@ -355,8 +355,7 @@ def breakdown_tp(target, phase: str, batch: int, seqlen: int, gpu: str = "h100",
     b, L = _grid([batch], [seqlen])
     compute, comm = rank_ops(kind, spec, phase, b, L, tp)
     rows = []
-    for c in compute:
-        t, code = op_time(c.op, ceil)
+    for c, (t, code) in zip(compute, step_op_times(compute, ceil)):
         rows.append({"name": name, "tp": tp, "group": c.group, "op": c.op.name, "op_class": c.op.op_class,
                      "count": c.count, "kernels": c.op.kernels * c.count,
                      "flops": float(c.op.flops[0]) * c.count, "bytes": float(c.op.bytes_[0]) * c.count,

@@ -302,11 +302,14 @@ KERNEL_FAMILIES = ("ssd", "selective_scan", "conv1d", "state_update", "attention
                    "rope", "elementwise")  # in measure_kernels' order
 
 
+REMEASURABLE = KERNEL_FAMILIES + ("writeback",)  # kernel families, and the L2 write-back pairs
+
+
 def check_kernel_families(names) -> None:
     """A one-line error naming any requested kernel family that measure_kernels does not have."""
-    unknown = sorted(set(names) - set(KERNEL_FAMILIES))
+    unknown = sorted(set(names) - set(REMEASURABLE))
     if unknown:
-        raise PerfbenchError(f"unknown kernel family {', '.join(unknown)} (known: {', '.join(KERNEL_FAMILIES)})")
+        raise PerfbenchError(f"unknown kernel family {', '.join(unknown)} (known: {', '.join(REMEASURABLE)})")
 
 
 def measure_kernels(torch, timer: Timer, log, only: set[str] | None = None) -> dict:
@@ -737,6 +740,66 @@ def _replay_gap(torch, n_bytes: int = 256 << 20) -> float:
     return max(statistics.median(per_replay) - statistics.median(inside), 0.0)
 
 
+# L2 write-back (analytic.efficiency.step_op_times): a store-only kernel of W bytes, then a weight-streaming
+# GEMV (the decode out_proj's shape), each on rotated copies so both start from a cold L2. The GEMV's extra
+# time over the two alone is the stores it had to write back. A store-only producer leaves as much dirty as
+# Mamba's state update does in a decode step (H100: out_proj +6.9 us in situ after a 33.5 MB state update,
+# +7.1 us here after 32 MB of stores; an in-place elementwise leaves less, +2.6 us).
+WRITEBACK_MB = (0.5, 1, 2, 4, 8, 16, 24, 32, 48, 64, 128)
+WRITEBACK_GEMV = (16, 4096, 8192)  # (M, N, K)
+
+
+def measure_writeback(torch, timer: Timer, log) -> dict:
+    """{"samples": [{written_bytes, excess_s}], dirty_bytes, bw_bytes_s}: the fitted figures too."""
+    import torch.nn.functional as F
+
+    m, n, k = WRITEBACK_GEMV
+    weights = [_randn(torch, n, k, scale=0.02) for _ in range(rotation_copies(2 * n * k))]
+    x = _randn(torch, m, k)
+    gemvs = [lambda w=w: F.linear(x, w) for w in weights]
+    t_gemv = timer(lambda: [g() for g in gemvs]) / len(gemvs)
+    samples = []
+    for mb in WRITEBACK_MB:
+        nbytes = int(mb * (1 << 20))
+        buffers = [torch.empty(nbytes // 2, device="cuda", dtype=torch.bfloat16) for _ in range(rotation_copies(nbytes))]
+        stores = [lambda b=b: b.fill_(1.0) for b in buffers]
+        t_store = timer(lambda: [f() for f in stores]) / len(stores)
+        pairs = max(len(stores), len(gemvs))
+
+        def store_then_gemv():
+            for i in range(pairs):
+                stores[i % len(stores)]()
+                gemvs[i % len(gemvs)]()
+        t_pair = timer(store_then_gemv) / pairs
+        samples.append({"written_bytes": float(nbytes), "excess_s": t_pair - t_store - t_gemv})
+        log(f"  write-back: {mb:5.1f} MB stored, then the GEMV: +{samples[-1]['excess_s'] * 1e6:.2f} us")
+        del buffers, stores
+        torch.cuda.empty_cache()
+    del weights
+    torch.cuda.empty_cache()
+    return {"samples": samples, **fit_writeback(samples)}
+
+
+def fit_writeback(samples: list[dict]) -> dict:
+    """Least-squares excess = min(W, dirty_bytes) / bw_bytes_s over the samples (cap on a grid of the
+    measured sizes and between them; the rate in closed form for each cap)."""
+    import numpy as np
+
+    w = np.array([s["written_bytes"] for s in samples], dtype=np.float64)
+    x = np.array([s["excess_s"] for s in samples], dtype=np.float64)
+    best = None
+    for cap in np.exp(np.linspace(np.log(w.min()), np.log(w.max()), 200)):
+        m = np.minimum(w, cap)
+        slope = max(float(m @ x) / float(m @ m), 1e-30)  # seconds per byte
+        sse = float(((slope * m - x) ** 2).sum())
+        if best is None or sse < best[0]:
+            best = (sse, cap, slope)
+    _sse, cap, slope = best
+    if slope <= 1e-30:  # no measurable write-back: a zero cap turns the term off
+        return {"dirty_bytes": 0.0, "bw_bytes_s": 1.0}
+    return {"dirty_bytes": float(cap), "bw_bytes_s": 1.0 / slope}
+
+
 HOST_TOKENS = 64  # a prompt so short that the GPU work hides under the host's launch chain
 HOST_TIMING = TimingOptions(warmup=5, min_repeats=20, max_repeats=100, target_s=0.02, nvtx=False)
 
@@ -845,6 +908,10 @@ def fit_calibration(data: dict, log=print) -> dict:
     gemm_samples = [{"class": GEMM, **g} for g in data["gemm"]]
     classes[GEMM] = fit_class(GEMM, gemm_samples, replace(base, gemm_table={}))
     data["op_classes"] = classes
+    if data.get("writeback", {}).get("samples"):
+        data["writeback"] = {**data["writeback"], **fit_writeback(data["writeback"]["samples"])}
+        log(f"fit write-back: {data['writeback']['dirty_bytes'] / 1e6:.1f} MB dirty at most, paid at "
+            f"{data['writeback']['bw_bytes_s'] / 1e12:.2f} TB/s")
     return data
 
 
@@ -857,11 +924,15 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
     if gpu_key_from_name(props.name) != data.get("gpu"):
         raise PerfbenchError(f"this GPU is {props.name}; the calibration file is for {data.get('gpu')!r}")
     torch.manual_seed(0)
-    kernels = measure_kernels(torch, Timer(torch), log, only=set(families))
-    if kernels["failures"]:
-        raise PerfbenchError(f"re-measuring failed, file left as it was: {kernels['failures']}")
     data = dict(data)
-    data["samples"] = {**data.get("samples", {}), **kernels["samples"]}
+    kernel_families = set(families) - {"writeback"}
+    if kernel_families:
+        kernels = measure_kernels(torch, Timer(torch), log, only=kernel_families)
+        if kernels["failures"]:
+            raise PerfbenchError(f"re-measuring failed, file left as it was: {kernels['failures']}")
+        data["samples"] = {**data.get("samples", {}), **kernels["samples"]}
+    if "writeback" in families:
+        data["writeback"] = measure_writeback(torch, Timer(torch), log)
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     provenance = dict(data.get("provenance", {}))
     provenance["remeasured"] = {**provenance.get("remeasured", {}),
@@ -893,6 +964,7 @@ def calibrate(log=print, skip_kernels: bool = False) -> dict:
     launch = measure_launch(torch, log)
     gemm = measure_gemms(torch, timer, log, mem_budget_bytes=0.5 * props.total_memory)
     power = measure_power(torch, timer, PowerMeter(), log)
+    writeback = measure_writeback(torch, timer, log)
     kernels = {"samples": {}, "failures": {}} if skip_kernels else measure_kernels(torch, timer, log)
     layer_host = {} if skip_kernels else measure_layer_host(torch, log)
     peak = max(2 * g["m"] * g["n"] * g["k"] / g["time_s"] for g in gemm)
@@ -907,6 +979,7 @@ def calibrate(log=print, skip_kernels: bool = False) -> dict:
         "gemm": gemm, "launch": {**launch, **{(f"host_wall/{k[5:]}" if k.startswith("wall:") else f"host/{k}"): v
                                               for k, v in layer_host.items()}},
         "op_classes": {}, "samples": kernels["samples"], **({"power": power} if power else {}),
+        "writeback": writeback,
     }
     if torch.cuda.device_count() >= 2:  # tensor parallelism: ring all-reduce bus bandwidth (issue 9)
         from perfbench.distributed import measure_allreduce

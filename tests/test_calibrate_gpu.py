@@ -47,3 +47,23 @@ def test_point_timing_counts_each_call_once():
     assert timer.last_mode == "graph"
     assert 2 * 128 * 2**20 / once < 6e12  # read + write: not faster than any HBM (H200: 4.8 TB/s)
     assert 1.7 < twice / once < 2.3
+
+
+def test_writeback_pairs_grow_with_the_stores_then_flatten():
+    """The L2 write-back microbenchmark on this GPU: a GEMV pays more after 16 MB of stores than
+    after 1 MB, no more after 128 MB than L2 can hold dirty, and the fit is a valid file entry."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from analytic.calibration import bundled_path, from_dict, read_calibration_data
+    from analytic.hardware import gpu_key_from_name
+    from perfbench.calibrate import Timer, measure_writeback
+
+    wb = measure_writeback(torch, Timer(torch), log=lambda *_: None)
+    excess = {s["written_bytes"] / 2**20: s["excess_s"] for s in wb["samples"]}
+    assert excess[16] > excess[1] + 1e-6
+    assert excess[128] < excess[16] + 4e-6  # flat once L2's dirty capacity is spent
+    assert 4 * 2**20 < wb["dirty_bytes"] < 64 * 2**20 and wb["bw_bytes_s"] > 0
+    gpu = gpu_key_from_name(torch.cuda.get_device_properties(0).name)
+    if gpu in ("h100", "h200"):
+        from_dict({**read_calibration_data(bundled_path(gpu)), "writeback": wb})

@@ -65,12 +65,13 @@ def decode(spec, batch, seqlen, e: int = 2, state_bytes: int = 2) -> list[Op]:
     return [
         gemm("in_proj", b, 2 * di, spec.d_model, e),
         Op("conv1d_update", CONV1D, 2.0 * w * b * di, e * (2 * b * di * w + 2 * b * di + di * w), 1,
-           {"elements": b * di * w}),
+           {"elements": b * di * w, "written_bytes": e * b * di * (w + 1)}),
         gemm("x_proj", b, r + 2 * N, di, e),
         gemm("dt_proj", b, di, r, e),
         elementwise("A_prep", di * N + 0 * b, di * N + 0 * b, 1.0, FP32, kernels=2),
         Op("selective_state_update", STATE_UPDATE, 9.0 * state,
            2 * state_bytes * state + FP32 * di * N + e * b * (4 * di + 2 * N), 1,
-           {"state_elements": state, "batch": b, "family": SSU_MAMBA1}),
+           {"state_elements": state, "batch": b, "family": SSU_MAMBA1,
+            "written_bytes": state_bytes * state + e * b * di}),
         gemm("out_proj", b, spec.d_model, di, e),
     ]
