@@ -381,7 +381,7 @@ def step_op_times(counted: list, ceil: Ceilings) -> list:
             dirty, group = 0.0, c.group
         if c.op.op_class == GEMM:
             t = t + np.where(code == MEMORY, np.minimum(dirty, ceil.writeback_dirty_bytes) / ceil.writeback_bw_bytes_s, 0.0)
-            dirty = written_bytes(c.op)
+            dirty = 0.0  # its weight stream has evicted (written back) what was dirty
         else:
             dirty = np.minimum(dirty + written_bytes(c.op), ceil.writeback_dirty_bytes)
         out.append((t, code))

@@ -61,16 +61,23 @@ def rotation_copies(footprint_bytes: float) -> int:
     return max(1, min(MAX_COPIES, math.ceil(ROTATE_BYTES / max(footprint_bytes, 1.0))))
 
 
-def rotation(make_call: Callable[[], Callable[[], object]], footprint_bytes: float):
-    """(run_all, copies): one call on each of `copies` independent input sets, enough to span
-    ROTATE_BYTES; time run_all and divide by copies for the per-call time with a cold L2."""
-    copies = rotation_copies(footprint_bytes)
-    calls = [make_call() for _ in range(copies)]
+def rotated_calls(make_call: Callable[[], Callable[[], object]], footprint_bytes: float) -> list:
+    """One call per independent input set, enough sets to span ROTATE_BYTES."""
+    return [make_call() for _ in range(rotation_copies(footprint_bytes))]
 
+
+def run_each(calls: list) -> Callable[[], None]:
     def run_all():
         for call in calls:
             call()
-    return run_all, copies
+    return run_all
+
+
+def rotation(make_call: Callable[[], Callable[[], object]], footprint_bytes: float):
+    """(run_all, copies): one call on each of `copies` independent input sets, enough to span
+    ROTATE_BYTES; time run_all and divide by copies for the per-call time with a cold L2."""
+    calls = rotated_calls(make_call, footprint_bytes)
+    return run_each(calls), len(calls)
 
 
 def gemm_shapes() -> list[tuple[int, int]]:
@@ -754,28 +761,23 @@ def measure_writeback(torch, timer: Timer, log) -> dict:
     import torch.nn.functional as F
 
     m, n, k = WRITEBACK_GEMV
-    weights = [_randn(torch, n, k, scale=0.02) for _ in range(rotation_copies(2 * n * k))]
     x = _randn(torch, m, k)
-    gemvs = [lambda w=w: F.linear(x, w) for w in weights]
-    t_gemv = timer(lambda: [g() for g in gemvs]) / len(gemvs)
+    gemvs = rotated_calls(lambda: (lambda w=_randn(torch, n, k, scale=0.02): F.linear(x, w)), 2 * n * k)
+    t_gemv = timer(run_each(gemvs)) / len(gemvs)
     samples = []
     for mb in WRITEBACK_MB:
         nbytes = int(mb * (1 << 20))
-        buffers = [torch.empty(nbytes // 2, device="cuda", dtype=torch.bfloat16) for _ in range(rotation_copies(nbytes))]
-        stores = [lambda b=b: b.fill_(1.0) for b in buffers]
-        t_store = timer(lambda: [f() for f in stores]) / len(stores)
+        stores = rotated_calls(lambda: (lambda b=torch.empty(nbytes // 2, device="cuda", dtype=torch.bfloat16):
+                                        b.fill_(1.0)), nbytes)
+        t_store = timer(run_each(stores)) / len(stores)
         pairs = max(len(stores), len(gemvs))
-
-        def store_then_gemv():
-            for i in range(pairs):
-                stores[i % len(stores)]()
-                gemvs[i % len(gemvs)]()
-        t_pair = timer(store_then_gemv) / pairs
+        t_pair = timer(run_each([call for i in range(pairs) for call in (stores[i % len(stores)],
+                                                                          gemvs[i % len(gemvs)])])) / pairs
         samples.append({"written_bytes": float(nbytes), "excess_s": t_pair - t_store - t_gemv})
         log(f"  write-back: {mb:5.1f} MB stored, then the GEMV: +{samples[-1]['excess_s'] * 1e6:.2f} us")
-        del buffers, stores
+        del stores
         torch.cuda.empty_cache()
-    del weights
+    del gemvs
     torch.cuda.empty_cache()
     return {"samples": samples, **fit_writeback(samples)}
 
