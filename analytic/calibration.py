@@ -24,6 +24,9 @@ the cost model. JSON, versioned, with provenance. Fields:
     writeback                optional {dirty_bytes, bw_bytes_s, samples}: how many stored bytes L2
                              still holds dirty after a kernel, and the rate at which a following
                              weight-streaming GEMM writes them back (samples: {written_bytes, excess_s})
+    step                     optional {base_s, kernel_s, cold_kernel_s, samples}: what a decode step's CUDA
+                             graph adds to its kernels' calibrated times when the GPU is the bottleneck
+                             (perfbench/step_overhead.py; samples: {chain, kernels, cold_kernels, sum_s, step_s})
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from models.specs import SpecError
 
 FORMAT = "perfbench-calibration"
 VERSION = 1
+STEP_KEYS = ("base_s", "kernel_s", "cold_kernel_s")
 REQUIRED = ("gpu", "copy_bandwidth_bytes_s", "gemm_peak_flops", "gemm", "launch", "op_classes")
 
 
@@ -60,6 +64,7 @@ class Calibration:
     source: str = ""
     power: dict = field(default_factory=dict)
     writeback: dict = field(default_factory=dict)
+    step: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -71,6 +76,7 @@ class Calibration:
             "launch": self.launch, "op_classes": self.op_classes, "samples": self.samples,
             "allreduce": self.allreduce, **({"power": self.power} if self.power else {}),
             **({"writeback": self.writeback} if self.writeback else {}),
+            **({"step": self.step} if self.step else {}),
         }
 
     def save(self, path: Path) -> Path:
@@ -122,6 +128,7 @@ def from_dict(data: dict, source: str = "") -> Calibration:
         for key in ("dirty_bytes", "bw_bytes_s"):
             if key in writeback:
                 writeback[key] = float(writeback[key])
+        step = dict(data.get("step", {}))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CalibrationError(f"{where}: malformed field ({type(exc).__name__}: {exc})".splitlines()[0]) from None
     if copy_bw <= 0 or peak <= 0 or any(t <= 0 for *_, t in gemm):
@@ -132,6 +139,14 @@ def from_dict(data: dict, source: str = "") -> Calibration:
         raise CalibrationError(f"{where}: power.idle_w must be below power.limit_w")
     if writeback and not (writeback.get("dirty_bytes", 0.0) >= 0 and writeback.get("bw_bytes_s", 0.0) > 0):
         raise CalibrationError(f"{where}: writeback needs dirty_bytes >= 0 and a positive bw_bytes_s")
+    for key in STEP_KEYS:
+        if key in step:
+            try:
+                step[key] = float(step[key])
+            except (TypeError, ValueError):
+                raise CalibrationError(f"{where}: step.{key} is not a number ({step[key]!r})") from None
+    if step and not all(step.get(key, -1.0) >= 0 for key in STEP_KEYS):
+        raise CalibrationError(f"{where}: step needs {', '.join(STEP_KEYS)}, each >= 0")
     for key in ("graph_kernel_s", "eager_kernel_s"):
         if key not in launch:
             raise CalibrationError(f"{where}: launch.{key} missing")
@@ -139,7 +154,7 @@ def from_dict(data: dict, source: str = "") -> Calibration:
                        copy_bandwidth_bytes_s=copy_bw, gemm_peak_flops=peak, gemm=gemm,
                        launch=launch, op_classes=op_classes, created=str(data.get("created", "")),
                        provenance=provenance, samples=samples, allreduce=allreduce, source=source,
-                       power=power, writeback=writeback)
+                       power=power, writeback=writeback, step=step)
 
 
 def read_calibration_data(path: Path) -> dict:

@@ -27,7 +27,8 @@ class CountedOp:
 
 def block_extras(d_model: int, norm: str, tokens: np.ndarray, e: int) -> list[Op]:
     norm_flops = 8.0 if norm == "layernorm" else 5.0
-    return [elementwise(f"add_{norm}", 2 * tokens * d_model, 2 * tokens * d_model, norm_flops, e)]
+    # The residual add and norm read the residual stream and the norm's weight, both out of L2 by then.
+    return [elementwise(f"add_{norm}", 2 * tokens * d_model, 2 * tokens * d_model, norm_flops, e, cold_kernels=1)]
 
 
 def model_ops(spec: ModelSpec, phase: str, batch: np.ndarray, seqlen: np.ndarray, e: int = 2) -> list[CountedOp]:
@@ -42,9 +43,9 @@ def model_ops(spec: ModelSpec, phase: str, batch: np.ndarray, seqlen: np.ndarray
     n_blocks = len(spec.pattern)
     out += [CountedOp("block", op, n_blocks) for op in block_extras(spec.d_model, spec.norm, tokens, e)]
     out.append(CountedOp("embedding", elementwise("embedding", tokens * spec.d_model, tokens * spec.d_model,
-                                                  0.0, e), 1))
+                                                  0.0, e, cold_kernels=1), 1))
     out.append(CountedOp("head", elementwise(f"final_add_{spec.norm}", 2 * last * spec.d_model,
-                                             2 * last * spec.d_model, 5.0, e), 1))
+                                             2 * last * spec.d_model, 5.0, e, cold_kernels=1), 1))
     out.append(CountedOp("head", gemm("lm_head", last, spec.vocab_size, spec.d_model, e), 1))
     return out
 

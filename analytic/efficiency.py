@@ -30,6 +30,9 @@ adds two class-specific physical terms:
     (memory-bound) GEMM after it writes them back to HBM while it streams, and takes longer
     (`step_op_times`: the state stored since the last GEMM, up to what L2 holds dirty, at a rate
     measured by `perfbench calibrate`: a store-only kernel, then a GEMV).
+  - decode step: a CUDA-graph step adds its replay boundary and, for each further kernel, what it
+    costs in a step beyond alone, more for kernels touching a tensor the weight stream evicted
+    (`step_overhead_s`, measured by `perfbench calibrate` on chains of GEMVs and small kernels).
   - board power: a sequence of ops shares one power limit; compute-bound GEMMs, calibrated back to
     back at that limit, run faster between kernels that draw less (`power_capped_s`).
 """
@@ -43,7 +46,7 @@ import numpy as np
 from analytic.calibration import Calibration
 from analytic.hardware import GPUSpec
 from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, ELEMENTWISE, FAMILIES, GEMM, OP_CLASSES, SELECTIVE_SCAN, SSD, Op,
-                          written_bytes)
+                          cold_kernels, written_bytes)
 
 TENSOR_CLASSES = (GEMM, ATTN_PREFILL, SSD)
 # Bound codes (int8 arrays are far cheaper than strings over large grids); labels by index.
@@ -86,6 +89,9 @@ class Ceilings:
     class_power_w: dict = field(default_factory=dict)  # op class -> board power run back to back
     writeback_dirty_bytes: float = 0.0  # stores L2 still holds dirty when a kernel ends (0: no write-back term)
     writeback_bw_bytes_s: float = 0.0  # rate at which a following weight-streaming GEMM pays them
+    step_base_s: float = 0.0  # a GPU-bound decode graph's replay boundary (0: add graph_replay_s instead)
+    step_kernel_s: float = 0.0  # each kernel past the first two, its inputs still in L2
+    step_cold_kernel_s: float = 0.0  # each kernel past the first two that touches a tensor living across steps
 
 
 def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
@@ -118,10 +124,7 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
     return Ceilings(gpu, True, classes, table, cal.launch["graph_kernel_s"], cal.launch["eager_kernel_s"],
                     cal.copy_bandwidth_bytes_s, cal.gemm_peak_flops,
                     # The per-replay figure of a one-kernel graph (launch to kernel, events around each
-                    # replay). The device-only gap (graph_replay_gap_s, ~2 us on the H100) is kept in the
-                    # file but not used: nsys shows real decode graphs idle ~5 us per step beyond their
-                    # kernels' durations, and per-kernel microbenchmarks run a little faster than the same
-                    # kernels between others, so the whole launch figure is the better step overhead.
+                    # replay, host-bound): the step overhead of calibrations without a `step` section.
                     cal.launch.get("graph_replay_s", 0.0),
                     cal.launch.get("graph_launch_period_s", 0.0),
                     {k[len("host/"):]: v for k, v in cal.launch.items() if k.startswith("host/")},
@@ -129,7 +132,8 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
                     float(power.get("idle_w", 0.0)), float(power.get("gemm_w", power.get("limit_w", 0.0))),
                     max(1.0, float(power.get("gemm_burst_speedup", 1.0))),
                     {c: float(power[f"{c}_w"]) for c in OP_CLASSES if c != GEMM and f"{c}_w" in power},
-                    float(cal.writeback.get("dirty_bytes", 0.0)), float(cal.writeback.get("bw_bytes_s", 0.0)))
+                    float(cal.writeback.get("dirty_bytes", 0.0)), float(cal.writeback.get("bw_bytes_s", 0.0)),
+                    *(float(cal.step.get(key, 0.0)) for key in ("base_s", "kernel_s", "cold_kernel_s")))
 
 
 def _steady_gemm_times(m: np.ndarray, nk: tuple[int, int], log_t: np.ndarray, sm_count: int,
@@ -388,10 +392,25 @@ def step_op_times(counted: list, ceil: Ceilings) -> list:
     return out
 
 
-def graph_step_s(gpu_s, ceil: Ceilings):
-    """A decode step replayed as one CUDA graph: its GPU work plus one replay's latency, and never
-    shorter than the period at which the host can launch replays."""
-    return np.maximum(gpu_s + ceil.graph_replay_s, ceil.graph_launch_period_s)
+def graph_step_s(gpu_s, ops, ceil: Ceilings):
+    """A decode step replayed as one CUDA graph: its ops' GPU time plus what the graph adds (`step_overhead_s`),
+    and never shorter than the period at which the host can launch replays."""
+    return np.maximum(gpu_s + step_overhead_s(ops, ceil), ceil.graph_launch_period_s)
+
+
+def step_overhead_s(ops, ceil: Ceilings) -> float:
+    """What one decode graph adds to its ops' calibrated times when the GPU is the bottleneck: the replay
+    boundary, and for each kernel past the first two its cost in a step beyond its cost alone (more
+    where it touches a tensor the weight stream evicted, `analytic.ops.cold_kernels`), as measured
+    by `perfbench calibrate` on chains of GEMVs and small kernels (perfbench/step_overhead.py).
+    A calibration without those chains adds the one-kernel replay figure once per step."""
+    if not (ceil.calibrated and ceil.step_base_s > 0):
+        return ceil.graph_replay_s
+    kernels = sum(c.op.kernels * c.count for c in ops)
+    cold = sum(cold_kernels(c.op) * c.count for c in ops)
+    further = max(kernels - 2, 0)
+    cold = min(cold, further)
+    return ceil.step_base_s + ceil.step_kernel_s * (further - cold) + ceil.step_cold_kernel_s * cold
 
 
 def op_power_w(op: Op, code: np.ndarray, ceil: Ceilings) -> np.ndarray:

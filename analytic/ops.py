@@ -52,12 +52,13 @@ def gemm(name: str, m: np.ndarray, n: int, k: int, dtype_bytes: int = 2, kernels
 
 
 def elementwise(name: str, elements_read: np.ndarray, elements_written: np.ndarray,
-                flops_per_element: float = 1.0, dtype_bytes: int = 2, kernels: int = 1) -> Op:
-    """A memory-bound pass: bytes = (read + written) x dtype; a few FLOPs per output element."""
+                flops_per_element: float = 1.0, dtype_bytes: int = 2, kernels: int = 1, cold_kernels: int = 0) -> Op:
+    """A memory-bound pass: bytes = (read + written) x dtype; a few FLOPs per output element.
+    `cold_kernels`: how many of its kernels touch a tensor living across decode steps (`cold_kernels()`)."""
     read = np.asarray(elements_read, dtype=np.float64)
     written = np.asarray(elements_written, dtype=np.float64)
     return Op(name, ELEMENTWISE, flops_per_element * written, dtype_bytes * (read + written), kernels,
-              {"elements": written})
+              {"elements": written, **({"cold_kernels": cold_kernels} if cold_kernels else {})})
 
 
 def written_bytes(op: Op) -> np.ndarray:
@@ -66,6 +67,15 @@ def written_bytes(op: Op) -> np.ndarray:
     next kernel are not counted: H100 traces show no slowdown of the MLP's fc2 after fc1 and the
     activation, while Mamba's out_proj runs 3.6-6.9 us longer after the state update."""
     return np.asarray(op.shape.get("written_bytes", 0.0), dtype=np.float64) if op.shape else np.zeros(())
+
+
+def cold_kernels(op: Op) -> int:
+    """How many of the op's kernels touch a tensor that lives across decode steps (a parameter other
+    than a GEMM's weights, a KV cache, a norm weight, RoPE tables), which the step's weight stream has
+    evicted from L2 by the time they run. Their class was calibrated warm (the same small buffer back
+    to back), so a step pays each one's HBM latency on top (perfbench/step_overhead.py). Kernels of
+    classes calibrated on rotated copies (GEMM, state update, conv, attention) are cold already."""
+    return int(op.shape.get("cold_kernels", 0)) if op.shape else 0
 
 
 def total(ops: list[Op], attr: str) -> np.ndarray:

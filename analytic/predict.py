@@ -121,7 +121,7 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
     if phase == "prefill" or not graphs:  # launched eagerly: the host may be the bottleneck
         time_s = np.maximum(time_s, host_seconds(kind, spec, phase, ops, ceil))
     else:  # one CUDA-graph replay per decode step; a short graph waits on the host launching it
-        time_s = graph_step_s(time_s, ceil)
+        time_s = graph_step_s(time_s, ops, ceil)
     by_bound = np.zeros((len(BOUND_LABELS), b.size))
     for (t, code), c in zip(times, ops):
         for label in range(len(BOUND_LABELS)):

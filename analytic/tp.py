@@ -318,7 +318,7 @@ def predict_tp(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], 
         host_s = host_s + sum(c.op.kernels * c.count * ceil.eager_kernel_s for c in comm)
         time_s = np.maximum(time_s, host_s)
     else:  # one CUDA-graph replay per decode step, as on one GPU
-        time_s = graph_step_s(time_s, ceil)
+        time_s = graph_step_s(time_s, everything, ceil)
     flops = sum(c.op.flops * c.count for c in everything)
     bytes_ = sum(c.op.bytes_ * c.count for c in everything)
     n_kernels = sum(c.op.kernels * c.count for c in everything)

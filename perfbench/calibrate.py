@@ -7,7 +7,8 @@ Measured on the GPU, each alone (never the layer sweep that `compare` evaluates 
         Mamba-2 SSD (`mamba_chunk_scan_combined`), Mamba-1 `selective_scan_fn`, `causal_conv1d_fn`
         and `causal_conv1d_update`, `selective_state_update` (both layer forms), SDPA attention
         prefill (causal) and decode (one query against a cache), elementwise passes;
-  (iv)  per-kernel cost inside a CUDA graph replay, and per eager PyTorch op;
+  (iv)  per-kernel cost inside a CUDA graph replay, and per eager PyTorch op; what a decode step's
+        graph adds to its kernels when the GPU is the bottleneck (perfbench/step_overhead.py);
   (v)   board power (NVML energy counter): idle, each prefill kernel family back to back, and how
         much faster a big GEMM runs between idle gaps than back to back at the power limit.
 Small kernels are timed as CUDA-graph replays of many launches (the way a decode step runs);
@@ -34,6 +35,7 @@ from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWISE, GEMM, 
                           SSU_MAMBA1, STATE_UPDATE)
 from models.registry import BUILTIN_LAYERS, VOCAB
 from perfbench.errors import PerfbenchError
+from perfbench.step_overhead import fit_step_overhead, measure_step_overhead
 from perfbench.timing import TimingOptions, measure
 
 M_GRID = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
@@ -309,7 +311,7 @@ KERNEL_FAMILIES = ("ssd", "selective_scan", "conv1d", "state_update", "attention
                    "rope", "elementwise")  # in measure_kernels' order
 
 
-REMEASURABLE = KERNEL_FAMILIES + ("writeback",)  # kernel families, and the L2 write-back pairs
+REMEASURABLE = KERNEL_FAMILIES + ("writeback", "step")  # kernel families, the L2 write-back pairs, the step chains
 
 
 def check_kernel_families(names) -> None:
@@ -914,6 +916,10 @@ def fit_calibration(data: dict, log=print) -> dict:
         data["writeback"] = {**data["writeback"], **fit_writeback(data["writeback"]["samples"])}
         log(f"fit write-back: {data['writeback']['dirty_bytes'] / 1e6:.1f} MB dirty at most, paid at "
             f"{data['writeback']['bw_bytes_s'] / 1e12:.2f} TB/s")
+    if data.get("step", {}).get("samples"):
+        data["step"] = {**data["step"], **fit_step_overhead(data["step"]["samples"])}
+        log(f"fit decode step: {data['step']['base_s'] * 1e6:.2f} us per replay, {data['step']['kernel_s'] * 1e6:.2f} us "
+            f"per further kernel, {data['step']['cold_kernel_s'] * 1e6:.2f} us per further cold one")
     return data
 
 
@@ -927,7 +933,7 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
         raise PerfbenchError(f"this GPU is {props.name}; the calibration file is for {data.get('gpu')!r}")
     torch.manual_seed(0)
     data = dict(data)
-    kernel_families = set(families) - {"writeback"}
+    kernel_families = set(families) - {"writeback", "step"}
     if kernel_families:
         kernels = measure_kernels(torch, Timer(torch), log, only=kernel_families)
         if kernels["failures"]:
@@ -935,6 +941,8 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
         data["samples"] = {**data.get("samples", {}), **kernels["samples"]}
     if "writeback" in families:
         data["writeback"] = measure_writeback(torch, Timer(torch), log)
+    if "step" in families:
+        data["step"] = measure_step_overhead(torch, Timer(torch), log)
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     provenance = dict(data.get("provenance", {}))
     provenance["remeasured"] = {**provenance.get("remeasured", {}),
@@ -967,6 +975,7 @@ def calibrate(log=print, skip_kernels: bool = False) -> dict:
     gemm = measure_gemms(torch, timer, log, mem_budget_bytes=0.5 * props.total_memory)
     power = measure_power(torch, timer, PowerMeter(), log)
     writeback = measure_writeback(torch, timer, log)
+    step = measure_step_overhead(torch, timer, log)
     kernels = {"samples": {}, "failures": {}} if skip_kernels else measure_kernels(torch, timer, log)
     layer_host = {} if skip_kernels else measure_layer_host(torch, log)
     peak = max(2 * g["m"] * g["n"] * g["k"] / g["time_s"] for g in gemm)
@@ -981,7 +990,7 @@ def calibrate(log=print, skip_kernels: bool = False) -> dict:
         "gemm": gemm, "launch": {**launch, **{(f"host_wall/{k[5:]}" if k.startswith("wall:") else f"host/{k}"): v
                                               for k, v in layer_host.items()}},
         "op_classes": {}, "samples": kernels["samples"], **({"power": power} if power else {}),
-        "writeback": writeback,
+        "writeback": writeback, "step": step,
     }
     if torch.cuda.device_count() >= 2:  # tensor parallelism: ring all-reduce bus bandwidth (issue 9)
         from perfbench.distributed import measure_allreduce

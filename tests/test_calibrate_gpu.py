@@ -67,3 +67,24 @@ def test_writeback_pairs_grow_with_the_stores_then_flatten():
     gpu = gpu_key_from_name(torch.cuda.get_device_properties(0).name)
     if gpu in ("h100", "h200"):
         from_dict({**read_calibration_data(bundled_path(gpu)), "writeback": wb})
+
+
+def test_step_chains_cost_more_per_cold_kernel_than_per_warm_one():
+    """The decode-step microbenchmark on this GPU: the two-GEMV graph costs more than its GEMVs alone,
+    sixteen cold small kernels add more than sixteen warm ones, and the fit is a valid file entry."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from analytic.calibration import bundled_path, from_dict, read_calibration_data
+    from analytic.hardware import gpu_key_from_name
+    from perfbench.calibrate import Timer
+    from perfbench.step_overhead import measure_step_overhead
+
+    step = measure_step_overhead(torch, Timer(torch), log=lambda *_: None)
+    over = {s["chain"]: s["step_s"] - s["sum_s"] for s in step["samples"]}
+    assert over["gemv2"] > 0.5e-6 and step["base_s"] > 0.5e-6
+    assert over["cold16"] > over["warm16"] + 2e-6
+    assert step["cold_kernel_s"] > step["kernel_s"] >= 0
+    gpu = gpu_key_from_name(torch.cuda.get_device_properties(0).name)
+    if gpu in ("h100", "h200"):
+        from_dict({**read_calibration_data(bundled_path(gpu)), "step": step})

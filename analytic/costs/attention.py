@@ -31,7 +31,8 @@ def _rope(spec, tokens: np.ndarray, e: int) -> list[Op]:
     half = tokens * heads * rot / 2
     full = tokens * heads * spec.head_dim
     # 4 muls (read half, write half) + sub + add (read 2 halves, write half) + cat (read/write full)
-    op = elementwise("rope", 4 * half + 4 * half + full, 6 * half + full, 1.0, e, kernels=14)
+    # Per tensor, 4 of the 7 kernels (x1*cos, x2*sin, x2*cos, x1*sin) read the cos/sin tables.
+    op = elementwise("rope", 4 * half + 4 * half + full, 6 * half + full, 1.0, e, kernels=14, cold_kernels=8)
     return [replace(op, shape={**op.shape, "family": ROPE})]
 
 
@@ -64,7 +65,8 @@ def decode(spec, batch, seqlen, e: int = 2) -> list[Op]:
     # folds them; FlashAttention-2 decode does the same), so B * n_kv_heads CTAs stream the cache.
     core = Op("attention_decode", ATTN_DECODE, flops, kv_read + e * b * 2 * h * hd, 1,
               {"ctas": b * hkv, "kv_bytes": kv_read, "seqlen": ctx, "head_dim": hd})
-    append = elementwise("kv_append", b * 2 * hkv * hd, b * 2 * hkv * hd, 0.0, e, kernels=2)
+    # k and v stored into the cache: both kernels touch it cold.
+    append = elementwise("kv_append", b * 2 * hkv * hd, b * 2 * hkv * hd, 0.0, e, kernels=2, cold_kernels=2)
     # Folding q is a view (q is a column slice of the QKV output): H100 decode traces show no kernel
     # between the KV append and the flash kernels.
     return [gemm("qkv_proj", b, spec.qkv_dim, spec.d_model, e), *_rope(spec, b, e), append, core,

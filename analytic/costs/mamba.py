@@ -68,7 +68,7 @@ def decode(spec, batch, seqlen, e: int = 2, state_bytes: int = 2) -> list[Op]:
            {"elements": b * di * w, "written_bytes": e * b * di * (w + 1)}),
         gemm("x_proj", b, r + 2 * N, di, e),
         gemm("dt_proj", b, di, r, e),
-        elementwise("A_prep", di * N + 0 * b, di * N + 0 * b, 1.0, FP32, kernels=2),
+        elementwise("A_prep", di * N + 0 * b, di * N + 0 * b, 1.0, FP32, kernels=2, cold_kernels=1),  # exp(A_log)
         Op("selective_state_update", STATE_UPDATE, 9.0 * state,
            2 * state_bytes * state + FP32 * di * N + e * b * (4 * di + 2 * N), 1,
            {"state_elements": state, "batch": b, "family": SSU_MAMBA1,

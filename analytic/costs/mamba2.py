@@ -62,10 +62,10 @@ def decode(spec, batch, seqlen, e: int = 2, state_bytes: int = 2) -> list[Op]:
         gemm("in_proj", b, spec.d_in_proj, spec.d_model, e),
         Op("conv1d_update", CONV1D, 2.0 * w * b * cd, e * (2 * b * cd * w + 2 * b * cd + cd * w), 1,
            {"elements": b * cd * w, "written_bytes": e * b * cd * (w + 1)}),
-        elementwise("dt_A_prep", b * H + H, b * H + H, 2.0, FP32, kernels=3),
+        elementwise("dt_A_prep", b * H + H, b * H + H, 2.0, FP32, kernels=3, cold_kernels=1),  # exp(A_log)
         Op("selective_state_update", STATE_UPDATE, 7.0 * state,
            2 * state_bytes * state + e * b * (2 * di + 2 * G * N) + FP32 * b * H, 1,
            {"state_elements": state, "batch": b, "written_bytes": state_bytes * state + e * b * di}),
-        elementwise("gated_rmsnorm", 2 * b * di, b * di, 6.0, e),
+        elementwise("gated_rmsnorm", 2 * b * di, b * di, 6.0, e, cold_kernels=1),  # its weight
         gemm("out_proj", b, spec.d_model, di, e),
     ]
