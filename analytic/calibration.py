@@ -24,6 +24,10 @@ the cost model. JSON, versioned, with provenance. Fields:
     writeback                optional {dirty_bytes, bw_bytes_s, samples}: how many stored bytes L2
                              still holds dirty after a kernel, and the rate at which a following
                              weight-streaming GEMM writes them back (samples: {written_bytes, excess_s})
+    gemm_unaligned           optional list of {m, n, k, layout, align_bytes, time_s}: bf16 GEMMs that lay the
+                             tokens out as a leading dimension (analytic.ops.LD_LAYOUTS: Mamba-1's in_proj
+                             and dt_proj at B*L, its out_proj at L), 16-byte aligned (the baseline) and not
+                             (cuBLAS then runs slower kernels)
     step                     optional {base_s, kernel_s, cold_kernel_s, samples}: what a decode step's CUDA
                              graph adds to its kernels' calibrated times when the GPU is the bottleneck
                              (perfbench/step_overhead.py; samples: {chain, kernels, cold_kernels, sum_s, step_s})
@@ -36,6 +40,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from analytic.ops import LD_LAYOUTS
 from models.specs import SpecError
 
 FORMAT = "perfbench-calibration"
@@ -65,6 +70,7 @@ class Calibration:
     power: dict = field(default_factory=dict)
     writeback: dict = field(default_factory=dict)
     step: dict = field(default_factory=dict)
+    gemm_unaligned: tuple = ()  # of (m, n, k, layout, align_bytes, time_s)
 
     def to_dict(self) -> dict:
         return {
@@ -77,6 +83,9 @@ class Calibration:
             "allreduce": self.allreduce, **({"power": self.power} if self.power else {}),
             **({"writeback": self.writeback} if self.writeback else {}),
             **({"step": self.step} if self.step else {}),
+            **({"gemm_unaligned": [dict(m=m, n=n, k=k, layout=lay, align_bytes=a, time_s=t)
+                                   for m, n, k, lay, a, t in self.gemm_unaligned]}
+               if self.gemm_unaligned else {}),
         }
 
     def save(self, path: Path) -> Path:
@@ -118,6 +127,8 @@ def from_dict(data: dict, source: str = "") -> Calibration:
         raise CalibrationError(f"{where}: missing fields {', '.join(missing)}")
     try:
         gemm = tuple((float(g["m"]), int(g["n"]), int(g["k"]), float(g["time_s"])) for g in data["gemm"])
+        unaligned = tuple((float(g["m"]), int(g["n"]), int(g["k"]), str(g.get("layout", "out")), int(g["align_bytes"]),
+                           float(g["time_s"])) for g in data.get("gemm_unaligned", []))
         power = {str(k): float(v) for k, v in data.get("power", {}).items()}
         launch = {k: float(v) for k, v in data["launch"].items()}
         copy_bw, peak = float(data["copy_bandwidth_bytes_s"]), float(data["gemm_peak_flops"])
@@ -131,7 +142,7 @@ def from_dict(data: dict, source: str = "") -> Calibration:
         step = dict(data.get("step", {}))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CalibrationError(f"{where}: malformed field ({type(exc).__name__}: {exc})".splitlines()[0]) from None
-    if copy_bw <= 0 or peak <= 0 or any(t <= 0 for *_, t in gemm):
+    if copy_bw <= 0 or peak <= 0 or any(t <= 0 for *_, t in gemm + unaligned):
         raise CalibrationError(f"{where}: ceilings and times must be positive")
     if any(v <= 0 for v in power.values()):
         raise CalibrationError(f"{where}: power figures must be positive")
@@ -139,6 +150,8 @@ def from_dict(data: dict, source: str = "") -> Calibration:
         raise CalibrationError(f"{where}: power.idle_w must be below power.limit_w")
     if writeback and not (writeback.get("dirty_bytes", 0.0) >= 0 and writeback.get("bw_bytes_s", 0.0) > 0):
         raise CalibrationError(f"{where}: writeback needs dirty_bytes >= 0 and a positive bw_bytes_s")
+    if any(a not in (2, 4, 8, 16) or lay not in LD_LAYOUTS for _m, _n, _k, lay, a, _t in unaligned):
+        raise CalibrationError(f"{where}: gemm_unaligned needs a layout in {LD_LAYOUTS} and align_bytes 2, 4, 8 or 16")
     for key in STEP_KEYS:
         if key in step:
             try:
@@ -154,7 +167,7 @@ def from_dict(data: dict, source: str = "") -> Calibration:
                        copy_bandwidth_bytes_s=copy_bw, gemm_peak_flops=peak, gemm=gemm,
                        launch=launch, op_classes=op_classes, created=str(data.get("created", "")),
                        provenance=provenance, samples=samples, allreduce=allreduce, source=source,
-                       power=power, writeback=writeback, step=step)
+                       power=power, writeback=writeback, step=step, gemm_unaligned=unaligned)
 
 
 def read_calibration_data(path: Path) -> dict:

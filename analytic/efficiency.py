@@ -39,14 +39,14 @@ adds two class-specific physical terms:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from analytic.calibration import Calibration
 from analytic.hardware import GPUSpec
 from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, ELEMENTWISE, FAMILIES, GEMM, OP_CLASSES, SELECTIVE_SCAN, SSD, Op,
-                          cold_kernels, written_bytes)
+                          cold_kernels, gemm, written_bytes)
 
 TENSOR_CLASSES = (GEMM, ATTN_PREFILL, SSD)
 # Bound codes (int8 arrays are far cheaper than strings over large grids); labels by index.
@@ -92,6 +92,7 @@ class Ceilings:
     step_base_s: float = 0.0  # a GPU-bound decode graph's replay boundary (0: add graph_replay_s instead)
     step_kernel_s: float = 0.0  # each kernel past the first two, its inputs still in L2
     step_cold_kernel_s: float = 0.0  # each kernel past the first two that touches a tensor living across steps
+    gemm_unaligned: dict = field(default_factory=dict)  # (n, k, layout, alignment bytes) -> (log m, log time / aligned)
 
 
 def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
@@ -121,7 +122,7 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
     table = {key: (np.array(ms), _steady_gemm_times(np.exp(ms), key, np.array(ts), gpu.sm_count, ridge))
              for key, (ms, ts) in table.items() if len(ms) >= 2}
     power = cal.power or {}
-    return Ceilings(gpu, True, classes, table, cal.launch["graph_kernel_s"], cal.launch["eager_kernel_s"],
+    ceil = Ceilings(gpu, True, classes, table, cal.launch["graph_kernel_s"], cal.launch["eager_kernel_s"],
                     cal.copy_bandwidth_bytes_s, cal.gemm_peak_flops,
                     # The per-replay figure of a one-kernel graph (launch to kernel, events around each
                     # replay, host-bound): the step overhead of calibrations without a `step` section.
@@ -134,6 +135,48 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
                     {c: float(power[f"{c}_w"]) for c in OP_CLASSES if c != GEMM and f"{c}_w" in power},
                     float(cal.writeback.get("dirty_bytes", 0.0)), float(cal.writeback.get("bw_bytes_s", 0.0)),
                     *(float(cal.step.get(key, 0.0)) for key in ("base_s", "kernel_s", "cold_kernel_s")))
+    return replace(ceil, gemm_unaligned=_unaligned_ratios(cal.gemm_unaligned, ceil)) if cal.gemm_unaligned else ceil
+
+
+def _unaligned_ratios(samples, ceil: Ceilings) -> dict:
+    """Measured time of GEMMs that lay the tokens out as a leading dimension not 16-byte aligned, over the
+    same call aligned (the 16-byte sample of the nearest M, per token; else the aligned model's time):
+    per (N, K, layout, alignment), log ratio over log M."""
+    aligned = {}
+    for m, n, k, layout, align, t in samples:
+        if align == 16:
+            aligned.setdefault((n, k, layout), []).append((m, t))
+    out: dict = {}
+    for m, n, k, layout, align, t in sorted(samples):
+        if align == 16:
+            continue
+        same = aligned.get((n, k, layout))
+        if same:
+            m16, t16 = min(same, key=lambda s: abs(np.log(s[0] / m)))
+            base = t16 * m / m16
+        else:
+            base = float(_gemm_time(gemm("_", np.array([m]), n, k), ceil)[0][0])
+        out.setdefault((n, k, layout, align), ([], []))
+        out[(n, k, layout, align)][0].append(np.log(m))
+        out[(n, k, layout, align)][1].append(np.log(t / base))
+    return {key: (np.array(ms), np.array(rs)) for key, (ms, rs) in out.items()}
+
+
+def unaligned_ratio(m, n: int, k: int, layout: str, align, ceil: Ceilings) -> np.ndarray:
+    """How much slower a GEMM runs when cuBLAS cannot use its 16-byte-aligned kernels: the measured ratio
+    of the same layout and alignment at the same (N, K) (else the measured shape nearest in N x K),
+    interpolated over log M and held at the ends. 1 where aligned or unmeasured."""
+    align = np.broadcast_to(np.asarray(align), np.shape(m))
+    ratio = np.ones(np.shape(m))
+    for a in np.unique(align):
+        keys = [key for key in ceil.gemm_unaligned if key[2] == layout and key[3] == a]
+        if a >= 16 or not keys:
+            continue
+        near = min(keys, key=lambda key: (abs(np.log(key[0] * key[1] / (n * k))), key))
+        log_m, log_r = ceil.gemm_unaligned[near]
+        r = np.exp(np.interp(np.log(np.maximum(m, 1.0)), log_m, log_r))
+        ratio = np.where(align == a, r, ratio)
+    return ratio
 
 
 def _steady_gemm_times(m: np.ndarray, nk: tuple[int, int], log_t: np.ndarray, sm_count: int,
@@ -183,6 +226,8 @@ def _gemm_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
         t = np.exp(log_t_at_m) * (n * k) / (near[0] * near[1])
         if near != (n, k):  # a much smaller shape still pays a kernel's floor and its own bytes
             t = np.maximum(t, c.t0_s + op.bytes_ / ceil.copy_bw_bytes_s)
+        if ceil.gemm_unaligned and "ld_alignment" in op.shape:
+            t = t * unaligned_ratio(m, n, k, op.shape["ld_layout"], op.shape["ld_alignment"], ceil)
         cmp_s = op.flops / ceil.gemm_peak_flops
         return t, np.where(cmp_s > mem_s, COMPUTE, MEMORY)
     if ceil.calibrated:

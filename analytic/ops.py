@@ -43,12 +43,35 @@ class Op:
     shape: dict = field(default_factory=dict)
 
 
-def gemm(name: str, m: np.ndarray, n: int, k: int, dtype_bytes: int = 2, kernels: int = 1) -> Op:
-    """C[M,N] = A[M,K] @ W[K,N]: 2MNK FLOPs; reads A and W once, writes C once."""
+# How a GEMM lays a token dimension out as a leading dimension (cuBLAS's fast kernels need it 16-byte aligned):
+LD_OUT = "out"  # C written as (N, M): leading dimension M (Mamba-1's in_proj W @ x^T, dt_proj W @ x_dbl^T)
+LD_A_T = "a_t"  # A read as a transposed (M, K) view: leading dimension M (Mamba-1's out_proj)
+LD_LAYOUTS = (LD_OUT, LD_A_T)
+
+
+def gemm(name: str, m: np.ndarray, n: int, k: int, dtype_bytes: int = 2, kernels: int = 1,
+         ld: np.ndarray | None = None, ld_layout: str = LD_OUT) -> Op:
+    """C[M,N] = A[M,K] @ W[K,N]: 2MNK FLOPs; reads A and W once, writes C once.
+    `ld`: elements of a leading dimension the call lays out from the tokens (`ld_layout` says how);
+    unless ld * dtype_bytes is a multiple of 16 cuBLAS runs slower kernels (`ld_alignment_bytes`)."""
     m = np.asarray(m, dtype=np.float64)
     flops = 2.0 * m * n * k
     bytes_ = dtype_bytes * (m * k + float(n) * k + m * n)
-    return Op(name, GEMM, flops, bytes_, kernels, {"m": m, "n": n, "k": k})
+    shape = {"m": m, "n": n, "k": k}
+    if ld is not None:
+        shape["ld_alignment"] = ld_alignment_bytes(np.broadcast_to(ld, m.shape), dtype_bytes)
+        shape["ld_layout"] = ld_layout
+    return Op(name, GEMM, flops, bytes_, kernels, shape)
+
+
+def ld_alignment_bytes(ld_elements, dtype_bytes: int = 2) -> np.ndarray:
+    """The largest of 2, 4, 8, 16 bytes dividing a leading dimension of `ld_elements` (16: aligned for
+    the tensor-memory-accelerator kernels; less: cuBLAS falls back to slower kernels)."""
+    nbytes = np.asarray(ld_elements, dtype=np.int64) * dtype_bytes
+    out = np.full(nbytes.shape, 16, dtype=np.int64)
+    for a in (8, 4, 2):
+        out = np.where(nbytes % (2 * a) != 0, a, out)
+    return out
 
 
 def elementwise(name: str, elements_read: np.ndarray, elements_written: np.ndarray,

@@ -2,7 +2,8 @@
 
 Measured on the GPU, each alone (never the layer sweep that `compare` evaluates against):
   (i)   device-to-device copy bandwidth over sizes (bytes read + written per second);
-  (ii)  bf16 GEMM time over M for every (N, K) the built-in layers use, plus generic square shapes;
+  (ii)  bf16 GEMM time over M for every (N, K) the built-in layers use, plus generic square shapes,
+        and for those laid out with M as an unaligned leading dimension (perfbench/unaligned_gemm.py);
   (iii) the kernels no GEMM covers, each alone, at sizes chosen off the evaluation grid:
         Mamba-2 SSD (`mamba_chunk_scan_combined`), Mamba-1 `selective_scan_fn`, `causal_conv1d_fn`
         and `causal_conv1d_update`, `selective_state_update` (both layer forms), SDPA attention
@@ -36,6 +37,7 @@ from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWISE, GEMM, 
 from models.registry import BUILTIN_LAYERS, VOCAB
 from perfbench.errors import PerfbenchError
 from perfbench.step_overhead import fit_step_overhead, measure_step_overhead
+from perfbench.unaligned_gemm import measure_unaligned_gemms
 from perfbench.timing import TimingOptions, measure
 
 M_GRID = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
@@ -311,7 +313,8 @@ KERNEL_FAMILIES = ("ssd", "selective_scan", "conv1d", "state_update", "attention
                    "rope", "elementwise")  # in measure_kernels' order
 
 
-REMEASURABLE = KERNEL_FAMILIES + ("writeback", "step")  # kernel families, the L2 write-back pairs, the step chains
+REMEASURABLE = KERNEL_FAMILIES + ("writeback", "step", "gemm_unaligned")  # and the write-back pairs, step chains,
+# GEMMs with an unaligned leading dimension
 
 
 def check_kernel_families(names) -> None:
@@ -933,7 +936,7 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
         raise PerfbenchError(f"this GPU is {props.name}; the calibration file is for {data.get('gpu')!r}")
     torch.manual_seed(0)
     data = dict(data)
-    kernel_families = set(families) - {"writeback", "step"}
+    kernel_families = set(families) - {"writeback", "step", "gemm_unaligned"}
     if kernel_families:
         kernels = measure_kernels(torch, Timer(torch), log, only=kernel_families)
         if kernels["failures"]:
@@ -943,6 +946,8 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
         data["writeback"] = measure_writeback(torch, Timer(torch), log)
     if "step" in families:
         data["step"] = measure_step_overhead(torch, Timer(torch), log)
+    if "gemm_unaligned" in families:
+        data["gemm_unaligned"] = measure_unaligned_gemms(torch, Timer(torch), log)
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     provenance = dict(data.get("provenance", {}))
     provenance["remeasured"] = {**provenance.get("remeasured", {}),
@@ -973,6 +978,7 @@ def calibrate(log=print, skip_kernels: bool = False) -> dict:
     copy_bw, copy_curve = measure_copy(torch, timer, log)
     launch = measure_launch(torch, log)
     gemm = measure_gemms(torch, timer, log, mem_budget_bytes=0.5 * props.total_memory)
+    gemm_unaligned = measure_unaligned_gemms(torch, timer, log)
     power = measure_power(torch, timer, PowerMeter(), log)
     writeback = measure_writeback(torch, timer, log)
     step = measure_step_overhead(torch, timer, log)
@@ -987,7 +993,7 @@ def calibrate(log=print, skip_kernels: bool = False) -> dict:
                        "total_memory_bytes": props.total_memory, "duration_s": time.perf_counter() - started,
                        "kernel_failures": kernels["failures"]},
         "copy_bandwidth_bytes_s": copy_bw, "copy_curve": copy_curve, "gemm_peak_flops": peak,
-        "gemm": gemm, "launch": {**launch, **{(f"host_wall/{k[5:]}" if k.startswith("wall:") else f"host/{k}"): v
+        "gemm": gemm, "gemm_unaligned": gemm_unaligned, "launch": {**launch, **{(f"host_wall/{k[5:]}" if k.startswith("wall:") else f"host/{k}"): v
                                               for k, v in layer_host.items()}},
         "op_classes": {}, "samples": kernels["samples"], **({"power": power} if power else {}),
         "writeback": writeback, "step": step,

@@ -88,3 +88,26 @@ def test_step_chains_cost_more_per_cold_kernel_than_per_warm_one():
     gpu = gpu_key_from_name(torch.cuda.get_device_properties(0).name)
     if gpu in ("h100", "h200"):
         from_dict({**read_calibration_data(bundled_path(gpu)), "step": step})
+
+
+def test_an_unaligned_leading_dimension_slows_mamba_in_proj():
+    """W @ x^T with M = B*L as the output's leading dimension: at M = 16388 (8-byte aligned) cuBLAS
+    runs slower kernels than at M = 16384, and the microbenchmark's samples form a valid file entry."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from analytic.calibration import bundled_path, from_dict, read_calibration_data
+    from analytic.hardware import gpu_key_from_name
+    from perfbench.calibrate import Timer, _randn
+    from perfbench.unaligned_gemm import measure_unaligned_gemms
+
+    timer = Timer(torch)
+    w = _randn(torch, 16384, 4096, scale=0.02)
+    times = {m: timer(lambda x=_randn(torch, m, 4096): w @ x.t()) for m in (16384, 16388)}
+    assert times[16388] > 1.1 * times[16384]
+    samples = measure_unaligned_gemms(torch, timer, log=lambda *_: None)
+    assert {s["align_bytes"] for s in samples} == {2, 4, 8, 16} and all(s["time_s"] > 0 for s in samples)
+    assert {s["layout"] for s in samples} == {"out", "a_t"}
+    gpu = gpu_key_from_name(torch.cuda.get_device_properties(0).name)
+    if gpu in ("h100", "h200"):
+        from_dict({**read_calibration_data(bundled_path(gpu)), "gemm_unaligned": samples})

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytic.ops import CONV1D, SELECTIVE_SCAN, SSU_MAMBA1, STATE_UPDATE, Op, elementwise, gemm
+from analytic.ops import CONV1D, LD_A_T, SELECTIVE_SCAN, SSU_MAMBA1, STATE_UPDATE, Op, elementwise, gemm
 
 FP32 = 4
 SCAN_CHUNK = 2048  # selective_scan_fwd processes the sequence in chunks of 2048 and saves each state
@@ -42,19 +42,22 @@ def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
     padded_elements = b * np.ceil(L / chunk) * chunk * di * N
     saved_states = b * np.ceil(L / SCAN_CHUNK) * di * N * 2 * FP32
     return [
-        gemm("in_proj", T, 2 * di, spec.d_model, e),
+        # mamba_simple computes in_proj as W @ x^T and dt_proj as W @ x_dbl^T: both write (N, B*L),
+        # leading dimension B*L, so the scan reads them as (B, N, L) without a transpose.
+        gemm("in_proj", T, 2 * di, spec.d_model, e, ld=T),
         elementwise("A_prep", di * N + 0 * T, di * N + 0 * T, 1.0, FP32, kernels=2),
         Op("conv1d", CONV1D, 2.0 * spec.d_conv * T * di, e * 2 * T * di + e * di * spec.d_conv, 1,
            {"elements": T * di}),
         gemm("x_proj", T, r + 2 * N, di, e),
-        gemm("dt_proj", T, di, r, e),
+        gemm("dt_proj", T, di, r, e, ld=T),
         elementwise("BC_contiguous", 2 * T * N, 2 * T * N, 0.0, e, kernels=2),
         Op("selective_scan", SELECTIVE_SCAN, 9.0 * scan_elements,
            e * T * (4 * di + 2 * N) + saved_states, 1, {"scan_elements": scan_elements, "padded_elements": padded_elements, "chunk": chunk,
             "even": (L % chunk) == 0, "tokens": T, "seqlen": L}),
-        # The scan's (B, d_inner, L) output reaches out_proj as a transposed view: cuBLAS reads it
-        # in place (a "TT" GEMM in H100 traces), no copy kernel runs.
-        gemm("out_proj", T, spec.d_model, di, e),
+        # The scan writes its (B, d_inner, L) output in delta's (d_inner, B*L) order, so out_proj reads
+        # it as a transposed (B*L, d_inner) view in place (a "TT" GEMM in H100 traces, no copy kernel),
+        # leading dimension B*L: an unaligned B*L slows it as it does in_proj (H100, 2026-11-24).
+        gemm("out_proj", T, spec.d_model, di, e, ld=T, ld_layout=LD_A_T),
     ]
 
 

@@ -20,7 +20,8 @@ def calibrate_command(
     install: bool = typer.Option(False, "--install", help="also write it as perfbench's bundled default for this GPU"),
     remeasure: Optional[list[str]] = typer.Option(None, "--remeasure", help="with --refit: first re-measure these "
                                                   "kernel families on this GPU (e.g. attention_decode, or writeback: "
-                                                  "the L2 write-back pairs, or step: the decode-step graph chains; "
+                                                  "the L2 write-back pairs, step: the decode-step graph chains, gemm_unaligned: GEMMs "
+                                                  "with an unaligned leading dimension; "
                                                   "comma-separated or repeated) and replace their samples"),
     host_from: Optional[list[Path]] = typer.Option(None, "--host-from", help="earlier calibration files of the same "
                                                    "GPU kind: keep each host figure's best (lowest) across leases"),

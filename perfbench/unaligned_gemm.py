@@ -1,0 +1,71 @@
+"""GEMMs that lay the tokens out as a leading dimension, timed where it is not 16-byte aligned.
+
+Mamba-1's prefill (mamba_simple) computes in_proj as W @ x^T and dt_proj as W @ x_dbl^T: the outputs
+are (N, B*L) with leading dimension B*L, so the scan reads (B, N, L) without a transpose; the scan writes
+its output in the same (d_inner, B*L) order, so out_proj reads it as a transposed (B*L, d_inner) view,
+leading dimension B*L again (H100 layer points with B*L a multiple of 8 but L not, B=10-40 x L=2500,
+ran as predicted with no penalty on it). Unless that dimension
+is a multiple of 8 (bf16), cuBLAS cannot use its 16-byte-aligned (TMA) kernels and falls back to slower
+ones: on the H100, B=3 x L=2500 ran 24.5 ms against 21.2 ms at L=3000, the same scan chunks, and the
+in_proj alone at M=16385 ran 6.5x its aligned time. The calibration times each such (N, K) as the layer
+calls it, at M of each alignment (8, 4, 2 bytes) over 1K-64K tokens; the model scales the aligned GEMM
+time by the measured ratio (analytic.efficiency.unaligned_ratio).
+"""
+
+from __future__ import annotations
+
+from analytic.ops import LD_A_T
+
+UNALIGNED_BASE_M = (1024, 4096, 16384, 65536)
+ALIGN_OFFSET = {16: 0, 8: 4, 4: 2, 2: 1}  # ld = base + offset: 2 * ld bytes aligned to exactly this (16: the
+# same call aligned, the baseline each ratio is taken against)
+
+
+def unaligned_gemm_shapes() -> list[tuple[int, int, str]]:
+    """(N, K, layout) of the built-in layers' GEMMs that lay the tokens out as a leading dimension."""
+    import numpy as np
+
+    from analytic.costs import layer_ops
+    from analytic.ops import GEMM
+    from models.registry import BUILTIN_LAYERS
+
+    shapes = set()
+    for spec in BUILTIN_LAYERS.values():
+        for phase in ("prefill", "decode"):
+            for op in layer_ops(spec, phase, np.array([1.0]), np.array([512.0])):
+                if op.op_class == GEMM and "ld_alignment" in op.shape:
+                    shapes.add((op.shape["n"], op.shape["k"], op.shape["ld_layout"]))
+    return sorted(shapes)
+
+
+def _call(torch, n: int, k: int, layout: str, ld: int):
+    """(a rotated GEMM call as the layer makes it, its M, its weight bytes)."""
+    import torch.nn.functional as F
+
+    from perfbench.calibrate import _randn
+
+    if layout == LD_A_T:  # A = a (K, M) buffer read transposed: (M, K) with leading dimension M
+        y = _randn(torch, k, ld)
+        return (lambda w=_randn(torch, n, k, scale=0.02): F.linear(y.t(), w)), ld, 2 * n * k
+    x = _randn(torch, ld, k)
+    return (lambda w=_randn(torch, n, k, scale=0.02): w @ x.t()), ld, 2 * n * k
+
+
+def measure_unaligned_gemms(torch, timer, log) -> list[dict]:
+    """[{m, n, k, layout, align_bytes, time_s}], each GEMM on rotated weight copies."""
+    from perfbench.calibrate import rotated_calls, run_each
+
+    out = []
+    for n, k, layout in unaligned_gemm_shapes():
+        for align, offset in ALIGN_OFFSET.items():
+            for base in UNALIGNED_BASE_M:
+                ld = base + offset
+                first, m, w_bytes = _call(torch, n, k, layout, ld)
+                calls = [first] + rotated_calls(lambda: _call(torch, n, k, layout, ld)[0], w_bytes)[1:]
+                t = timer(run_each(calls)) / len(calls)
+                out.append({"m": m, "n": n, "k": k, "layout": layout, "align_bytes": align, "time_s": t})
+                del calls, first
+                torch.cuda.empty_cache()
+            log(f"  unaligned gemm N={n} K={k} {layout} ({align}-byte ld): "
+                + ", ".join(f"M={g['m']} {g['time_s'] * 1e3:.3f} ms" for g in out[-len(UNALIGNED_BASE_M):]))
+    return out
