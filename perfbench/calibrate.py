@@ -482,7 +482,9 @@ def measure_kernels(torch, timer: Timer, log, only: set[str] | None = None) -> d
             # Batch x KV heads spans the split-KV regime (few CTAs) to several waves of plain CTAs;
             # 2100 and 4200 keys make FlashAttention pick many splits (33 at 4200 for 8 KV heads at
             # B <= 2 and for 32 heads at B = 1), so the combine kernel is measured on both layers.
-            for b in (1, 2, 3, 6, 12, 24, 48, 96):
+            # 9, 34 and 44 put samples between one and two waves of 2 CTAs per SM (264 on 132 SMs)
+            # for both layers (288 MHA CTAs; 272 and 352 GQA CTAs), where 192 and 384 left a gap.
+            for b in (1, 2, 3, 6, 9, 12, 24, 34, 44, 48, 96):
                 for ctx in (768, 1536, 2100, 3072, 4200, 6144, 12288):
                     kv_bytes = b * (ctx + 1) * Hkv * hd * 2 * 2
                     if kv_bytes > 4e9:
