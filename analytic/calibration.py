@@ -25,8 +25,8 @@ the cost model. JSON, versioned, with provenance. Fields:
                              still holds dirty after a kernel, and the rate at which a following
                              weight-streaming GEMM writes them back (samples: {written_bytes, excess_s})
     gemm_unaligned           optional list of {m, n, k, layout, align_bytes, time_s}: bf16 GEMMs that lay the
-                             tokens out as a leading dimension (analytic.ops.LD_LAYOUTS: Mamba-1's in_proj
-                             and dt_proj at B*L, its out_proj at L), 16-byte aligned (the baseline) and not
+                             tokens out as a leading dimension (analytic.ops.LD_LAYOUTS: Mamba-1's in_proj,
+                             dt_proj and out_proj, all at B*L), 16-byte aligned (the baseline) and not
                              (cuBLAS then runs slower kernels)
     step                     optional {base_s, kernel_s, cold_kernel_s, samples}: what a decode step's CUDA
                              graph adds to its kernels' calibrated times when the GPU is the bottleneck

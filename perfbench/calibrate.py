@@ -313,8 +313,10 @@ KERNEL_FAMILIES = ("ssd", "selective_scan", "conv1d", "state_update", "attention
                    "rope", "elementwise")  # in measure_kernels' order
 
 
-REMEASURABLE = KERNEL_FAMILIES + ("writeback", "step", "gemm_unaligned")  # and the write-back pairs, step chains,
-# GEMMs with an unaligned leading dimension
+# Measurements that fill their own section of the file (the L2 write-back pairs, the decode-step chains,
+# GEMMs with an unaligned leading dimension), re-measurable like the kernel families.
+SECTIONS = ("writeback", "step", "gemm_unaligned")
+REMEASURABLE = KERNEL_FAMILIES + SECTIONS
 
 
 def check_kernel_families(names) -> None:
@@ -938,18 +940,17 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
         raise PerfbenchError(f"this GPU is {props.name}; the calibration file is for {data.get('gpu')!r}")
     torch.manual_seed(0)
     data = dict(data)
-    kernel_families = set(families) - {"writeback", "step", "gemm_unaligned"}
+    kernel_families = set(families) - set(SECTIONS)
     if kernel_families:
         kernels = measure_kernels(torch, Timer(torch), log, only=kernel_families)
         if kernels["failures"]:
             raise PerfbenchError(f"re-measuring failed, file left as it was: {kernels['failures']}")
         data["samples"] = {**data.get("samples", {}), **kernels["samples"]}
-    if "writeback" in families:
-        data["writeback"] = measure_writeback(torch, Timer(torch), log)
-    if "step" in families:
-        data["step"] = measure_step_overhead(torch, Timer(torch), log)
-    if "gemm_unaligned" in families:
-        data["gemm_unaligned"] = measure_unaligned_gemms(torch, Timer(torch), log)
+    measure_section = {"writeback": measure_writeback, "step": measure_step_overhead,
+                       "gemm_unaligned": measure_unaligned_gemms}
+    for section in SECTIONS:
+        if section in families:
+            data[section] = measure_section[section](torch, Timer(torch), log)
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     provenance = dict(data.get("provenance", {}))
     provenance["remeasured"] = {**provenance.get("remeasured", {}),
