@@ -1,15 +1,15 @@
 """GEMMs that lay the tokens out as a leading dimension, timed where it is not 16-byte aligned.
 
-Mamba-1's prefill (mamba_simple) computes in_proj as W @ x^T and dt_proj as W @ x_dbl^T: the outputs
-are (N, B*L) with leading dimension B*L, so the scan reads (B, N, L) without a transpose; the scan writes
-its output in the same (d_inner, B*L) order, so out_proj reads it as a transposed (B*L, d_inner) view,
-leading dimension B*L again (H100 layer points with B*L a multiple of 8 but L not, B=10-40 x L=2500,
-ran as predicted with no penalty on it). Unless that dimension
-is a multiple of 8 (bf16), cuBLAS cannot use its 16-byte-aligned (TMA) kernels and falls back to slower
-ones: on the H100, B=3 x L=2500 ran 24.5 ms against 21.2 ms at L=3000, the same scan chunks, and the
-in_proj alone at M=16385 ran 6.5x its aligned time. The calibration times each such (N, K) as the layer
-calls it, at M of each alignment (8, 4, 2 bytes) over 1K-64K tokens; the model scales the aligned GEMM
-time by the measured ratio (analytic.efficiency.unaligned_ratio).
+Mamba-1's prefill (mamba_simple) computes in_proj as W @ x^T and dt_proj as W @ x_dbl^T: the outputs are
+(N, B*L) with leading dimension B*L, so the scan reads (B, N, L) without a transpose. The scan writes its
+output in the same (d_inner, B*L) order, so out_proj reads it as a transposed (B*L, d_inner) view with
+leading dimension B*L again (H100 layer points with B*L a multiple of 8 but L not, B=10-40 x L=2500, ran
+as predicted with no penalty on out_proj). Unless B*L is a multiple of 8 (bf16), cuBLAS cannot use its
+16-byte-aligned Hopper kernels and runs sm80 CUTLASS align2 ones: on the H100, B=3 x L=2500 ran 24.5 ms
+against 21.2 ms at L=3000 (the same scan chunks), and in_proj alone at M=16385 ran 6.5x its aligned time.
+The calibration times each such (N, K) as the layer calls it, at M aligned to 16, 8, 4 and 2 bytes over
+1K-64K tokens; the model scales its aligned GEMM time by the ratio to the same call aligned
+(analytic.efficiency.unaligned_ratio).
 """
 
 from __future__ import annotations
