@@ -414,11 +414,26 @@ def fit_allreduce(samples: Sequence[dict], n_gpus: int) -> dict:
 
     Least squares of time = latency + 2(N-1)/N * bytes / bus_bw, each sample weighted by 1/time
     (relative error), so the small decode-sized messages fix the latency and the large ones the
-    bandwidth. Used by `perfbench calibrate` through `perfbench.distributed.measure_allreduce`.
+    bandwidth. Samples timed between GEMVs (mode "between": what a decode step pays per call, less
+    than back to back) then set the latency alone, as their median time less the bandwidth term;
+    `latency_back_to_back_s` keeps the other. Used by `perfbench calibrate` through
+    `perfbench.distributed.measure_allreduce`.
     """
     n = check_tp(n_gpus)
     if n < 2:
         raise SpecError("an all-reduce fit needs at least 2 GPUs")
+    between = [(float(s["bytes"]), float(s["time_s"])) for s in samples if s.get("mode") == "between"]
+    fit = _fit_back_to_back([s for s in samples if s.get("mode") != "between"], n)
+    if between:
+        ring = _RING_FACTOR[ALLREDUCE](n)
+        paid = sorted(t - ring * b / fit["bus_bw_bytes_s"] for b, t in between)
+        mid = len(paid) // 2
+        median = paid[mid] if len(paid) % 2 else 0.5 * (paid[mid - 1] + paid[mid])
+        fit = {**fit, "latency_back_to_back_s": fit["latency_s"], "latency_s": max(median, 0.0)}
+    return fit
+
+
+def _fit_back_to_back(samples: Sequence[dict], n: int) -> dict:
     pts = [(float(s["bytes"]), float(s["time_s"])) for s in samples if float(s["time_s"]) > 0]
     if len(pts) < 2:
         raise SpecError("an all-reduce fit needs at least 2 samples")

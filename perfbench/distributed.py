@@ -671,7 +671,7 @@ def _allreduce_job(rank: int, launch: LaunchOptions, device, payload, send) -> N
     import torch
     import torch.distributed as dist
 
-    sizes, graph, target_s = payload
+    sizes, graph, target_s, between_sizes = payload
     cuda = launch.backend == "nccl"
     dtype = torch.bfloat16 if cuda else torch.float32
     elem = torch.tensor([], dtype=dtype).element_size()
@@ -733,17 +733,62 @@ def _allreduce_job(rank: int, launch: LaunchOptions, device, payload, send) -> N
             send("sample", {"bytes": nbytes, "time_s": time_s, "algbw_bytes_s": algbw,
                             "busbw_bytes_s": algbw * 2 * (launch.tp - 1) / launch.tp, "reps": reps, "mode": mode})
         del buf, runner, graph_obj
+    if cuda and graph:
+        _allreduce_between(rank, launch, device, between_sizes, send)
+
+
+def _allreduce_between(rank: int, launch: LaunchOptions, device, sizes, send) -> None:
+    """Each all-reduce as a decode step pays it: between weight-streaming GEMVs (64 MB of weights, from
+    HBM), in one CUDA graph, against the same graph without the all-reduces. Back to back, every call
+    waits out its peer's handshake; between kernels part of it overlaps, so the per-call latency a
+    step pays is lower (two H200s: 18.8 us back to back at 8 KB)."""
+    import torch
+    import torch.distributed as dist
+
+    x = torch.randn(16, 4096, dtype=torch.bfloat16, device=device)
+    w = torch.randn(8192, 4096, dtype=torch.bfloat16, device=device) * 0.02
+    y = torch.empty(16, 8192, dtype=torch.bfloat16, device=device)
+    reps = 50
+    for size in sizes:
+        buf = torch.zeros(max(1, size // 2), dtype=torch.bfloat16, device=device)
+        times = {}
+        for with_ar in (False, True):
+            def step(with_ar=with_ar):
+                for _ in range(reps):
+                    torch.matmul(x, w.t(), out=y)
+                    if with_ar:
+                        dist.all_reduce(buf)
+            runner, graph_obj = capture_graph_tp(step, warmup=1)
+            trials = []
+            for _ in range(5):
+                dist.barrier()
+                begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                begin.record()
+                runner()
+                end.record()
+                torch.cuda.synchronize()
+                trials.append(begin.elapsed_time(end) / 1e3 / reps)
+            times[with_ar] = max(gather_objects(statistics.median(trials), launch.tp))
+            del runner, graph_obj
+        if rank == 0:
+            send("sample", {"bytes": buf.numel() * 2, "time_s": max(times[True] - times[False], 0.0),
+                            "gemv_s": times[False], "reps": reps, "mode": "between"})
+        del buf
+
+
+ALLREDUCE_BETWEEN_SIZES = (8 << 10, 64 << 10, 256 << 10, 512 << 10)  # decode messages: B x d_model x 2 bytes
 
 
 def measure_allreduce(sizes=ALLREDUCE_SIZES, tp: int | None = None, backend: str = "nccl", log=print,
                       graph: bool = True, target_s: float = 0.02, init_timeout_s: float = 180.0,
-                      idle_timeout_s: float = 600.0) -> dict:
+                      idle_timeout_s: float = 600.0, between_sizes=ALLREDUCE_BETWEEN_SIZES) -> dict:
     """All-reduce time over message sizes on `tp` ranks (default: every visible GPU, at least 2).
 
-    Each size is timed as CUDA-graph replays of many back-to-back all-reduces (the way a decode
-    step issues them), 5 trials, median, slowest rank. Returns the calibration file's `allreduce`
-    entry: {bus_bw_bytes_s, latency_s, n_gpus} fitted by `analytic.tp.fit_allreduce`, plus
-    samples (bytes, time_s, algbw and busbw as nccl-tests defines them), NCCL version and topology.
+    Each size is timed as CUDA-graph replays of many back-to-back all-reduces, 5 trials, median,
+    slowest rank; on GPUs, decode-sized messages are also timed between GEMVs, as a decode step pays
+    them (mode "between", `_allreduce_between`). Returns the calibration file's `allreduce` entry:
+    {bus_bw_bytes_s, latency_s, n_gpus} fitted by `analytic.tp.fit_allreduce`, plus samples (bytes,
+    time_s, algbw and busbw as nccl-tests defines them), NCCL version and topology.
     """
     if tp is None:
         if backend != "nccl":
@@ -758,15 +803,19 @@ def measure_allreduce(sizes=ALLREDUCE_SIZES, tp: int | None = None, backend: str
     check_devices(tp, backend)
     launch = LaunchOptions(tp, backend, init_timeout_s, idle_timeout_s)
     samples, info = [], {}
-    ranks = Ranks(_allreduce_job, (tuple(int(s) for s in sizes), graph, target_s), launch)
+    ranks = Ranks(_allreduce_job, (tuple(int(s) for s in sizes), graph, target_s, tuple(int(s) for s in between_sizes)),
+                  launch)
     try:
         for kind, rank, data in ranks.messages():
             if kind == "ready" and rank == 0:
                 info = data
             elif kind == "sample":
                 samples.append(data)
-                log(f"all-reduce {data['bytes']:>11,d} B on {tp} ranks: {data['time_s'] * 1e6:9.2f} us  "
-                    f"busbw {data['busbw_bytes_s'] / 1e9:7.2f} GB/s ({data['mode']})")
+                if data["mode"] == "between":
+                    log(f"all-reduce {data['bytes']:>11,d} B on {tp} ranks: {data['time_s'] * 1e6:9.2f} us between GEMVs")
+                else:
+                    log(f"all-reduce {data['bytes']:>11,d} B on {tp} ranks: {data['time_s'] * 1e6:9.2f} us  "
+                        f"busbw {data['busbw_bytes_s'] / 1e9:7.2f} GB/s ({data['mode']})")
     finally:
         ranks.close()
     fit = fit_allreduce(samples, tp)

@@ -191,6 +191,29 @@ def test_fit_allreduce_recovers_bandwidth_and_latency():
     assert fit["n_gpus"] == n
 
 
+def test_calls_timed_between_gemvs_set_the_latency_and_back_to_back_ones_the_bandwidth():
+    bw, lat, n = 2.5e11, 2.0e-5, 2
+    back = [{"bytes": s, "time_s": lat + 2 * (n - 1) / n * s / bw, "mode": "graph"}
+            for s in (8 << 10, 1 << 20, 64 << 20, 256 << 20)]
+    between = [{"bytes": s, "time_s": 1.0e-5 + 2 * (n - 1) / n * s / bw, "mode": "between"}
+               for s in (8 << 10, 64 << 10, 256 << 10)]
+    fit = fit_allreduce(back + between, n)
+    assert fit["bus_bw_bytes_s"] == pytest.approx(bw, rel=1e-6)
+    assert fit["latency_s"] == pytest.approx(1.0e-5, rel=1e-6)
+    assert fit["latency_back_to_back_s"] == pytest.approx(lat, rel=1e-6)
+    assert "latency_back_to_back_s" not in fit_allreduce(back, n)
+
+
+def test_bundled_h200_carries_the_measured_two_gpu_allreduce():
+    from analytic.calibration import bundled_path, load_calibration
+
+    ar = load_calibration(bundled_path("h200"), "h200").allreduce
+    assert ar["n_gpus"] == 2 and ar["backend"] == "nccl"
+    assert {"graph", "between"} <= {s["mode"] for s in ar["samples"]}
+    assert 0 < ar["latency_s"] < ar["latency_back_to_back_s"]
+    assert ar == {**ar, **fit_allreduce(ar["samples"], 2)}  # the stored fit is its samples'
+
+
 def test_tp_gemm_shapes_cover_the_sharded_projections():
     spec = get_layer("attention")
     shapes = tp_gemm_shapes([spec, Mamba2Spec(d_model=4096)], tps=(2,), vocab_size=256000, d_model=4096)
