@@ -712,22 +712,7 @@ def _allreduce_job(rank: int, launch: LaunchOptions, device, payload, send) -> N
             def runner():
                 for _ in range(reps):
                     call()
-        trials = []
-        for _ in range(5):
-            dist.barrier()
-            if cuda:
-                begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                begin.record()
-                runner()
-                end.record()
-                torch.cuda.synchronize()
-                trials.append(begin.elapsed_time(end) / 1e3 / reps)
-            else:
-                t0 = time.perf_counter()
-                runner()
-                trials.append((time.perf_counter() - t0) / reps)
-        per_rank = gather_objects(statistics.median(trials), launch.tp)
-        time_s = max(per_rank)
+        time_s = _slowest_rank_s(runner, reps, cuda, launch.tp)
         algbw = nbytes / time_s
         if rank == 0:
             send("sample", {"bytes": nbytes, "time_s": time_s, "algbw_bytes_s": algbw,
@@ -735,6 +720,29 @@ def _allreduce_job(rank: int, launch: LaunchOptions, device, payload, send) -> N
         del buf, runner, graph_obj
     if cuda and graph:
         _allreduce_between(rank, launch, device, between_sizes, send)
+
+
+def _slowest_rank_s(runner: Callable[[], object], reps: int, cuda: bool, tp: int) -> float:
+    """Seconds per rep of `runner` (which runs `reps` of something): 5 trials started together after a
+    barrier, the median on each rank, the slowest rank's (CUDA events on GPUs, wall clock on CPUs)."""
+    import torch
+    import torch.distributed as dist
+
+    trials = []
+    for _ in range(5):
+        dist.barrier()
+        if cuda:
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            runner()
+            end.record()
+            torch.cuda.synchronize()
+            trials.append(begin.elapsed_time(end) / 1e3 / reps)
+        else:
+            t0 = time.perf_counter()
+            runner()
+            trials.append((time.perf_counter() - t0) / reps)
+    return max(gather_objects(statistics.median(trials), tp))
 
 
 def _allreduce_between(rank: int, launch: LaunchOptions, device, sizes, send) -> None:
@@ -759,16 +767,7 @@ def _allreduce_between(rank: int, launch: LaunchOptions, device, sizes, send) ->
                     if with_ar:
                         dist.all_reduce(buf)
             runner, graph_obj = capture_graph_tp(step, warmup=1)
-            trials = []
-            for _ in range(5):
-                dist.barrier()
-                begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                begin.record()
-                runner()
-                end.record()
-                torch.cuda.synchronize()
-                trials.append(begin.elapsed_time(end) / 1e3 / reps)
-            times[with_ar] = max(gather_objects(statistics.median(trials), launch.tp))
+            times[with_ar] = _slowest_rank_s(runner, reps, True, launch.tp)
             del runner, graph_obj
         if rank == 0:
             send("sample", {"bytes": buf.numel() * 2, "time_s": max(times[True] - times[False], 0.0),
