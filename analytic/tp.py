@@ -426,10 +426,8 @@ def fit_allreduce(samples: Sequence[dict], n_gpus: int) -> dict:
     fit = _fit_back_to_back([s for s in samples if s.get("mode") != "between"], n)
     if between:
         ring = _RING_FACTOR[ALLREDUCE](n)
-        paid = sorted(t - ring * b / fit["bus_bw_bytes_s"] for b, t in between)
-        mid = len(paid) // 2
-        median = paid[mid] if len(paid) % 2 else 0.5 * (paid[mid - 1] + paid[mid])
-        fit = {**fit, "latency_back_to_back_s": fit["latency_s"], "latency_s": max(median, 0.0)}
+        paid = float(np.median([t - ring * b / fit["bus_bw_bytes_s"] for b, t in between]))
+        fit = {**fit, "latency_back_to_back_s": fit["latency_s"], "latency_s": max(paid, 0.0)}
     return fit
 
 

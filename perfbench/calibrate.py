@@ -84,18 +84,20 @@ def rotation(make_call: Callable[[], Callable[[], object]], footprint_bytes: flo
     return run_each(calls), len(calls)
 
 
-def gemm_shapes() -> list[tuple[int, int]]:
-    """(N, K) of every GEMM the built-in layers and the LM head run (weights are K x N)."""
+def builtin_gemm_ops() -> list:
+    """Every GEMM op the built-in layers run, prefill and decode (one small point: their N, K and
+    layout do not depend on the batch or length)."""
     import numpy as np
 
     from analytic.costs import layer_ops
 
-    shapes = set(GENERIC_NK)
-    for spec in BUILTIN_LAYERS.values():
-        for phase in ("prefill", "decode"):
-            for op in layer_ops(spec, phase, np.array([1.0]), np.array([512.0])):
-                if op.op_class == GEMM:
-                    shapes.add((op.shape["n"], op.shape["k"]))
+    return [op for spec in BUILTIN_LAYERS.values() for phase in ("prefill", "decode")
+            for op in layer_ops(spec, phase, np.array([1.0]), np.array([512.0])) if op.op_class == GEMM]
+
+
+def gemm_shapes() -> list[tuple[int, int]]:
+    """(N, K) of every GEMM the built-in layers and the LM head run (weights are K x N)."""
+    shapes = set(GENERIC_NK) | {(op.shape["n"], op.shape["k"]) for op in builtin_gemm_ops()}
     shapes.add((VOCAB, 4096))
     return sorted(shapes)
 

@@ -23,19 +23,10 @@ ALIGN_OFFSET = {16: 0, 8: 4, 4: 2, 2: 1}  # ld = base + offset: 2 * ld bytes ali
 
 def unaligned_gemm_shapes() -> list[tuple[int, int, str]]:
     """(N, K, layout) of the built-in layers' GEMMs that lay the tokens out as a leading dimension."""
-    import numpy as np
+    from perfbench.calibrate import builtin_gemm_ops
 
-    from analytic.costs import layer_ops
-    from analytic.ops import GEMM
-    from models.registry import BUILTIN_LAYERS
-
-    shapes = set()
-    for spec in BUILTIN_LAYERS.values():
-        for phase in ("prefill", "decode"):
-            for op in layer_ops(spec, phase, np.array([1.0]), np.array([512.0])):
-                if op.op_class == GEMM and "ld_alignment" in op.shape:
-                    shapes.add((op.shape["n"], op.shape["k"], op.shape["ld_layout"]))
-    return sorted(shapes)
+    return sorted({(op.shape["n"], op.shape["k"], op.shape["ld_layout"]) for op in builtin_gemm_ops()
+                   if "ld_alignment" in op.shape})
 
 
 def _call(torch, n: int, k: int, layout: str, ld: int):
