@@ -30,32 +30,34 @@ def unaligned_gemm_shapes() -> list[tuple[int, int, str]]:
 
 
 def _call(torch, n: int, k: int, layout: str, ld: int):
-    """(a rotated GEMM call as the layer makes it, its M, its weight bytes)."""
+    """One GEMM call as the layer makes it, on its own weight and input (rotated copies keep them out of L2)."""
     import torch.nn.functional as F
 
     from perfbench.calibrate import _randn
 
+    w = _randn(torch, n, k, scale=0.02)
     if layout == LD_A_T:  # A = a (K, M) buffer read transposed: (M, K) with leading dimension M
         y = _randn(torch, k, ld)
-        return (lambda w=_randn(torch, n, k, scale=0.02): F.linear(y.t(), w)), ld, 2 * n * k
+        return lambda: F.linear(y.t(), w)
     x = _randn(torch, ld, k)
-    return (lambda w=_randn(torch, n, k, scale=0.02): w @ x.t()), ld, 2 * n * k
+    return lambda: w @ x.t()
 
 
-def measure_unaligned_gemms(torch, timer, log) -> list[dict]:
-    """[{m, n, k, layout, align_bytes, time_s}], each GEMM on rotated weight copies."""
-    from perfbench.calibrate import rotated_calls, run_each
+def measure_unaligned_gemms(torch, timer, log, ridge: float | None = None) -> list[dict]:
+    """[{m, n, k, layout, align_bytes, time_s}], each GEMM on rotated weight copies, timed as the
+    aligned grid times the same shape (calibrate.time_gemm), so each ratio compares like with like."""
+    from perfbench.calibrate import device_ridge, gemm_compute_bound, rotated_calls, run_each, time_gemm
 
+    ridge = device_ridge(torch) if ridge is None else ridge
     out = []
     for n, k, layout in unaligned_gemm_shapes():
         for align, offset in ALIGN_OFFSET.items():
             for base in UNALIGNED_BASE_M:
                 ld = base + offset
-                first, m, w_bytes = _call(torch, n, k, layout, ld)
-                calls = [first] + rotated_calls(lambda: _call(torch, n, k, layout, ld)[0], w_bytes)[1:]
-                t = timer(run_each(calls)) / len(calls)
-                out.append({"m": m, "n": n, "k": k, "layout": layout, "align_bytes": align, "time_s": t})
-                del calls, first
+                calls = rotated_calls(lambda: _call(torch, n, k, layout, ld), 2 * n * k)
+                t = time_gemm(timer, run_each(calls), gemm_compute_bound(ld, n, k, ridge)) / len(calls)
+                out.append({"m": ld, "n": n, "k": k, "layout": layout, "align_bytes": align, "time_s": t})
+                del calls
                 torch.cuda.empty_cache()
             log(f"  unaligned gemm N={n} K={k} {layout} ({align}-byte ld): "
                 + ", ".join(f"M={g['m']} {g['time_s'] * 1e3:.3f} ms" for g in out[-len(UNALIGNED_BASE_M):]))

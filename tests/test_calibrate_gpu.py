@@ -8,10 +8,16 @@ import pytest
 pytestmark = pytest.mark.gpu
 
 
-def test_remeasure_replaces_one_family_on_this_gpu():
+@pytest.fixture
+def torch():
+    """torch with a CUDA GPU, else the test is skipped."""
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
+    return torch
+
+
+def test_remeasure_replaces_one_family_on_this_gpu(torch):
     from analytic.calibration import bundled_path, from_dict, read_calibration_data
     from analytic.hardware import gpu_key_from_name
     from perfbench.calibrate import remeasure
@@ -29,12 +35,9 @@ def test_remeasure_replaces_one_family_on_this_gpu():
     assert "elementwise" in after["provenance"]["remeasured"]
 
 
-def test_point_timing_counts_each_call_once():
+def test_point_timing_counts_each_call_once(torch):
     """Timer.point (attention decode's protocol: rest, then the harness's window) times per call:
     a callable doing the same copy twice takes about twice as long, whatever the replay batching."""
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU")
     from perfbench.calibrate import Timer
     from perfbench.timing import TimingOptions
 
@@ -49,12 +52,9 @@ def test_point_timing_counts_each_call_once():
     assert 1.7 < twice / once < 2.3
 
 
-def test_writeback_pairs_grow_with_the_stores_then_flatten():
+def test_writeback_pairs_grow_with_the_stores_then_flatten(torch):
     """The L2 write-back microbenchmark on this GPU: a GEMV pays more after 16 MB of stores than
     after 1 MB, no more after 128 MB than L2 can hold dirty, and the fit is a valid file entry."""
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU")
     from analytic.calibration import bundled_path, from_dict, read_calibration_data
     from analytic.hardware import gpu_key_from_name
     from perfbench.calibrate import Timer, measure_writeback
@@ -69,12 +69,9 @@ def test_writeback_pairs_grow_with_the_stores_then_flatten():
         from_dict({**read_calibration_data(bundled_path(gpu)), "writeback": wb})
 
 
-def test_step_chains_cost_more_per_cold_kernel_than_per_warm_one():
+def test_step_chains_cost_more_per_cold_kernel_than_per_warm_one(torch):
     """The decode-step microbenchmark on this GPU: the two-GEMV graph costs more than its GEMVs alone,
     sixteen cold small kernels add more than sixteen warm ones, and the fit is a valid file entry."""
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU")
     from analytic.calibration import bundled_path, from_dict, read_calibration_data
     from analytic.hardware import gpu_key_from_name
     from perfbench.calibrate import Timer
@@ -90,12 +87,9 @@ def test_step_chains_cost_more_per_cold_kernel_than_per_warm_one():
         from_dict({**read_calibration_data(bundled_path(gpu)), "step": step})
 
 
-def test_an_unaligned_leading_dimension_slows_mamba_in_proj():
+def test_an_unaligned_leading_dimension_slows_mamba_in_proj(torch):
     """W @ x^T with M = B*L as the output's leading dimension: at M = 16388 (8-byte aligned) cuBLAS
     runs slower kernels than at M = 16384, and the microbenchmark's samples form a valid file entry."""
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU")
     from analytic.calibration import bundled_path, from_dict, read_calibration_data
     from analytic.hardware import gpu_key_from_name
     from perfbench.calibrate import Timer, _randn
