@@ -132,7 +132,7 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
                     {k[len("host_wall/"):]: v for k, v in cal.launch.items() if k.startswith("host_wall/")},
                     float(power.get("idle_w", 0.0)), float(power.get("gemm_w", power.get("limit_w", 0.0))),
                     max(1.0, float(power.get("gemm_burst_speedup", 1.0))),
-                    {c: float(power[f"{c}_w"]) for c in OP_CLASSES if c != GEMM and f"{c}_w" in power},
+                    {c: float(power[f"{c}_w"]) for c in OP_CLASSES + FAMILIES if c != GEMM and f"{c}_w" in power},
                     float(cal.writeback.get("dirty_bytes", 0.0)), float(cal.writeback.get("bw_bytes_s", 0.0)),
                     *(float(cal.step.get(key, 0.0)) for key in ("base_s", "kernel_s", "cold_kernel_s")))
     return replace(ceil, gemm_unaligned=_unaligned_ratios(cal.gemm_unaligned, ceil)) if cal.gemm_unaligned else ceil
@@ -460,20 +460,23 @@ def step_overhead_s(ops, ceil: Ceilings) -> float:
 
 def op_power_w(op: Op, code: np.ndarray, ceil: Ceilings) -> np.ndarray:
     """Board power while this op runs at its calibrated speed: a compute-bound GEMM holds the limit,
-    a weight-streaming one draws what memory-bound kernels draw, other ops their class's measured
-    power. Unmeasured: the limit (no headroom claimed)."""
+    a weight-streaming one draws what memory-bound kernels draw, other ops their kernel family's
+    measured power where it has one (MHA's RoPE, 14 strided eager kernels, is no plain copy), else
+    their class's. Unmeasured: the limit (no headroom claimed)."""
     limit = ceil.power_limit_w
     if op.op_class == GEMM:
         return np.where(code == COMPUTE, limit, ceil.class_power_w.get(ELEMENTWISE, limit))
-    return np.asarray(ceil.class_power_w.get(op.op_class, limit), dtype=np.float64)
+    family = op.shape.get("family") if op.shape else None
+    watts = ceil.class_power_w.get(family, ceil.class_power_w.get(op.op_class, limit))
+    return np.asarray(watts, dtype=np.float64)
 
 
 def power_capped_s(counted: list, times: list, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
     """(seconds, GEMM speedup) of a sequence of ops: `counted` has .op and .count each (CountedOp),
     `times` the matching op_time results (seconds, bound code).
 
-    Calibrated GEMM times are sustained ones: back to back, a big GEMM holds the board at its power
-    limit and runs at the clock that limit allows. Between kernels that draw less (scans, memory-bound
+    Calibrated GEMM times are power-capped ones: back to back, a big GEMM holds the board at its power
+    limit within a tenth of a second of a rest, and runs at the clock that limit allows. Between kernels that draw less (scans, memory-bound
     kernels, launch gaps), the board has power to spare, and compute-bound GEMMs run faster, up to
     the rate a GEMM reaches between idle gaps (`gemm_burst_speedup`). The limit is on average power:
         idle_w * T + sum(count * (power_w - idle_w) * seconds) <= limit_w * T,

@@ -12,9 +12,10 @@ Measured on the GPU, each alone (never the layer sweep that `compare` evaluates 
         graph adds to its kernels when the GPU is the bottleneck (perfbench/step_overhead.py);
   (v)   board power (NVML energy counter): idle, each prefill kernel family back to back, and how
         much faster a big GEMM runs between idle gaps than back to back at the power limit.
-Small kernels are timed as CUDA-graph replays of many launches (the way a decode step runs);
-attention decode, whose plain kernel is power-limited, is timed the way `perfbench run` times a
-decode point (`Timer.point`: a rest, then the harness's short window);
+Small kernels and weight-streaming GEMMs are timed as CUDA-graph replays of many launches (the way a
+decode step runs); compute-bound GEMMs after a rest and a stretch at the power limit (`time_gemm`);
+attention decode, whose plain kernel is power-limited, the way `perfbench run` times a decode point
+(`Timer.point`: a rest, then the harness's short window);
 each sample's median over trials is kept in the file, so `--refit` can refit on a CPU later, and
 `--refit FILE --remeasure FAMILY` re-measures one kernel family (KERNEL_FAMILIES) into it first.
 """
@@ -35,6 +36,7 @@ from analytic.hardware import get_gpu, gpu_key_from_name
 from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWISE, GEMM, ROPE, SELECTIVE_SCAN, SSD,
                           SSU_MAMBA1, STATE_UPDATE)
 from models.registry import BUILTIN_LAYERS, VOCAB
+from models.specs import SpecError
 from perfbench.errors import PerfbenchError
 from perfbench.step_overhead import fit_step_overhead, measure_step_overhead
 from perfbench.unaligned_gemm import measure_unaligned_gemms
@@ -58,6 +60,8 @@ POINT_REST_S = 0.3  # `perfbench run --rest-ms` defaults to the same rest
 POINT_TIMING = TimingOptions(warmup=2, min_repeats=5, max_repeats=100, target_s=0.1, nvtx=False, rest_s=POINT_REST_S)
 POINT_WINDOWS = 2  # rested windows per sample: the clock right after a rest varies by a few %
 POINT_REPLAY_S = 0.5e-3
+CAP_S = 0.25  # back to back before a compute-bound GEMM is timed: a rested board reaches its power limit in ~0.1 s
+DEFAULT_RIDGE = 250.0  # FLOP/byte, between the H100's 295 and the H200's 206
 
 
 def rotation_copies(footprint_bytes: float) -> int:
@@ -252,9 +256,45 @@ def measure_copy(torch, timer: Timer, log) -> tuple[float, list]:
     return best, curve
 
 
-def measure_gemms(torch, timer: Timer, log, mem_budget_bytes: float) -> list:
+def device_ridge(torch) -> float:
+    """FLOP per byte where a bf16 GEMM on this GPU turns compute-bound: the datasheet's peak over its
+    HBM bandwidth (DEFAULT_RIDGE for a GPU without a datasheet entry)."""
+    try:
+        gpu = get_gpu(gpu_key_from_name(torch.cuda.get_device_properties(0).name))
+    except SpecError:
+        return DEFAULT_RIDGE
+    return gpu.peak_bf16_flops / gpu.mem_bw_bytes_s
+
+
+def gemm_compute_bound(m: int, n: int, k: int, ridge: float) -> bool:
+    """Whether a bf16 GEMM's FLOPs per byte (operands and output moved once) reach the ridge."""
+    return 2.0 * m * n * k / (2.0 * (m * k + n * k + m * n)) >= ridge
+
+
+def time_gemm(timer: Timer, run_all: Callable[[], object], compute_bound: bool) -> float:
+    """Seconds per run_all. A compute-bound GEMM holds the board at its power limit, and the clock
+    that limit allows falls as the board heats. Timed back to back right after the grid's earlier
+    shapes, the board ran hot and the samples came out 3 % slower in the median (up to 13 %) than
+    after a rest (H100 fc1/fc2 at M >= 4K: 640-716 against 652-736 TFLOP/s), and the MLP's prefill was
+    predicted 5 % slow on every rested set. So each one rests first (as `perfbench run` rests before
+    a point), runs back to back for CAP_S so the limiter has bitten (the power model takes calibrated
+    GEMM times as power-capped ones), then is timed. Weight-streaming ones barely draw power: graph
+    replays back to back."""
+    if not compute_bound:
+        return timer(run_all)
+    timer.torch.cuda.synchronize()
+    time.sleep(POINT_REST_S)
+    started = time.perf_counter()
+    while time.perf_counter() - started < CAP_S:
+        run_all()
+        timer.torch.cuda.synchronize()
+    return timer(run_all)
+
+
+def measure_gemms(torch, timer: Timer, log, mem_budget_bytes: float, ridge: float | None = None) -> list:
     import torch.nn.functional as F
 
+    ridge = device_ridge(torch) if ridge is None else ridge
     out = []
     for n, k in gemm_shapes():
         w_bytes = 2 * n * k
@@ -271,7 +311,7 @@ def measure_gemms(torch, timer: Timer, log, mem_budget_bytes: float) -> list:
             def run_all():
                 for w in weights:
                     F.linear(x, w)
-            t = timer(run_all) / copies
+            t = time_gemm(timer, run_all, gemm_compute_bound(m, n, k, ridge)) / copies
             out.append({"m": m, "n": n, "k": k, "time_s": t})
             del x
         log(f"gemm N={n:6d} K={k:5d}: M=1 {out[-len(m_values)]['time_s'] * 1e6:.1f} us, "
@@ -317,7 +357,7 @@ KERNEL_FAMILIES = ("ssd", "selective_scan", "conv1d", "state_update", "attention
 
 # Measurements that fill their own section of the file (the L2 write-back pairs, the decode-step chains,
 # GEMMs with an unaligned leading dimension), re-measurable like the kernel families.
-SECTIONS = ("writeback", "step", "gemm_unaligned")
+SECTIONS = ("gemm", "power", "writeback", "step", "gemm_unaligned")
 REMEASURABLE = KERNEL_FAMILIES + SECTIONS
 
 
@@ -554,6 +594,18 @@ BURST_SHAPE = (8192, 16384, 4096)  # (M, N, K): the 8B MLP's fc1 at 8K tokens, ~
 POWER_WINDOW_S = 1.0  # NVML's energy counter moves in coarse steps: average over a second or more
 
 
+def _rope_load(torch) -> Callable[[], object]:
+    """MHA's RoPE on q and k as its QKV projection leaves them (6 x 6144 tokens), as the layer runs it."""
+    from models.reference import apply_rope, rope_tables
+
+    spec = BUILTIN_LAYERS["attention-mha"]
+    qkv = _randn(torch, 6, 6144, spec.qkv_dim)
+    q, k, _ = torch.split(qkv, [spec.q_dim, spec.kv_dim, spec.kv_dim], dim=-1)
+    q, k = q.unflatten(-1, (spec.n_heads, spec.head_dim)), k.unflatten(-1, (spec.n_kv_heads, spec.head_dim))
+    cos, sin = rope_tables(spec, torch.arange(6144, device="cuda"), torch.bfloat16)
+    return lambda: (apply_rope(q, cos, sin), apply_rope(k, cos, sin))
+
+
 def family_power_loads(torch) -> dict:
     """One large call per kernel family that prefill runs besides GEMMs (8B shapes, inputs off the
     sweep grid): {class: callable}. Families whose library is missing are left out."""
@@ -571,6 +623,7 @@ def family_power_loads(torch) -> dict:
     loads[ATTN_PREFILL] = attention
     big = _randn(torch, 256 << 20)
     loads[ELEMENTWISE] = lambda: torch.relu_(big)
+    loads[ROPE] = _rope_load(torch)
     try:
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
         from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
@@ -948,11 +1001,18 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
         if kernels["failures"]:
             raise PerfbenchError(f"re-measuring failed, file left as it was: {kernels['failures']}")
         data["samples"] = {**data.get("samples", {}), **kernels["samples"]}
-    measure_section = {"writeback": measure_writeback, "step": measure_step_overhead,
+    measure_section = {"gemm": lambda *a: measure_gemms(*a, mem_budget_bytes=0.5 * props.total_memory),
+                       "power": lambda torch, timer, log: measure_power(torch, timer, PowerMeter(), log),
+                       "writeback": measure_writeback, "step": measure_step_overhead,
                        "gemm_unaligned": measure_unaligned_gemms}
     for section in SECTIONS:
         if section in families:
-            data[section] = measure_section[section](torch, Timer(torch), log)
+            measured = measure_section[section](torch, Timer(torch), log)
+            if not measured:  # measure_power without an NVML energy counter
+                raise PerfbenchError(f"re-measuring {section} gave nothing on this GPU, file left as it was")
+            data[section] = measured
+    if "gemm" in families:
+        data["gemm_peak_flops"] = gemm_peak(data["gemm"])
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     provenance = dict(data.get("provenance", {}))
     provenance["remeasured"] = {**provenance.get("remeasured", {}),
@@ -960,6 +1020,11 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
                                    for f in families}}
     data["provenance"] = provenance
     return fit_calibration(data, log)
+
+
+def gemm_peak(gemm: list[dict]) -> float:
+    """The fastest rate any GEMM sample reached (FLOP/s)."""
+    return max(2 * g["m"] * g["n"] * g["k"] / g["time_s"] for g in gemm)
 
 
 def _cuda_torch():
@@ -989,7 +1054,7 @@ def calibrate(log=print, skip_kernels: bool = False) -> dict:
     step = measure_step_overhead(torch, timer, log)
     kernels = {"samples": {}, "failures": {}} if skip_kernels else measure_kernels(torch, timer, log)
     layer_host = {} if skip_kernels else measure_layer_host(torch, log)
-    peak = max(2 * g["m"] * g["n"] * g["k"] / g["time_s"] for g in gemm)
+    peak = gemm_peak(gemm)
     env = _versions(torch)
     data = {
         "format": FORMAT, "version": VERSION, "gpu": gpu_key, "gpu_name": props.name,

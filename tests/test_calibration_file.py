@@ -226,12 +226,17 @@ def test_remeasure_without_a_gpu_says_so_and_writes_nothing(tmp_path):
 
 class _FakeProps:
     name = "NVIDIA H100 80GB HBM3"
+    total_memory = 80 << 30
 
 
 class _FakeCuda:
     @staticmethod
     def get_device_properties(_index):
         return _FakeProps()
+
+    @staticmethod
+    def synchronize():
+        return None
 
 
 class _FakeTorch:
@@ -287,3 +292,48 @@ def test_remeasure_on_another_gpu_is_refused(monkeypatch):
     monkeypatch.setattr(calibrate, "_cuda_torch", lambda: _FakeTorch())
     with pytest.raises(PerfbenchError, match="this GPU is NVIDIA H100"):
         calibrate.remeasure(read_calibration_data(bundled_path("h200")), ["attention_decode"])
+
+
+def test_remeasuring_the_gemm_grid_replaces_it_and_its_peak(monkeypatch):
+    """--remeasure gemm swaps in the new grid (here every compute-bound shape 5 % faster), moves the
+    peak with it, and leaves the kernel samples alone."""
+    import perfbench.calibrate as calibrate
+    from analytic.calibration import bundled_path, read_calibration_data
+
+    old = read_calibration_data(bundled_path("h100"))
+    faster = [dict(g, time_s=g["time_s"] / 1.05) if g["m"] >= 1024 else g for g in old["gemm"]]
+    monkeypatch.setattr(calibrate, "_cuda_torch", lambda: _FakeTorch())
+    monkeypatch.setattr(calibrate, "measure_gemms", lambda torch, timer, log, mem_budget_bytes: faster)
+    new = calibrate.remeasure(old, ["gemm"], log=lambda *_: None)
+    assert new["gemm"] == faster
+    assert new["gemm_peak_flops"] == pytest.approx(old["gemm_peak_flops"] * 1.05)
+    assert new["samples"] == old["samples"]
+    assert "gemm" in new["provenance"]["remeasured"]
+
+
+def test_only_compute_bound_gemms_rest_before_they_are_timed(monkeypatch):
+    """Decode's weight-streaming GEMVs are timed back to back; prefill-sized GEMMs after a rest, so the
+    grid's earlier shapes do not heat the board for them."""
+    from perfbench.calibrate import gemm_compute_bound, time_gemm
+
+    ridge = 295.0  # H100 datasheet: 989 TFLOP/s over 3.35 TB/s
+    assert not gemm_compute_bound(16, 16384, 4096, ridge)
+    assert gemm_compute_bound(9216, 16384, 4096, ridge)
+    bound = [gemm_compute_bound(m, 16384, 4096, ridge) for m in (1, 64, 256, 512, 1024, 65536)]
+    assert bound == sorted(bound)  # once compute-bound, a larger M stays so
+
+    calls = []
+
+    class Timer:
+        torch = _FakeTorch()
+
+        def __call__(self, fn):
+            calls.append("timed")
+            return 1.0
+    monkeypatch.setattr("perfbench.calibrate.time.sleep", lambda s: calls.append(f"rest {s}"))
+    monkeypatch.setattr("perfbench.calibrate.CAP_S", 0.0)
+    time_gemm(Timer(), lambda: calls.append("run"), False)
+    assert calls == ["timed"]  # a GEMV: replays back to back, no rest
+    calls.clear()
+    time_gemm(Timer(), lambda: calls.append("run"), True)
+    assert calls[0] == "rest 0.3" and calls[-1] == "timed"  # rested, then timed

@@ -19,7 +19,7 @@ def calibrate_command(
     skip_kernels: bool = typer.Option(False, "--skip-kernels", help="only copy, GEMM and launch ceilings"),
     install: bool = typer.Option(False, "--install", help="also write it as perfbench's bundled default for this GPU"),
     remeasure: Optional[list[str]] = typer.Option(None, "--remeasure", help="with --refit: first re-measure these "
-                                                  "kernel families on this GPU (e.g. attention_decode, or writeback: "
+                                                  "kernel families on this GPU (e.g. attention_decode, or gemm: the GEMM grid, writeback: "
                                                   "the L2 write-back pairs, step: the decode-step graph chains, gemm_unaligned: GEMMs "
                                                   "with an unaligned leading dimension; "
                                                   "comma-separated or repeated) and replace their samples"),
