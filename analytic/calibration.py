@@ -31,6 +31,9 @@ the cost model. JSON, versioned, with provenance. Fields:
     step                     optional {base_s, kernel_s, cold_kernel_s, samples}: what a decode step's CUDA
                              graph adds to its kernels' calibrated times when the GPU is the bottleneck
                              (perfbench/step_overhead.py; samples: {chain, kernels, cold_kernels, sum_s, step_s})
+    sustained                optional {elapsed_s, slowdown, call_s}: how much slower a compute-bound GEMM
+                             runs the longer it has held the board at its power limit, relative to the
+                             state the GEMM grid is timed in (perfbench/sustained_clock.py)
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class Calibration:
     writeback: dict = field(default_factory=dict)
     step: dict = field(default_factory=dict)
     gemm_unaligned: tuple = ()  # of (m, n, k, layout, align_bytes, time_s)
+    sustained: dict = field(default_factory=dict)  # {elapsed_s: [...], slowdown: [...], call_s}
 
     def to_dict(self) -> dict:
         return {
@@ -86,6 +90,7 @@ class Calibration:
             **({"gemm_unaligned": [dict(m=m, n=n, k=k, layout=lay, align_bytes=a, time_s=t)
                                    for m, n, k, lay, a, t in self.gemm_unaligned]}
                if self.gemm_unaligned else {}),
+            **({"sustained": self.sustained} if self.sustained else {}),
         }
 
     def save(self, path: Path) -> Path:
@@ -140,6 +145,11 @@ def from_dict(data: dict, source: str = "") -> Calibration:
             if key in writeback:
                 writeback[key] = float(writeback[key])
         step = dict(data.get("step", {}))
+        sustained = dict(data.get("sustained", {}))
+        if sustained:
+            sustained = {"elapsed_s": [float(v) for v in sustained["elapsed_s"]],
+                         "slowdown": [float(v) for v in sustained["slowdown"]],
+                         **({"call_s": float(sustained["call_s"])} if "call_s" in sustained else {})}
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CalibrationError(f"{where}: malformed field ({type(exc).__name__}: {exc})".splitlines()[0]) from None
     if copy_bw <= 0 or peak <= 0 or any(t <= 0 for *_, t in gemm + unaligned):
@@ -160,6 +170,12 @@ def from_dict(data: dict, source: str = "") -> Calibration:
                 raise CalibrationError(f"{where}: step.{key} is not a number ({step[key]!r})") from None
     if step and not all(step.get(key, -1.0) >= 0 for key in STEP_KEYS):
         raise CalibrationError(f"{where}: step needs {', '.join(STEP_KEYS)}, each >= 0")
+    if sustained:
+        elapsed, slowdown = sustained["elapsed_s"], sustained["slowdown"]
+        if not (len(elapsed) == len(slowdown) >= 2 and all(a < b for a, b in zip(elapsed, elapsed[1:]))
+                and all(1.0 <= a <= b for a, b in zip(slowdown, slowdown[1:]))):
+            raise CalibrationError(f"{where}: sustained needs >= 2 increasing elapsed_s and a slowdown "
+                                   "of the same length that starts >= 1 and never falls")
     for key in ("graph_kernel_s", "eager_kernel_s"):
         if key not in launch:
             raise CalibrationError(f"{where}: launch.{key} missing")
@@ -167,7 +183,8 @@ def from_dict(data: dict, source: str = "") -> Calibration:
                        copy_bandwidth_bytes_s=copy_bw, gemm_peak_flops=peak, gemm=gemm,
                        launch=launch, op_classes=op_classes, created=str(data.get("created", "")),
                        provenance=provenance, samples=samples, allreduce=allreduce, source=source,
-                       power=power, writeback=writeback, step=step, gemm_unaligned=unaligned)
+                       power=power, writeback=writeback, step=step, gemm_unaligned=unaligned,
+                       sustained=sustained)
 
 
 def read_calibration_data(path: Path) -> dict:

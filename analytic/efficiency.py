@@ -93,6 +93,7 @@ class Ceilings:
     step_kernel_s: float = 0.0  # each kernel past the first two, its inputs still in L2
     step_cold_kernel_s: float = 0.0  # each kernel past the first two that touches a tensor living across steps
     gemm_unaligned: dict = field(default_factory=dict)  # (n, k, layout, alignment bytes) -> (log m, log time / aligned)
+    sustained: tuple = ()  # (elapsed s, slowdown) arrays: compute-bound work the longer a point runs
 
 
 def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
@@ -135,6 +136,8 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
                     {c: float(power[f"{c}_w"]) for c in OP_CLASSES + FAMILIES if c != GEMM and f"{c}_w" in power},
                     float(cal.writeback.get("dirty_bytes", 0.0)), float(cal.writeback.get("bw_bytes_s", 0.0)),
                     *(float(cal.step.get(key, 0.0)) for key in ("base_s", "kernel_s", "cold_kernel_s")))
+    if cal.sustained:
+        ceil = replace(ceil, sustained=(np.array(cal.sustained["elapsed_s"]), np.array(cal.sustained["slowdown"])))
     return replace(ceil, gemm_unaligned=_unaligned_ratios(cal.gemm_unaligned, ceil)) if cal.gemm_unaligned else ceil
 
 
@@ -471,6 +474,18 @@ def op_power_w(op: Op, code: np.ndarray, ceil: Ceilings) -> np.ndarray:
     return np.asarray(watts, dtype=np.float64)
 
 
+def burstable_gemm(op: Op, code: np.ndarray) -> np.ndarray:
+    """A compute-bound GEMM on cuBLAS's 16-byte-aligned kernels: it holds the board at its power limit,
+    so it runs faster when the rest of a point leaves power to spare. One with an unaligned leading
+    dimension runs sm80 CUTLASS align2 kernels 2-6x slower: its kernel holds it, not the power limit
+    (given the burst speedup, Mamba-1's unaligned prefill points came out 4-7 % fast)."""
+    code = np.asarray(code)
+    if op.op_class != GEMM:
+        return np.zeros(code.shape, dtype=bool)
+    aligned = np.asarray(op.shape.get("ld_alignment", 16) if op.shape else 16) >= 16
+    return (code == COMPUTE) & aligned
+
+
 def power_capped_s(counted: list, times: list, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
     """(seconds, GEMM speedup) of a sequence of ops: `counted` has .op and .count each (CountedOp),
     `times` the matching op_time results (seconds, bound code).
@@ -490,7 +505,7 @@ def power_capped_s(counted: list, times: list, ceil: Ceilings) -> tuple[np.ndarr
     ones = np.ones_like(np.asarray(total, dtype=np.float64))
     if not (ceil.calibrated and ceil.power_limit_w > ceil.power_idle_w > 0):
         return total, ones
-    gemm_s = sum(np.where(code == COMPUTE, t * count, 0.0) for op, count, t, code in timed if op.op_class == GEMM)
+    gemm_s = sum(np.where(burstable_gemm(op, code), t * count, 0.0) for op, count, t, code in timed)
     gemm_s = np.asarray(gemm_s, dtype=np.float64) * ones
     energy = sum(t * count * (op_power_w(op, code, ceil) - ceil.power_idle_w) for op, count, t, code in timed)
     capped = np.maximum(total - gemm_s + gemm_s / ceil.gemm_burst_speedup,
@@ -498,6 +513,51 @@ def power_capped_s(counted: list, times: list, ceil: Ceilings) -> tuple[np.ndarr
     seconds = np.minimum(total, capped)
     speedup = np.where(gemm_s > 0, gemm_s / np.maximum(seconds - (total - gemm_s), 1e-30), 1.0)
     return seconds, np.clip(speedup, 1.0, ceil.gemm_burst_speedup)
+
+
+# `perfbench run`'s defaults (perfbench/commands/run.py): the timing protocol a prediction stands for.
+RUN_TARGET_S, RUN_WARMUP, RUN_MIN_REPEATS, RUN_MAX_REPEATS = 0.2, 2, 5, 200
+POWER_LIMITED_FRACTION = 0.95  # an op drawing this share of the limit or more is held by it
+
+
+def median_call_elapsed_s(call_s) -> np.ndarray:
+    """Seconds from a point's first call to its median timed call under `perfbench run`'s defaults
+    (perfbench.timing.measure): the first call, one warm-up call and a second while they took under
+    half the target, then enough repeats for the target, 5 to 200."""
+    call_s = np.maximum(np.asarray(call_s, dtype=np.float64), 1e-9)
+    warmups = np.where(call_s < RUN_TARGET_S / 2, RUN_WARMUP, 1)
+    repeats = np.clip(np.ceil(RUN_TARGET_S / call_s), RUN_MIN_REPEATS, RUN_MAX_REPEATS)
+    return call_s * (1 + warmups + repeats / 2)
+
+
+def sustained_slowdown(call_s, ceil: Ceilings) -> np.ndarray:
+    """How much slower compute-bound work runs at a point's median timed call than in the state the
+    GEMM grid is timed in (perfbench/sustained_clock.py): 1 before the curve's first window, its last
+    value after its last one; 1 without the calibration's `sustained` curve."""
+    if not ceil.sustained:
+        return np.ones_like(np.asarray(call_s, dtype=np.float64))
+    elapsed, slowdown = ceil.sustained
+    return np.interp(median_call_elapsed_s(call_s), elapsed, slowdown, left=1.0, right=slowdown[-1])
+
+
+def power_limited(op: Op, code: np.ndarray, ceil: Ceilings) -> np.ndarray:
+    """Whether an op holds the board at its power limit: aligned compute-bound GEMMs (burstable_gemm)
+    and other compute-bound kernels drawing POWER_LIMITED_FRACTION of it or more (FlashAttention's
+    prefill); scans, convolutions and memory-bound kernels draw less, and a board that has heated
+    under the limit leaves their clock alone."""
+    if op.op_class == GEMM:
+        return burstable_gemm(op, code)
+    return (code == COMPUTE) & (op_power_w(op, code, ceil) >= POWER_LIMITED_FRACTION * ceil.power_limit_w)
+
+
+def sustained_s(seconds, counted: list, times: list, ceil: Ceilings, call_s=None) -> tuple[np.ndarray, np.ndarray]:
+    """(seconds, slowdown): the kernels' time with its power-limited share slowed by sustained_slowdown
+    at a point whose calls take `call_s` (default: `seconds`; a sharded call also waits on collectives)."""
+    total = sum(t * c.count for c, (t, _code) in zip(counted, times))
+    limited = sum(np.where(power_limited(c.op, code, ceil), t * c.count, 0.0) for c, (t, code) in zip(counted, times))
+    share = np.asarray(limited, dtype=np.float64) / np.maximum(np.asarray(total, dtype=np.float64), 1e-30)
+    slowdown = sustained_slowdown(seconds if call_s is None else call_s, ceil)
+    return seconds * (1.0 + share * (slowdown - 1.0)), slowdown
 
 
 def op_ceiling(op: Op, ceil: Ceilings) -> ClassCeiling:

@@ -19,8 +19,8 @@ import pandas as pd
 from analytic.calibration import Calibration, resolve
 from analytic.composition import CountedOp, model_ops
 from analytic.costs import PHASES, layer_ops
-from analytic.efficiency import (BOUND_LABELS, COMPUTE, Ceilings, ceilings, graph_step_s, host_time, power_capped_s,
-                                 step_op_times)
+from analytic.efficiency import (BOUND_LABELS, COMPUTE, Ceilings, burstable_gemm, ceilings, graph_step_s, host_time,
+                                 power_capped_s, power_limited, step_op_times, sustained_s)
 from analytic.hardware import get_gpu
 from analytic.memory import memory_footprint
 from analytic.ops import GEMM
@@ -115,6 +115,7 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
     ops = counted_ops(kind, spec, phase, b, L)
     times = step_op_times(ops, ceil)
     time_s, _speedup = power_capped_s(ops, times, ceil)
+    time_s, _slowdown = sustained_s(time_s, ops, times, ceil)  # a long point heats the board
     flops = sum(c.op.flops * c.count for c in ops)
     bytes_ = sum(c.op.bytes_ * c.count for c in ops)
     n_kernels = sum(c.op.kernels * c.count for c in ops)
@@ -162,10 +163,12 @@ def breakdown(target, phase: str, batch: int, seqlen: int, gpu: str = "h100",
     ops = counted_ops(kind, spec, phase, b, L)
     times = step_op_times(ops, ceil)
     # Compute-bound GEMMs share the board's power with the rest (efficiency.power_capped_s).
-    _total, speedup = power_capped_s(ops, times, ceil)
+    total, speedup = power_capped_s(ops, times, ceil)
+    _total, slowdown = sustained_s(total, ops, times, ceil)  # compute-bound ops run slower in a long point
     rows = []
     for c, (t, bound) in zip(ops, times):
-        faster = float(speedup[0]) if c.op.op_class == GEMM and int(bound[0]) == COMPUTE else 1.0
+        faster = float(speedup[0]) if bool(burstable_gemm(c.op, bound)[0]) else 1.0
+        faster /= float(slowdown[0]) if bool(power_limited(c.op, bound, ceil)[0]) else 1.0
         rows.append({"name": name, "group": c.group, "op": c.op.name, "op_class": c.op.op_class,
                      "count": c.count, "kernels": c.op.kernels * c.count,
                      "flops": float(c.op.flops[0]) * c.count, "bytes": float(c.op.bytes_[0]) * c.count,

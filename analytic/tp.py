@@ -44,7 +44,8 @@ import pandas as pd
 from analytic.calibration import Calibration, resolve
 from analytic.composition import CountedOp, model_ops
 from analytic.costs import PHASES, layer_ops
-from analytic.efficiency import BOUND_LABELS, Ceilings, ceilings, graph_step_s, power_capped_s, step_op_times
+from analytic.efficiency import (BOUND_LABELS, Ceilings, ceilings, graph_step_s, power_capped_s, step_op_times,
+                                 sustained_s)
 from analytic.hardware import GPUSpec, get_gpu
 from analytic.memory import ALLOCATOR_HEADROOM, largest_batch, memory_footprint
 from analytic.ops import Op, elementwise
@@ -283,6 +284,8 @@ def _timed_sum(compute: list[CountedOp], comm: list[CountedOp], ceil: Ceilings, 
     times = step_op_times(compute, ceil)
     compute_s, _speedup = power_capped_s(compute, times, ceil)
     comm_s = sum(collective_time_s(c.op, tp, link) * c.count for c in comm) + np.zeros(size)
+    # A long point heats the board: its power-limited kernels slow with the whole call's length.
+    compute_s, _slowdown = sustained_s(compute_s, compute, times, ceil, call_s=compute_s + comm_s)
     by_bound = np.zeros((len(BOUND_LABELS), size))
     for (t, code), c in zip(times, compute):
         np.add.at(by_bound, (code, np.arange(size)), t * c.count)

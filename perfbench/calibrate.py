@@ -39,6 +39,7 @@ from models.registry import BUILTIN_LAYERS, VOCAB
 from models.specs import SpecError
 from perfbench.errors import PerfbenchError
 from perfbench.step_overhead import fit_step_overhead, measure_step_overhead
+from perfbench.sustained_clock import measure_sustained
 from perfbench.unaligned_gemm import measure_unaligned_gemms
 from perfbench.timing import TimingOptions, measure
 
@@ -357,7 +358,7 @@ KERNEL_FAMILIES = ("ssd", "selective_scan", "conv1d", "state_update", "attention
 
 # Measurements that fill their own section of the file (the L2 write-back pairs, the decode-step chains,
 # GEMMs with an unaligned leading dimension), re-measurable like the kernel families.
-SECTIONS = ("gemm", "power", "writeback", "step", "gemm_unaligned")
+SECTIONS = ("gemm", "power", "writeback", "step", "gemm_unaligned", "sustained")
 REMEASURABLE = KERNEL_FAMILIES + SECTIONS
 
 
@@ -1004,7 +1005,7 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
     measure_section = {"gemm": lambda *a: measure_gemms(*a, mem_budget_bytes=0.5 * props.total_memory),
                        "power": lambda torch, timer, log: measure_power(torch, timer, PowerMeter(), log),
                        "writeback": measure_writeback, "step": measure_step_overhead,
-                       "gemm_unaligned": measure_unaligned_gemms}
+                       "gemm_unaligned": measure_unaligned_gemms, "sustained": measure_sustained}
     for section in SECTIONS:
         if section in families:
             measured = measure_section[section](torch, Timer(torch), log)
@@ -1052,6 +1053,7 @@ def calibrate(log=print, skip_kernels: bool = False) -> dict:
     power = measure_power(torch, timer, PowerMeter(), log)
     writeback = measure_writeback(torch, timer, log)
     step = measure_step_overhead(torch, timer, log)
+    sustained = measure_sustained(torch, timer, log)
     kernels = {"samples": {}, "failures": {}} if skip_kernels else measure_kernels(torch, timer, log)
     layer_host = {} if skip_kernels else measure_layer_host(torch, log)
     peak = gemm_peak(gemm)
@@ -1066,7 +1068,7 @@ def calibrate(log=print, skip_kernels: bool = False) -> dict:
         "gemm": gemm, "gemm_unaligned": gemm_unaligned, "launch": {**launch, **{(f"host_wall/{k[5:]}" if k.startswith("wall:") else f"host/{k}"): v
                                               for k, v in layer_host.items()}},
         "op_classes": {}, "samples": kernels["samples"], **({"power": power} if power else {}),
-        "writeback": writeback, "step": step,
+        "writeback": writeback, "step": step, "sustained": sustained,
     }
     if torch.cuda.device_count() >= 2:  # tensor parallelism: ring all-reduce bus bandwidth (issue 9)
         from perfbench.distributed import measure_allreduce

@@ -190,3 +190,17 @@ def test_attention_prefill_fit_recovers_its_rate_slots_and_host_dispatch(h100):
     fitted = fit_attention_prefill(samples, base)
     assert fitted["ctas_per_sm"] == 1.0 and fitted["host_s"] == pytest.approx(host, abs=0.6e-6)
     assert fitted["flops_s"] == pytest.approx(rate, rel=0.02) and fitted["fit_median_abs_err"] < 0.01
+
+
+def test_an_unaligned_gemm_gets_no_burst_from_power_left_over(h100):
+    """Mamba-1's in_proj at B*L odd runs cuBLAS's align2 kernels: its own kernel holds it, not the power
+    limit, so memory-bound work beside it speeds up neither it nor (having no aligned GEMM) the point."""
+    ceil = _power_ceil(h100)
+    act = elementwise("act", 4e9, 4e9, 1.0, 2)
+    aligned = gemm("in_proj", np.array([8192.0]), 16384, 4096, ld=np.array([8192.0]))
+    unaligned = gemm("in_proj", np.array([8193.0]), 16384, 4096, ld=np.array([8193.0]))
+    assert op_time(unaligned, ceil)[1][0] == COMPUTE  # still compute-bound by its FLOPs
+    _s, sped = power_capped_s(*_timed(ceil, [aligned, act]), ceil)
+    seconds, speedup = power_capped_s(*_timed(ceil, [unaligned, act]), ceil)
+    assert sped[0] > 1.05 and speedup[0] == 1.0
+    assert seconds == pytest.approx(sum(t for t, _code in _timed(ceil, [unaligned, act])[1]))
