@@ -105,3 +105,20 @@ def test_an_unaligned_leading_dimension_slows_mamba_in_proj(torch):
     gpu = gpu_key_from_name(torch.cuda.get_device_properties(0).name)
     if gpu in ("h100", "h200"):
         from_dict({**read_calibration_data(bundled_path(gpu)), "gemm_unaligned": samples})
+
+
+def test_a_gemm_held_at_the_limit_fits_a_valid_sustained_curve(torch):
+    """The sustained-clock benchmark on this GPU: 8 s of one GEMM after a rest gives a curve that starts
+    at 1, never falls, stays within a plausible clock loss, and is a valid calibration section."""
+    from analytic.calibration import bundled_path, from_dict, read_calibration_data
+    from analytic.hardware import gpu_key_from_name
+    from perfbench.calibrate import Timer
+    from perfbench.sustained_clock import measure_sustained
+
+    sustained = measure_sustained(torch, Timer(torch), log=lambda *_: None)
+    slowdown = sustained["slowdown"]
+    assert slowdown[0] == 1.0 and all(a <= b for a, b in zip(slowdown, slowdown[1:])) and slowdown[-1] < 1.5
+    assert 1e-3 < sustained["call_s"] < 0.1  # fc1 at 32K tokens: ~6 ms on an H100 or H200
+    gpu = gpu_key_from_name(torch.cuda.get_device_properties(0).name)
+    if gpu in ("h100", "h200"):
+        assert from_dict({**read_calibration_data(bundled_path(gpu)), "sustained": sustained}).sustained
