@@ -155,8 +155,12 @@ def fits_in_memory(memory_bytes, gpu_spec) -> np.ndarray:
 
 
 def breakdown(target, phase: str, batch: int, seqlen: int, gpu: str = "h100",
-              calibration="default") -> pd.DataFrame:
-    """Per-operation rows for one point: group, op, op_class, count, flops, bytes, time_ms, bound."""
+              calibration="default", graphs: bool | None = None) -> pd.DataFrame:
+    """Per-operation rows for one point: group, op, op_class, count, flops, bytes, time_ms, bound.
+
+    `graphs` None: the GPU's ops alone (what a kernel trace shows). True / False: also one "step"
+    row for what `predict` adds on top of them, so the rows add up to its time: what a decode step's
+    CUDA graph adds (True), or the host's launch chain where it outlasts the GPU (False; prefill)."""
     kind, name, spec = resolve_target(target)
     ceil = ceilings(get_gpu(gpu), resolve(calibration, gpu))
     b, L = _grid([batch], [seqlen])
@@ -164,15 +168,30 @@ def breakdown(target, phase: str, batch: int, seqlen: int, gpu: str = "h100",
     times = step_op_times(ops, ceil)
     # Compute-bound GEMMs share the board's power with the rest (efficiency.power_capped_s).
     total, speedup = power_capped_s(ops, times, ceil)
-    _total, slowdown = sustained_s(total, ops, times, ceil)  # compute-bound ops run slower in a long point
-    rows = []
+    slowed, _slowdown = sustained_s(total, ops, times, ceil)
+    rows, limited = [], []
     for c, (t, bound) in zip(ops, times):
         faster = float(speedup[0]) if bool(burstable_gemm(c.op, bound)[0]) else 1.0
-        faster /= float(slowdown[0]) if bool(power_limited(c.op, bound, ceil)[0]) else 1.0
+        limited.append(bool(power_limited(c.op, bound, ceil)[0]))
         rows.append({"name": name, "group": c.group, "op": c.op.name, "op_class": c.op.op_class,
                      "count": c.count, "kernels": c.op.kernels * c.count,
                      "flops": float(c.op.flops[0]) * c.count, "bytes": float(c.op.bytes_[0]) * c.count,
                      "time_ms": float(t[0]) * c.count * 1e3 / faster, "bound": BOUND_LABELS[int(bound[0])]})
+    # A long point's power-limited ops run slower (efficiency.sustained_s): they carry the difference.
+    limited_ms = sum(row["time_ms"] for row, on in zip(rows, limited) if on)
+    if limited_ms > 0:
+        scale = 1.0 + (float(slowed[0] - total[0]) * 1e3) / limited_ms
+        for row, on in zip(rows, limited):
+            row["time_ms"] *= scale if on else 1.0
+    if graphs is not None:
+        gpu_s = sum(row["time_ms"] for row in rows) / 1e3
+        if phase == "decode" and graphs:
+            op, extra_s = "CUDA-graph step overhead", float(graph_step_s(np.array([gpu_s]), ops, ceil)[0]) - gpu_s
+        else:
+            op, extra_s = "host launch chain beyond the GPU", host_seconds(kind, spec, phase, ops, ceil) - gpu_s
+        if extra_s > 0:
+            rows.append({"name": name, "group": "step", "op": op, "op_class": "host", "count": 1, "kernels": 0,
+                         "flops": 0.0, "bytes": 0.0, "time_ms": extra_s * 1e3, "bound": "launch"})
     frame = pd.DataFrame(rows)
     frame["share"] = frame["time_ms"] / frame["time_ms"].sum()
     return frame

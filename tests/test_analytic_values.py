@@ -239,3 +239,19 @@ def test_faster_memory_predicts_faster_memory_bound_decode():
     h100 = predict("transformer-8b", "decode", [16], [32768], gpu="h100", calibration="none")
     h200 = predict("transformer-8b", "decode", [16], [32768], gpu="h200", calibration="none")
     assert h200["time_ms"].iloc[0] < h100["time_ms"].iloc[0]
+
+
+@pytest.mark.parametrize("target", ["mamba2", "attention-mha", "mlp", "mamba2-hybrid-8b"])
+@pytest.mark.parametrize("phase,graphs", [("prefill", False), ("decode", True), ("decode", False)])
+def test_a_breakdown_with_its_step_row_adds_up_to_the_calibrated_prediction(target, phase, graphs):
+    """With `graphs` given, one "step" row carries what predict adds to the GPU's ops (a decode graph's
+    overhead, or the host's launch chain where it outlasts the GPU), so a small point adds up too."""
+    for batch, seqlen in ((1, 512), (16, 4096)):
+        row = predict(target, phase, [batch], [seqlen], gpu="h100", graphs=graphs).iloc[0]
+        parts = breakdown(target, phase, batch, seqlen, gpu="h100", graphs=graphs)
+        assert parts["time_ms"].sum() == pytest.approx(row["time_ms"], rel=1e-6)
+        assert (parts[parts["group"] == "step"]["time_ms"] > 0).all()
+    plain = breakdown(target, phase, 1, 512, gpu="h100")
+    assert "step" not in set(plain["group"])  # the GPU's ops alone, as a kernel trace shows them
+    if phase == "decode" and graphs:
+        assert "step" in set(breakdown(target, phase, 1, 512, gpu="h100", graphs=True)["group"])

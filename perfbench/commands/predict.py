@@ -61,7 +61,7 @@ def predict_command(
 
                             rows = breakdown_tp(target, ph, b, L, gpu, calibration, tp)
                         else:
-                            rows = breakdown(target, ph, b, L, gpu, calibration)
+                            rows = breakdown(target, ph, b, L, gpu, calibration, graphs=not eager)
                         frames.append(rows.assign(phase=ph, batch=b, seqlen=L, gpu=gpu, tp=tp))
             else:
                 frames.append(predict(target, ph, batches, seqlens, gpu, calibration, tp, not eager))
