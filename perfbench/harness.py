@@ -23,7 +23,7 @@ from typing import Callable, Iterable
 
 from perfbench.errors import PerfbenchError
 from perfbench.nvtx_ranges import range_name
-from perfbench.results import POINT_KEY, RunWriter, point_key, utc_now
+from perfbench.results import DEVICE_FAULT, POINT_KEY, RunWriter, point_key, utc_now
 from perfbench.telemetry import NO_READING
 from perfbench.timing import TimingOptions, capture_graph, l2_flusher, measure
 
@@ -353,13 +353,13 @@ def run_sweep(targets: list[Target], points: list[Point], options: SweepOptions,
             try:
                 row = _measure_point(workloads[tkey], point, options, device, flush)
             except DeviceFault as fault:  # keep the point as an error row; the context is gone
-                writer.append(result_row(point, options, device.ident, None, "error", fault.reason, 0,
-                                         NO_READING, NO_READING, {}, {}))
+                writer.append(result_row(point, options, device.ident, None, "error", DEVICE_FAULT + fault.reason,
+                                         0, NO_READING, NO_READING, {}, {}))
                 workloads.clear()  # its tensors live on a dead context: do not touch them again
                 raise PerfbenchError(f"{point.name} {point.phase} B={point.batch} L={point.seqlen}: the GPU "
                                      f"faulted ({fault.reason}); the CUDA context is unusable, so the sweep "
                                      f"stops here. Points measured so far are saved; run again with --resume "
-                                     f"to go on past it.") from None
+                                     f"to go on past it (a resume does not retry a faulted point).") from None
             writer.append(row)
             rows.append(row)
             if on_point:

@@ -194,11 +194,15 @@ def load_results(path: str | Path) -> pd.DataFrame:
     return frame[list(COLUMNS) + extras]
 
 
+DEVICE_FAULT = "device fault: "  # reason prefix of a point whose CUDA error killed the context
+
+
 def done_keys(path: Path, statuses=("ok", "oom", "skipped"), tp: int | None = None) -> set[tuple]:
     """POINT_KEY tuples already recorded under `path` with a final status (for --resume), at one
     tensor-parallel degree if `tp` is given.
 
-    Errors are not final: a resumed sweep measures them again.
+    Errors are not final: a resumed sweep measures them again, except a device fault (an illegal
+    address inside a library kernel faults again at the same point, and would stop every resume there).
     """
     path = Path(path)
     if not path.exists():
@@ -207,6 +211,7 @@ def done_keys(path: Path, statuses=("ok", "oom", "skipped"), tp: int | None = No
     if frame.empty:
         return set()
     keep = frame["status"].isin(statuses)
+    keep |= (frame["status"] == "error") & frame["reason"].fillna("").str.startswith(DEVICE_FAULT)
     if tp is not None:
         keep &= frame["tp"].astype("Int64") == tp
     frame = frame[keep]

@@ -264,6 +264,13 @@ def test_a_device_fault_keeps_the_rows_and_stops_with_one_line(tmp_path, tiny_sp
     assert "illegal memory access" in frame["reason"].iloc[1]
     manifest = json.loads(next(tmp_path.glob("run-*.json")).read_text())
     assert manifest["status"] == "interrupted"
+    # --resume goes on past the faulted point (it would fault again) but retries an ordinary error
+    from perfbench.results import done_keys, point_key
+    done = done_keys(tmp_path)
+    assert point_key(frame.iloc[1].to_dict()) in done and len(done) == 2
+    frame.loc[1, "reason"] = "RuntimeError: something transient"
+    frame.to_parquet(next(tmp_path.glob("run-*.parquet")))
+    assert len(done_keys(tmp_path)) == 1
 
 
 def test_each_point_rests_first_and_records_it(tmp_path, tiny_specs, monkeypatch):
