@@ -38,6 +38,7 @@ from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWISE, GEMM, 
 from models.registry import BUILTIN_LAYERS, VOCAB
 from models.specs import SpecError
 from perfbench.errors import PerfbenchError
+from perfbench.host_chain import host_figures, measure_layer_host
 from perfbench.step_overhead import fit_step_overhead, measure_step_overhead
 from perfbench.sustained_clock import measure_sustained
 from perfbench.unaligned_gemm import measure_unaligned_gemms
@@ -358,7 +359,7 @@ KERNEL_FAMILIES = ("ssd", "selective_scan", "conv1d", "state_update", "attention
 
 # Measurements that fill their own section of the file (the L2 write-back pairs, the decode-step chains,
 # GEMMs with an unaligned leading dimension), re-measurable like the kernel families.
-SECTIONS = ("gemm", "power", "writeback", "step", "gemm_unaligned", "sustained")
+SECTIONS = ("gemm", "power", "writeback", "step", "gemm_unaligned", "sustained", "host")
 REMEASURABLE = KERNEL_FAMILIES + SECTIONS
 
 
@@ -867,74 +868,6 @@ def fit_writeback(samples: list[dict]) -> dict:
     return {"dirty_bytes": float(cap), "bw_bytes_s": 1.0 / slope}
 
 
-HOST_TOKENS = 64  # a prompt so short that the GPU work hides under the host's launch chain
-HOST_TIMING = TimingOptions(warmup=5, min_repeats=20, max_repeats=100, target_s=0.02, nvtx=False)
-
-
-def measure_layer_host(torch, log) -> dict:
-    """Host-side cost of each layer's Python path: `{layer/phase: s, "wall:layer/phase": s}`.
-
-    Each built-in layer runs at batch 1 on a 64-token prompt (prefill) and one eager decode step at
-    context 64: at that size the GPU waits on the host, so the time per call is the host's launch
-    chain (PyTorch dispatch, Triton launchers, mamba_ssm's Python), which does not depend on the
-    size of the tensors. (The bundled calibrations of 2026-11-23 timed this with the wall clock,
-    which also counts host work before the first and after the last kernel.)
-    """
-    from models.torch_layers import build_layer, randomize_
-
-    out = {}
-    for name, spec in BUILTIN_LAYERS.items():
-        try:
-            layer = build_layer(spec, device="cuda", dtype=torch.bfloat16).eval().requires_grad_(False)
-            x = _randn(torch, 1, HOST_TOKENS, spec.d_model)
-            step_x = _randn(torch, 1, 1, spec.d_model)
-            cache = layer.allocate_cache(1, HOST_TOKENS, dtype=torch.bfloat16)
-            randomize_(cache)
-            with torch.no_grad():
-                for phase, fn in (("prefill", lambda: layer(x)), ("decode", lambda: layer.decode(step_x, cache))):
-                    # Timed as the harness times a point (CUDA events around each call), so the host
-                    # chain counted is the one a measured point shows: first launch to last kernel.
-                    timing = measure(fn, HOST_TIMING, cuda=True)
-                    out[f"{name}/{phase}"] = timing.median_ms / 1e3
-                    # ...and the whole chain, which is what each layer adds inside a model.
-                    torch.cuda.synchronize()
-                    start = time.perf_counter()
-                    for _ in range(20):
-                        fn()
-                    torch.cuda.synchronize()
-                    out[f"wall:{name}/{phase}"] = (time.perf_counter() - start) / 20
-            log(f"host {name}: prefill {out[f'{name}/prefill'] * 1e6:.0f} us "
-                f"(wall {out[f'wall:{name}/prefill'] * 1e6:.0f}), eager decode {out[f'{name}/decode'] * 1e6:.0f} us "
-                f"(wall {out[f'wall:{name}/decode'] * 1e6:.0f})")
-            del layer, cache
-        except Exception as exc:  # one layer's failure must not lose the calibration
-            log(f"host {name}: FAILED {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
-        torch.cuda.empty_cache()
-    return out
-
-
-HOST_FIGURES = ("eager_kernel_s", "graph_replay_s", "graph_launch_period_s")
-
-
-def best_host_figures(data: dict, others: dict[str, dict]) -> dict:
-    """`data` with each host-side figure (Python launch chains, eager launch cost, graph launch
-    latency) replaced by its lowest value across `data` and the `others` calibrations of the same GPU
-    kind. The host is shared and its load varies between machine leases (mamba2's prefill chain
-    read 1.35 ms on one H100 lease and 1.83 ms on another); load only ever adds time, so the best
-    lease is the unloaded host. Device-side figures stay this lease's own."""
-    launch = dict(data["launch"])
-    used = []
-    for name, other in others.items():
-        if other.get("gpu") != data.get("gpu"):
-            raise PerfbenchError(f"{name}: calibration of {other.get('gpu')!r}, not {data.get('gpu')!r}")
-        used.append(other.get("created", name))
-        for key, value in other.get("launch", {}).items():
-            if (key in HOST_FIGURES or key.startswith(("host/", "host_wall/"))) and key in launch:
-                launch[key] = min(launch[key], value)
-    provenance = {**data.get("provenance", {}), "host_figures_best_of": [data.get("created")] + used}
-    return {**data, "launch": launch, "provenance": provenance}
-
-
 def samples_by_family(samples: dict) -> dict:
     """Samples regrouped by the ceilings their ops run at: a layer sample whose op names a kernel
     family (e.g. Mamba-1's state update, filed under its class by calibrations before 2026-11-24)
@@ -1006,8 +939,16 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
                        "power": lambda torch, timer, log: measure_power(torch, timer, PowerMeter(), log),
                        "writeback": measure_writeback, "step": measure_step_overhead,
                        "gemm_unaligned": measure_unaligned_gemms, "sustained": measure_sustained}
+    if "host" in families:  # the layers' launch chains: figures in `launch`, windows in `host_samples`
+        samples = measure_layer_host(torch, log)
+        if not samples:
+            raise PerfbenchError("re-measuring host gave nothing on this GPU, file left as it was")
+        data["launch"] = {**data["launch"], **host_figures(samples)}
+        data["host_samples"] = samples
+        data["provenance"] = {k: v for k, v in data.get("provenance", {}).items()  # this lease's alone now
+                              if k not in ("host_figures_best_of", "host_figures_pooled_from")}
     for section in SECTIONS:
-        if section in families:
+        if section in families and section != "host":
             measured = measure_section[section](torch, Timer(torch), log)
             if not measured:  # measure_power without an NVML energy counter
                 raise PerfbenchError(f"re-measuring {section} gave nothing on this GPU, file left as it was")
@@ -1055,7 +996,7 @@ def calibrate(log=print, skip_kernels: bool = False) -> dict:
     step = measure_step_overhead(torch, timer, log)
     sustained = measure_sustained(torch, timer, log)
     kernels = {"samples": {}, "failures": {}} if skip_kernels else measure_kernels(torch, timer, log)
-    layer_host = {} if skip_kernels else measure_layer_host(torch, log)
+    host_samples = {} if skip_kernels else measure_layer_host(torch, log)
     peak = gemm_peak(gemm)
     env = _versions(torch)
     data = {
@@ -1065,8 +1006,8 @@ def calibrate(log=print, skip_kernels: bool = False) -> dict:
                        "total_memory_bytes": props.total_memory, "duration_s": time.perf_counter() - started,
                        "kernel_failures": kernels["failures"]},
         "copy_bandwidth_bytes_s": copy_bw, "copy_curve": copy_curve, "gemm_peak_flops": peak,
-        "gemm": gemm, "gemm_unaligned": gemm_unaligned, "launch": {**launch, **{(f"host_wall/{k[5:]}" if k.startswith("wall:") else f"host/{k}"): v
-                                              for k, v in layer_host.items()}},
+        "gemm": gemm, "gemm_unaligned": gemm_unaligned, "launch": {**launch, **host_figures(host_samples)},
+        **({"host_samples": host_samples} if host_samples else {}),
         "op_classes": {}, "samples": kernels["samples"], **({"power": power} if power else {}),
         "writeback": writeback, "step": step, "sustained": sustained,
     }

@@ -122,3 +122,21 @@ def test_a_gemm_held_at_the_limit_fits_a_valid_sustained_curve(torch):
     gpu = gpu_key_from_name(torch.cuda.get_device_properties(0).name)
     if gpu in ("h100", "h200"):
         assert from_dict({**read_calibration_data(bundled_path(gpu)), "sustained": sustained}).sustained
+
+
+def test_host_chains_are_sampled_per_layer_path_and_the_median_is_kept(torch):
+    """measure_layer_host: every built-in layer path gets its windows, each a plausible chain (under
+    100 ms), and the model's figure is their median."""
+    import statistics
+
+    from models.registry import BUILTIN_LAYERS
+    from perfbench.host_chain import host_figures, measure_layer_host
+
+    samples = measure_layer_host(torch, log=lambda *_: None, samples=3)
+    assert set(samples) == {f"{kind}/{name}/{phase}" for kind in ("host", "host_wall")
+                            for name in BUILTIN_LAYERS for phase in ("prefill", "decode")}
+    assert all(len(v) == 3 and all(0 < s < 0.1 for s in v) for v in samples.values())
+    figures = host_figures(samples)
+    assert figures["host/mamba2/prefill"] == statistics.median(samples["host/mamba2/prefill"])
+    # Mamba-2's Python path (Triton launchers, mamba_ssm's split conv/scan) outlasts the MLP's two GEMMs
+    assert figures["host/mamba2/prefill"] > figures["host/mlp/prefill"]

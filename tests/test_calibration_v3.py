@@ -13,7 +13,8 @@ from analytic.efficiency import ceilings, op_ceiling, op_time
 from analytic.hardware import get_gpu
 from analytic.ops import ATTN_DECODE, SSU_MAMBA1, STATE_UPDATE
 from models.registry import BUILTIN_LAYERS
-from perfbench.calibrate import ROTATE_BYTES, best_host_figures, rotation, samples_by_family
+from perfbench.calibrate import ROTATE_BYTES, rotation, samples_by_family
+from perfbench.host_chain import host_figures, pooled_host_figures
 from perfbench.errors import PerfbenchError
 
 
@@ -85,15 +86,24 @@ def _cal(created: str, gpu: str = "h100", **launch) -> dict:
     return {"gpu": gpu, "created": created, "launch": {**base, **launch}, "provenance": {}}
 
 
-def test_host_figures_take_the_best_lease_and_keep_device_figures():
+def test_host_figures_pool_every_lease_sample_and_keep_device_figures():
     slow = _cal("b", eager_kernel_s=9e-6, graph_replay_gap_s=1.5e-6, **{"host/mamba2/prefill": 1.8e-3})
-    out = best_host_figures(slow, {"a.json": _cal("a")})
-    assert out["launch"]["host/mamba2/prefill"] == pytest.approx(1.3e-3)
-    assert out["launch"]["eager_kernel_s"] == pytest.approx(7e-6)
+    slow["host_samples"] = {"host/mamba2/prefill": [1.6e-3, 1.8e-3, 2.4e-3, 2.0e-3]}
+    out = pooled_host_figures(slow, {"a.json": _cal("a"), "c.json": _cal("c", eager_kernel_s=8e-6)})
+    # the windows of b and a's and c's single figures: median of 1.3, 1.3, 1.6, 1.8, 2.0, 2.4 ms
+    assert out["launch"]["host/mamba2/prefill"] == pytest.approx(1.7e-3)
+    assert out["host_samples"]["host/mamba2/prefill"] == pytest.approx([1.6e-3, 1.8e-3, 2.4e-3, 2.0e-3, 1.3e-3, 1.3e-3])
+    assert out["launch"]["eager_kernel_s"] == pytest.approx(8e-6)  # median of 9, 7, 8 us
     assert out["launch"]["graph_replay_gap_s"] == pytest.approx(1.5e-6)  # device-side: this lease's
-    assert out["provenance"]["host_figures_best_of"] == ["b", "a"]
+    assert out["provenance"]["host_figures_pooled_from"] == ["b", "a", "c"]
+    assert slow["launch"]["host/mamba2/prefill"] == pytest.approx(1.8e-3)  # the input is not changed
     with pytest.raises(PerfbenchError, match="h200"):
-        best_host_figures(slow, {"x.json": _cal("x", gpu="h200")})
+        pooled_host_figures(slow, {"x.json": _cal("x", gpu="h200")})
+
+
+def test_host_figure_is_the_median_window_not_the_fastest():
+    figures = host_figures({"host/mamba2/prefill": [1.2e-3, 2.3e-3, 1.7e-3], "host_wall/mlp/decode": []})
+    assert figures == {"host/mamba2/prefill": pytest.approx(1.7e-3)}
 
 
 def test_rotation_spans_the_target_bytes_with_independent_inputs():

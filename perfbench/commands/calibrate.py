@@ -21,13 +21,16 @@ def calibrate_command(
     remeasure: Optional[list[str]] = typer.Option(None, "--remeasure", help="with --refit: first re-measure these "
                                                   "kernel families on this GPU (e.g. attention_decode, or gemm: the GEMM grid, writeback: "
                                                   "the L2 write-back pairs, step: the decode-step graph chains, gemm_unaligned: GEMMs "
-                                                  "with an unaligned leading dimension, sustained: the clock a long point loses; "
+                                                  "with an unaligned leading dimension, sustained: the clock a long point loses, host: the "
+                                                  "layers' host launch chains; "
                                                   "comma-separated or repeated) and replace their samples"),
     host_from: Optional[list[Path]] = typer.Option(None, "--host-from", help="earlier calibration files of the same "
-                                                   "GPU kind: keep each host figure's best (lowest) across leases"),
+                                                   "GPU kind: each host figure becomes the median over their samples and this file's "
+                                                   "(the host is shared and its speed drifts)"),
 ) -> None:
     """Microbenchmark copy bandwidth, the bf16 GEMM grid, SSM/attention kernels and launch cost."""
-    from perfbench.calibrate import best_host_figures, calibrate, check_kernel_families, fit_calibration
+    from perfbench.calibrate import calibrate, check_kernel_families, fit_calibration
+    from perfbench.host_chain import pooled_host_figures
     from perfbench.calibrate import remeasure as remeasure_families
     from perfbench.errors import PerfbenchError
 
@@ -42,7 +45,7 @@ def calibrate_command(
     else:
         data = calibrate(log=typer.echo, skip_kernels=skip_kernels)
     if host_from:
-        data = best_host_figures(data, {str(p): read_calibration_data(p) for p in host_from})
+        data = pooled_host_figures(data, {str(p): read_calibration_data(p) for p in host_from})
     target = out or Path("calibrations") / f"{data['gpu']}.json"
     cal = from_dict(data, str(target))  # validate what we are about to write
     written = [target] + ([bundled_path(cal.gpu)] if install else [])

@@ -1,0 +1,129 @@
+"""The host's side of eager work: each layer's Python launch chain, sampled as a distribution.
+
+A small prefill (or an eager decode step) is host-bound: the GPU waits on PyTorch dispatch, Triton's
+launchers and mamba_ssm's Python, so the point's time is the host's launch chain. The hosts these GPUs
+come with are shared virtual machines (H100 lease of 2026-11-24, 2.1 GHz Xeon, 16 vCPUs): the same
+Mamba-2 prefill chain read 1.14-2.39 ms over a minute (26 windows), whether the thread was pinned to
+one CPU or not, garbage collection on or off, the rest before it a sleep or a spin. One short window
+is one draw from that spread, and keeping the lowest draw across leases (as calibrations did until
+2026-11-25) predicts the unloaded host that a point seldom sees. So each chain is sampled in
+`HOST_SAMPLES` windows spread over the calibration, all of them are kept (`host_samples` in the file),
+and the model reads their median.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from models.registry import BUILTIN_LAYERS
+from perfbench.errors import PerfbenchError
+from perfbench.timing import TimingOptions, measure
+
+HOST_TOKENS = 64  # a prompt so short that the GPU work hides under the host's launch chain
+HOST_TIMING = TimingOptions(warmup=5, min_repeats=20, max_repeats=100, target_s=0.02, nvtx=False)
+HOST_SAMPLES = 11  # windows per chain, in rounds over the layers
+HOST_REST_S = 0.2  # idle before each window, as `perfbench run` rests before a point
+WALL_CALLS = 20
+# Launch figures that are the host's (not the GPU's): pooled across leases with the layer chains.
+HOST_FIGURES = ("eager_kernel_s", "graph_replay_s", "graph_launch_period_s")
+
+
+def is_host_figure(key: str) -> bool:
+    return key in HOST_FIGURES or key.startswith(("host/", "host_wall/"))
+
+
+def measure_layer_host(torch, log, samples: int = HOST_SAMPLES) -> dict[str, list[float]]:
+    """Each built-in layer's host chain, `samples` windows each: `{"host/layer/phase": [s, ...],
+    "host_wall/layer/phase": [s, ...]}`.
+
+    Each layer runs at batch 1 on a 64-token prompt (prefill) and one eager decode step at context 64:
+    at that size the GPU waits on the host, so the time per call is the host's launch chain, which does
+    not depend on the size of the tensors. `host/` is timed as the harness times a point (CUDA events
+    around each call: first launch to last kernel, what a layer timed alone shows); `host_wall/` is the
+    whole chain over back-to-back calls (what each layer adds inside a model). Windows go round the
+    layers so that each chain's samples spread over the host's changing load.
+    """
+    from models.torch_layers import build_layer, randomize_
+
+    calls = {}
+    for name, spec in BUILTIN_LAYERS.items():
+        try:
+            layer = build_layer(spec, device="cuda", dtype=torch.bfloat16).eval().requires_grad_(False)
+            x = torch.randn(1, HOST_TOKENS, spec.d_model, device="cuda", dtype=torch.bfloat16)
+            step_x = torch.randn(1, 1, spec.d_model, device="cuda", dtype=torch.bfloat16)
+            cache = layer.allocate_cache(1, HOST_TOKENS, dtype=torch.bfloat16)
+            randomize_(cache)
+            calls[f"{name}/prefill"] = (lambda layer=layer, x=x: layer(x))
+            calls[f"{name}/decode"] = (lambda layer=layer, s=step_x, c=cache: layer.decode(s, c))
+        except Exception as exc:  # one layer's failure must not lose the calibration
+            log(f"host {name}: FAILED {_first_line(exc)}")
+    out: dict[str, list[float]] = {}
+    with torch.inference_mode():  # as the harness runs every point
+        for _ in range(samples):
+            for key, fn in list(calls.items()):
+                try:
+                    torch.cuda.synchronize()
+                    time.sleep(HOST_REST_S)
+                    out.setdefault(f"host/{key}", []).append(measure(fn, HOST_TIMING, cuda=True).median_ms / 1e3)
+                    torch.cuda.synchronize()
+                    start = time.perf_counter()
+                    for _ in range(WALL_CALLS):
+                        fn()
+                    torch.cuda.synchronize()
+                    out.setdefault(f"host_wall/{key}", []).append((time.perf_counter() - start) / WALL_CALLS)
+                except Exception as exc:
+                    log(f"host {key}: FAILED {_first_line(exc)}")
+                    calls.pop(key)
+                    out.pop(f"host/{key}", None), out.pop(f"host_wall/{key}", None)
+    for key in calls:
+        chain, wall = out[f"host/{key}"], out[f"host_wall/{key}"]
+        log(f"host {key}: {statistics.median(chain) * 1e6:.0f} us median ({min(chain) * 1e6:.0f}-"
+            f"{max(chain) * 1e6:.0f} over {len(chain)} windows), wall {statistics.median(wall) * 1e6:.0f} us")
+    del calls
+    torch.cuda.empty_cache()
+    return out
+
+
+def host_figures(samples: dict[str, list[float]]) -> dict[str, float]:
+    """The model's figure for each chain: the median of its samples."""
+    return {key: statistics.median(values) for key, values in samples.items() if values}
+
+
+def pooled_host_figures(data: dict, others: dict[str, dict]) -> dict:
+    """`data` with each host figure (layer launch chains, eager launch cost, graph launch latency) the
+    median over the samples of `data` and of the `others` calibrations of the same GPU kind: a file
+    with `host_samples` gives all its windows, an older one its single figure. Device-side figures
+    stay this lease's own."""
+    launch = dict(data["launch"])
+    pooled = {key: list(_samples_of(data, key)) for key in launch if is_host_figure(key)}
+    used = []
+    for name, other in others.items():
+        if other.get("gpu") != data.get("gpu"):
+            raise PerfbenchError(f"{name}: calibration of {other.get('gpu')!r}, not {data.get('gpu')!r}")
+        used.append(_host_measured(other) or name)
+        for key in pooled:
+            pooled[key].extend(_samples_of(other, key))
+    launch.update(host_figures(pooled))
+    samples = {key: values for key, values in pooled.items() if key.startswith(("host/", "host_wall/"))}
+    provenance = {**data.get("provenance", {}), "host_figures_pooled_from": [_host_measured(data)] + used}
+    provenance.pop("host_figures_best_of", None)
+    return {**data, "launch": launch, "host_samples": samples, "provenance": provenance}
+
+
+def _host_measured(data: dict) -> str | None:
+    """When a file's host figures were measured: its `--remeasure host`, else its creation."""
+    return data.get("provenance", {}).get("remeasured", {}).get("host", {}).get("created") or data.get("created")
+
+
+def _samples_of(data: dict, key: str) -> list[float]:
+    stored = data.get("host_samples", {}).get(key)
+    if stored:
+        return [float(v) for v in stored]
+    value = data.get("launch", {}).get(key)
+    return [] if value is None else [float(value)]
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).splitlines()[0][:160] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"
