@@ -119,15 +119,18 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
     flops = sum(c.op.flops * c.count for c in ops)
     bytes_ = sum(c.op.bytes_ * c.count for c in ops)
     n_kernels = sum(c.op.kernels * c.count for c in ops)
+    host_bound = np.zeros(b.shape, dtype=bool)
     if phase == "prefill" or not graphs:  # launched eagerly: the host may be the bottleneck
-        time_s = np.maximum(time_s, host_seconds(kind, spec, phase, ops, ceil))
+        host_s = host_seconds(kind, spec, phase, ops, ceil)
+        host_bound = host_s > time_s
+        time_s = np.maximum(time_s, host_s)
     else:  # one CUDA-graph replay per decode step; a short graph waits on the host launching it
         time_s = graph_step_s(time_s, ops, ceil)
     by_bound = np.zeros((len(BOUND_LABELS), b.size))
     for (t, code), c in zip(times, ops):
         for label in range(len(BOUND_LABELS)):
             by_bound[label] += np.where(code == label, t * c.count, 0.0)
-    bound = pd.Categorical.from_codes(np.argmax(by_bound, axis=0), categories=list(BOUND_LABELS))
+    bound = point_bound(by_bound, host_bound)
     if kind == "model":
         memory = memory_footprint(spec, b, L, phase=phase)["total_bytes"]
     else:
@@ -144,6 +147,17 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
     }, columns=COLUMNS)
     frame["bound"] = frame["bound"].astype(str)
     return frame
+
+
+POINT_BOUNDS = (*BOUND_LABELS, "host")
+
+
+def point_bound(by_bound: np.ndarray, host_bound: np.ndarray) -> pd.Categorical:
+    """What limits each point: the bound holding most of its GPU time (compute, memory, launch), or
+    "host" where the host's launch chain outlasts the GPU's work (small eager points, whose time is
+    the Python path's, not the kernels')."""
+    codes = np.where(np.asarray(host_bound, dtype=bool).ravel(), len(BOUND_LABELS), np.argmax(by_bound, axis=0))
+    return pd.Categorical.from_codes(codes, categories=list(POINT_BOUNDS))
 
 
 def fits_in_memory(memory_bytes, gpu_spec) -> np.ndarray:

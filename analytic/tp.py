@@ -303,7 +303,7 @@ def predict_tp(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], 
     takes the longer of that and the host's launch chain, as for one GPU. `allreduce`
     ({bus_bw_bytes_s, latency_s}) overrides the calibration's interconnect figures.
     """
-    from analytic.predict import COLUMNS, _grid, _layer_memory, fits_in_memory, host_seconds, resolve_target
+    from analytic.predict import COLUMNS, _grid, _layer_memory, fits_in_memory, host_seconds, point_bound, resolve_target
 
     kind, name, spec = resolve_target(target)
     tp = check_tp(tp)
@@ -316,16 +316,18 @@ def predict_tp(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], 
     compute_s, comm_s, by_bound = _timed_sum(compute, comm, ceil, tp, link, b.size)
     time_s = compute_s + comm_s
     everything = compute + comm
+    host_bound = np.zeros(b.shape, dtype=bool)
     if phase == "prefill" or not graphs:  # launched eagerly: the host may be the bottleneck
         host_s = host_seconds(kind, spec, phase, compute, ceil)
         host_s = host_s + sum(c.op.kernels * c.count * ceil.eager_kernel_s for c in comm)
+        host_bound = host_s > time_s
         time_s = np.maximum(time_s, host_s)
     else:  # one CUDA-graph replay per decode step, as on one GPU
         time_s = graph_step_s(time_s, everything, ceil)
     flops = sum(c.op.flops * c.count for c in everything)
     bytes_ = sum(c.op.bytes_ * c.count for c in everything)
     n_kernels = sum(c.op.kernels * c.count for c in everything)
-    bound = pd.Categorical.from_codes(np.argmax(by_bound, axis=0), categories=list(BOUND_LABELS))
+    bound = point_bound(by_bound, host_bound)
     if kind == "model":
         memory = memory_per_gpu(spec, b, L, tp, phase=phase)["total_bytes"]
     else:

@@ -27,7 +27,7 @@ KEYS = ["gpu", "target_kind", "name", "phase", "batch", "seqlen"]
 GROUP = ["gpu", "target_kind", "name", "phase"]
 METRIC_COLUMNS = ["target_kind", "name", "phase", "gpu", "mode", "prediction", "n",
                   "median_abs_err", "p90_abs_err", "bias", "worst_err", "worst_batch",
-                  "worst_seqlen", "worst_point"]
+                  "worst_seqlen", "worst_point", "host_bound"]
 PREDICTED_COLUMNS = ["time_ms", "flops", "bytes", "bound", "intensity", "n_kernels", "tokens_per_s",
                      "memory_bytes", "calibrated"]
 
@@ -227,6 +227,8 @@ def error_metrics(joined: pd.DataFrame, err: str = "err") -> pd.DataFrame:
     """Per gpu x target x phase: n, median and p90 of |err|, mean signed err (bias), worst point.
 
     p90 is numpy's linear-interpolated 90th percentile. All errors are fractions (0.05 = 5 %).
+    `host_bound` counts the points the model predicts host-bound (their time is the host's launch
+    chain, which drifts with the host's load: the usual source of a group's tail).
     """
     rows = []
     valid = joined[np.isfinite(joined[err])] if len(joined) else joined
@@ -245,6 +247,7 @@ def error_metrics(joined: pd.DataFrame, err: str = "err") -> pd.DataFrame:
             "worst_batch": int(worst["batch"]),
             "worst_seqlen": int(worst["seqlen"]),
             "worst_point": _point_label(int(worst["batch"]), int(worst["seqlen"])),
+            "host_bound": int((group["bound_pred"] == "host").sum()) if "bound_pred" in group else 0,
         })
     metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     return sort_targets(metrics)
@@ -380,10 +383,11 @@ def display_table(metrics: pd.DataFrame) -> pd.DataFrame:
                "phase": r["phase"], "gpu": r["gpu"], "mode": r["mode"], "n": int(r["n"]),
                "median |err|": _pct(r["median_abs_err"]), "p90 |err|": _pct(r["p90_abs_err"]),
                "bias": _pct(r["bias"], True),
-               "worst point": f"{r['worst_point']} ({_pct(r['worst_err'], True)})"}
+               "worst point": f"{r['worst_point']} ({_pct(r['worst_err'], True)})",
+               "host-bound": int(r.get("host_bound", 0) or 0)}
         if side:
             row["datasheet median"] = _pct(r["datasheet_median_abs_err"])
             row["datasheet p90"] = _pct(r["datasheet_p90_abs_err"])
         rows.append(row)
-    columns = ["target", "phase", "gpu", "mode", "n", "median |err|", "p90 |err|", "bias", "worst point"]
+    columns = ["target", "phase", "gpu", "mode", "n", "median |err|", "p90 |err|", "bias", "worst point", "host-bound"]
     return pd.DataFrame(rows, columns=columns + (["datasheet median", "datasheet p90"] if side else []))

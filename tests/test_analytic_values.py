@@ -208,7 +208,16 @@ def test_prediction_rows_have_the_contract_columns_and_consistent_rates(target, 
     np.testing.assert_allclose(frame["tokens_per_s"], tokens / (frame["time_ms"] / 1e3), rtol=1e-12)
     np.testing.assert_allclose(frame["intensity"], frame["flops"] / frame["bytes"], rtol=1e-12)
     assert (frame["time_ms"] > 0).all() and (frame["memory_bytes"] > 0).all() and (frame["n_kernels"] > 0).all()
-    assert set(frame["bound"]) <= {"compute", "memory", "launch"}
+    assert set(frame["bound"]) <= {"compute", "memory", "launch", "host"}
+
+
+def test_a_point_whose_host_chain_outlasts_the_gpu_is_host_bound():
+    """Mamba-2's calibrated Python path (~1.5 ms on the H100) outlasts a 512-token prefill's kernels, not
+    a 32K-token one's; with CUDA graphs a decode step never waits on it."""
+    small, big = predict("mamba2", "prefill", [1, 64], [512], gpu="h100")["bound"]
+    assert (small, big) == ("host", "compute")
+    assert predict("mamba2", "decode", [1], [512], gpu="h100", graphs=False)["bound"].iloc[0] == "host"
+    assert predict("mamba2", "decode", [1], [512], gpu="h100", graphs=True)["bound"].iloc[0] != "host"
 
 
 @pytest.mark.parametrize("target", ["mamba", "attention-mha", "mamba2-hybrid-8b"])

@@ -54,7 +54,7 @@ def test_predict_model_json_has_the_promised_fields(monkeypatch, capsys):
     for row in rows:
         assert PREDICT_FIELDS | {"model"} <= set(row)
         assert row["model"] == "mamba2-hybrid-8b" and row["phase"] == "decode" and row["gpu"] == "h100"
-        assert row["time_ms"] > 0 and row["bound"] in {"compute", "memory", "launch"}
+        assert row["time_ms"] > 0 and row["bound"] in {"compute", "memory", "launch", "host"}
     assert {(r["batch"], r["seqlen"]) for r in rows} == {(b, s) for b in (1, 8, 64) for s in (1024, 4096)}
 
 

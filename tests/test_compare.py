@@ -85,6 +85,23 @@ def test_worst_point_is_the_largest_absolute_error():
     assert got["worst_err"] == pytest.approx(-0.5)
 
 
+def test_metrics_count_the_points_predicted_host_bound():
+    frame, model = _results()
+    plain = model.predictor
+
+    def predictor(target, phase, batch, seqlen, *args):
+        out = plain(target, phase, batch, seqlen, *args)
+        out["bound"] = np.where((phase == "prefill") & (out["batch"] == 1), "host", "memory")
+        return out
+
+    model.predictor = predictor
+    result = _compare(frame, model)
+    prefill_host = int(((result.joined["phase"] == "prefill") & (result.joined["batch"] == 1)).sum())
+    assert prefill_host > 0
+    assert _metric(result, "prefill")["host_bound"] == prefill_host
+    assert _metric(result, "decode")["host_bound"] == 0
+
+
 def test_error_sign_is_predicted_minus_measured_over_measured():
     frame, model = _results()
     joined = _compare(frame, model).joined
