@@ -19,11 +19,10 @@ import pandas as pd
 from analytic.calibration import Calibration, resolve
 from analytic.composition import CountedOp, model_ops
 from analytic.costs import PHASES, layer_ops
-from analytic.efficiency import (BOUND_LABELS, COMPUTE, Ceilings, burstable_gemm, ceilings, graph_step_s, host_time,
+from analytic.efficiency import (BOUND_LABELS, Ceilings, burstable_gemm, ceilings, graph_step_s, host_time,
                                  power_capped_s, power_limited, step_op_times, sustained_s)
 from analytic.hardware import get_gpu
 from analytic.memory import memory_footprint
-from analytic.ops import GEMM
 from models.registry import BUILTIN_LAYERS, get_layer, get_model
 from models.specs import ModelSpec, SpecError
 

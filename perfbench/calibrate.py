@@ -37,8 +37,8 @@ from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWISE, GEMM, 
                           SSU_MAMBA1, STATE_UPDATE)
 from models.registry import BUILTIN_LAYERS, VOCAB
 from models.specs import SpecError
-from perfbench.errors import PerfbenchError
-from perfbench.host_chain import host_figures, measure_layer_host
+from perfbench.errors import PerfbenchError, exception_line
+from perfbench.host_chain import host_figures, measure_layer_host, with_host_samples
 from perfbench.step_overhead import fit_step_overhead, measure_step_overhead
 from perfbench.sustained_clock import measure_sustained
 from perfbench.unaligned_gemm import measure_unaligned_gemms
@@ -357,10 +357,12 @@ KERNEL_FAMILIES = ("ssd", "selective_scan", "conv1d", "state_update", "attention
                    "rope", "elementwise")  # in measure_kernels' order
 
 
-# Measurements that fill their own section of the file (the L2 write-back pairs, the decode-step chains,
-# GEMMs with an unaligned leading dimension), re-measurable like the kernel families.
-SECTIONS = ("gemm", "power", "writeback", "step", "gemm_unaligned", "sustained", "host")
-REMEASURABLE = KERNEL_FAMILIES + SECTIONS
+# Measurements that fill their own section of the file (the GEMM grid, the power figures, the L2
+# write-back pairs, the decode-step chains, GEMMs with an unaligned leading dimension, the sustained
+# clock), re-measurable like the kernel families; and the layers' host chains ("host"), whose figures
+# go into `launch` and their windows into `host_samples` (perfbench/host_chain.py).
+SECTIONS = ("gemm", "power", "writeback", "step", "gemm_unaligned", "sustained")
+REMEASURABLE = KERNEL_FAMILIES + SECTIONS + ("host",)
 
 
 def check_kernel_families(names) -> None:
@@ -389,7 +391,7 @@ def measure_kernels(torch, timer: Timer, log, only: set[str] | None = None) -> d
         try:
             fn()
         except Exception as exc:  # record and go on: one missing kernel must not lose the rest
-            failures[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            failures[name] = exception_line(exc, width=200)
             log(f"  {name}: FAILED {failures[name]}")
         try:
             torch.cuda.synchronize()
@@ -929,7 +931,7 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
         raise PerfbenchError(f"this GPU is {props.name}; the calibration file is for {data.get('gpu')!r}")
     torch.manual_seed(0)
     data = dict(data)
-    kernel_families = set(families) - set(SECTIONS)
+    kernel_families = set(families) & set(KERNEL_FAMILIES)
     if kernel_families:
         kernels = measure_kernels(torch, Timer(torch), log, only=kernel_families)
         if kernels["failures"]:
@@ -943,12 +945,9 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
         samples = measure_layer_host(torch, log)
         if not samples:
             raise PerfbenchError("re-measuring host gave nothing on this GPU, file left as it was")
-        data["launch"] = {**data["launch"], **host_figures(samples)}
-        data["host_samples"] = samples
-        data["provenance"] = {k: v for k, v in data.get("provenance", {}).items()  # this lease's alone now
-                              if k not in ("host_figures_best_of", "host_figures_pooled_from")}
+        data = with_host_samples(data, samples)
     for section in SECTIONS:
-        if section in families and section != "host":
+        if section in families:
             measured = measure_section[section](torch, Timer(torch), log)
             if not measured:  # measure_power without an NVML energy counter
                 raise PerfbenchError(f"re-measuring {section} gave nothing on this GPU, file left as it was")

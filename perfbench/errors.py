@@ -8,3 +8,10 @@ class PerfbenchError(Exception):
 
 
 USER_ERRORS = (PerfbenchError, SpecError)
+
+
+def exception_line(exc: Exception, width: int = 160) -> str:
+    """`Type: first line of the message` (cut to `width`), for a log line about a failure that is
+    recorded and passed over rather than raised."""
+    text = str(exc).splitlines()[0][:width] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"

@@ -6,7 +6,7 @@ come with are shared virtual machines (H100 lease of 2026-11-24, 2.1 GHz Xeon, 1
 Mamba-2 prefill chain read 1.14-2.39 ms over a minute (26 windows), whether the thread was pinned to
 one CPU or not, garbage collection on or off, the rest before it a sleep or a spin. One short window
 is one draw from that spread, and keeping the lowest draw across leases (as calibrations did until
-2026-11-25) predicts the unloaded host that a point seldom sees. So each chain is sampled in
+2026-11-24) predicts the unloaded host that a point seldom sees. So each chain is sampled in
 `HOST_SAMPLES` windows spread over the calibration, all of them are kept (`host_samples` in the file),
 and the model reads their median.
 """
@@ -17,16 +17,17 @@ import statistics
 import time
 
 from models.registry import BUILTIN_LAYERS
-from perfbench.errors import PerfbenchError
+from perfbench.errors import PerfbenchError, exception_line
 from perfbench.timing import TimingOptions, measure
 
 HOST_TOKENS = 64  # a prompt so short that the GPU work hides under the host's launch chain
 HOST_TIMING = TimingOptions(warmup=5, min_repeats=20, max_repeats=100, target_s=0.02, nvtx=False)
 HOST_SAMPLES = 11  # windows per chain, in rounds over the layers
-HOST_REST_S = 0.2  # idle before each window, as `perfbench run` rests before a point
+HOST_REST_S = 0.2  # idle before each window, so a chain's windows spread over the host's changing load
 WALL_CALLS = 20
 # Launch figures that are the host's (not the GPU's): pooled across leases with the layer chains.
 HOST_FIGURES = ("eager_kernel_s", "graph_replay_s", "graph_launch_period_s")
+HOST_PROVENANCE = ("host_figures_best_of", "host_figures_pooled_from")  # which leases the figures came from
 
 
 def is_host_figure(key: str) -> bool:
@@ -45,19 +46,20 @@ def measure_layer_host(torch, log, samples: int = HOST_SAMPLES) -> dict[str, lis
     layers so that each chain's samples spread over the host's changing load.
     """
     from models.torch_layers import build_layer, randomize_
+    from perfbench.calibrate import _randn
 
     calls = {}
     for name, spec in BUILTIN_LAYERS.items():
         try:
             layer = build_layer(spec, device="cuda", dtype=torch.bfloat16).eval().requires_grad_(False)
-            x = torch.randn(1, HOST_TOKENS, spec.d_model, device="cuda", dtype=torch.bfloat16)
-            step_x = torch.randn(1, 1, spec.d_model, device="cuda", dtype=torch.bfloat16)
+            x = _randn(torch, 1, HOST_TOKENS, spec.d_model)
+            step_x = _randn(torch, 1, 1, spec.d_model)
             cache = layer.allocate_cache(1, HOST_TOKENS, dtype=torch.bfloat16)
             randomize_(cache)
             calls[f"{name}/prefill"] = (lambda layer=layer, x=x: layer(x))
             calls[f"{name}/decode"] = (lambda layer=layer, s=step_x, c=cache: layer.decode(s, c))
         except Exception as exc:  # one layer's failure must not lose the calibration
-            log(f"host {name}: FAILED {_first_line(exc)}")
+            log(f"host {name}: FAILED {exception_line(exc)}")
     out: dict[str, list[float]] = {}
     with torch.inference_mode():  # as the harness runs every point
         for _ in range(samples):
@@ -73,9 +75,10 @@ def measure_layer_host(torch, log, samples: int = HOST_SAMPLES) -> dict[str, lis
                     torch.cuda.synchronize()
                     out.setdefault(f"host_wall/{key}", []).append((time.perf_counter() - start) / WALL_CALLS)
                 except Exception as exc:
-                    log(f"host {key}: FAILED {_first_line(exc)}")
+                    log(f"host {key}: FAILED {exception_line(exc)}")
                     calls.pop(key)
-                    out.pop(f"host/{key}", None), out.pop(f"host_wall/{key}", None)
+                    out.pop(f"host/{key}", None)
+                    out.pop(f"host_wall/{key}", None)
     for key in calls:
         chain, wall = out[f"host/{key}"], out[f"host_wall/{key}"]
         log(f"host {key}: {statistics.median(chain) * 1e6:.0f} us median ({min(chain) * 1e6:.0f}-"
@@ -90,13 +93,21 @@ def host_figures(samples: dict[str, list[float]]) -> dict[str, float]:
     return {key: statistics.median(values) for key, values in samples.items() if values}
 
 
+def with_host_samples(data: dict, samples: dict[str, list[float]]) -> dict:
+    """`data` with its layer host chains replaced by this lease's windows (`launch` gets their medians)
+    and no record of earlier leases' host figures."""
+    provenance = {k: v for k, v in data.get("provenance", {}).items() if k not in HOST_PROVENANCE}
+    return {**data, "launch": {**data["launch"], **host_figures(samples)}, "host_samples": samples,
+            "provenance": provenance}
+
+
 def pooled_host_figures(data: dict, others: dict[str, dict]) -> dict:
     """`data` with each host figure (layer launch chains, eager launch cost, graph launch latency) the
     median over the samples of `data` and of the `others` calibrations of the same GPU kind: a file
     with `host_samples` gives all its windows, an older one its single figure. Device-side figures
     stay this lease's own."""
     launch = dict(data["launch"])
-    pooled = {key: list(_samples_of(data, key)) for key in launch if is_host_figure(key)}
+    pooled = {key: _samples_of(data, key) for key in launch if is_host_figure(key)}
     used = []
     for name, other in others.items():
         if other.get("gpu") != data.get("gpu"):
@@ -106,8 +117,8 @@ def pooled_host_figures(data: dict, others: dict[str, dict]) -> dict:
             pooled[key].extend(_samples_of(other, key))
     launch.update(host_figures(pooled))
     samples = {key: values for key, values in pooled.items() if key.startswith(("host/", "host_wall/"))}
-    provenance = {**data.get("provenance", {}), "host_figures_pooled_from": [_host_measured(data)] + used}
-    provenance.pop("host_figures_best_of", None)
+    provenance = {**{k: v for k, v in data.get("provenance", {}).items() if k not in HOST_PROVENANCE},
+                  "host_figures_pooled_from": [_host_measured(data)] + used}
     return {**data, "launch": launch, "host_samples": samples, "provenance": provenance}
 
 
@@ -123,7 +134,3 @@ def _samples_of(data: dict, key: str) -> list[float]:
     value = data.get("launch", {}).get(key)
     return [] if value is None else [float(value)]
 
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).splitlines()[0][:160] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"

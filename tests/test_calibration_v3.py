@@ -14,7 +14,7 @@ from analytic.hardware import get_gpu
 from analytic.ops import ATTN_DECODE, SSU_MAMBA1, STATE_UPDATE
 from models.registry import BUILTIN_LAYERS
 from perfbench.calibrate import ROTATE_BYTES, rotation, samples_by_family
-from perfbench.host_chain import host_figures, pooled_host_figures
+from perfbench.host_chain import host_figures, pooled_host_figures, with_host_samples
 from perfbench.errors import PerfbenchError
 
 
@@ -99,6 +99,18 @@ def test_host_figures_pool_every_lease_sample_and_keep_device_figures():
     assert slow["launch"]["host/mamba2/prefill"] == pytest.approx(1.8e-3)  # the input is not changed
     with pytest.raises(PerfbenchError, match="h200"):
         pooled_host_figures(slow, {"x.json": _cal("x", gpu="h200")})
+
+
+def test_a_remeasured_lease_replaces_the_host_chains_and_forgets_earlier_leases():
+    old = _cal("a", **{"host_wall/mamba2/prefill": 1.2e-3})
+    old["provenance"] = {"torch": "2.11", "host_figures_pooled_from": ["a", "z"]}
+    windows = {"host/mamba2/prefill": [1.5e-3, 1.9e-3, 1.6e-3]}
+    out = with_host_samples(old, windows)
+    assert out["launch"]["host/mamba2/prefill"] == pytest.approx(1.6e-3)
+    assert out["launch"]["host_wall/mamba2/prefill"] == pytest.approx(1.2e-3)  # not re-measured: kept
+    assert out["launch"]["graph_replay_gap_s"] == old["launch"]["graph_replay_gap_s"]
+    assert out["host_samples"] == windows and out["provenance"] == {"torch": "2.11"}
+    assert old["launch"]["host/mamba2/prefill"] == pytest.approx(1.3e-3)  # the input is not changed
 
 
 def test_host_figure_is_the_median_window_not_the_fastest():
