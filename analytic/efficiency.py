@@ -33,8 +33,9 @@ adds two class-specific physical terms:
   - decode step: a CUDA-graph step adds its replay boundary and, for each further kernel, what it
     costs in a step beyond alone, more for kernels touching a tensor the weight stream evicted
     (`step_overhead_s`, measured by `perfbench calibrate` on chains of GEMVs and small kernels).
-  - board power: a sequence of ops shares one power limit; compute-bound GEMMs, calibrated back to
-    back at that limit, run faster between kernels that draw less (`power_capped_s`).
+  - board power: a sequence of ops shares one power limit and one board clock; the kernels that hold
+    the limit alone (compute-bound GEMMs, FlashAttention's prefill), calibrated back to back at it,
+    run at the clock the whole sequence's power allows (`power_capped_s`, `clock_scales`).
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ class Ceilings:
     step_cold_kernel_s: float = 0.0  # each kernel past the first two that touches a tensor living across steps
     gemm_unaligned: dict = field(default_factory=dict)  # (n, k, layout, alignment bytes) -> (log m, log time / aligned)
     sustained: tuple = ()  # (elapsed s, slowdown) arrays: compute-bound work the longer a point runs
+    class_clock_ratio: dict = field(default_factory=dict)  # op class -> its SM clock alone / a GEMM's, both at the limit
+    max_clock_ratio: float = 0.0  # the board's top SM clock / a GEMM's at the limit (0: gemm_burst_speedup)
 
 
 def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
@@ -138,6 +141,11 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
                     *(float(cal.step.get(key, 0.0)) for key in ("base_s", "kernel_s", "cold_kernel_s")))
     if cal.sustained:
         ceil = replace(ceil, sustained=(np.array(cal.sustained["elapsed_s"]), np.array(cal.sustained["slowdown"])))
+    gemm_clock = float(power.get("gemm_clock_hz", 0.0))
+    if gemm_clock > 0:  # SM clocks read while each family ran back to back (perfbench.calibrate.measure_power)
+        clocks = {c: float(power[f"{c}_clock_hz"]) for c in OP_CLASSES + FAMILIES if f"{c}_clock_hz" in power}
+        ceil = replace(ceil, class_clock_ratio={c: hz / gemm_clock for c, hz in clocks.items() if c != GEMM},
+                       max_clock_ratio=max(clocks.values()) / gemm_clock)
     return replace(ceil, gemm_unaligned=_unaligned_ratios(cal.gemm_unaligned, ceil)) if cal.gemm_unaligned else ceil
 
 
@@ -486,33 +494,89 @@ def burstable_gemm(op: Op, code: np.ndarray) -> np.ndarray:
     return (code == COMPUTE) & aligned
 
 
-def power_capped_s(counted: list, times: list, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
-    """(seconds, GEMM speedup) of a sequence of ops: `counted` has .op and .count each (CountedOp),
-    `times` the matching op_time results (seconds, bound code).
+DYNAMIC_POWER_EXPONENT = 2.0  # dynamic power over the clock: energy per unit of work grows in proportion to it
 
-    Calibrated GEMM times are power-capped ones: back to back, a big GEMM holds the board at its power
-    limit within a tenth of a second of a rest, and runs at the clock that limit allows. Between kernels that draw less (scans, memory-bound
-    kernels, launch gaps), the board has power to spare, and compute-bound GEMMs run faster, up to
-    the rate a GEMM reaches between idle gaps (`gemm_burst_speedup`). The limit is on average power:
-        idle_w * T + sum(count * (power_w - idle_w) * seconds) <= limit_w * T,
-    where each op's dynamic energy is its measured power above idle times its calibrated time (for a
-    power-capped GEMM, energy per FLOP barely moves with the clock). So
-        T = max(others + gemms / burst, dynamic energy / (limit_w - idle_w)),
-    never more than the plain sum. Without power figures in the calibration: the plain sum.
-    """
-    timed = [(c.op, c.count, t, code) for c, (t, code) in zip(counted, times)]
-    total = sum(t * count for _op, count, t, _code in timed)
-    ones = np.ones_like(np.asarray(total, dtype=np.float64))
+
+def clock_ratio(op: Op, code: np.ndarray, ceil: Ceilings) -> np.ndarray:
+    """A power-limited op's SM clock alone at the limit over a compute-bound GEMM's (1 for GEMMs and
+    where unmeasured): FlashAttention's prefill draws less per cycle, so the limit lets it run faster
+    (H100: 1785-1815 against 1410-1425 MHz; H200: 1890-1920 against 1500-1508 MHz)."""
+    if op.op_class == GEMM:
+        return np.ones(np.shape(code))
+    family = op.shape.get("family") if op.shape else None
+    ratio = ceil.class_clock_ratio.get(family, ceil.class_clock_ratio.get(op.op_class, 1.0))
+    return np.full(np.shape(code), float(ratio))
+
+
+def power_measured(op: Op, ceil: Ceilings) -> bool:
+    """Whether the calibration measured this op's kernel family (or class) drawing power back to back:
+    only then is it known to hold the limit, rather than assumed to (op_power_w's default)."""
+    family = op.shape.get("family") if op.shape else None
+    return family in ceil.class_power_w or op.op_class in ceil.class_power_w
+
+
+def clock_scales(counted: list, times: list, ceil: Ceilings) -> list:
+    """Per op (`counted` has .op and .count each, `times` the matching op_time results): its time in
+    the sequence over its calibrated time alone.
+
+    The board has one SM clock, and the power limit holds it down while kernels that draw the limit
+    run. Those kernels (power_limited) are calibrated back to back at the limit, each at the clock it
+    gets alone: r times a GEMM's (clock_ratio). In a sequence they share one clock x (in units of the
+    GEMM's), set so the sequence's average power is the limit. A power-limited op then takes r / x of
+    its calibrated time (a GEMM at most gemm_burst_speedup faster: its rate between idle gaps) and
+    draws idle + (limit - idle) (x / r)^3; the other ops keep their calibrated time and measured power
+    (op_power_w). Energy balance:
+        sum_c t_c(x) ((x / r_c)^3 - 1) = sum_o t_o (limit - P_o) / (limit - idle),
+    whose left side grows with x: bisection, x capped at the board's top clock. So GEMMs beside
+    memory-bound work run faster than alone, and FlashAttention beside GEMMs slower (torch.profiler on
+    the H100, attention at 16 x 2048: GEMMs 5-9 % faster, flash 10-17 % slower than each alone).
+    Without power figures in the calibration: every op at its calibrated time."""
+    ones = [np.ones(np.shape(t)) for t, _code in times]
     if not (ceil.calibrated and ceil.power_limit_w > ceil.power_idle_w > 0):
-        return total, ones
-    gemm_s = sum(np.where(burstable_gemm(op, code), t * count, 0.0) for op, count, t, code in timed)
-    gemm_s = np.asarray(gemm_s, dtype=np.float64) * ones
-    energy = sum(t * count * (op_power_w(op, code, ceil) - ceil.power_idle_w) for op, count, t, code in timed)
-    capped = np.maximum(total - gemm_s + gemm_s / ceil.gemm_burst_speedup,
-                        energy / (ceil.power_limit_w - ceil.power_idle_w))
-    seconds = np.minimum(total, capped)
-    speedup = np.where(gemm_s > 0, gemm_s / np.maximum(seconds - (total - gemm_s), 1e-30), 1.0)
-    return seconds, np.clip(speedup, 1.0, ceil.gemm_burst_speedup)
+        return ones
+    dynamic = ceil.power_limit_w - ceil.power_idle_w
+    limited, ratios, spare = [], [], 0.0
+    for c, (t, code) in zip(counted, times):
+        on = power_limited(c.op, code, ceil) & (c.op.op_class == GEMM or power_measured(c.op, ceil))
+        limited.append(on)
+        ratios.append(clock_ratio(c.op, code, ceil))
+        watts = np.minimum(op_power_w(c.op, code, ceil), ceil.power_limit_w)
+        spare = spare + np.where(on, 0.0, t * c.count * (ceil.power_limit_w - watts) / dynamic)
+    if not any(np.any(on) for on in limited):
+        return ones
+    burst = ceil.gemm_burst_speedup
+    top = max(ceil.max_clock_ratio or burst, burst)
+
+    def speed(c, r, x):  # an op's rate at clock x over its rate alone at the limit
+        return np.minimum(x, burst) if c.op.op_class == GEMM else x / r
+
+    def excess(x):  # energy above the limit's share at clock x, in units of (limit - idle) seconds
+        total = -spare
+        for c, (t, _code), on, r in zip(counted, times, limited, ratios):
+            total = total + np.where(on, t * c.count / speed(c, r, x) * ((x / r) ** DYNAMIC_POWER_EXPONENT - 1.0), 0.0)
+        return total
+
+    shape = np.broadcast(*[t for t, _code in times]).shape
+    lo, hi = np.full(shape, 1e-3), np.full(shape, float(top))
+    capped = excess(hi) > 0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        high = excess(mid) > 0
+        hi, lo = np.where(high, mid, hi), np.where(high, lo, mid)
+    x = np.where(capped, 0.5 * (lo + hi), top)
+    return [np.where(on, 1.0 / speed(c, r, x), 1.0) for c, on, r in zip(counted, limited, ratios)]
+
+
+def power_capped_s(counted: list, times: list, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
+    """(seconds, GEMM speedup) of a sequence of ops at the shared clock (clock_scales): the sum of each
+    op's time in the sequence, and how much faster than alone its compute-bound GEMMs run."""
+    scales = clock_scales(counted, times, ceil)
+    seconds = sum(t * c.count * s for c, (t, _code), s in zip(counted, times, scales))
+    speedup = np.ones(np.shape(seconds))
+    for c, s in zip(counted, scales):
+        if c.op.op_class == GEMM:
+            speedup = np.maximum(speedup, 1.0 / s)
+    return seconds, speedup
 
 
 # `perfbench run`'s defaults (perfbench/commands/run.py): the timing protocol a prediction stands for.

@@ -19,7 +19,7 @@ import pandas as pd
 from analytic.calibration import Calibration, resolve
 from analytic.composition import CountedOp, model_ops
 from analytic.costs import PHASES, layer_ops
-from analytic.efficiency import (BOUND_LABELS, Ceilings, burstable_gemm, ceilings, graph_step_s, host_time,
+from analytic.efficiency import (BOUND_LABELS, Ceilings, ceilings, clock_scales, graph_step_s, host_time,
                                  power_capped_s, power_limited, step_op_times, sustained_s)
 from analytic.hardware import get_gpu
 from analytic.memory import memory_footprint
@@ -179,12 +179,13 @@ def breakdown(target, phase: str, batch: int, seqlen: int, gpu: str = "h100",
     b, L = _grid([batch], [seqlen])
     ops = counted_ops(kind, spec, phase, b, L)
     times = step_op_times(ops, ceil)
-    # Compute-bound GEMMs share the board's power with the rest (efficiency.power_capped_s).
-    total, speedup = power_capped_s(ops, times, ceil)
+    # Power-limited kernels share the board's power and clock with the rest (efficiency.clock_scales).
+    total, _speedup = power_capped_s(ops, times, ceil)
+    scales = clock_scales(ops, times, ceil)
     slowed, _slowdown = sustained_s(total, ops, times, ceil)
     rows, limited = [], []
-    for c, (t, bound) in zip(ops, times):
-        faster = float(speedup[0]) if bool(burstable_gemm(c.op, bound)[0]) else 1.0
+    for c, (t, bound), scale in zip(ops, times, scales):
+        faster = 1.0 / float(np.ravel(scale)[0])
         limited.append(bool(power_limited(c.op, bound, ceil)[0]))
         rows.append({"name": name, "group": c.group, "op": c.op.name, "op_class": c.op.op_class,
                      "count": c.count, "kernels": c.op.kernels * c.count,

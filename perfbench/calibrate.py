@@ -13,7 +13,8 @@ Measured on the GPU, each alone (never the layer sweep that `compare` evaluates 
   (v)   board power (NVML energy counter): idle, each prefill kernel family back to back, and how
         much faster a big GEMM runs between idle gaps than back to back at the power limit.
 Small kernels and weight-streaming GEMMs are timed as CUDA-graph replays of many launches (the way a
-decode step runs); compute-bound GEMMs after a rest and a stretch at the power limit (`time_gemm`);
+decode step runs); compute-bound GEMMs and FlashAttention's prefill after a rest and a stretch at the
+power limit (`time_power_limited`);
 attention decode, whose plain kernel is power-limited, the way `perfbench run` times a decode point
 (`Timer.point`: a rest, then the harness's short window);
 each sample's median over trials is kept in the file, so `--refit` can refit on a CPU later, and
@@ -134,6 +135,10 @@ class PowerMeter:
 
     def energy_j(self) -> float | None:
         return self._query(lambda nvml: nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle) / 1e3)
+
+    def sm_clock_hz(self) -> float | None:
+        """The SM clock now (read while a kernel runs, it is the clock that kernel gets)."""
+        return self._query(lambda nvml: nvml.nvmlDeviceGetClockInfo(self.handle, nvml.NVML_CLOCK_SM) * 1e6)
 
     def max_sm_clock_hz(self) -> float | None:
         return self._query(lambda nvml: nvml.nvmlDeviceGetMaxClockInfo(self.handle, nvml.NVML_CLOCK_SM) * 1e6)
@@ -273,24 +278,33 @@ def gemm_compute_bound(m: int, n: int, k: int, ridge: float) -> bool:
     return 2.0 * m * n * k / (2.0 * (m * k + n * k + m * n)) >= ridge
 
 
-def time_gemm(timer: Timer, run_all: Callable[[], object], compute_bound: bool) -> float:
-    """Seconds per run_all. A compute-bound GEMM holds the board at its power limit, and the clock
-    that limit allows falls as the board heats. Timed back to back right after the grid's earlier
-    shapes, the board ran hot and the samples came out 3 % slower in the median (up to 13 %) than
-    after a rest (H100 fc1/fc2 at M >= 4K: 640-716 against 652-736 TFLOP/s), and the MLP's prefill was
-    predicted 5 % slow on every rested set. So each one rests first (as `perfbench run` rests before
-    a point), runs back to back for CAP_S so the limiter has bitten (the power model takes calibrated
-    GEMM times as power-capped ones), then is timed. Weight-streaming ones barely draw power: graph
-    replays back to back."""
-    if not compute_bound:
-        return timer(run_all)
+def time_power_limited(timer: Timer, run_all: Callable[[], object], graph: bool = True) -> float:
+    """Seconds per run_all of a kernel that holds the board at its power limit (a compute-bound GEMM,
+    FlashAttention's prefill): after a rest (as `perfbench run` rests before a point), back to back
+    for CAP_S so the limiter has bitten, then timed. The power model takes these times as
+    power-capped ones. Timed right after a short warm-up instead, such a kernel partly runs at the
+    clock a rested board bursts to: FlashAttention's prefill samples came out 5-10 % faster than
+    the same call after 0.3 s back to back, and 10-17 % faster than inside the attention layer
+    (torch.profiler, H100, 2026-11-24 10:45Z)."""
     timer.torch.cuda.synchronize()
     time.sleep(POINT_REST_S)
     started = time.perf_counter()
     while time.perf_counter() - started < CAP_S:
         run_all()
         timer.torch.cuda.synchronize()
-    return timer(run_all)
+    return timer(run_all, graph=graph)
+
+
+def time_gemm(timer: Timer, run_all: Callable[[], object], compute_bound: bool) -> float:
+    """Seconds per run_all. A compute-bound GEMM holds the board at its power limit, and the clock
+    that limit allows falls as the board heats. Timed back to back right after the grid's earlier
+    shapes, the board ran hot and the samples came out 3 % slower in the median (up to 13 %) than
+    after a rest (H100 fc1/fc2 at M >= 4K: 640-716 against 652-736 TFLOP/s), and the MLP's prefill was
+    predicted 5 % slow on every rested set. So each one is timed power-capped after a rest
+    (time_power_limited). Weight-streaming ones barely draw power: graph replays back to back."""
+    if not compute_bound:
+        return timer(run_all)
+    return time_power_limited(timer, run_all)
 
 
 def measure_gemms(torch, timer: Timer, log, mem_budget_bytes: float, ridge: float | None = None) -> list:
@@ -513,9 +527,10 @@ def measure_kernels(torch, timer: Timer, log, only: set[str] | None = None) -> d
                 q = _randn(torch, b, H, L, hd)
                 k = _randn(torch, b, Hkv, L, hd)
                 v = _randn(torch, b, Hkv, L, hd)
-                with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
-                    t = timer(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa),
-                              graph=False)
+                def flash():
+                    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+                        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+                t = time_power_limited(timer, flash, graph=False)  # it draws the board's limit, as GEMMs do
                 add(ATTN_PREFILL, {"layer": layer, "phase": "prefill", "batch": b, "seqlen": L,
                                               "ops": ["flash_attention"], "time_s": t})
                 log(f"  {layer} prefill b={b} L={L}: {t * 1e3:.3f} ms")
@@ -662,14 +677,23 @@ def measure_power(torch, timer: Timer, meter: PowerMeter, log) -> dict:
         log("power: no NVML energy counter; calibrating without the power model")
         return {}
 
-    def average_w(fn, seconds: float = POWER_WINDOW_S) -> float:
+    clocks: dict = {}
+
+    def average_w(fn, seconds: float = POWER_WINDOW_S, clock_key: str | None = None) -> float:
+        """Average board power over `seconds` of fn back to back; with clock_key, also the median SM
+        clock read while its kernels run (into `clocks`)."""
         fn()
         torch.cuda.synchronize()
-        e0, w0 = meter.energy_j(), time.perf_counter()
+        e0, w0, readings = meter.energy_j(), time.perf_counter(), []
         while time.perf_counter() - w0 < seconds:
             fn()
+            readings.append(meter.sm_clock_hz() if clock_key else None)  # queued work still running
             torch.cuda.synchronize()
-        return (meter.energy_j() - e0) / (time.perf_counter() - w0)
+        watts = (meter.energy_j() - e0) / (time.perf_counter() - w0)
+        readings = [r for r in readings[len(readings) // 2:] if r]  # the settled half
+        if clock_key and readings:
+            clocks[clock_key] = statistics.median(readings)
+        return watts
 
     torch.cuda.synchronize()
     time.sleep(0.5)  # let the last benchmark's clocks settle
@@ -677,13 +701,14 @@ def measure_power(torch, timer: Timer, meter: PowerMeter, log) -> dict:
     m, n, k = BURST_SHAPE
     x, w = _randn(torch, m, k), _randn(torch, n, k, scale=0.02)
     gemm = lambda: [F.linear(x, w) for _ in range(8)]  # noqa: E731
-    gemm_w = average_w(gemm, 2 * POWER_WINDOW_S)  # also brings the board to its power-capped clock
+    gemm_w = average_w(gemm, 2 * POWER_WINDOW_S, "gemm")  # also brings the board to its power-capped clock
     sustained = timer(lambda: F.linear(x, w))
     cycles_per_s = meter.max_sm_clock_hz() or 1.98e9  # the sleep kernel counts SM cycles
 
-    def between_gaps(idle_ratio: float) -> float:
-        """Median GEMM time with `idle_ratio` x its length idle after each."""
-        pairs, w0 = [], time.perf_counter()
+    def between_gaps(idle_ratio: float) -> tuple[float, float]:
+        """(median GEMM time, board power while the GEMMs run) with `idle_ratio` x its length idle after
+        each. The gaps (a one-thread sleep kernel) are taken to draw idle power."""
+        pairs, w0, e0 = [], time.perf_counter(), meter.energy_j()
         while time.perf_counter() - w0 < POWER_WINDOW_S:
             for _ in range(8):
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -693,9 +718,13 @@ def measure_power(torch, timer: Timer, meter: PowerMeter, log) -> dict:
                 torch.cuda._sleep(int(idle_ratio * sustained * cycles_per_s))
                 pairs.append((start, end))
             torch.cuda.synchronize()
-        return statistics.median(a.elapsed_time(b) / 1e3 for a, b in pairs[len(pairs) // 2:])  # settled half
+        wall = time.perf_counter() - w0
+        average = (meter.energy_j() - e0) / wall
+        busy = sum(a.elapsed_time(b) / 1e3 for a, b in pairs) / wall
+        burst_w = idle + (average - idle) / max(busy, 1e-3)
+        return statistics.median(a.elapsed_time(b) / 1e3 for a, b in pairs[len(pairs) // 2:]), burst_w  # settled half
 
-    burst = between_gaps(3.0)
+    burst, burst_w = between_gaps(3.0)
     speedup = max(1.0, sustained / burst)
     families = {}
     try:
@@ -705,15 +734,18 @@ def measure_power(torch, timer: Timer, meter: PowerMeter, log) -> dict:
         loads = {}
     for op_class, fn in loads.items():
         try:
-            families[op_class] = average_w(fn)
+            families[op_class] = average_w(fn, clock_key=op_class)
         except Exception as exc:  # one family's kernel failing leaves it at the limit (no headroom)
             log(f"power: {op_class} not measured ({type(exc).__name__})")
         torch.cuda.empty_cache()
     log(f"power: idle {idle:.0f} W, limit {limit:.0f} W; GEMM back to back {gemm_w:.0f} W, "
         f"{2 * m * n * k / sustained / 1e12:.0f} TFLOP/s; between idle gaps {2 * m * n * k / burst / 1e12:.0f} "
-        f"TFLOP/s (x{speedup:.3f}); " + ", ".join(f"{c} {p:.0f} W" for c, p in families.items()))
+        f"TFLOP/s (x{speedup:.3f}, {burst_w:.0f} W while running); "
+        + ", ".join(f"{c} {p:.0f} W" for c, p in families.items())
+        + "; SM clocks " + ", ".join(f"{c} {hz / 1e6:.0f} MHz" for c, hz in clocks.items()))
     return {"idle_w": idle, "limit_w": limit, "gemm_burst_speedup": speedup, "gemm_w": gemm_w,
-            **{f"{c}_w": p for c, p in families.items()}}
+            "gemm_burst_w": burst_w, **{f"{c}_w": p for c, p in families.items()},
+            **{f"{c}_clock_hz": hz for c, hz in clocks.items()}}
 
 
 def measure_launch(torch, log) -> dict:

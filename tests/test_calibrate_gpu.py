@@ -140,3 +140,21 @@ def test_host_chains_are_sampled_per_layer_path_and_the_median_is_kept(torch):
     assert figures["host/mamba2/prefill"] == statistics.median(samples["host/mamba2/prefill"])
     # Mamba-2's Python path (Triton launchers, mamba_ssm's split conv/scan) outlasts the MLP's two GEMMs
     assert figures["host/mamba2/prefill"] > figures["host/mlp/prefill"]
+
+
+def test_power_figures_carry_the_clock_each_family_gets_at_the_limit(torch):
+    """measure_power on this GPU: a GEMM back to back holds the board at its limit at a lower SM clock
+    than FlashAttention's prefill (which draws less per cycle), the memory-bound families run at the
+    top clock, and the section (with the GEMM's power while bursting) is a valid calibration's."""
+    from analytic.calibration import bundled_path, from_dict, read_calibration_data
+    from analytic.hardware import gpu_key_from_name
+    from perfbench.calibrate import PowerMeter, Timer, measure_power
+
+    power = measure_power(torch, Timer(torch), PowerMeter(), log=lambda *_: None)
+    if not power:
+        pytest.skip("no NVML energy counter on this GPU")
+    assert power["gemm_clock_hz"] < power["attention_prefill_clock_hz"] <= power["elementwise_clock_hz"]
+    assert power["gemm_burst_w"] > power["gemm_w"] > power["idle_w"]
+    gpu = gpu_key_from_name(torch.cuda.get_device_properties(0).name)
+    if gpu in ("h100", "h200"):
+        from_dict({**read_calibration_data(bundled_path(gpu)), "power": power})

@@ -311,10 +311,10 @@ def test_remeasuring_the_gemm_grid_replaces_it_and_its_peak(monkeypatch):
     assert "gemm" in new["provenance"]["remeasured"]
 
 
-def test_only_compute_bound_gemms_rest_before_they_are_timed(monkeypatch):
+def test_only_power_limited_kernels_rest_before_they_are_timed(monkeypatch):
     """Decode's weight-streaming GEMVs are timed back to back; prefill-sized GEMMs after a rest, so the
     grid's earlier shapes do not heat the board for them."""
-    from perfbench.calibrate import gemm_compute_bound, time_gemm
+    from perfbench.calibrate import gemm_compute_bound, time_gemm, time_power_limited
 
     ridge = 295.0  # H100 datasheet: 989 TFLOP/s over 3.35 TB/s
     assert not gemm_compute_bound(16, 16384, 4096, ridge)
@@ -327,8 +327,8 @@ def test_only_compute_bound_gemms_rest_before_they_are_timed(monkeypatch):
     class Timer:
         torch = _FakeTorch()
 
-        def __call__(self, fn):
-            calls.append("timed")
+        def __call__(self, fn, graph=True):
+            calls.append("timed" if graph else "timed eagerly")
             return 1.0
     monkeypatch.setattr("perfbench.calibrate.time.sleep", lambda s: calls.append(f"rest {s}"))
     monkeypatch.setattr("perfbench.calibrate.CAP_S", 0.0)
@@ -337,3 +337,6 @@ def test_only_compute_bound_gemms_rest_before_they_are_timed(monkeypatch):
     calls.clear()
     time_gemm(Timer(), lambda: calls.append("run"), True)
     assert calls[0] == "rest 0.3" and calls[-1] == "timed"  # rested, then timed
+    calls.clear()
+    time_power_limited(Timer(), lambda: calls.append("run"), graph=False)  # FlashAttention's prefill
+    assert calls[0] == "rest 0.3" and calls[-1] == "timed eagerly"

@@ -12,9 +12,10 @@ import pytest
 from analytic.calibration import CalibrationError, bundled_path, from_dict, load_calibration
 from analytic.composition import CountedOp
 from analytic.costs import layer_ops
-from analytic.efficiency import COMPUTE, MEMORY, ceilings, nearest_gemm_shape, op_time, power_capped_s
+from analytic.efficiency import (COMPUTE, DYNAMIC_POWER_EXPONENT, MEMORY, ceilings, clock_scales, nearest_gemm_shape,
+                                 op_time, power_capped_s)
 from analytic.hardware import get_gpu
-from analytic.ops import GEMM, elementwise, gemm
+from analytic.ops import ATTN_PREFILL, GEMM, elementwise, gemm
 from analytic.predict import breakdown, predict
 from models.registry import BUILTIN_LAYERS
 
@@ -82,15 +83,68 @@ def test_power_model_leaves_memory_bound_decode_alone(h100):
     assert np.allclose(with_power.time_ms, without.time_ms)
 
 
-def test_prefill_with_the_power_model_is_never_slower_and_breakdown_adds_up(h100):
-    for layer in BUILTIN_LAYERS:
+def test_prefill_without_flash_is_never_slower_with_the_power_model_and_breakdown_adds_up(h100):
+    """Only a kernel that runs faster alone than a GEMM at the limit (FlashAttention) can lose from
+    sharing the clock; layers without one only gain."""
+    for layer in ("mamba", "mamba2", "mlp"):
         with_power = predict(layer, "prefill", [1, 8], [2048, 16384], gpu="h100", calibration=h100)
         without = predict(layer, "prefill", [1, 8], [2048, 16384], gpu="h100",
                           calibration=dataclasses.replace(h100, power={}))
         assert (with_power.time_ms.to_numpy() <= without.time_ms.to_numpy() * (1 + 1e-9)).all()
-    rows = breakdown("mlp", "prefill", 8, 8192, gpu="h100", calibration=h100)
-    total = predict("mlp", "prefill", [8], [8192], gpu="h100", calibration=h100).time_ms[0]
-    assert rows.time_ms.sum() == pytest.approx(total, rel=1e-9)
+    for layer in ("mlp", "attention-mha"):
+        rows = breakdown(layer, "prefill", 8, 8192, gpu="h100", calibration=h100)
+        total = predict(layer, "prefill", [8], [8192], gpu="h100", calibration=h100).time_ms[0]
+        assert rows.time_ms.sum() == pytest.approx(total, rel=1e-9)
+
+
+CLOCKS = {"gemm_clock_hz": 1.4e9, "attention_prefill_clock_hz": 1.8e9, "elementwise_clock_hz": 1.98e9,
+          "attention_prefill_w": 690.0}
+
+
+def _attention_prefill(ceil, batch=16.0, seqlen=2048.0):
+    ops = layer_ops(BUILTIN_LAYERS["attention"], "prefill", np.array([batch]), np.array([seqlen]))
+    return _timed(ceil, ops)
+
+
+def test_flash_beside_gemms_runs_slower_and_the_gemms_faster(h100):
+    """FlashAttention alone at the limit gets a higher clock than a GEMM (it draws less per cycle);
+    in one layer they share a clock between the two, as torch.profiler shows on the H100."""
+    ceil = _power_ceil(h100, **CLOCKS)
+    counted, times = _attention_prefill(ceil)
+    scales = clock_scales(counted, times, ceil)
+    by_class = {c.op.op_class: float(s[0]) for c, s in zip(counted, scales)}
+    assert by_class[GEMM] < 1.0 < by_class[ATTN_PREFILL] < 1.8 / 1.4
+    # The shared clock x balances the energy: power-limited ops draw idle + (limit - idle) (x / r)^2.
+    x = 1.0 / by_class[GEMM]
+    energy = sum(float(t[0]) * s * (x / r) ** DYNAMIC_POWER_EXPONENT
+                 for (t, _c), s, r in zip(times, (by_class[c.op.op_class] for c in counted),
+                                          (1.0 if c.op.op_class == GEMM else 1.8 / 1.4 for c in counted)))
+    seconds = sum(float(t[0]) * s for (t, _c), s in zip(times, (by_class[c.op.op_class] for c in counted)))
+    assert energy == pytest.approx(seconds, rel=1e-6)  # average dynamic power = the limit's
+    # Without clock figures FlashAttention counts as a GEMM: all at the limit, each runs as alone.
+    no_clocks = _power_ceil(h100, attention_prefill_w=690.0)
+    plain = clock_scales(*_attention_prefill(no_clocks), no_clocks)
+    assert [float(s[0]) for s in plain] == pytest.approx([1.0, 1.0, 1.0], rel=1e-9)
+
+
+def test_more_low_power_work_raises_the_shared_clock_up_to_the_top(h100):
+    ceil = _power_ceil(h100, **CLOCKS)
+    big_gemm = gemm("fc", np.array([8192.0]), 16384, 4096)
+    speeds = []
+    for elements in (1e6, 1e8, 1e9, 4e10):
+        counted, times = _timed(ceil, [big_gemm, elementwise("act", elements, elements, 1.0, 2)])
+        speeds.append(1.0 / float(clock_scales(counted, times, ceil)[0][0]))
+    assert speeds == sorted(speeds) and speeds[0] > 1.0
+    assert speeds[-1] == pytest.approx(ceil.gemm_burst_speedup)  # a GEMM's rate between idle gaps caps it
+
+
+def test_clock_figures_come_from_the_power_section(h100):
+    ceil = _power_ceil(h100, **CLOCKS)
+    assert ceil.class_clock_ratio[ATTN_PREFILL] == pytest.approx(1.8 / 1.4)
+    assert ceil.max_clock_ratio == pytest.approx(1.98 / 1.4)
+    for gpu in ("h100", "h200"):  # the bundled files carry them
+        bundled = ceilings(get_gpu(gpu), load_calibration(bundled_path(gpu), gpu))
+        assert 1.0 < bundled.class_clock_ratio[ATTN_PREFILL] < bundled.max_clock_ratio < 1.6
 
 
 def test_gemm_table_time_never_falls_as_m_grows(h100):

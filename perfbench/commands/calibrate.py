@@ -27,9 +27,16 @@ def calibrate_command(
     host_from: Optional[list[Path]] = typer.Option(None, "--host-from", help="earlier calibration files of the same "
                                                    "GPU kind: each host figure becomes the median over their samples and this file's "
                                                    "(the host is shared and its speed drifts)"),
+    gemm_from: Optional[list[Path]] = typer.Option(None, "--gemm-from", help="earlier calibration files of the same "
+                                                   "GPU kind: each GEMM grid time becomes the median over their leases' "
+                                                   "and this file's (a GEMM's power-capped rate differs from board to board)"),
+    power_from: Optional[list[Path]] = typer.Option(None, "--power-from", help="earlier calibration files of the same "
+                                                    "GPU kind: each power figure becomes the median over their runs and "
+                                                    "this file's"),
 ) -> None:
     """Microbenchmark copy bandwidth, the bf16 GEMM grid, SSM/attention kernels and launch cost."""
     from perfbench.calibrate import calibrate, check_kernel_families, fit_calibration
+    from perfbench.lease_pool import pooled_gemm_grid, pooled_power
     from perfbench.host_chain import pooled_host_figures
     from perfbench.calibrate import remeasure as remeasure_families
     from perfbench.errors import PerfbenchError
@@ -44,6 +51,11 @@ def calibrate_command(
         data = fit_calibration(read_calibration_data(refit), log=typer.echo)
     else:
         data = calibrate(log=typer.echo, skip_kernels=skip_kernels)
+    if gemm_from:
+        data = fit_calibration(pooled_gemm_grid(data, {str(p): read_calibration_data(p) for p in gemm_from}),
+                               log=typer.echo)
+    if power_from:
+        data = pooled_power(data, {str(p): read_calibration_data(p) for p in power_from})
     if host_from:
         data = pooled_host_figures(data, {str(p): read_calibration_data(p) for p in host_from})
     target = out or Path("calibrations") / f"{data['gpu']}.json"
