@@ -63,6 +63,10 @@ POINT_REST_S = 0.3  # `perfbench run --rest-ms` defaults to the same rest
 POINT_TIMING = TimingOptions(warmup=2, min_repeats=5, max_repeats=100, target_s=0.1, nvtx=False, rest_s=POINT_REST_S)
 POINT_WINDOWS = 2  # rested windows per sample: the clock right after a rest varies by a few %
 POINT_REPLAY_S = 0.5e-3
+# A FlashAttention prefill call this long holds the board at its power limit back to back and is timed
+# power-capped; shorter ones keep the short warm-up (timed eagerly after a rest, a 384-token call's host
+# dispatch read 2-3x its time, H100 2026-11-24T10:48Z).
+POWER_LIMITED_MIN_S = 0.5e-3
 CAP_S = 0.25  # back to back before a compute-bound GEMM is timed: a rested board reaches its power limit in ~0.1 s
 DEFAULT_RIDGE = 250.0  # FLOP/byte, between the H100's 295 and the H200's 206
 
@@ -282,10 +286,9 @@ def time_power_limited(timer: Timer, run_all: Callable[[], object], graph: bool 
     """Seconds per run_all of a kernel that holds the board at its power limit (a compute-bound GEMM,
     FlashAttention's prefill): after a rest (as `perfbench run` rests before a point), back to back
     for CAP_S so the limiter has bitten, then timed. The power model takes these times as
-    power-capped ones. Timed right after a short warm-up instead, such a kernel partly runs at the
-    clock a rested board bursts to: FlashAttention's prefill samples came out 5-10 % faster than
-    the same call after 0.3 s back to back, and 10-17 % faster than inside the attention layer
-    (torch.profiler, H100, 2026-11-24 10:45Z)."""
+    power-capped ones (and the shared-clock model, analytic.efficiency.clock_scales, takes each such
+    kernel's clock alone at the limit as its reference). FlashAttention's prefill samples timed so
+    came out within -6 to +5 % of the short warm-up's (H100, 2026-11-24T10:48Z)."""
     timer.torch.cuda.synchronize()
     time.sleep(POINT_REST_S)
     started = time.perf_counter()
@@ -530,7 +533,9 @@ def measure_kernels(torch, timer: Timer, log, only: set[str] | None = None) -> d
                 def flash():
                     with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
                         return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
-                t = time_power_limited(timer, flash, graph=False)  # it draws the board's limit, as GEMMs do
+                t = timer(flash, graph=False)
+                if t > POWER_LIMITED_MIN_S:  # long enough to draw the board's limit, as GEMMs do
+                    t = time_power_limited(timer, flash, graph=False)
                 add(ATTN_PREFILL, {"layer": layer, "phase": "prefill", "batch": b, "seqlen": L,
                                               "ops": ["flash_attention"], "time_s": t})
                 log(f"  {layer} prefill b={b} L={L}: {t * 1e3:.3f} ms")
