@@ -200,12 +200,14 @@ def breakdown(target, phase: str, batch: int, seqlen: int, gpu: str = "h100",
     if graphs is not None:
         gpu_s = sum(row["time_ms"] for row in rows) / 1e3
         if phase == "decode" and graphs:
-            op, extra_s = "CUDA-graph step overhead", float(graph_step_s(np.array([gpu_s]), ops, ceil)[0]) - gpu_s
-        else:
-            op, extra_s = "host launch chain beyond the GPU", host_seconds(kind, spec, phase, ops, ceil) - gpu_s
+            op, extra_s, bound = ("CUDA-graph step overhead",
+                                  float(graph_step_s(np.array([gpu_s]), ops, ceil)[0]) - gpu_s, "launch")
+        else:  # the point's bound is "host" when this row is there (predict's point_bound)
+            op, extra_s, bound = ("host launch chain beyond the GPU",
+                                  host_seconds(kind, spec, phase, ops, ceil) - gpu_s, "host")
         if extra_s > 0:
             rows.append({"name": name, "group": "step", "op": op, "op_class": "host", "count": 1, "kernels": 0,
-                         "flops": 0.0, "bytes": 0.0, "time_ms": extra_s * 1e3, "bound": "launch"})
+                         "flops": 0.0, "bytes": 0.0, "time_ms": extra_s * 1e3, "bound": bound})
     frame = pd.DataFrame(rows)
     frame["share"] = frame["time_ms"] / frame["time_ms"].sum()
     return frame

@@ -259,7 +259,11 @@ def test_a_breakdown_with_its_step_row_adds_up_to_the_calibrated_prediction(targ
         row = predict(target, phase, [batch], [seqlen], gpu="h100", graphs=graphs).iloc[0]
         parts = breakdown(target, phase, batch, seqlen, gpu="h100", graphs=graphs)
         assert parts["time_ms"].sum() == pytest.approx(row["time_ms"], rel=1e-6)
-        assert (parts[parts["group"] == "step"]["time_ms"] > 0).all()
+        step = parts[parts["group"] == "step"]
+        assert (step["time_ms"] > 0).all()
+        # An eager point whose host chain outlasts the GPU is host-bound, and its step row says so.
+        assert (row["bound"] == "host") == (not graphs and len(step) == 1)
+        assert set(step["bound"]) <= ({"launch"} if graphs else {"host"})
     plain = breakdown(target, phase, 1, 512, gpu="h100")
     assert "step" not in set(plain["group"])  # the GPU's ops alone, as a kernel trace shows them
     if phase == "decode" and graphs:
