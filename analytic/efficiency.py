@@ -494,7 +494,10 @@ def burstable_gemm(op: Op, code: np.ndarray) -> np.ndarray:
     return (code == COMPUTE) & aligned
 
 
-DYNAMIC_POWER_EXPONENT = 2.0  # dynamic power over the clock: energy per unit of work grows in proportion to it
+# Dynamic power over the clock: 2 makes energy per unit of work grow in proportion to the clock. 1
+# (constant energy per unit of work) gives no FlashAttention slowdown beside GEMMs; 3 (voltage rising
+# with the clock) gives the MLP's GEMMs less gain than torch.profiler shows (README, board power).
+DYNAMIC_POWER_EXPONENT = 2.0
 
 
 def clock_ratio(op: Op, code: np.ndarray, ceil: Ceilings) -> np.ndarray:
@@ -524,9 +527,9 @@ def clock_scales(counted: list, times: list, ceil: Ceilings) -> list:
     gets alone: r times a GEMM's (clock_ratio). In a sequence they share one clock x (in units of the
     GEMM's), set so the sequence's average power is the limit. A power-limited op then takes r / x of
     its calibrated time (a GEMM at most gemm_burst_speedup faster: its rate between idle gaps) and
-    draws idle + (limit - idle) (x / r)^3; the other ops keep their calibrated time and measured power
-    (op_power_w). Energy balance:
-        sum_c t_c(x) ((x / r_c)^3 - 1) = sum_o t_o (limit - P_o) / (limit - idle),
+    draws idle + (limit - idle) (x / r)^a (a = DYNAMIC_POWER_EXPONENT); the other ops keep their
+    calibrated time and measured power (op_power_w). Energy balance:
+        sum_c t_c(x) ((x / r_c)^a - 1) = sum_o t_o (limit - P_o) / (limit - idle),
     whose left side grows with x: bisection, x capped at the board's top clock. So GEMMs beside
     memory-bound work run faster than alone, and FlashAttention beside GEMMs slower (torch.profiler on
     the H100, attention at 16 x 2048: GEMMs 5-9 % faster, flash 10-17 % slower than each alone).
