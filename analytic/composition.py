@@ -9,12 +9,12 @@ engines do; so does every decode step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from analytic.costs import layer_ops
-from analytic.ops import Op, elementwise, gemm
+from analytic.ops import ADD_NORM, Op, elementwise, gemm
 from models.specs import ModelSpec
 
 
@@ -25,10 +25,17 @@ class CountedOp:
     count: int
 
 
-def block_extras(d_model: int, norm: str, tokens: np.ndarray, e: int) -> list[Op]:
+def add_norm(name: str, d_model: int, norm: str, tokens: np.ndarray, e: int) -> Op:
+    """The fused residual add + norm over `tokens` rows: its own kernel family (analytic.ops.ADD_NORM).
+    It reads the residual stream and the norm's weight, both out of L2 by then: the family is calibrated
+    so at decode sizes, so it counts no further cold-kernel step cost."""
     norm_flops = 8.0 if norm == "layernorm" else 5.0
-    # The residual add and norm read the residual stream and the norm's weight, both out of L2 by then.
-    return [elementwise(f"add_{norm}", 2 * tokens * d_model, 2 * tokens * d_model, norm_flops, e, cold_kernels=1)]
+    op = elementwise(name, 2 * tokens * d_model, 2 * tokens * d_model, norm_flops, e)
+    return replace(op, shape={**op.shape, "family": ADD_NORM})
+
+
+def block_extras(d_model: int, norm: str, tokens: np.ndarray, e: int) -> list[Op]:
+    return [add_norm(f"add_{norm}", d_model, norm, tokens, e)]
 
 
 def model_ops(spec: ModelSpec, phase: str, batch: np.ndarray, seqlen: np.ndarray, e: int = 2) -> list[CountedOp]:
@@ -44,8 +51,7 @@ def model_ops(spec: ModelSpec, phase: str, batch: np.ndarray, seqlen: np.ndarray
     out += [CountedOp("block", op, n_blocks) for op in block_extras(spec.d_model, spec.norm, tokens, e)]
     out.append(CountedOp("embedding", elementwise("embedding", tokens * spec.d_model, tokens * spec.d_model,
                                                   0.0, e, cold_kernels=1), 1))
-    out.append(CountedOp("head", elementwise(f"final_add_{spec.norm}", 2 * last * spec.d_model,
-                                             2 * last * spec.d_model, 5.0, e, cold_kernels=1), 1))
+    out.append(CountedOp("head", add_norm(f"final_add_{spec.norm}", spec.d_model, spec.norm, last, e), 1))
     out.append(CountedOp("head", gemm("lm_head", last, spec.vocab_size, spec.d_model, e), 1))
     return out
 

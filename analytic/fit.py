@@ -40,8 +40,9 @@ def sample_ops(sample: dict) -> list[Op]:
         return [op for op in ops if op.name in wanted]
     if sample.get("class") == GEMM:
         return [gemm("gemm", np.array([float(sample["m"])]), int(sample["n"]), int(sample["k"]))]
+    family = {"family": sample["family"]} if "family" in sample else {}
     return [Op(sample.get("name", "raw"), sample["class"], np.array([float(sample["flops"])]),
-               np.array([float(sample["bytes"])]), int(sample.get("kernels", 1)), {})]
+               np.array([float(sample["bytes"])]), int(sample.get("kernels", 1)), family)]
 
 
 def _predict(samples_ops: list[list[Op]], eager: np.ndarray, base: Ceilings, op_class: str,

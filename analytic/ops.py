@@ -28,7 +28,11 @@ ROPE = "rope"  # rotate-half RoPE in eager PyTorch: strided half-head slices, br
 # Mamba-1's selective_state_update: per-channel dt and a (d_inner, N) A matrix, z gating; the same
 # Triton kernel as Mamba-2's but another specialisation, measured ~10 % slower per state byte.
 SSU_MAMBA1 = "state_update_mamba1"
-FAMILIES = (ROPE, SSU_MAMBA1)
+# mamba_ssm's fused residual add + norm (Triton layer_norm_fn, prenorm), once per block of a model: one
+# program per row, so a decode step's few rows take ~4 us where a copy of their bytes takes ~1 us (H200
+# torch.profiler, mamba-8b B=1: 4.4 us a call).
+ADD_NORM = "add_norm"
+FAMILIES = (ROPE, SSU_MAMBA1, ADD_NORM)
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ from analytic.calibration import FORMAT, VERSION, from_dict
 from analytic.efficiency import ceilings
 from analytic.fit import fit_class, sample_ops, spec_fields
 from analytic.hardware import get_gpu, gpu_key_from_name
-from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWISE, GEMM, ROPE, SELECTIVE_SCAN, SSD,
-                          SSU_MAMBA1, STATE_UPDATE)
+from analytic.ops import (ADD_NORM, ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWISE, GEMM, ROPE, SELECTIVE_SCAN,
+                          SSD, SSU_MAMBA1, STATE_UPDATE)
 from models.registry import BUILTIN_LAYERS, VOCAB
 from models.specs import SpecError
 from perfbench.errors import PerfbenchError, exception_line
@@ -342,6 +342,8 @@ def measure_gemms(torch, timer: Timer, log, mem_budget_bytes: float, ridge: floa
 
 # Even lengths (a multiple of the chunk their thread configuration walks) take the vectorised
 # loads; the others the slower uneven path. Both cover 1 to 16 chunks per block.
+ADD_NORM_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384, 65536)  # decode batches to prefill tokens
+ADD_NORM_COLD_ROWS = 256  # up to this many rows (decode batches) the norm is timed with its inputs out of L2
 SCAN_EVEN_LENGTHS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 SCAN_UNEVEN_LENGTHS = (200, 384, 768, 1536, 3000, 6000, 12000, 24000)
 SCAN_BATCHES = (1, 3, 6, 12, 24, 48, 96, 192, 384, 768, 1536, 3072)
@@ -371,7 +373,7 @@ def ssd_sizes() -> list[tuple[int, int]]:
 
 
 KERNEL_FAMILIES = ("ssd", "selective_scan", "conv1d", "state_update", "attention_prefill", "attention_decode",
-                   "rope", "elementwise")  # in measure_kernels' order
+                   "rope", "elementwise", "add_norm")  # in measure_kernels' order
 
 
 # Measurements that fill their own section of the file (the GEMM grid, the power figures, the L2
@@ -393,7 +395,7 @@ def measure_kernels(torch, timer: Timer, log, only: set[str] | None = None) -> d
     """Kernel families alone at off-grid sizes (`only`: just these families, by KERNEL_FAMILIES
     name); each sample names the layer ops it stands for."""
     samples: dict[str, list] = {c: [] for c in (SSD, SELECTIVE_SCAN, CONV1D, STATE_UPDATE, SSU_MAMBA1,
-                                                   ATTN_PREFILL, ATTN_DECODE, ELEMENTWISE, ROPE)}
+                                                   ATTN_PREFILL, ATTN_DECODE, ELEMENTWISE, ROPE, ADD_NORM)}
     failures: dict[str, str] = {}
 
     def add(op_class: str, sample: dict) -> None:
@@ -602,8 +604,41 @@ def measure_kernels(torch, timer: Timer, log, only: set[str] | None = None) -> d
                                          "bytes": 2 * 2 * elems, "kernels": 1, "time_s": t})
         log(f"  elementwise: {len(samples[ELEMENTWISE])} samples")
 
+    def add_norm():
+        """The models' fused residual add + RMSNorm (models.stack.AddNorm: mamba_ssm's Triton layer_norm_fn,
+        prenorm) over decode-step to prefill row counts of the 8B width. In a decode step each block's
+        norm finds its inputs and weight evicted by the layer before (its weights stream through L2), and
+        the kernel's few programs wait on HBM latency: so up to ADD_NORM_COLD_ROWS rows it is timed after
+        an L2-evicting copy, minus the copy alone (H200: 1.7 us warm at 1 row, 4.4 us in a mamba-8b step)."""
+        import numpy as np
+        from mamba_ssm.ops.triton.layer_norm import layer_norm_fn
+
+        from analytic.composition import add_norm as add_norm_op
+
+        d = BUILTIN_LAYERS["mlp"].d_model
+        weight = torch.ones(d, device="cuda", dtype=torch.bfloat16)
+        flush_src = torch.empty(int(ROTATE_BYTES) // 2, device="cuda", dtype=torch.uint8)
+        flush_dst = torch.empty_like(flush_src)
+        evict = lambda: flush_dst.copy_(flush_src)  # noqa: E731
+        evict_s = None
+        for rows in ADD_NORM_ROWS:
+            x, residual = _randn(torch, rows, d), _randn(torch, rows, d)
+            norm = lambda: layer_norm_fn(x, weight, None, residual=residual, eps=1e-5, prenorm=True,  # noqa: E731
+                                         is_rms_norm=True)
+            if rows <= ADD_NORM_COLD_ROWS:
+                evict_s = evict_s or timer(evict)
+                t = max(timer(lambda: (evict(), norm())) - evict_s, 1e-7)
+            else:
+                t = timer(norm)
+            op = add_norm_op("add_rmsnorm", d, "rmsnorm", np.array([float(rows)]), 2)
+            add(ADD_NORM, {"class": ELEMENTWISE, "family": ADD_NORM, "name": "add_rmsnorm", "rows": rows,
+                           "cold": rows <= ADD_NORM_COLD_ROWS, "flops": float(op.flops[0]),
+                           "bytes": float(op.bytes_[0]), "kernels": 1, "time_s": t})
+        del flush_src, flush_dst
+        log(f"  add_norm: {len(samples[ADD_NORM])} samples, {samples[ADD_NORM][0]['time_s'] * 1e6:.2f} us at 1 row (cold)")
+
     check_kernel_families(only or ())
-    measurements = (ssd, scan, conv, state_update, attention_prefill, attention_decode, rope, elementwise)
+    measurements = (ssd, scan, conv, state_update, attention_prefill, attention_decode, rope, elementwise, add_norm)
     for name, fn in zip(KERNEL_FAMILIES, measurements):
         if only is not None and name not in only:
             continue
