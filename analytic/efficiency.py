@@ -469,6 +469,15 @@ def step_overhead_s(ops, ceil: Ceilings) -> float:
     return ceil.step_base_s + ceil.step_kernel_s * (further - cold) + ceil.step_cold_kernel_s * cold
 
 
+def by_family(op: Op, table: dict, default):
+    """An op's entry in a per-class table: its kernel family's where the table has one, else its
+    class's, else `default` (ceilings, powers and clocks are all calibrated so)."""
+    family = op.shape.get("family") if op.shape else None
+    if family in table:
+        return table[family]
+    return table.get(op.op_class, default)
+
+
 def op_power_w(op: Op, code: np.ndarray, ceil: Ceilings) -> np.ndarray:
     """Board power while this op runs at its calibrated speed: a compute-bound GEMM holds the limit,
     a weight-streaming one draws what memory-bound kernels draw, other ops their kernel family's
@@ -477,9 +486,7 @@ def op_power_w(op: Op, code: np.ndarray, ceil: Ceilings) -> np.ndarray:
     limit = ceil.power_limit_w
     if op.op_class == GEMM:
         return np.where(code == COMPUTE, limit, ceil.class_power_w.get(ELEMENTWISE, limit))
-    family = op.shape.get("family") if op.shape else None
-    watts = ceil.class_power_w.get(family, ceil.class_power_w.get(op.op_class, limit))
-    return np.asarray(watts, dtype=np.float64)
+    return np.asarray(by_family(op, ceil.class_power_w, limit), dtype=np.float64)
 
 
 def burstable_gemm(op: Op, code: np.ndarray) -> np.ndarray:
@@ -498,6 +505,7 @@ def burstable_gemm(op: Op, code: np.ndarray) -> np.ndarray:
 # (constant energy per unit of work) gives no FlashAttention slowdown beside GEMMs; 3 (voltage rising
 # with the clock) gives the MLP's GEMMs less gain than torch.profiler shows (README, board power).
 DYNAMIC_POWER_EXPONENT = 2.0
+BISECTION_STEPS = 40  # the shared clock to 1.5 / 2^40 ~ 1e-12 of a GEMM's capped clock
 
 
 def clock_ratio(op: Op, code: np.ndarray, ceil: Ceilings) -> np.ndarray:
@@ -506,16 +514,13 @@ def clock_ratio(op: Op, code: np.ndarray, ceil: Ceilings) -> np.ndarray:
     (H100: 1785-1815 against 1410-1425 MHz; H200: 1890-1920 against 1500-1508 MHz)."""
     if op.op_class == GEMM:
         return np.ones(np.shape(code))
-    family = op.shape.get("family") if op.shape else None
-    ratio = ceil.class_clock_ratio.get(family, ceil.class_clock_ratio.get(op.op_class, 1.0))
-    return np.full(np.shape(code), float(ratio))
+    return np.full(np.shape(code), float(by_family(op, ceil.class_clock_ratio, 1.0)))
 
 
 def power_measured(op: Op, ceil: Ceilings) -> bool:
     """Whether the calibration measured this op's kernel family (or class) drawing power back to back:
     only then is it known to hold the limit, rather than assumed to (op_power_w's default)."""
-    family = op.shape.get("family") if op.shape else None
-    return family in ceil.class_power_w or op.op_class in ceil.class_power_w
+    return by_family(op, ceil.class_power_w, None) is not None
 
 
 def clock_scales(counted: list, times: list, ceil: Ceilings) -> list:
@@ -549,32 +554,39 @@ def clock_scales(counted: list, times: list, ceil: Ceilings) -> list:
         return ones
     burst = ceil.gemm_burst_speedup
     top = max(ceil.max_clock_ratio or burst, burst)
+    shape = np.broadcast(*[t for t, _code in times]).shape
+    # The power-limited ops stacked (op x point), so each bisection step is a few array operations.
+    held = [i for i, on in enumerate(limited) if np.any(on)]
+    seconds = np.stack([np.broadcast_to(np.where(limited[i], times[i][0] * counted[i].count, 0.0), shape) for i in held])
+    ratio = np.stack([np.broadcast_to(ratios[i], shape) for i in held])
+    is_gemm = np.array([counted[i].op.op_class == GEMM for i in held]).reshape((-1,) + (1,) * len(shape))
 
-    def speed(c, r, x):  # an op's rate at clock x over its rate alone at the limit
-        return np.minimum(x, burst) if c.op.op_class == GEMM else x / r
+    def speed(x, r, gemm):  # an op's rate at clock x over its rate alone at the limit
+        return np.where(gemm, np.minimum(x, burst), x / r)
 
     def excess(x):  # energy above the limit's share at clock x, in units of (limit - idle) seconds
-        total = -spare
-        for c, (t, _code), on, r in zip(counted, times, limited, ratios):
-            total = total + np.where(on, t * c.count / speed(c, r, x) * ((x / r) ** DYNAMIC_POWER_EXPONENT - 1.0), 0.0)
-        return total
+        return (seconds / speed(x, ratio, is_gemm) * ((x / ratio) ** DYNAMIC_POWER_EXPONENT - 1.0)).sum(axis=0) - spare
 
-    shape = np.broadcast(*[t for t, _code in times]).shape
     lo, hi = np.full(shape, 1e-3), np.full(shape, float(top))
     capped = excess(hi) > 0
-    for _ in range(60):
+    for _ in range(BISECTION_STEPS):
         mid = 0.5 * (lo + hi)
         high = excess(mid) > 0
         hi, lo = np.where(high, mid, hi), np.where(high, lo, mid)
     x = np.where(capped, 0.5 * (lo + hi), top)
-    return [np.where(on, 1.0 / speed(c, r, x), 1.0) for c, on, r in zip(counted, limited, ratios)]
+    return [np.where(on, 1.0 / speed(x, r, c.op.op_class == GEMM), 1.0) for c, on, r in zip(counted, limited, ratios)]
+
+
+def scaled_seconds(counted: list, times: list, scales: list) -> np.ndarray:
+    """A sequence's seconds with each op's calibrated time scaled as clock_scales gives."""
+    return sum(t * c.count * s for c, (t, _code), s in zip(counted, times, scales))
 
 
 def power_capped_s(counted: list, times: list, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
     """(seconds, GEMM speedup) of a sequence of ops at the shared clock (clock_scales): the sum of each
     op's time in the sequence, and how much faster than alone its compute-bound GEMMs run."""
     scales = clock_scales(counted, times, ceil)
-    seconds = sum(t * c.count * s for c, (t, _code), s in zip(counted, times, scales))
+    seconds = scaled_seconds(counted, times, scales)
     speedup = np.ones(np.shape(seconds))
     for c, s in zip(counted, scales):
         if c.op.op_class == GEMM:
@@ -629,8 +641,7 @@ def sustained_s(seconds, counted: list, times: list, ceil: Ceilings, call_s=None
 
 def op_ceiling(op: Op, ceil: Ceilings) -> ClassCeiling:
     """The ceilings an op runs at: its kernel family's where calibrated, else its class's."""
-    family = op.shape.get("family") if op.shape else None
-    return ceil.classes.get(family) or ceil.classes[op.op_class]
+    return by_family(op, ceil.classes, None)
 
 
 def op_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from analytic.calibration import Calibration, resolve
 from analytic.composition import CountedOp, model_ops
 from analytic.costs import PHASES, layer_ops
 from analytic.efficiency import (BOUND_LABELS, Ceilings, ceilings, clock_scales, graph_step_s, host_time,
-                                 power_capped_s, power_limited, step_op_times, sustained_s)
+                                 power_capped_s, power_limited, scaled_seconds, step_op_times, sustained_s)
 from analytic.hardware import get_gpu
 from analytic.memory import memory_footprint
 from models.registry import BUILTIN_LAYERS, get_layer, get_model
@@ -180,17 +180,16 @@ def breakdown(target, phase: str, batch: int, seqlen: int, gpu: str = "h100",
     ops = counted_ops(kind, spec, phase, b, L)
     times = step_op_times(ops, ceil)
     # Power-limited kernels share the board's power and clock with the rest (efficiency.clock_scales).
-    total, _speedup = power_capped_s(ops, times, ceil)
     scales = clock_scales(ops, times, ceil)
+    total = scaled_seconds(ops, times, scales)
     slowed, _slowdown = sustained_s(total, ops, times, ceil)
     rows, limited = [], []
     for c, (t, bound), scale in zip(ops, times, scales):
-        faster = 1.0 / float(np.ravel(scale)[0])
         limited.append(bool(power_limited(c.op, bound, ceil)[0]))
         rows.append({"name": name, "group": c.group, "op": c.op.name, "op_class": c.op.op_class,
                      "count": c.count, "kernels": c.op.kernels * c.count,
                      "flops": float(c.op.flops[0]) * c.count, "bytes": float(c.op.bytes_[0]) * c.count,
-                     "time_ms": float(t[0]) * c.count * 1e3 / faster, "bound": BOUND_LABELS[int(bound[0])]})
+                     "time_ms": float(t[0] * np.ravel(scale)[0]) * c.count * 1e3, "bound": BOUND_LABELS[int(bound[0])]})
     # A long point's power-limited ops run slower (efficiency.sustained_s): they carry the difference.
     limited_ms = sum(row["time_ms"] for row, on in zip(rows, limited) if on)
     if limited_ms > 0:
