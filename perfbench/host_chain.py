@@ -17,7 +17,8 @@ import statistics
 import time
 
 from models.registry import BUILTIN_LAYERS
-from perfbench.errors import PerfbenchError, exception_line
+from perfbench.errors import exception_line
+from perfbench.lease_pool import check_same_gpu, measured_at
 from perfbench.timing import TimingOptions, measure
 
 HOST_TOKENS = 64  # a prompt so short that the GPU work hides under the host's launch chain
@@ -110,21 +111,15 @@ def pooled_host_figures(data: dict, others: dict[str, dict]) -> dict:
     pooled = {key: _samples_of(data, key) for key in launch if is_host_figure(key)}
     used = []
     for name, other in others.items():
-        if other.get("gpu") != data.get("gpu"):
-            raise PerfbenchError(f"{name}: calibration of {other.get('gpu')!r}, not {data.get('gpu')!r}")
-        used.append(_host_measured(other) or name)
+        check_same_gpu(name, data, other)
+        used.append(measured_at(other, "host") or name)
         for key in pooled:
             pooled[key].extend(_samples_of(other, key))
     launch.update(host_figures(pooled))
     samples = {key: values for key, values in pooled.items() if key.startswith(("host/", "host_wall/"))}
     provenance = {**{k: v for k, v in data.get("provenance", {}).items() if k not in HOST_PROVENANCE},
-                  "host_figures_pooled_from": [_host_measured(data)] + used}
+                  "host_figures_pooled_from": [measured_at(data, "host")] + used}
     return {**data, "launch": launch, "host_samples": samples, "provenance": provenance}
-
-
-def _host_measured(data: dict) -> str | None:
-    """When a file's host figures were measured: its `--remeasure host`, else its creation."""
-    return data.get("provenance", {}).get("remeasured", {}).get("host", {}).get("created") or data.get("created")
 
 
 def _samples_of(data: dict, key: str) -> list[float]:

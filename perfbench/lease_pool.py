@@ -18,22 +18,38 @@ import statistics
 from perfbench.errors import PerfbenchError
 
 
+def measured_at(data: dict, section: str) -> str | None:
+    """When a file's `section` was measured: its `--remeasure section`, else the file's creation."""
+    return data.get("provenance", {}).get("remeasured", {}).get(section, {}).get("created") or data.get("created")
+
+
+def check_same_gpu(name: str, data: dict, other: dict) -> None:
+    """Only one GPU kind's figures pool: refuse another's with one line."""
+    if other.get("gpu") != data.get("gpu"):
+        raise PerfbenchError(f"{name}: calibration of {other.get('gpu')!r}, not {data.get('gpu')!r}")
+
+
+def _sources(data: dict, section: str, pooled_key: str) -> list:
+    """The leases or runs whose `section` a file holds: those it was pooled from, else its own."""
+    return list(data.get("provenance", {}).get(pooled_key) or [measured_at(data, section)])
+
+
+def _add_sources(name: str, data: dict, other: dict, section: str, pooled_key: str, sources: list) -> None:
+    """Append `other`'s sources to `sources`, refusing another GPU kind's file or one already pooled."""
+    check_same_gpu(name, data, other)
+    already = sorted(set(_sources(other, section, pooled_key)) & set(sources), key=str)
+    if already:
+        what = {"gemm": "GEMM grid", "power": "power figures"}.get(section, section)
+        raise PerfbenchError(f"{name}: already in the pool (its {what} of {', '.join(map(str, already))})")
+    sources.extend(_sources(other, section, pooled_key))
+
+
 def _key(entry: dict) -> tuple[int, int, int]:
     return int(entry["m"]), int(entry["n"]), int(entry["k"])
 
 
 def _lease_times(entry: dict) -> list[float]:
     return [float(t) for t in entry.get("lease_times_s") or [entry["time_s"]]]
-
-
-def _grid_measured(data: dict) -> str | None:
-    """When a file's GEMM grid was measured: its `--remeasure gemm`, else its creation."""
-    return data.get("provenance", {}).get("remeasured", {}).get("gemm", {}).get("created") or data.get("created")
-
-
-def _leases(data: dict) -> list:
-    """The leases whose grids a file holds: those it was pooled from, else its own."""
-    return data.get("provenance", {}).get("gemm_pooled_from") or [_grid_measured(data)]
 
 
 def pooled_gemm_grid(data: dict, others: dict[str, dict]) -> dict:
@@ -43,14 +59,9 @@ def pooled_gemm_grid(data: dict, others: dict[str, dict]) -> dict:
     from perfbench.calibrate import gemm_peak
 
     times = {_key(e): _lease_times(e) for e in data["gemm"]}
-    leases = list(_leases(data))
+    leases = _sources(data, "gemm", "gemm_pooled_from")
     for name, other in others.items():
-        if other.get("gpu") != data.get("gpu"):
-            raise PerfbenchError(f"{name}: calibration of {other.get('gpu')!r}, not {data.get('gpu')!r}")
-        already = sorted(set(_leases(other)) & set(leases))
-        if already:
-            raise PerfbenchError(f"{name}: its GEMM grid ({', '.join(map(str, already))}) is already in the pool")
-        leases.extend(_leases(other))
+        _add_sources(name, data, other, "gemm", "gemm_pooled_from", leases)
         for entry in other.get("gemm", []):
             if _key(entry) in times:
                 times[_key(entry)].extend(_lease_times(entry))
@@ -59,27 +70,19 @@ def pooled_gemm_grid(data: dict, others: dict[str, dict]) -> dict:
     return {**data, "gemm": grid, "gemm_peak_flops": gemm_peak(grid), "provenance": provenance}
 
 
-def _power_measured(data: dict) -> str | None:
-    return data.get("provenance", {}).get("remeasured", {}).get("power", {}).get("created") or data.get("created")
-
-
 def pooled_power(data: dict, others: dict[str, dict]) -> dict:
     """`data` with each power figure the median over its runs in `data` and the `others` calibrations of
     the same GPU kind (`power_samples` keeps every run's value; figures only some runs have keep those)."""
     samples = {k: [float(v) for v in data.get("power_samples", {}).get(k) or [data["power"][k]]]
                for k in data.get("power", {})}
-    runs = list(data.get("provenance", {}).get("power_pooled_from") or [_power_measured(data)])
+    runs = _sources(data, "power", "power_pooled_from")
     for name, other in others.items():
-        if other.get("gpu") != data.get("gpu"):
-            raise PerfbenchError(f"{name}: calibration of {other.get('gpu')!r}, not {data.get('gpu')!r}")
         if not other.get("power"):
             raise PerfbenchError(f"{name}: no power figures to pool")
-        if _power_measured(other) in runs:
-            raise PerfbenchError(f"{name}: its power figures ({_power_measured(other)}) are already in the pool")
-        runs.append(_power_measured(other))
+        _add_sources(name, data, other, "power", "power_pooled_from", runs)
         for key, value in other["power"].items():
             if key in samples:
-                samples[key].append(float(value))
+                samples[key].extend([float(v) for v in other.get("power_samples", {}).get(key) or [value]])
     power = {key: statistics.median(values) for key, values in samples.items()}
     provenance = {**data.get("provenance", {}), "power_pooled_from": runs}
     return {**data, "power": power, "power_samples": samples, "provenance": provenance}

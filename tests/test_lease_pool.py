@@ -54,6 +54,12 @@ def test_power_figures_are_the_median_over_runs():
     assert out["power_samples"]["elementwise_w"] == [461.0, 497.0, 480.0]
     assert out["provenance"]["power_pooled_from"] == ["t1", "t2", "t3"]
     from_dict(out)
+    # A pooled file pooled again brings every run's value, not its median, and its runs count as pooled.
+    again = pooled_power(_lease("t4", 1.0, elementwise_w=500.0), {"out.json": out})
+    assert again["power_samples"]["elementwise_w"] == [500.0, 461.0, 497.0, 480.0]
+    assert again["power"]["elementwise_w"] == pytest.approx(488.5)
+    with pytest.raises(PerfbenchError, match="already in the pool"):
+        pooled_power(_lease("t2", 1.0), {"out.json": out})
 
 
 def test_calibrate_pools_from_the_command_line(tmp_path):
