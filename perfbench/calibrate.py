@@ -43,7 +43,7 @@ from perfbench.host_chain import host_figures, measure_layer_host, with_host_sam
 from perfbench.step_overhead import fit_step_overhead, measure_step_overhead
 from perfbench.sustained_clock import measure_sustained
 from perfbench.unaligned_gemm import measure_unaligned_gemms
-from perfbench.timing import TimingOptions, measure
+from perfbench.timing import TimingOptions, l2_flusher, measure
 
 M_GRID = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 GENERIC_NK = ((1024, 1024), (2048, 2048), (4096, 4096), (8192, 8192), (3072, 1024), (1024, 3072))
@@ -342,11 +342,11 @@ def measure_gemms(torch, timer: Timer, log, mem_budget_bytes: float, ridge: floa
 
 # Even lengths (a multiple of the chunk their thread configuration walks) take the vectorised
 # loads; the others the slower uneven path. Both cover 1 to 16 chunks per block.
-ADD_NORM_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384, 65536)  # decode batches to prefill tokens
-ADD_NORM_COLD_ROWS = 256  # up to this many rows (decode batches) the norm is timed with its inputs out of L2
 SCAN_EVEN_LENGTHS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 SCAN_UNEVEN_LENGTHS = (200, 384, 768, 1536, 3000, 6000, 12000, 24000)
 SCAN_BATCHES = (1, 3, 6, 12, 24, 48, 96, 192, 384, 768, 1536, 3072)
+ADD_NORM_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384, 65536)  # decode batches to prefill tokens
+ADD_NORM_COLD_ROWS = 256  # up to this many rows (decode batches) the norm is timed with its inputs out of L2
 
 
 def scan_sizes(min_tokens: int = 2500, max_tokens: int = 300_000) -> list[tuple[int, int]]:
@@ -608,8 +608,9 @@ def measure_kernels(torch, timer: Timer, log, only: set[str] | None = None) -> d
         """The models' fused residual add + RMSNorm (models.stack.AddNorm: mamba_ssm's Triton layer_norm_fn,
         prenorm) over decode-step to prefill row counts of the 8B width. In a decode step each block's
         norm finds its inputs and weight evicted by the layer before (its weights stream through L2), and
-        the kernel's few programs wait on HBM latency: so up to ADD_NORM_COLD_ROWS rows it is timed after
-        an L2-evicting copy, minus the copy alone (H200: 1.7 us warm at 1 row, 4.4 us in a mamba-8b step)."""
+        the kernel's few programs wait on HBM latency: so up to ADD_NORM_COLD_ROWS rows it is timed right
+        after the harness's L2 flush (timing.l2_flusher), minus the flush alone (H200: 1.7 us warm at
+        1 row, 4.4 us in a mamba-8b step)."""
         import numpy as np
         from mamba_ssm.ops.triton.layer_norm import layer_norm_fn
 
@@ -617,9 +618,7 @@ def measure_kernels(torch, timer: Timer, log, only: set[str] | None = None) -> d
 
         d = BUILTIN_LAYERS["mlp"].d_model
         weight = torch.ones(d, device="cuda", dtype=torch.bfloat16)
-        flush_src = torch.empty(int(ROTATE_BYTES) // 2, device="cuda", dtype=torch.uint8)
-        flush_dst = torch.empty_like(flush_src)
-        evict = lambda: flush_dst.copy_(flush_src)  # noqa: E731
+        evict = l2_flusher(torch.cuda.get_device_properties(0).L2_cache_size)
         evict_s = None
         for rows in ADD_NORM_ROWS:
             x, residual = _randn(torch, rows, d), _randn(torch, rows, d)
@@ -634,7 +633,7 @@ def measure_kernels(torch, timer: Timer, log, only: set[str] | None = None) -> d
             add(ADD_NORM, {"class": ELEMENTWISE, "family": ADD_NORM, "name": "add_rmsnorm", "rows": rows,
                            "cold": rows <= ADD_NORM_COLD_ROWS, "flops": float(op.flops[0]),
                            "bytes": float(op.bytes_[0]), "kernels": 1, "time_s": t})
-        del flush_src, flush_dst
+        del evict
         log(f"  add_norm: {len(samples[ADD_NORM])} samples, {samples[ADD_NORM][0]['time_s'] * 1e6:.2f} us at 1 row (cold)")
 
     check_kernel_families(only or ())
