@@ -158,3 +158,24 @@ def test_power_figures_carry_the_clock_each_family_gets_at_the_limit(torch):
     gpu = gpu_key_from_name(torch.cuda.get_device_properties(0).name)
     if gpu in ("h100", "h200"):
         from_dict({**read_calibration_data(bundled_path(gpu)), "power": power})
+
+
+def test_add_norm_is_timed_cold_at_decode_rows_and_fits_its_family(torch):
+    """The models' fused add+RMSNorm on this GPU: one sample per ADD_NORM_ROWS entry, the decode-size
+    ones timed after an L2 flush (a few us, HBM latency), the largest memory-bound, and a valid file."""
+    from analytic.calibration import bundled_path, from_dict, read_calibration_data
+    from analytic.hardware import gpu_key_from_name
+    from perfbench.calibrate import ADD_NORM_COLD_ROWS, ADD_NORM_ROWS, Timer, measure_kernels
+
+    pytest.importorskip("mamba_ssm")
+    kernels = measure_kernels(torch, Timer(torch), log=lambda *_: None, only={"add_norm"})
+    assert not kernels["failures"]
+    samples = kernels["samples"]["add_norm"]
+    assert [s["rows"] for s in samples] == list(ADD_NORM_ROWS)
+    assert all(s["cold"] == (s["rows"] <= ADD_NORM_COLD_ROWS) for s in samples)
+    assert 0.5e-6 < samples[0]["time_s"] < 20e-6
+    assert samples[-1]["time_s"] > 20 * samples[0]["time_s"]  # 65536 rows stream 2 GB
+    gpu = gpu_key_from_name(torch.cuda.get_device_properties(0).name)
+    if gpu in ("h100", "h200"):
+        data = read_calibration_data(bundled_path(gpu))
+        from_dict({**data, "samples": {**data["samples"], **kernels["samples"]}})
