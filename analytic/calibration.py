@@ -28,6 +28,9 @@ the cost model. JSON, versioned, with provenance. Fields:
                              tokens out as a leading dimension (analytic.ops.LD_LAYOUTS: Mamba-1's in_proj,
                              dt_proj and out_proj, all at B*L), 16-byte aligned (the baseline) and not
                              (cuBLAS then runs slower kernels)
+    gemm_relu_input          optional list of {m, n, k, dense_s, relu_s}: bf16 GEMMs whose input is a ReLU's
+                             output (the MLP's fc2), power-capped on the grid's dense input and on a squared
+                             ReLU's half-zero one (perfbench/relu_input_gemm.py)
     step                     optional {base_s, kernel_s, cold_kernel_s, samples}: what a decode step's CUDA
                              graph adds to its kernels' calibrated times when the GPU is the bottleneck
                              (perfbench/step_overhead.py; samples: {chain, kernels, cold_kernels, sum_s, step_s})
@@ -77,6 +80,7 @@ class Calibration:
     writeback: dict = field(default_factory=dict)
     step: dict = field(default_factory=dict)
     gemm_unaligned: tuple = ()  # of (m, n, k, layout, align_bytes, time_s)
+    gemm_relu_input: tuple = ()  # of (m, n, k, dense_s, relu_s)
     sustained: dict = field(default_factory=dict)  # {elapsed_s: [...], slowdown: [...], call_s}
 
     def to_dict(self) -> dict:
@@ -93,6 +97,8 @@ class Calibration:
             **({"gemm_unaligned": [dict(m=m, n=n, k=k, layout=lay, align_bytes=a, time_s=t)
                                    for m, n, k, lay, a, t in self.gemm_unaligned]}
                if self.gemm_unaligned else {}),
+            **({"gemm_relu_input": [dict(m=m, n=n, k=k, dense_s=d, relu_s=r) for m, n, k, d, r in self.gemm_relu_input]}
+               if self.gemm_relu_input else {}),
             **({"sustained": self.sustained} if self.sustained else {}),
         }
 
@@ -137,6 +143,8 @@ def from_dict(data: dict, source: str = "") -> Calibration:
         gemm = tuple((float(g["m"]), int(g["n"]), int(g["k"]), float(g["time_s"])) for g in data["gemm"])
         unaligned = tuple((float(g["m"]), int(g["n"]), int(g["k"]), str(g.get("layout", "out")), int(g["align_bytes"]),
                            float(g["time_s"])) for g in data.get("gemm_unaligned", []))
+        relu_input = tuple((float(g["m"]), int(g["n"]), int(g["k"]), float(g["dense_s"]), float(g["relu_s"]))
+                           for g in data.get("gemm_relu_input", []))
         power = {str(k): float(v) for k, v in data.get("power", {}).items()}
         launch = {k: float(v) for k, v in data["launch"].items()}
         copy_bw, peak = float(data["copy_bandwidth_bytes_s"]), float(data["gemm_peak_flops"])
@@ -155,7 +163,8 @@ def from_dict(data: dict, source: str = "") -> Calibration:
                          **({"call_s": float(sustained["call_s"])} if "call_s" in sustained else {})}
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CalibrationError(f"{where}: malformed field ({type(exc).__name__}: {exc})".splitlines()[0]) from None
-    if copy_bw <= 0 or peak <= 0 or any(t <= 0 for *_, t in gemm + unaligned):
+    if (copy_bw <= 0 or peak <= 0 or any(t <= 0 for *_, t in gemm + unaligned)
+            or any(min(m, d, r) <= 0 for m, _n, _k, d, r in relu_input)):
         raise CalibrationError(f"{where}: ceilings and times must be positive")
     if any(v <= 0 for v in power.values()):
         raise CalibrationError(f"{where}: power figures must be positive")
@@ -187,7 +196,7 @@ def from_dict(data: dict, source: str = "") -> Calibration:
                        launch=launch, op_classes=op_classes, created=str(data.get("created", "")),
                        provenance=provenance, samples=samples, allreduce=allreduce, source=source,
                        power=power, writeback=writeback, step=step, gemm_unaligned=unaligned,
-                       sustained=sustained)
+                       gemm_relu_input=relu_input, sustained=sustained)
 
 
 def read_calibration_data(path: Path) -> dict:

@@ -94,6 +94,7 @@ class Ceilings:
     step_kernel_s: float = 0.0  # each kernel past the first two, its inputs still in L2
     step_cold_kernel_s: float = 0.0  # each kernel past the first two that touches a tensor living across steps
     gemm_unaligned: dict = field(default_factory=dict)  # (n, k, layout, alignment bytes) -> (log m, log time / aligned)
+    gemm_relu_input: dict = field(default_factory=dict)  # (n, k) -> (log m, log time on a ReLU's output / dense)
     sustained: tuple = ()  # (elapsed s, slowdown) arrays: compute-bound work the longer a point runs
     class_clock_ratio: dict = field(default_factory=dict)  # op class -> its SM clock alone / a GEMM's, both at the limit
     max_clock_ratio: float = 0.0  # the board's top SM clock / a GEMM's at the limit (0: gemm_burst_speedup)
@@ -146,7 +147,35 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
         clocks = {c: float(power[f"{c}_clock_hz"]) for c in OP_CLASSES + FAMILIES if f"{c}_clock_hz" in power}
         ceil = replace(ceil, class_clock_ratio={c: hz / gemm_clock for c, hz in clocks.items() if c != GEMM},
                        max_clock_ratio=max(clocks.values()) / gemm_clock)
+    if cal.gemm_relu_input:
+        ceil = replace(ceil, gemm_relu_input=_relu_input_ratios(cal.gemm_relu_input))
     return replace(ceil, gemm_unaligned=_unaligned_ratios(cal.gemm_unaligned, ceil)) if cal.gemm_unaligned else ceil
+
+
+def _relu_input_ratios(samples) -> dict:
+    """Per (N, K): log M and the log of the time on a ReLU's output over the time on dense input, never
+    above 0 (zeros cannot draw more power than random values; a sample above is the board's noise)."""
+    out: dict = {}
+    for m, n, k, dense_s, relu_s in sorted(samples):
+        out.setdefault((n, k), ([], []))
+        out[(n, k)][0].append(np.log(m))
+        out[(n, k)][1].append(min(0.0, np.log(relu_s / dense_s)))
+    return {key: (np.array(ms), np.array(rs)) for key, (ms, rs) in out.items()}
+
+
+def relu_input_ratio(op: Op, code: np.ndarray, ceil: Ceilings) -> np.ndarray:
+    """How much less time a GEMM fed a ReLU's output takes than on dense input, as it holds the power
+    limit (burstable_gemm): the measured ratio of the nearest shape in N x K, interpolated over log M and
+    held at the ends. 1 for other GEMMs, weight-streaming ones (zeros save power, not bytes) and where
+    unmeasured (perfbench/relu_input_gemm.py)."""
+    ones = np.ones(np.shape(code))
+    if not (ceil.gemm_relu_input and op.op_class == GEMM and op.shape.get("relu_input")):
+        return ones
+    n, k = op.shape["n"], op.shape["k"]
+    near = min(ceil.gemm_relu_input, key=lambda key: (abs(np.log(key[0] * key[1] / (n * k))), key))
+    log_m, log_r = ceil.gemm_relu_input[near]
+    r = np.exp(np.interp(np.log(np.maximum(op.shape["m"], 1.0)), log_m, log_r))
+    return np.where(burstable_gemm(op, code), r, ones)
 
 
 def _unaligned_ratios(samples, ceil: Ceilings) -> dict:
@@ -240,7 +269,8 @@ def _gemm_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
         if ceil.gemm_unaligned and "ld_alignment" in op.shape:
             t = t * unaligned_ratio(m, n, k, op.shape["ld_layout"], op.shape["ld_alignment"], ceil)
         cmp_s = op.flops / ceil.gemm_peak_flops
-        return t, np.where(cmp_s > mem_s, COMPUTE, MEMORY)
+        code = np.where(cmp_s > mem_s, COMPUTE, MEMORY)
+        return t * relu_input_ratio(op, code, ceil), code
     if ceil.calibrated:
         # Tile and wave quantization: a partly filled tile or wave costs a full one.
         tiles = np.ceil(m / GEMM_TILE_M) * np.ceil(n / GEMM_TILE_N)
@@ -509,11 +539,12 @@ BISECTION_STEPS = 40  # the shared clock to 1.5 / 2^40 ~ 1e-12 of a GEMM's cappe
 
 
 def clock_ratio(op: Op, code: np.ndarray, ceil: Ceilings) -> np.ndarray:
-    """A power-limited op's SM clock alone at the limit over a compute-bound GEMM's (1 for GEMMs and
+    """A power-limited op's SM clock alone at the limit over a compute-bound GEMM's on dense input (1
     where unmeasured): FlashAttention's prefill draws less per cycle, so the limit lets it run faster
-    (H100: 1785-1815 against 1410-1425 MHz; H200: 1890-1920 against 1500-1508 MHz)."""
+    (H100: 1785-1815 against 1410-1425 MHz; H200: 1890-1920 against 1500-1508 MHz), and so does a GEMM
+    fed a ReLU's half-zero output, by the inverse of its time ratio (relu_input_ratio: same cycles)."""
     if op.op_class == GEMM:
-        return np.ones(np.shape(code))
+        return 1.0 / relu_input_ratio(op, code, ceil)
     return np.full(np.shape(code), float(by_family(op, ceil.class_clock_ratio, 1.0)))
 
 
@@ -531,7 +562,7 @@ def clock_scales(counted: list, times: list, ceil: Ceilings) -> list:
     run. Those kernels (power_limited) are calibrated back to back at the limit, each at the clock it
     gets alone: r times a GEMM's (clock_ratio). In a sequence they share one clock x (in units of the
     GEMM's), set so the sequence's average power is the limit. A power-limited op then takes r / x of
-    its calibrated time (a GEMM at most gemm_burst_speedup faster: its rate between idle gaps) and
+    its calibrated time (a GEMM's clock at most gemm_burst_speedup: its rate between idle gaps) and
     draws idle + (limit - idle) (x / r)^a (a = DYNAMIC_POWER_EXPONENT); the other ops keep their
     calibrated time and measured power (op_power_w). Energy balance:
         sum_c t_c(x) ((x / r_c)^a - 1) = sum_o t_o (limit - P_o) / (limit - idle),
@@ -562,7 +593,7 @@ def clock_scales(counted: list, times: list, ceil: Ceilings) -> list:
     is_gemm = np.array([counted[i].op.op_class == GEMM for i in held]).reshape((-1,) + (1,) * len(shape))
 
     def speed(x, r, gemm):  # an op's rate at clock x over its rate alone at the limit
-        return np.where(gemm, np.minimum(x, burst), x / r)
+        return np.where(gemm, np.minimum(x, burst), x) / r
 
     def excess(x):  # energy above the limit's share at clock x, in units of (limit - idle) seconds
         return (seconds / speed(x, ratio, is_gemm) * ((x / ratio) ** DYNAMIC_POWER_EXPONENT - 1.0)).sum(axis=0) - spare

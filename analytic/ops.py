@@ -54,14 +54,16 @@ LD_LAYOUTS = (LD_OUT, LD_A_T)
 
 
 def gemm(name: str, m: np.ndarray, n: int, k: int, dtype_bytes: int = 2, kernels: int = 1,
-         ld: np.ndarray | None = None, ld_layout: str = LD_OUT) -> Op:
+         ld: np.ndarray | None = None, ld_layout: str = LD_OUT, relu_input: bool = False) -> Op:
     """C[M,N] = A[M,K] @ W[K,N]: 2MNK FLOPs; reads A and W once, writes C once.
     `ld`: elements of a leading dimension the call lays out from the tokens (`ld_layout` says how);
-    unless ld * dtype_bytes is a multiple of 16 cuBLAS runs slower kernels (`ld_alignment_bytes`)."""
+    unless ld * dtype_bytes is a multiple of 16 cuBLAS runs slower kernels (`ld_alignment_bytes`).
+    `relu_input`: A is a (squared) ReLU's output, half zeros, which draws less power at the limit
+    (perfbench/relu_input_gemm.py)."""
     m = np.asarray(m, dtype=np.float64)
     flops = 2.0 * m * n * k
     bytes_ = dtype_bytes * (m * k + float(n) * k + m * n)
-    shape = {"m": m, "n": n, "k": k}
+    shape = {"m": m, "n": n, "k": k, **({"relu_input": True} if relu_input else {})}
     if ld is not None:
         shape["ld_alignment"] = ld_alignment_bytes(np.broadcast_to(ld, m.shape), dtype_bytes)
         shape["ld_layout"] = ld_layout

@@ -40,6 +40,7 @@ from models.registry import BUILTIN_LAYERS, VOCAB
 from models.specs import SpecError
 from perfbench.errors import PerfbenchError, exception_line
 from perfbench.host_chain import host_figures, measure_layer_host, with_host_samples
+from perfbench.relu_input_gemm import measure_relu_input_gemms
 from perfbench.step_overhead import fit_step_overhead, measure_step_overhead
 from perfbench.sustained_clock import measure_sustained
 from perfbench.unaligned_gemm import measure_unaligned_gemms
@@ -377,10 +378,10 @@ KERNEL_FAMILIES = ("ssd", "selective_scan", "conv1d", "state_update", "attention
 
 
 # Measurements that fill their own section of the file (the GEMM grid, the power figures, the L2
-# write-back pairs, the decode-step chains, GEMMs with an unaligned leading dimension, the sustained
-# clock), re-measurable like the kernel families; and the layers' host chains ("host"), whose figures
+# write-back pairs, the decode-step chains, GEMMs with an unaligned leading dimension or a ReLU's output
+# as input, the sustained clock), re-measurable like the kernel families; and the layers' host chains ("host"), whose figures
 # go into `launch` and their windows into `host_samples` (perfbench/host_chain.py).
-SECTIONS = ("gemm", "power", "writeback", "step", "gemm_unaligned", "sustained")
+SECTIONS = ("gemm", "power", "writeback", "step", "gemm_unaligned", "gemm_relu_input", "sustained")
 REMEASURABLE = KERNEL_FAMILIES + SECTIONS + ("host",)
 
 
@@ -1011,7 +1012,8 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
     measure_section = {"gemm": lambda *a: measure_gemms(*a, mem_budget_bytes=0.5 * props.total_memory),
                        "power": lambda torch, timer, log: measure_power(torch, timer, PowerMeter(), log),
                        "writeback": measure_writeback, "step": measure_step_overhead,
-                       "gemm_unaligned": measure_unaligned_gemms, "sustained": measure_sustained}
+                       "gemm_unaligned": measure_unaligned_gemms, "gemm_relu_input": measure_relu_input_gemms,
+                       "sustained": measure_sustained}
     if "host" in families:  # the layers' launch chains: figures in `launch`, windows in `host_samples`
         samples = measure_layer_host(torch, log)
         if not samples:
@@ -1061,6 +1063,7 @@ def calibrate(log=print, skip_kernels: bool = False) -> dict:
     launch = measure_launch(torch, log)
     gemm = measure_gemms(torch, timer, log, mem_budget_bytes=0.5 * props.total_memory)
     gemm_unaligned = measure_unaligned_gemms(torch, timer, log)
+    gemm_relu_input = measure_relu_input_gemms(torch, timer, log)
     power = measure_power(torch, timer, PowerMeter(), log)
     writeback = measure_writeback(torch, timer, log)
     step = measure_step_overhead(torch, timer, log)
@@ -1076,7 +1079,7 @@ def calibrate(log=print, skip_kernels: bool = False) -> dict:
                        "total_memory_bytes": props.total_memory, "duration_s": time.perf_counter() - started,
                        "kernel_failures": kernels["failures"]},
         "copy_bandwidth_bytes_s": copy_bw, "copy_curve": copy_curve, "gemm_peak_flops": peak,
-        "gemm": gemm, "gemm_unaligned": gemm_unaligned, "launch": {**launch, **host_figures(host_samples)},
+        "gemm": gemm, "gemm_unaligned": gemm_unaligned, "gemm_relu_input": gemm_relu_input, "launch": {**launch, **host_figures(host_samples)},
         **({"host_samples": host_samples} if host_samples else {}),
         "op_classes": {}, "samples": kernels["samples"], **({"power": power} if power else {}),
         "writeback": writeback, "step": step, "sustained": sustained,

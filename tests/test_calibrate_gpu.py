@@ -107,6 +107,26 @@ def test_an_unaligned_leading_dimension_slows_mamba_in_proj(torch):
         from_dict({**read_calibration_data(bundled_path(gpu)), "gemm_unaligned": samples})
 
 
+def test_relu_input_gemms_time_both_inputs_into_a_valid_section(torch, monkeypatch):
+    """The MLP's fc2 on dense and on a squared-ReLU input, one compute-bound M, one round: both timed,
+    the input half zeros as the layer's, and the samples a valid calibration section."""
+    import perfbench.relu_input_gemm as relu_gemm
+    from analytic.calibration import bundled_path, from_dict, read_calibration_data
+    from analytic.hardware import gpu_key_from_name
+    from perfbench.calibrate import Timer
+
+    a = relu_gemm.relu_input(torch, 4096, 4096, 16384)
+    assert 0.45 < (a == 0).float().mean().item() < 0.55
+    monkeypatch.setattr(relu_gemm, "RELU_INPUT_M", (8192,))
+    monkeypatch.setattr(relu_gemm, "RELU_INPUT_ROUNDS", 1)
+    samples = relu_gemm.measure_relu_input_gemms(torch, Timer(torch), log=lambda *_: None)
+    assert [(s["m"], s["n"], s["k"]) for s in samples] == [(8192, 4096, 16384)]
+    assert samples[0]["dense_s"] > 0 and samples[0]["relu_s"] > 0
+    gpu = gpu_key_from_name(torch.cuda.get_device_properties(0).name)
+    if gpu in ("h100", "h200"):
+        assert from_dict({**read_calibration_data(bundled_path(gpu)), "gemm_relu_input": samples}).gemm_relu_input
+
+
 def test_a_gemm_held_at_the_limit_fits_a_valid_sustained_curve(torch):
     """The sustained-clock benchmark on this GPU: 8 s of one GEMM after a rest gives a curve that starts
     at 1, never falls, stays within a plausible clock loss, and is a valid calibration section."""

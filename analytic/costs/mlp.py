@@ -11,6 +11,8 @@ import numpy as np
 
 from analytic.ops import Op, elementwise, gemm
 
+ZERO_FOR_NEGATIVE = ("squared_relu", "relu")  # activations whose output is 0 wherever their input is < 0
+
 
 def _ops(spec, tokens: np.ndarray, e: int) -> list[Op]:
     f = spec.ffn_hidden
@@ -22,7 +24,8 @@ def _ops(spec, tokens: np.ndarray, e: int) -> list[Op]:
         ops.append(elementwise("squared_relu", tokens * 2 * f, tokens * 2 * f, 1.0, e, kernels=2))
     else:
         ops.append(elementwise(spec.activation, tokens * f, tokens * f, 8.0, e))
-    ops.append(gemm("fc2", tokens, spec.d_model, f, e))
+    # A ReLU-family activation leaves half of fc2's input zero (random weights; trained ones more).
+    ops.append(gemm("fc2", tokens, spec.d_model, f, e, relu_input=spec.activation in ZERO_FOR_NEGATIVE))
     return ops
 
 

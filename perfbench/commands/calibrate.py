@@ -21,7 +21,7 @@ def calibrate_command(
     remeasure: Optional[list[str]] = typer.Option(None, "--remeasure", help="with --refit: first re-measure these "
                                                   "kernel families on this GPU (e.g. attention_decode, or gemm: the GEMM grid, writeback: "
                                                   "the L2 write-back pairs, step: the decode-step graph chains, gemm_unaligned: GEMMs "
-                                                  "with an unaligned leading dimension, sustained: the clock a long point loses, host: the "
+                                                  "with an unaligned leading dimension, gemm_relu_input: GEMMs fed a ReLU's output, sustained: the clock a long point loses, host: the "
                                                   "layers' host launch chains; "
                                                   "comma-separated or repeated) and replace their samples"),
     host_from: Optional[list[Path]] = typer.Option(None, "--host-from", help="earlier calibration files of the same "
