@@ -165,15 +165,13 @@ def _relu_input_ratios(samples) -> dict:
 
 def relu_input_ratio(op: Op, code: np.ndarray, ceil: Ceilings) -> np.ndarray:
     """How much less time a GEMM fed a ReLU's output takes than on dense input, as it holds the power
-    limit (burstable_gemm): the measured ratio of the nearest shape in N x K, interpolated over log M and
-    held at the ends. 1 for other GEMMs, weight-streaming ones (zeros save power, not bytes) and where
-    unmeasured (perfbench/relu_input_gemm.py)."""
+    limit (burstable_gemm): the measured ratio of the nearest measured shape (nearest_gemm_shape),
+    interpolated over log M and held at the ends. 1 for other GEMMs, weight-streaming ones (zeros save
+    power, not bytes) and where unmeasured (perfbench/relu_input_gemm.py)."""
     ones = np.ones(np.shape(code))
     if not (ceil.gemm_relu_input and op.op_class == GEMM and op.shape.get("relu_input")):
         return ones
-    n, k = op.shape["n"], op.shape["k"]
-    near = min(ceil.gemm_relu_input, key=lambda key: (abs(np.log(key[0] * key[1] / (n * k))), key))
-    log_m, log_r = ceil.gemm_relu_input[near]
+    log_m, log_r = ceil.gemm_relu_input[nearest_gemm_shape(op.shape["n"], op.shape["k"], ceil.gemm_relu_input)]
     r = np.exp(np.interp(np.log(np.maximum(op.shape["m"], 1.0)), log_m, log_r))
     return np.where(burstable_gemm(op, code), r, ones)
 
