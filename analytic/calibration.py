@@ -37,9 +37,9 @@ the cost model. JSON, versioned, with provenance. Fields:
     sustained                optional {elapsed_s, slowdown, call_s}: how much slower a compute-bound GEMM
                              runs the longer it has held the board at its power limit, relative to the
                              state the GEMM grid is timed in (perfbench/sustained_clock.py)
-    host_samples             optional {"host/layer/phase" | "host_wall/layer/phase": [s, ...]}: every window
-                             of each layer's host launch chain; `launch` holds their median
-                             (perfbench/host_chain.py)
+    host_samples             optional {"host/name/phase" | "host_wall/name/phase": [s, ...]}: every window
+                             of each host launch chain (a layer's, the models' add + norm's, a built-in
+                             model's whole); `launch` holds their median (perfbench/host_chain.py)
 """
 
 from __future__ import annotations

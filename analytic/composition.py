@@ -18,6 +18,11 @@ from analytic.ops import ADD_NORM, Op, elementwise, gemm
 from models.specs import ModelSpec
 
 
+# The key of the fused add + norm's host launch chain in a calibration (`host/add_norm/prefill`, ...),
+# sampled beside the layers' chains (perfbench/host_chain.py).
+ADD_NORM_CHAIN = "add_norm"
+
+
 @dataclass(frozen=True)
 class CountedOp:
     group: str  # layer kind, "block", "embedding" or "head"

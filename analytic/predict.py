@@ -17,13 +17,14 @@ import numpy as np
 import pandas as pd
 
 from analytic.calibration import Calibration, resolve
-from analytic.composition import CountedOp, model_ops
+from analytic.composition import ADD_NORM_CHAIN, CountedOp, model_ops
 from analytic.costs import PHASES, layer_ops
 from analytic.efficiency import (BOUND_LABELS, Ceilings, ceilings, clock_scales, graph_step_s, host_time,
                                  power_capped_s, power_limited, scaled_seconds, step_op_times, sustained_s)
 from analytic.hardware import get_gpu
 from analytic.memory import memory_footprint
-from models.registry import BUILTIN_LAYERS, get_layer, get_model
+from analytic.ops import ADD_NORM
+from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS, PAPER_MODELS, get_layer, get_model
 from models.specs import ModelSpec, SpecError
 
 COLUMNS = ["target_kind", "name", "phase", "batch", "seqlen", "gpu", "calibrated", "mode", "tp",
@@ -71,25 +72,44 @@ def host_key(layer_spec) -> str:
     return layer_spec.kind
 
 
+def host_path(model: ModelSpec) -> tuple:
+    """What a model's host launch chain depends on: which layer paths run, in which order (not the
+    tensors' sizes): the context-length variants and a re-sized model share the paper model's."""
+    return model.pattern, tuple(host_key(layer) for layer in model.layers)
+
+
 def host_seconds(kind: str, spec, phase: str, ops: list[CountedOp], ceil: Ceilings) -> float:
     """Host launch chain of an eager step: each layer's calibrated Python path where measured
     (`perfbench calibrate` times each layer's host chain alone), else per-kernel launch costs.
 
     A layer timed alone (CUDA events around the call) shows only the host work between its first
     and last kernel; inside a model every layer's whole chain (wall clock) falls between the
-    model's first and last kernel. So layers use the first figure and models the second.
+    model's first and last kernel. So layers use the first figure and models the second. A built-in
+    model timed whole in the calibration (and any model on its Python path, `host_path`) takes that
+    chain, as a point is timed: its pieces' chains add up to only 0.7-0.9 of it.
     """
     layers = [spec] if kind == "layer" else list(spec.layers)
     primary, other = ((ceil.layer_host_s, ceil.layer_host_wall_s) if kind == "layer"
                       else (ceil.layer_host_wall_s, ceil.layer_host_s))
+    if kind == "model":  # a model with a calibrated whole chain on the same Python path takes it
+        for name in PAPER_MODELS:
+            whole = ceil.layer_host_s.get(f"{name}/{phase}", ceil.layer_host_wall_s.get(f"{name}/{phase}"))
+            if whole is not None and host_path(BUILTIN_MODELS[name]) == host_path(spec):
+                return whole
     measured = {}
     for layer in layers:
         key = f"{host_key(layer)}/{phase}"
         value = primary.get(key, other.get(key))
         if value is not None:
             measured[layer.kind] = measured.get(layer.kind, 0.0) + value
-    unmeasured = sum(host_time(c.op, ceil) * c.count for c in ops if c.group not in measured)
-    return sum(measured.values()) + unmeasured
+    # A model's fused add + norm (before each block and at the end): its own calibrated chain.
+    norm_key = f"{ADD_NORM_CHAIN}/{phase}"
+    add_norm_s = primary.get(norm_key, other.get(norm_key))
+    is_norm = [add_norm_s is not None and c.op.shape.get("family") == ADD_NORM for c in ops]
+    norms = sum(c.count for c, norm in zip(ops, is_norm) if norm) * (add_norm_s or 0.0)
+    unmeasured = sum(host_time(c.op, ceil) * c.count for c, norm in zip(ops, is_norm)
+                     if c.group not in measured and not norm)
+    return sum(measured.values()) + norms + unmeasured
 
 
 def _layer_memory(spec, phase: str, b: np.ndarray, L: np.ndarray) -> np.ndarray:

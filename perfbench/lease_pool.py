@@ -29,19 +29,19 @@ def check_same_gpu(name: str, data: dict, other: dict) -> None:
         raise PerfbenchError(f"{name}: calibration of {other.get('gpu')!r}, not {data.get('gpu')!r}")
 
 
-def _sources(data: dict, section: str, pooled_key: str) -> list:
+def pool_sources(data: dict, section: str, pooled_key: str) -> list:
     """The leases or runs whose `section` a file holds: those it was pooled from, else its own."""
     return list(data.get("provenance", {}).get(pooled_key) or [measured_at(data, section)])
 
 
-def _add_sources(name: str, data: dict, other: dict, section: str, pooled_key: str, sources: list) -> None:
+def add_pool_sources(name: str, data: dict, other: dict, section: str, pooled_key: str, sources: list) -> None:
     """Append `other`'s sources to `sources`, refusing another GPU kind's file or one already pooled."""
     check_same_gpu(name, data, other)
-    already = sorted(set(_sources(other, section, pooled_key)) & set(sources), key=str)
+    already = sorted(set(pool_sources(other, section, pooled_key)) & set(sources), key=str)
     if already:
         what = {"gemm": "GEMM grid", "power": "power figures"}.get(section, section)
         raise PerfbenchError(f"{name}: already in the pool (its {what} of {', '.join(map(str, already))})")
-    sources.extend(_sources(other, section, pooled_key))
+    sources.extend(pool_sources(other, section, pooled_key))
 
 
 def _key(entry: dict) -> tuple[int, int, int]:
@@ -59,9 +59,9 @@ def pooled_gemm_grid(data: dict, others: dict[str, dict]) -> dict:
     from perfbench.calibrate import gemm_peak
 
     times = {_key(e): _lease_times(e) for e in data["gemm"]}
-    leases = _sources(data, "gemm", "gemm_pooled_from")
+    leases = pool_sources(data, "gemm", "gemm_pooled_from")
     for name, other in others.items():
-        _add_sources(name, data, other, "gemm", "gemm_pooled_from", leases)
+        add_pool_sources(name, data, other, "gemm", "gemm_pooled_from", leases)
         for entry in other.get("gemm", []):
             if _key(entry) in times:
                 times[_key(entry)].extend(_lease_times(entry))
@@ -75,11 +75,11 @@ def pooled_power(data: dict, others: dict[str, dict]) -> dict:
     the same GPU kind (`power_samples` keeps every run's value; figures only some runs have keep those)."""
     samples = {k: [float(v) for v in data.get("power_samples", {}).get(k) or [data["power"][k]]]
                for k in data.get("power", {})}
-    runs = _sources(data, "power", "power_pooled_from")
+    runs = pool_sources(data, "power", "power_pooled_from")
     for name, other in others.items():
         if not other.get("power"):
             raise PerfbenchError(f"{name}: no power figures to pool")
-        _add_sources(name, data, other, "power", "power_pooled_from", runs)
+        add_pool_sources(name, data, other, "power", "power_pooled_from", runs)
         for key, value in other["power"].items():
             if key in samples:
                 samples[key].extend([float(v) for v in other.get("power_samples", {}).get(key) or [value]])

@@ -145,21 +145,34 @@ def test_a_gemm_held_at_the_limit_fits_a_valid_sustained_curve(torch):
 
 
 def test_host_chains_are_sampled_per_layer_path_and_the_median_is_kept(torch):
-    """measure_layer_host: every built-in layer path gets its windows, each a plausible chain (under
-    100 ms), and the model's figure is their median."""
+    """measure_layer_host: every built-in layer path and the models' add + norm get their windows, each
+    a plausible chain (under 100 ms), and the model's figure is their median."""
     import statistics
 
+    from analytic.composition import ADD_NORM_CHAIN
     from models.registry import BUILTIN_LAYERS
     from perfbench.host_chain import host_figures, measure_layer_host
 
     samples = measure_layer_host(torch, log=lambda *_: None, samples=3)
     assert set(samples) == {f"{kind}/{name}/{phase}" for kind in ("host", "host_wall")
-                            for name in BUILTIN_LAYERS for phase in ("prefill", "decode")}
+                            for name in (*BUILTIN_LAYERS, ADD_NORM_CHAIN) for phase in ("prefill", "decode")}
     assert all(len(v) == 3 and all(0 < s < 0.1 for s in v) for v in samples.values())
     figures = host_figures(samples)
     assert figures["host/mamba2/prefill"] == statistics.median(samples["host/mamba2/prefill"])
     # Mamba-2's Python path (Triton launchers, mamba_ssm's split conv/scan) outlasts the MLP's two GEMMs
     assert figures["host/mamba2/prefill"] > figures["host/mlp/prefill"]
+
+
+def test_built_in_models_host_chains_are_timed_whole(torch):
+    """measure_model_host: each paper model's prefill and eager decode chain, a plausible whole-model
+    chain (56-64 blocks: over 2 ms and under a second)."""
+    from models.registry import PAPER_MODELS
+    from perfbench.host_chain import measure_model_host
+
+    samples = measure_model_host(torch, log=lambda *_: None, samples=1)
+    assert set(samples) == {f"{kind}/{name}/{phase}" for kind in ("host", "host_wall")
+                            for name in PAPER_MODELS for phase in ("prefill", "decode")}
+    assert all(len(v) == 1 and 2e-3 < v[0] < 1.0 for v in samples.values())
 
 
 def test_power_figures_carry_the_clock_each_family_gets_at_the_limit(torch):

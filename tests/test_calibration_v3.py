@@ -101,6 +101,15 @@ def test_host_figures_pool_every_lease_sample_and_keep_device_figures():
         pooled_host_figures(slow, {"x.json": _cal("x", gpu="h200")})
 
 
+def test_host_figures_pooled_with_an_earlier_pool_name_all_its_leases_and_refuse_a_lease_twice():
+    earlier = _cal("a")
+    earlier["provenance"] = {"host_figures_pooled_from": ["a", "z"]}
+    out = pooled_host_figures(_cal("b"), {"bundled.json": earlier})
+    assert out["provenance"]["host_figures_pooled_from"] == ["b", "a", "z"]
+    with pytest.raises(PerfbenchError, match="already in the pool"):
+        pooled_host_figures(_cal("z"), {"bundled.json": earlier})
+
+
 def test_a_remeasured_lease_replaces_the_host_chains_and_forgets_earlier_leases():
     old = _cal("a", **{"host_wall/mamba2/prefill": 1.2e-3})
     old["provenance"] = {"torch": "2.11", "host_figures_pooled_from": ["a", "z"]}

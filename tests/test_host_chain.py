@@ -33,6 +33,50 @@ def test_a_model_counts_each_layers_whole_host_chain():
     assert t_slow - t_fast == pytest.approx(28 * 3.0, rel=0.02)
 
 
+def test_a_model_counts_its_add_norm_chain_once_per_block_and_once_at_the_end():
+    base = {"mamba2/prefill": 1e-3, "attention-mha/prefill": 1e-3, "attention/prefill": 1e-3, "mlp/prefill": 1e-3}
+    slow = _with_hosts(base, {**base, "add_norm/prefill": 3e-3})
+    fast = _with_hosts(base, {**base, "add_norm/prefill": 1e-3})
+    t_slow = predict("mamba2-hybrid-8b", "prefill", [1], [1], calibration=slow).time_ms[0]
+    t_fast = predict("mamba2-hybrid-8b", "prefill", [1], [1], calibration=fast).time_ms[0]
+    # 56 blocks and the final norm, 2 ms more host each, and the step is host-bound at one token.
+    assert t_slow - t_fast == pytest.approx(57 * 2.0, rel=0.02)
+    # A layer alone runs no add + norm.
+    assert (predict("mlp", "prefill", [1], [1], calibration=slow).time_ms[0]
+            == predict("mlp", "prefill", [1], [1], calibration=fast).time_ms[0])
+
+
+def test_without_an_add_norm_chain_a_model_charges_its_kernels_launches():
+    base = {"mamba2/prefill": 1e-3, "attention-mha/prefill": 1e-3, "attention/prefill": 1e-3, "mlp/prefill": 1e-3}
+    without = predict("mamba2-hybrid-8b", "prefill", [1], [1], calibration=_with_hosts(base, base)).time_ms[0]
+    tiny = predict("mamba2-hybrid-8b", "prefill", [1], [1],
+                   calibration=_with_hosts(base, {**base, "add_norm/prefill": 1e-9})).time_ms[0]
+    assert without > tiny  # the per-kernel launch cost, replaced by the (tiny) measured chain
+
+
+def test_a_built_in_model_timed_whole_takes_its_own_chain():
+    base = {"mamba2/prefill": 1e-3, "attention-mha/prefill": 1e-3, "attention/prefill": 1e-3, "mlp/prefill": 1e-3,
+            "add_norm/prefill": 1e-3}
+    cal = _with_hosts({"mamba2-8b/prefill": 0.25}, {**base, "mamba2-8b/prefill": 0.3})
+    # One token: host-bound, and the whole-model window (as a point is timed) is the chain.
+    assert predict("mamba2-8b", "prefill", [1], [1], calibration=cal).time_ms[0] == pytest.approx(250.0)
+    # Another model keeps the sum of its pieces: 56 blocks + the final norm here.
+    hybrid = predict("mamba2-hybrid-8b", "prefill", [1], [1], calibration=cal).time_ms[0]
+    assert hybrid == pytest.approx((56 + 57) * 1.0, rel=0.02)
+
+
+def test_a_model_on_another_python_path_does_not_borrow_a_built_in_chain():
+    from models.registry import BUILTIN_MODELS
+
+    base = {"mamba2/prefill": 1e-3, "add_norm/prefill": 1e-3}
+    cal = _with_hosts({"mamba2-8b/prefill": 0.25}, {**base, "mamba2-8b/prefill": 0.3})
+    shallow = dataclasses.replace(BUILTIN_MODELS["mamba2-8b"], pattern="M" * 8)  # same name, 8 blocks
+    t = predict(shallow, "prefill", [1], [1], calibration=cal).time_ms[0]
+    assert t == pytest.approx((8 + 9) * 1.0, rel=0.02)
+    # A context-length variant runs the paper model's Python: it takes the calibrated chain.
+    assert predict("mamba2-8b-32k", "prefill", [1], [1], calibration=cal).time_ms[0] == pytest.approx(250.0)
+
+
 def test_graph_decode_ignores_the_host_chain():
     a = predict("mlp", "decode", [1], [512], calibration=_with_hosts({"mlp/decode": 5e-3}, {}))
     b = predict("mlp", "decode", [1], [512], calibration=_with_hosts({"mlp/decode": 1e-6}, {}))
