@@ -82,8 +82,9 @@ class Ceilings:
     gemm_peak_flops: float
     graph_replay_s: float = 0.0  # once per CUDA-graph replay (a decode step): launch to first kernel
     graph_launch_period_s: float = 0.0  # shortest replay-to-replay period the host can launch
-    layer_host_s: dict = field(default_factory=dict)  # "layer/phase" -> host chain inside one call's window
-    layer_host_wall_s: dict = field(default_factory=dict)  # "layer/phase" -> whole host chain (wall clock)
+    layer_host_s: dict = field(default_factory=dict)  # "name/phase" -> host chain inside one call's window
+    layer_host_wall_s: dict = field(default_factory=dict)  # "name/phase" -> whole host chain (wall clock)
+    # (name: a layer's path, the models' add + norm, or a paper model timed whole; perfbench/host_chain.py)
     power_idle_w: float = 0.0  # board power with nothing running (0: no power model)
     power_limit_w: float = 0.0  # the power a big GEMM holds back to back (the limit, as enforced)
     gemm_burst_speedup: float = 1.0  # a big GEMM between idle gaps vs back to back at the limit

@@ -92,9 +92,10 @@ def host_seconds(kind: str, spec, phase: str, ops: list[CountedOp], ceil: Ceilin
     primary, other = ((ceil.layer_host_s, ceil.layer_host_wall_s) if kind == "layer"
                       else (ceil.layer_host_wall_s, ceil.layer_host_s))
     if kind == "model":  # a model with a calibrated whole chain on the same Python path takes it
+        path = host_path(spec)
         for name in PAPER_MODELS:
             whole = ceil.layer_host_s.get(f"{name}/{phase}", ceil.layer_host_wall_s.get(f"{name}/{phase}"))
-            if whole is not None and host_path(BUILTIN_MODELS[name]) == host_path(spec):
+            if whole is not None and host_path(BUILTIN_MODELS[name]) == path:
                 return whole
     measured = {}
     for layer in layers:

@@ -39,7 +39,7 @@ from analytic.ops import (ADD_NORM, ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWI
 from models.registry import BUILTIN_LAYERS, VOCAB
 from models.specs import SpecError
 from perfbench.errors import PerfbenchError, exception_line
-from perfbench.host_chain import host_figures, measure_layer_host, measure_model_host, with_host_samples
+from perfbench.host_chain import host_figures, measure_host_chains, with_host_samples
 from perfbench.relu_input_gemm import measure_relu_input_gemms
 from perfbench.step_overhead import fit_step_overhead, measure_step_overhead
 from perfbench.sustained_clock import measure_sustained
@@ -1015,7 +1015,7 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
                        "gemm_unaligned": measure_unaligned_gemms, "gemm_relu_input": measure_relu_input_gemms,
                        "sustained": measure_sustained}
     if "host" in families:  # the launch chains: figures in `launch`, windows in `host_samples`
-        samples = {**measure_layer_host(torch, log), **measure_model_host(torch, log)}
+        samples = measure_host_chains(torch, log)
         if not samples:
             raise PerfbenchError("re-measuring host gave nothing on this GPU, file left as it was")
         data = with_host_samples(data, samples)
@@ -1069,7 +1069,7 @@ def calibrate(log=print, skip_kernels: bool = False) -> dict:
     step = measure_step_overhead(torch, timer, log)
     sustained = measure_sustained(torch, timer, log)
     kernels = {"samples": {}, "failures": {}} if skip_kernels else measure_kernels(torch, timer, log)
-    host_samples = {} if skip_kernels else {**measure_layer_host(torch, log), **measure_model_host(torch, log)}
+    host_samples = {} if skip_kernels else measure_host_chains(torch, log)
     peak = gemm_peak(gemm)
     env = _versions(torch)
     data = {

@@ -45,6 +45,11 @@ def is_host_figure(key: str) -> bool:
     return key in HOST_FIGURES or key.startswith(("host/", "host_wall/"))
 
 
+def measure_host_chains(torch, log) -> dict[str, list[float]]:
+    """Every chain a calibration holds: the layers' and the add + norm's, then the paper models' whole."""
+    return {**measure_layer_host(torch, log), **measure_model_host(torch, log)}
+
+
 def measure_layer_host(torch, log, samples: int = HOST_SAMPLES) -> dict[str, list[float]]:
     """Each built-in layer's host chain and the models' add + norm's (`ADD_NORM_CHAIN`), `samples`
     windows each: `{"host/layer/phase": [s, ...], "host_wall/layer/phase": [s, ...]}`.

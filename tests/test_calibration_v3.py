@@ -164,3 +164,12 @@ def test_attention_decode_fit_recovers_a_known_kernel():
     fitted_ceil = dataclasses.replace(base, classes={**base.classes, ATTN_DECODE: got})
     for b, L in ((5, 5000), (40, 2500), (1, 20000)):
         assert _decode_attention(fitted_ceil, b, L) == pytest.approx(_decode_attention(known, b, L), rel=0.06)
+
+
+def test_a_calibration_holds_the_layer_and_the_whole_model_chains(monkeypatch):
+    import perfbench.host_chain as host_chain
+
+    monkeypatch.setattr(host_chain, "measure_layer_host", lambda torch, log: {"host/mlp/prefill": [1e-4]})
+    monkeypatch.setattr(host_chain, "measure_model_host", lambda torch, log: {"host/mamba2-8b/prefill": [0.1]})
+    assert host_chain.measure_host_chains(None, print) == {"host/mlp/prefill": [1e-4],
+                                                           "host/mamba2-8b/prefill": [0.1]}
