@@ -60,6 +60,14 @@ def test_dict_round_trip():
     assert from_dict(cal.to_dict()) == cal
 
 
+def test_a_saved_file_round_trips_and_is_compact(tmp_path):
+    cal = make_calibration()
+    path = cal.save(tmp_path / "sub" / "cal.json")
+    assert load_calibration(path) == dataclasses.replace(cal, source=str(path))
+    text = path.read_text()
+    assert text.count("\n") == 1 and ", " not in text and '": ' not in text  # one line, no padding
+
+
 # ---------------------------------------------------------------------------------------------
 # Validation
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from analytic.calibration import bundled_path, from_dict, read_calibration_data
+from analytic.calibration import bundled_path, from_dict, read_calibration_data, write_calibration_data
 
 
 def calibrate_command(
@@ -62,7 +61,6 @@ def calibrate_command(
     cal = from_dict(data, str(target))  # validate what we are about to write
     written = [target] + ([bundled_path(cal.gpu)] if install else [])
     for path in written:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=1) + "\n")
+        write_calibration_data(path, data)
     typer.echo(f"wrote {', '.join(str(p) for p in written)}")
 
