@@ -34,10 +34,10 @@ def calibrate_command(
                                                     "this file's"),
 ) -> None:
     """Microbenchmark copy bandwidth, the bf16 GEMM grid, SSM/attention kernels and launch cost."""
-    from perfbench.calibrate import calibrate, check_kernel_families, fit_calibration
-    from perfbench.lease_pool import pooled_gemm_grid, pooled_power
-    from perfbench.host_chain import pooled_host_figures
-    from perfbench.calibrate import remeasure as remeasure_families
+    from perfbench.calibration.host import pooled_host_figures
+    from perfbench.calibration.pooling import pooled_gemm_grid, pooled_power
+    from perfbench.calibration.run import calibrate, check_kernel_families, fit_calibration
+    from perfbench.calibration.run import remeasure as remeasure_families
     from perfbench.errors import PerfbenchError
 
     families = [f.strip() for item in remeasure or [] for f in item.split(",") if f.strip()]
