@@ -24,7 +24,7 @@ from analytic.efficiency import (BOUND_LABELS, Ceilings, ceilings, clock_scales,
 from analytic.hardware import get_gpu
 from analytic.memory import memory_footprint
 from analytic.ops import ADD_NORM
-from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS, PAPER_MODELS, get_layer, get_model
+from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS, PAPER_MODELS, Target, get_layer, get_model
 from models.specs import ModelSpec, SpecError
 
 COLUMNS = ["target_kind", "name", "phase", "batch", "seqlen", "gpu", "calibrated", "mode", "tp",
@@ -33,7 +33,9 @@ COLUMNS = ["target_kind", "name", "phase", "batch", "seqlen", "gpu", "calibrated
 
 
 def resolve_target(target) -> tuple[str, str, object]:
-    """('layer'|'model', name, spec) for a layer/model name or spec object."""
+    """('layer'|'model', name, spec) for a layer/model name, a spec object or a registry Target."""
+    if isinstance(target, Target):
+        return target.kind, target.name, target.spec
     if isinstance(target, ModelSpec):
         return "model", target.name, target
     if isinstance(target, str):

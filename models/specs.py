@@ -10,7 +10,7 @@ Each letter is one residual block with its own pre-norm.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Union
 
 
@@ -320,3 +320,50 @@ def parse_pattern(pattern: str) -> tuple[str, ...]:
         raise SpecError(f"layer pattern {pattern!r}: unknown letters {''.join(unknown)!r} "
                         f"(use m Mamba-1, M Mamba-2, * attention, - MLP)")
     return tuple(LETTERS[c] for c in pattern)
+
+
+# ----------------------------------------------------------------------------- typed fields
+
+_SCALAR_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def settable_fields(cls) -> dict[str, type]:
+    """The scalar init fields of a spec class with their Python types (what a file or `--set` may give)."""
+    out = {}
+    for f in fields(cls):
+        kind = _SCALAR_TYPES.get(str(f.type))
+        if f.init and kind is not None and f.name != "name":
+            out[f.name] = kind
+    return out
+
+
+def typed_value(cls, key: str, value, where: str):
+    """`value` checked against the field's type (an int is a float, a bool is not an int);
+    a one-line SpecError naming the field for an unknown key or a value of the wrong type."""
+    types = settable_fields(cls)
+    if key not in types:
+        raise SpecError(f"{where}: {cls.__name__} has no field {key!r} (fields: {', '.join(sorted(types))})")
+    want = types[key]
+    ok = (isinstance(value, bool) if want is bool else
+          isinstance(value, (int, float)) and not isinstance(value, bool) if want is float else
+          isinstance(value, want) and not isinstance(value, bool))
+    if not ok:
+        raise SpecError(f"{where}: {key} must be {want.__name__}, got {value!r}")
+    return float(value) if want is float else value
+
+
+def parse_value(cls, key: str, text: str, where: str):
+    """A `KEY=VALUE` text value parsed as the field's type (one-line SpecError if it is not one)."""
+    want = settable_fields(cls).get(key)
+    if want is None:
+        return typed_value(cls, key, text, where)  # raises: unknown field
+    try:
+        if want is bool:
+            low = text.strip().lower()
+            if low not in _TRUE + _FALSE:
+                raise ValueError(text)
+            return low in _TRUE
+        return want(text) if want is not str else text
+    except ValueError:
+        raise SpecError(f"{where}: {key} must be {want.__name__}, got {text!r}") from None
