@@ -156,7 +156,13 @@ class Mamba2Spec:
 
 @dataclass(frozen=True)
 class AttentionSpec:
-    """Causal self-attention with GQA (n_kv_heads < n_heads) or MHA, optional partial RoPE."""
+    """Causal self-attention with GQA (n_kv_heads < n_heads) or MHA, optional partial RoPE.
+
+    `bias`: biases on the q/k/v and output projections (Megatron's add_bias_linear); `qkv_bias`:
+    on q/k/v only, none on the output projection (Qwen2, transformers `Qwen2Attention`).
+    `qk_norm`: RMSNorm over each head's head_dim channels of q and of k, one head_dim weight each,
+    before RoPE (Qwen3, transformers `Qwen3Attention.q_norm`/`k_norm`).
+    """
 
     d_model: int
     n_heads: int = 32
@@ -165,6 +171,9 @@ class AttentionSpec:
     rotary_fraction: float = 0.0  # 0 = no position embedding in the layer
     rope_base: float = 10000.0
     bias: bool = False
+    qkv_bias: bool = False
+    qk_norm: bool = False
+    norm_eps: float = 1e-6  # the q/k norms' epsilon
     kind: str = field(default="attention", init=False)
     letter: str = field(default="*", init=False)
 
@@ -175,6 +184,8 @@ class AttentionSpec:
             raise SpecError(f"attention: n_heads {self.n_heads} is not a multiple of n_kv_heads {self.n_kv_heads}")
         if not 0.0 <= self.rotary_fraction <= 1.0:
             raise SpecError(f"attention: rotary_fraction must be in [0, 1], got {self.rotary_fraction}")
+        if not self.rope_base > 1.0 or not self.norm_eps > 0.0:
+            raise SpecError(f"attention: rope_base must be > 1 and norm_eps > 0, got {self.rope_base}, {self.norm_eps}")
 
     @property
     def q_dim(self) -> int:
@@ -189,10 +200,15 @@ class AttentionSpec:
         return self.q_dim + 2 * self.kv_dim
 
     @property
+    def has_qkv_bias(self) -> bool:
+        return self.bias or self.qkv_bias
+
+    @property
     def params(self) -> int:
         d = self.d_model
-        extra = (self.qkv_dim + d) if self.bias else 0
-        return d * self.qkv_dim + self.q_dim * d + extra
+        biases = (self.qkv_dim if self.has_qkv_bias else 0) + (d if self.bias else 0)
+        norms = 2 * self.head_dim if self.qk_norm else 0
+        return d * self.qkv_dim + self.q_dim * d + biases + norms
 
     def kv_bytes_per_token(self, dtype_bytes: int = 2) -> int:
         return 2 * self.kv_dim * dtype_bytes
