@@ -341,13 +341,15 @@ def speedup_figure(predicted: pd.DataFrame, measured: pd.DataFrame | None = None
                                  name=f"B={batch} predicted", legendgroup=f"B={batch}",
                                  line=dict(color=batch_colour(batch), width=2), marker=dict(size=5),
                                  hovertemplate=f"B={batch}, L=%{{x:,}}<br>predicted %{{y:.2f}}x<extra></extra>"))
-    for batch, group in out_of_memory.sort_values("seqlen").groupby("batch", sort=True):
-        fig.add_trace(go.Scatter(x=group["seqlen"], y=[1.0] * len(group), mode="markers",
-                                 name=f"B={batch}: Transformer out of memory", legendgroup=f"B={batch}",
-                                 meta="transformer-oom",
-                                 marker=dict(color=batch_colour(batch), size=12, symbol="x-thin-open",
-                                             line=dict(width=2, color=batch_colour(batch))),
-                                 hovertemplate=f"B={batch}, L=%{{x:,}}<br>the Transformer does not fit: "
+    if not out_of_memory.empty:
+        marks = out_of_memory.sort_values(["batch", "seqlen"])
+        colours = [batch_colour(b) for b in marks["batch"]]
+        fig.add_trace(go.Scatter(x=marks["seqlen"], y=[1.0] * len(marks), mode="markers",
+                                 name="✕ Transformer out of memory (same batch)", meta="transformer-oom",
+                                 customdata=marks["batch"],
+                                 marker=dict(color=colours, size=12, symbol="x-thin-open",
+                                             line=dict(width=2, color=colours)),
+                                 hovertemplate="B=%{customdata}, L=%{x:,}<br>the Transformer does not fit: "
                                                "no speedup to draw<extra></extra>"))
     if measured is not None and not measured.empty:
         for batch, group in measured.sort_values("seqlen").groupby("batch", sort=True):
