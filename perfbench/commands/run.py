@@ -25,6 +25,9 @@ def run_command(
     graphs: bool = typer.Option(True, "--graphs/--eager", help="Decode timed as CUDA-graph replays or eagerly."),
     out: Path = typer.Option(Path("results"), "--out", help="Results directory (one Parquet file per run)."),
     resume: bool = typer.Option(False, "--resume", help="Skip points already recorded under --out."),
+    result_set: Optional[str] = typer.Option(
+        None, "--result-set", help="Write into (and --resume against) a set of results/index.toml by name: "
+        "new runs land in <root>/<name>/ and are read beside the set's packed rows."),
     repeats: int = typer.Option(5, "--repeats", help="Minimum timed calls per point."),
     max_repeats: int = typer.Option(200, "--max-repeats", help="Maximum timed calls per point."),
     target_ms: float = typer.Option(200.0, "--target-ms", help="Timed work per point; repeats adapt to it."),
@@ -78,6 +81,10 @@ def run_command(
                            dtype="float32" if cpu_reference else "bfloat16", graphs=graphs, timing=timing,
                            attn_backend=attn_backend, reference=cpu_reference)
     points = make_points(targets, phases, batches, seqlens, options)
+    if result_set is not None:
+        from perfbench.result_sets import INDEX_FILE, resolve_results_path
+
+        out = resolve_results_path(out if (out / INDEX_FILE).is_file() else None, result_set, out)
     done = done_keys(out) if resume else set()
     manifest = {"command": "perfbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
                 "sweep": {"targets": [f"{t.kind}:{t.name}" for t in targets], "phases": phases,
