@@ -312,6 +312,12 @@ def gemm_provenance(m, n: int, k: int, model: GemmModel | None) -> np.ndarray:
     return model.provenance(m, n, k)
 
 
+def gemm_op_provenance(op, model: GemmModel | None) -> np.ndarray:
+    """gemm_provenance of a GEMM op (analytic.ops.gemm: shape m, n, k) against a calibration's model
+    (`Ceilings.gemm_model`), per point of its grid."""
+    return gemm_provenance(op.shape["m"], int(op.shape["n"]), int(op.shape["k"]), model)
+
+
 def build_gemm_model(samples: tuple, sm_count: int, peak_flops: float, copy_bw_bytes_s: float) -> GemmModel | None:
     """The GEMM model of a calibration's `gemm` samples ((m, n, k, time_s) each); None without a shape
     measured at two M or more. Cached: a grid of predictions builds it once per calibration."""

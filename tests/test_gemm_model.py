@@ -5,8 +5,11 @@ import numpy as np
 import pytest
 
 from analytic.calibration import default_calibration
+from analytic.efficiency import ceilings
 from analytic.gemm_model import (CALIBRATED, DATASHEET, EXTRAPOLATED, INTERPOLATED, GemmPhysics, build_gemm_model,
-                                 gemm_bytes, gemm_provenance)
+                                 gemm_bytes, gemm_op_provenance, gemm_provenance)
+from analytic.hardware import get_gpu
+from analytic.ops import gemm
 
 SMS = 132
 PEAK_FLOPS, COPY_BW = 700e12, 3.0e12
@@ -116,3 +119,10 @@ def test_provenance_says_where_a_gemm_stands_against_the_grid(synthetic):
 
 def test_a_calibration_without_a_grid_has_no_gemm_model():
     assert build_gemm_model(((1.0, 4096, 4096, 1e-5),), SMS, PEAK_FLOPS, COPY_BW) is None
+
+
+def test_a_gemm_ops_provenance_follows_the_calibration_it_is_predicted_with():
+    op = gemm("fc1", np.array([64.0, 100.0, 1 << 20]), 16384, 4096)
+    calibrated = ceilings(get_gpu("h100"), default_calibration("h100"))
+    assert list(gemm_op_provenance(op, calibrated.gemm_model)) == [CALIBRATED, INTERPOLATED, EXTRAPOLATED]
+    assert list(gemm_op_provenance(op, ceilings(get_gpu("h100"), None).gemm_model)) == [DATASHEET] * 3

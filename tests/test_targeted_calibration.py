@@ -152,3 +152,13 @@ def test_targeted_calibration_runs_through_calibrate_with_its_targets():
 
     assert "targets" in inspect.signature(calibrate).parameters
     assert isinstance(resolve_targets(model="mamba2-hybrid-8b")[0], Target)
+
+
+def test_calibrate_for_an_unknown_model_is_one_line_and_touches_no_gpu():
+    from typer.testing import CliRunner
+
+    from models.specs import SpecError
+    from perfbench.cli import app
+
+    result = CliRunner().invoke(app, ["calibrate", "--model", "no-such-model"])
+    assert isinstance(result.exception, SpecError) and "\n" not in str(result.exception)
