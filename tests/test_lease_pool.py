@@ -76,3 +76,24 @@ def test_calibrate_pools_from_the_command_line(tmp_path):
     assert len(written["gemm"][0]["lease_times_s"]) == 3
     assert written["provenance"]["power_pooled_from"] == ["t1", "t2"]
     assert written["gemm"][0]["time_s"] == pytest.approx(_lease("t1", 1.0)["gemm"][0]["time_s"])
+
+
+def test_remeasured_copies_of_a_pooled_file_pool_with_each_other():
+    """Two leases re-measure the GEMM grid and power into copies of the bundled (pooled) file: each copy
+    is one lease's again, so they pool, and no old lease's figure survives into the median."""
+    from perfbench.calibration.pooling import forget_pools
+
+    def copy(when, scale):
+        data = read_calibration_data(bundled_path("h100"))
+        assert data["provenance"].get("gemm_pooled_from")  # the bundled file was pooled
+        data = forget_pools(data, ["gemm", "power"])
+        data["provenance"]["remeasured"] = {"gemm": {"created": when}, "power": {"created": when}}
+        data["gemm"] = [{"m": g["m"], "n": g["n"], "k": g["k"], "time_s": g["time_s"] * scale} for g in data["gemm"]]
+        return data
+
+    a, b = copy("t1", 1.0), copy("t2", 2.0)
+    assert "power_samples" not in a
+    out = pooled_gemm_grid(a, {"b.json": b})
+    assert out["provenance"]["gemm_pooled_from"] == ["t1", "t2"]
+    assert all(len(g["lease_times_s"]) == 2 for g in out["gemm"])
+    assert pooled_power(a, {"b.json": b})["provenance"]["power_pooled_from"] == ["t1", "t2"]

@@ -53,6 +53,22 @@ def _lease_times(entry: dict) -> list[float]:
     return [float(t) for t in entry.get("lease_times_s") or [entry["time_s"]]]
 
 
+POOLED_RECORDS = {"gemm": ("gemm_pooled_from", None), "power": ("power_pooled_from", "power_samples")}
+
+
+def forget_pools(data: dict, sections) -> dict:
+    """`data` after re-measuring `sections` on one board: their pooled provenance (and per-run samples)
+    describe the replaced figures, so they go; the file is then one lease's again, ready to pool with
+    other leases' re-measured copies (otherwise each copy would claim the old leases and refuse to pool)."""
+    provenance, data = dict(data.get("provenance", {})), dict(data)
+    for section in sections:
+        pooled_key, samples_key = POOLED_RECORDS.get(section, (None, None))
+        provenance.pop(pooled_key, None)
+        if samples_key:
+            data.pop(samples_key, None)
+    return {**data, "provenance": provenance}
+
+
 def pooled_gemm_grid(data: dict, others: dict[str, dict]) -> dict:
     """`data` with each GEMM grid entry's time the median over its leases' times in `data` and in
     the `others` calibrations of the same GPU kind (shapes another file lacks keep the leases that

@@ -32,6 +32,7 @@ from perfbench.calibration.copy_bandwidth import measure_copy
 from perfbench.calibration.kernels import FAMILIES, KERNEL_FAMILIES
 from perfbench.calibration.kernels.common import KernelBench
 from perfbench.calibration.launch import measure_launch
+from perfbench.calibration.pooling import forget_pools
 from perfbench.distributed import measure_allreduce
 from perfbench.errors import PerfbenchError, exception_line
 
@@ -158,6 +159,7 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
             data[section] = measured
     if "gemm" in families:
         data["gemm_peak_flops"] = gemm.gemm_peak(data["gemm"])
+    data = forget_pools(data, families)
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     provenance = dict(data.get("provenance", {}))
     provenance["remeasured"] = {**provenance.get("remeasured", {}),
