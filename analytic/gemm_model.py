@@ -138,6 +138,7 @@ def fit_physics(m, n, k, t, sm_count: int, peak_flops: float, peak_bw: float) ->
     wave quantisation makes the error piecewise constant in k_overhead."""
     m, n, k, t = (np.asarray(x, dtype=np.float64) for x in (m, n, k, t))
     log_t = np.log(t)
+    floors = np.array(T0_CANDIDATES_S)[:, None]
     best, best_err = None, np.inf
     for rate_f, bw_f, waves in product(RATE_FRACTIONS, BW_FRACTIONS, (True, False)):
         for k0 in K_OVERHEAD_CANDIDATES:
@@ -145,10 +146,11 @@ def fit_physics(m, n, k, t, sm_count: int, peak_flops: float, peak_bw: float) ->
             mem, cmp = base.memory_s(m, n, k), base.compute_s(m, n, k)
             for p in SHARPNESS_CANDIDATES:
                 smooth = (mem ** p + cmp ** p) ** (1.0 / p)
-                for t0 in T0_CANDIDATES_S:
-                    err = np.median(np.abs(np.log(t0 + smooth) - log_t))
-                    if err < best_err - 1e-12:
-                        best, best_err = GemmPhysics(base.rate_flops_s, base.bw_bytes_s, sm_count, t0, k0, p, waves), err
+                errs = np.median(np.abs(np.log(floors + smooth) - log_t), axis=1)  # one per floor candidate
+                i = int(np.argmin(errs))
+                if errs[i] < best_err - 1e-12:
+                    best = GemmPhysics(base.rate_flops_s, base.bw_bytes_s, sm_count, T0_CANDIDATES_S[i], k0, p, waves)
+                    best_err = errs[i]
     return best
 
 

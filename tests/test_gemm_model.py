@@ -126,3 +126,13 @@ def test_a_gemm_ops_provenance_follows_the_calibration_it_is_predicted_with():
     calibrated = ceilings(get_gpu("h100"), default_calibration("h100"))
     assert list(gemm_op_provenance(op, calibrated.gemm_model)) == [CALIBRATED, INTERPOLATED, EXTRAPOLATED]
     assert list(gemm_op_provenance(op, ceilings(get_gpu("h100"), None).gemm_model)) == [DATASHEET] * 3
+
+
+def test_the_physics_fit_recovers_the_parameters_a_grid_was_timed_with():
+    from analytic.gemm_model import fit_physics
+
+    m, n, k, t = (np.array(x) for x in zip(*synthetic_samples()))
+    fitted = fit_physics(m, n, k, t, SMS, PEAK_FLOPS, COPY_BW)
+    assert fitted.rate_flops_s == pytest.approx(0.9 * PEAK_FLOPS)
+    assert fitted.bw_bytes_s == pytest.approx(0.9 * COPY_BW)
+    assert (fitted.t0_s, fitted.k_overhead, fitted.waves) == (3e-6, 128.0, True)
