@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 
 from analytic.calibration import Calibration
-from analytic.memory import max_batch, memory_footprint
-from analytic.predict import COLUMNS, predict
-from analytic.tp import (ALLGATHER, ALLREDUCE, Mamba2Shard, MambaShard, breakdown_tp, fit_allreduce,
-                         interconnect, max_batch_tp, memory_per_gpu, predict_tp, rank_ops, shard_layer,
-                         tp_gemm_shapes, tp_scaling)
+from analytic.collectives import fit_allreduce, interconnect
 from analytic.hardware import get_gpu
+from analytic.memory import ALLOCATOR_HEADROOM, largest_batch, max_batch, memory_footprint, memory_per_gpu
+from analytic.ops import ALLGATHER, ALLREDUCE
+from analytic.predict import COLUMNS, breakdown_tp, predict, predict_tp, tp_scaling
+from analytic.tp import rank_ops, tp_gemm_shapes
 from models.registry import BUILTIN_LAYERS, PAPER_MODELS, get_layer, get_model
+from models.sharding import Mamba2Shard, MambaShard, shard_layer
 from models.specs import Mamba2Spec, SpecError
 
 GRID = dict(batch=[1, 16, 64], seqlen=[4096, 32768])
@@ -68,8 +69,10 @@ def test_memory_per_gpu_at_tp1_is_the_single_gpu_footprint(name):
 def test_largest_batch_grows_with_tp_and_matches_the_single_gpu_search_at_tp1():
     spec = get_model("transformer-8b")
     gpu = get_gpu("h200")
-    sizes = [max_batch_tp(spec, 32768, gpu, tp) for tp in (1, 2, 4, 8)]
-    assert sizes[0] == max_batch(spec, 32768, gpu)
+    sizes = [max_batch(spec, 32768, gpu, tp=tp) for tp in (1, 2, 4, 8)]
+    budget = gpu.mem_bytes * ALLOCATOR_HEADROOM
+    assert sizes[0] == largest_batch(lambda b: float(memory_footprint(spec, b, 32768, phase="decode")["total_bytes"])
+                                     <= budget)
     assert sizes == sorted(sizes) and sizes[-1] > 4 * max(sizes[0], 1)
 
 
