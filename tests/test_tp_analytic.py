@@ -223,3 +223,14 @@ def test_tp_gemm_shapes_cover_the_sharded_projections():
     assert (spec.qkv_dim // 2, spec.d_model) in shapes
     assert (spec.d_model, spec.q_dim // 2) in shapes
     assert (128000, 4096) in shapes
+
+
+@pytest.mark.parametrize("name", ["mamba2", "mamba"])
+def test_a_mamba_shard_is_the_spec_with_only_the_split_fields_changed(name):
+    spec = get_layer(name)
+    shard = shard_layer(spec, 4)
+    assert isinstance(shard, type(spec))
+    changed = {f for f in ("d_model", "d_state", "d_conv", "expand", "headdim", "ngroups", "chunk_size", "dt_rank",
+                           "conv_bias", "bias", "rmsnorm") if hasattr(spec, f) and getattr(shard, f) != getattr(spec, f)}
+    assert changed == ({"ngroups"} if name == "mamba2" else set())
+    assert shard.d_inner * 4 == spec.d_inner
