@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytic.composition import CountedOp, model_ops
+from analytic.composition import CountedOp, step_ops
 from analytic.costs import PHASES, layer_ops
 from analytic.ops import ALLGATHER, ALLREDUCE, collective, elementwise
 from models.sharding import shard_layer, shard_model
@@ -39,27 +39,23 @@ def _layer_collectives(spec, group: str, tokens: np.ndarray, count: int, e: int)
 
 def rank_ops(kind: str, spec, phase: str, batch: np.ndarray, seqlen: np.ndarray, tp: int,
              e: int = 2) -> tuple[list[CountedOp], list[CountedOp]]:
-    """(compute ops, collective ops) one rank runs for a layer or model step at degree `tp`."""
+    """(compute ops, collective ops) one rank runs for a layer or model (`kind`) step at degree `tp`."""
     if phase not in PHASES:
         raise SpecError(f"unknown phase {phase!r} (prefill, decode)")
     b = np.asarray(batch, dtype=np.float64)
     L = np.asarray(seqlen, dtype=np.float64)
-    tokens = b * L if phase == "prefill" else b + 0.0 * L
-    if kind == "layer":
-        local = shard_layer(spec, tp)
-        compute = [CountedOp(spec.kind, op, 1) for op in layer_ops(local, phase, b, L, e)]
-        comm = _layer_collectives(spec, spec.kind, tokens, 1, e) if tp > 1 else []
-        return compute, comm
-    local_model = shard_model(spec, tp)
-    compute = model_ops(local_model, phase, b, L, e)
+    local = shard_model(spec, tp) if kind == "model" else shard_layer(spec, tp)
+    compute = step_ops(kind, local, phase, b, L, e)
     if tp == 1:
         return compute, []
+    tokens = b * L if phase == "prefill" else b + 0.0 * L
+    layers = {spec.kind: (spec, 1)} if kind == "layer" else {
+        layer.kind: (layer, spec.layer_mix[layer.kind]) for layer in spec.layers}
+    comm = [c for group, (layer, count) in layers.items() for c in _layer_collectives(layer, group, tokens, count, e)]
+    if kind == "layer":
+        return compute, comm
     last = b + 0.0 * L
     d, vocab = spec.d_model, spec.vocab_size
-    first_of_kind = {layer.kind: layer for layer in spec.layers}
-    comm: list[CountedOp] = []
-    for layer_kind, count in spec.layer_mix.items():
-        comm += _layer_collectives(first_of_kind[layer_kind], layer_kind, tokens, count, e)
     # Vocabulary-parallel embedding (perfbench.tp_layers.VocabParallelEmbedding): ids - start, two
     # compares, an and, a clamp, the mask cast (6 passes over T ids), the lookup (already in
     # model_ops), and a multiply by the mask over the (T, d) output: hand-counted here.
