@@ -32,7 +32,7 @@ from analytic.hardware import get_gpu
 from analytic.host_chain import host_seconds
 from analytic.ops import Op
 from analytic.tp import rank_ops
-from models.registry import BUILTIN_LAYERS, get_layer, get_model
+from models.registry import BUILTIN_LAYERS, Target, get_layer, get_model
 from models.sharding import check_tp
 from models.specs import ModelSpec, SpecError
 
@@ -102,7 +102,9 @@ class StepTime:
 
 
 def resolve_target(target) -> tuple[str, str, object]:
-    """('layer'|'model', name, spec) for a layer/model name or spec object."""
+    """('layer'|'model', name, spec) for a layer/model name, a spec object or a registry Target."""
+    if isinstance(target, Target):
+        return target.kind, target.name, target.spec
     if isinstance(target, ModelSpec):
         return "model", target.name, target
     if isinstance(target, str):
