@@ -450,7 +450,13 @@ def _selective_scan_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray
 
 def step_op_times(counted: list, ceil: Ceilings) -> list:
     """`op_time` of each op of a step, in execution order (`counted`: CountedOp-likes with .op and
-    .group), with the L2 write-back a memory-bound GEMM pays for the state stored before it.
+    .group), with the L2 write-back a memory-bound GEMM pays for the state stored before it."""
+    return l2_writeback(counted, [op_time(c.op, ceil) for c in counted], ceil)
+
+
+def l2_writeback(counted: list, times: list, ceil: Ceilings) -> list:
+    """`times` (each op's `op_time` alone, in execution order) with the L2 write-back a memory-bound
+    GEMM pays for the state stored before it.
 
     L2 is write-back: the last stores of a kernel stay dirty in L2 after it ends, up to
     `writeback_dirty_bytes`. A GEMM that streams its weights from HBM (small M: every decode
@@ -461,7 +467,6 @@ def step_op_times(counted: list, ceil: Ceilings) -> list:
     than alone, right after the SSM state update stored the state. A compute-bound GEMM has spare
     bandwidth and hides them; a GEMM's own weight stream leaves L2 clean, so the count restarts
     after it. Each layer kind's ops start clean."""
-    times = [op_time(c.op, ceil) for c in counted]
     if not (ceil.calibrated and ceil.writeback_dirty_bytes > 0 and ceil.writeback_bw_bytes_s > 0):
         return times
     out, dirty, group = [], 0.0, object()
