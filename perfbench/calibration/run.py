@@ -169,8 +169,16 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
     return fit_calibration(data, log)
 
 
-def calibrate(log=print, skip_kernels: bool = False) -> dict:
-    """Run every microbenchmark on the current CUDA device; return the calibration dict."""
+def calibrate(log=print, skip_kernels: bool = False, targets=None) -> dict:
+    """Run every microbenchmark on the current CUDA device; return the calibration dict.
+
+    `targets`: the registry Targets (`perfbench.commands.selection.resolve_targets`) whose kernels a
+    targeted calibration would measure. Not built yet: any target is refused before the GPU is touched.
+    """
+    if targets:
+        names = ", ".join(t.name for t in targets)
+        raise PerfbenchError(f"targeted calibration (for {names}) is not implemented yet: "
+                             "run `perfbench calibrate` without --model/--layer/--hf-config")
     torch = cuda_torch()
     torch.manual_seed(0)
     props = torch.cuda.get_device_properties(0)
