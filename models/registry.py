@@ -8,13 +8,14 @@ modules built on an H100 (8,539,869,184 Transformer with RMSNorm; 8,654,517,248 
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from models.specs import (LETTERS, AttentionSpec, Mamba2Spec, MambaSpec, MixerSpec, MLPSpec, ModelSpec,
-                          SpecError, typed_value)
+                          SpecError, settable_fields, typed_value)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -262,3 +263,29 @@ def all_models(models_file: Path | None = None) -> dict[str, ModelSpec]:
 def all_layers(models_file: Path | None = None) -> dict[str, MixerSpec]:
     loaded = _file(models_file)
     return {**BUILTIN_LAYERS, **(loaded.layers if loaded else {})}
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string: JSON's escapes are TOML's
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    return str(value)
+
+
+def model_toml(spec: ModelSpec) -> str:
+    """A models-file entry that loads back (`load_models_file`) to a spec equal to `spec`: every field
+    written out, the mixer tables of the layer kinds the pattern uses."""
+    key = f"models.{json.dumps(spec.name)}"
+    lines = [f"[{key}]"]
+    lines += [f"{name} = {_toml_value(getattr(spec, name))}" for name in settable_fields(ModelSpec)]
+    for kind in SPEC_TYPES:
+        mixer = getattr(spec, kind)
+        if mixer is None:
+            continue
+        lines += ["", f"[{key}.{kind}]"]
+        lines += [f"{name} = {_toml_value(getattr(mixer, name))}" for name in settable_fields(type(mixer))
+                  if name != "d_model"]
+    return "\n".join(lines) + "\n"
