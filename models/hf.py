@@ -284,7 +284,8 @@ def _dense(cfg: HFConfig, arch: str) -> dict:
     both = attention_bias and family["qkv_bias"] is None  # Llama / Qwen3: attention_bias covers o_proj too
     attention = AttentionSpec(d_model=d, n_heads=heads, n_kv_heads=kv, head_dim=head_dim, rotary_fraction=1.0,
                               rope_base=_rope_theta(cfg), bias=both, qkv_bias=qkv_bias and not both,
-                              qk_norm=family["qk_norm"], norm_eps=cfg.get("rms_norm_eps", "float", family["eps"]))
+                              qk_norm=family["qk_norm"],
+                              **({"norm_eps": cfg.get("rms_norm_eps", "float", family["eps"])} if family["qk_norm"] else {}))
     mlp = MLPSpec(d_model=d, ffn_hidden=cfg.get("intermediate_size", "int", family["ffn"]), activation="silu",
                   gated=True)
     return {"d_model": d, "vocab_size": cfg.get("vocab_size", "int", family["vocab"]),
