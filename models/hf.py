@@ -92,12 +92,21 @@ def config_path(path: Path) -> Path:
 def read_config(path: Path) -> tuple[Path, dict]:
     path = config_path(path)
     try:
-        data = json.loads(path.read_text())
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a text file") from None
+    return path, parse_config(text, str(path))
+
+
+def parse_config(text: str | bytes, where: str) -> dict:
+    """The JSON object of a config (one-line SpecError if it is not JSON or not a model config)."""
+    try:
+        data = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SpecError(f"{path}: not valid JSON ({str(exc).splitlines()[0]})") from None
+        raise SpecError(f"{where}: not valid JSON ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict) or not ("architectures" in data or "model_type" in data):
-        raise SpecError(f"{path}: not a Hugging Face model config (no architectures or model_type)")
-    return path, data
+        raise SpecError(f"{where}: not a Hugging Face model config (no architectures or model_type)")
+    return data
 
 
 def architecture(data: dict, where: str) -> str:
@@ -117,20 +126,24 @@ def architecture(data: dict, where: str) -> str:
 def load_hf_config(path: Path, name: str | None = None) -> ModelSpec:
     """The ModelSpec a config.json (or a directory holding one) describes, named after its directory."""
     path, data = read_config(path)
-    where = str(path)
+    model_name = name or path.resolve().parent.name
+    if not model_name:
+        raise SpecError(f"{path}: cannot name the model after its directory: give --name")
+    return spec_from_config(data, model_name, str(path))
+
+
+def spec_from_config(data: dict, name: str, where: str) -> ModelSpec:
+    """The ModelSpec of a parsed config (`where` names it in messages and becomes the spec's source)."""
     arch = architecture(data, where)
     if arch in REFUSED:
         raise SpecError(f"{where}: {arch} needs {REFUSED[arch]}, which perfbench's model spec cannot represent")
     if arch not in SUPPORTED:
         raise SpecError(f"{where}: unsupported architecture {arch!r} (supported: {', '.join(SUPPORTED)})")
     cfg = HFConfig(data, where)
-    model_name = name or path.resolve().parent.name
-    if not model_name:
-        raise SpecError(f"{where}: cannot name the model after its directory: give --name")
     build = {"MambaForCausalLM": _mamba, "Mamba2ForCausalLM": _mamba2, "NemotronHForCausalLM": _nemotron_h}
     fields = build.get(arch, _dense)(cfg, arch)
     try:
-        return ModelSpec(name=model_name, description=f"{arch} (Hugging Face config)", source=where, **fields)
+        return ModelSpec(name=name, description=f"{arch} (Hugging Face config)", source=where, **fields)
     except (TypeError, ValueError) as exc:
         raise SpecError(f"{where}: {str(exc).splitlines()[0]}") from None
 
