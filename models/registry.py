@@ -275,17 +275,34 @@ def _toml_value(value) -> str:
     return str(value)
 
 
+def spec_table(spec) -> dict:
+    """A models-file table of a model or layer spec, every field written out: `model_toml` writes it,
+    run manifests record it, and `spec_from_table` reads it back to an equal spec."""
+    if isinstance(spec, ModelSpec):
+        table = {name: getattr(spec, name) for name in settable_fields(ModelSpec)}
+        for kind in SPEC_TYPES:
+            mixer = getattr(spec, kind)
+            if mixer is not None:
+                table[kind] = {name: getattr(mixer, name) for name in settable_fields(type(mixer))
+                               if name != "d_model"}
+        return table
+    return {"kind": spec.kind, **{name: getattr(spec, name) for name in settable_fields(type(spec))}}
+
+
+def spec_from_table(kind: str, name: str, table: dict, where: str = "spec table"):
+    """The spec a `spec_table` describes ("model" or "layer"); one-line SpecError if it does not."""
+    if kind == "model":
+        return _guarded(where, _model_from_table, name, table, where, table.get("source", ""))
+    return _guarded(where, _layer_from_table, table)
+
+
 def model_toml(spec: ModelSpec) -> str:
-    """A models-file entry that loads back (`load_models_file`) to a spec equal to `spec`: every field
-    written out, the mixer tables of the layer kinds the pattern uses."""
+    """A models-file entry that loads back (`load_models_file`) to a spec equal to `spec`."""
     key = f"models.{json.dumps(spec.name)}"
-    lines = [f"[{key}]"]
-    lines += [f"{name} = {_toml_value(getattr(spec, name))}" for name in settable_fields(ModelSpec)]
-    for kind in SPEC_TYPES:
-        mixer = getattr(spec, kind)
-        if mixer is None:
-            continue
-        lines += ["", f"[{key}.{kind}]"]
-        lines += [f"{name} = {_toml_value(getattr(mixer, name))}" for name in settable_fields(type(mixer))
-                  if name != "d_model"]
+    table = spec_table(spec)
+    lines = [f"[{key}]"] + [f"{name} = {_toml_value(value)}" for name, value in table.items()
+                             if not isinstance(value, dict)]
+    for kind, mixer in table.items():
+        if isinstance(mixer, dict):
+            lines += ["", f"[{key}.{kind}]"] + [f"{name} = {_toml_value(value)}" for name, value in mixer.items()]
     return "\n".join(lines) + "\n"

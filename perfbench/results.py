@@ -194,6 +194,25 @@ def load_results(path: str | Path) -> pd.DataFrame:
     return frame[list(COLUMNS) + extras]
 
 
+def recorded_targets(path: str | Path) -> dict:
+    """name -> models.registry.Target for the specs the runs under `path` recorded in their manifests
+    (`sweep.specs`, written by `perfbench run`): what an imported, overridden or file-defined target
+    was, so `compare` can price it without its config. A later run's spec wins a name."""
+    from models.registry import Target, spec_from_table
+
+    path = Path(path)
+    manifests = [path] if path.is_file() else sorted(path.rglob("run-*.json"))
+    out: dict = {}
+    for file in manifests:
+        try:
+            specs = json.loads(file.read_text()).get("sweep", {}).get("specs", {})
+        except (OSError, ValueError, AttributeError):
+            continue  # not a manifest this reader understands: the points are priced by name
+        for name, entry in (specs or {}).items():
+            out[name] = Target(entry["kind"], name, spec_from_table(entry["kind"], name, entry["spec"], str(file)))
+    return out
+
+
 DEVICE_FAULT = "device fault: "  # reason prefix of a point whose CUDA error killed the context
 
 

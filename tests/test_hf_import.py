@@ -226,3 +226,19 @@ def test_run_builds_a_tiny_hf_dense_model_on_the_cpu_reference(tmp_path):
 
     frame = load_results(tmp_path / "results")
     assert set(frame["name"]) == {"tiny-qwen3"} and set(frame["status"]) == {"ok"}
+    from perfbench.results import recorded_targets
+
+    assert recorded_targets(tmp_path / "results")["tiny-qwen3"].spec == load_hf_config(config.parent)
+
+
+def test_compare_prices_a_recorded_target_the_registry_does_not_know(tmp_path):
+    from analytic.predict import predict
+    from models.registry import spec_table
+    from perfbench.compare import recorded_predictor
+
+    spec = load_hf_config(_config("Nemotron-H-8B-Base-8K"))
+    manifest = {"sweep": {"specs": {spec.name: {"kind": "model", "spec": spec_table(spec)}}}}
+    (tmp_path / "run-x.json").write_text(json.dumps(manifest))
+    predicted = recorded_predictor(tmp_path)(spec.name, "decode", [1, 4], [1024], "h100", None, True)
+    expected = predict(spec, "decode", [1, 4], [1024], "h100", None, 1, True)
+    assert predicted["time_ms"].tolist() == expected["time_ms"].tolist()

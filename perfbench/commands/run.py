@@ -61,6 +61,7 @@ def run_command(
 
     import torch
 
+    from models.registry import spec_table
     from models.torch_layers import ATTN_BACKENDS
     from perfbench.harness import SweepOptions, make_points
     from perfbench.results import RunWriter, done_keys
@@ -80,7 +81,9 @@ def run_command(
     points = make_points(targets, phases, batches, seqlens, options)
     done = done_keys(out) if resume else set()
     manifest = {"command": "perfbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-                "sweep": {"targets": [f"{t.kind}:{t.name}" for t in targets], "phases": phases,
+                "sweep": {"targets": [f"{t.kind}:{t.name}" for t in targets],
+                          "specs": {t.name: {"kind": t.kind, "spec": spec_table(t.spec)} for t in targets},
+                          "phases": phases,
                           "batches": batches, "seqlens": seqlens, "graphs": graphs,
                           "reference": cpu_reference, "attn_backend": attn_backend,
                           "timing": asdict(timing),
