@@ -44,17 +44,20 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from analytic.calibration import Calibration
+from analytic.families import attention_prefill as flash_prefill
+from analytic.families.selective_scan import BLOCK_SLOTS, STATE_OVERHEAD, scan_work
+from analytic.families.state_update import wave_latency_s
 from analytic.gemm_model import GEMM_TILE_M, GEMM_TILE_N, GemmModel, build_gemm_model
 from analytic.hardware import GPUSpec
-from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, ELEMENTWISE, FAMILIES, GEMM, OP_CLASSES, SELECTIVE_SCAN, SSD, Op,
-                          cold_kernels, gemm, written_bytes)
+from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, ELEMENTWISE, FAMILIES, GEMM, OP_CLASSES, SELECTIVE_SCAN, SSD,
+                          STATE_UPDATE, Op, cold_kernels, gemm, written_bytes)
 
 TENSOR_CLASSES = (GEMM, ATTN_PREFILL, SSD)
 # Bound codes (int8 arrays are far cheaper than strings over large grids); labels by index.
 COMPUTE, MEMORY, LAUNCH = 0, 1, 2
 BOUND_LABELS = ("compute", "memory", "launch")
 EXTRA_PARAMS = ("bw_per_cta_bytes_s", "bw_nosplit_bytes_s", "ctas_per_sm", "combine_s", "combine_per_split_s", "wave_s", "flops_s_512", "flops_s_1024", "flops_s_2048",
-                "flops_s_uneven", "rate_table")
+                "flops_s_uneven", "rate_table", STATE_OVERHEAD, BLOCK_SLOTS, flash_prefill.SCORE_RATE)
 
 
 @dataclass(frozen=True)
@@ -250,18 +253,29 @@ def _attention_prefill_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndar
     if not ceil.calibrated:
         t, bound = _roofline(op, c, op.flops)
         return c.t0_s + t, bound
-    cmp_s = attention_prefill_compute_s(op, ceil.gpu.sm_count * c.extra.get("ctas_per_sm", 1.0), c.flops_s)
+    cmp_s = attention_prefill_compute_s(op, prefill_slots(op, c.extra.get("ctas_per_sm", 1.0), ceil.gpu), c.flops_s,
+                                        c.extra.get(flash_prefill.SCORE_RATE))
     mem_s = op.bytes_ / c.bw_bytes_s
     return c.t0_s + np.maximum(cmp_s, mem_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
 
 
-def attention_prefill_compute_s(op: Op, slots: float, flops_s: float) -> np.ndarray:
-    """Causal FlashAttention-2 prefill's compute time on `slots` CTA slots at aggregate `flops_s`.
+def prefill_slots(op: Op, ctas_per_sm: float, gpu: GPUSpec) -> np.ndarray:
+    """FlashAttention prefill's CTA slots: the calibrated CTAs per SM, capped by the shared memory a
+    CTA of this head dim holds (analytic.families.attention_prefill)."""
+    if "head_dim" not in op.shape:
+        return gpu.sm_count * ctas_per_sm
+    return gpu.sm_count * flash_prefill.ctas_per_sm(op.shape["head_dim"], ctas_per_sm, gpu.smem_per_sm_bytes)
+
+
+def attention_prefill_compute_s(op: Op, slots, flops_s: float, score_rate: float | None = None) -> np.ndarray:
+    """Causal FlashAttention-2 prefill's compute time on `slots` CTA slots at aggregate `flops_s`
+    (and, where calibrated over head dims, `score_rate` softmax score elements per second).
 
     One CTA per (sequence, head, 128-row block); row block i computes i + 1 tiles under the causal
     mask, so the kernel lasts as long as its busiest slot, not its average one."""
     n = op.shape["n_tiles"]
-    return causal_makespan_tiles(op.shape["ctas"] / n, n, slots) * op.shape["tile_flop"] * slots / flops_s
+    return (causal_makespan_tiles(op.shape["ctas"] / n, n, slots) * slots
+            * flash_prefill.tile_seconds(op, flops_s, score_rate))
 
 
 def causal_makespan_tiles(groups: np.ndarray, n: np.ndarray, slots: float) -> np.ndarray:
@@ -407,14 +421,20 @@ def _selective_scan_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray
                          [c.extra.get("flops_s_uneven", c.flops_s), c.extra.get("flops_s_512", c.flops_s),
                           c.extra.get("flops_s_1024", c.flops_s)],
                          c.extra.get("flops_s_2048", c.flops_s))
-    cmp_s = 9.0 * op.shape["padded_elements"] / rate
+    cmp_s = scan_work(op, c.extra.get(STATE_OVERHEAD, 0.0), c.extra.get(BLOCK_SLOTS, 0.0)) / rate
     mem_s = op.bytes_ / c.bw_bytes_s
     return c.t0_s + np.maximum(cmp_s, mem_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
 
 
 def step_op_times(counted: list, ceil: Ceilings) -> list:
     """`op_time` of each op of a step, in execution order (`counted`: CountedOp-likes with .op and
-    .group), with the L2 write-back a memory-bound GEMM pays for the state stored before it.
+    .group), with the L2 write-back a memory-bound GEMM pays for the state stored before it."""
+    return l2_writeback(counted, [op_time(c.op, ceil) for c in counted], ceil)
+
+
+def l2_writeback(counted: list, times: list, ceil: Ceilings) -> list:
+    """`times` (each op's `op_time` alone, in execution order) with the L2 write-back a memory-bound
+    GEMM pays for the state stored before it.
 
     L2 is write-back: the last stores of a kernel stay dirty in L2 after it ends, up to
     `writeback_dirty_bytes`. A GEMM that streams its weights from HBM (small M: every decode
@@ -425,7 +445,6 @@ def step_op_times(counted: list, ceil: Ceilings) -> list:
     than alone, right after the SSM state update stored the state. A compute-bound GEMM has spare
     bandwidth and hides them; a GEMM's own weight stream leaves L2 clean, so the count restarts
     after it. Each layer kind's ops start clean."""
-    times = [op_time(c.op, ceil) for c in counted]
     if not (ceil.calibrated and ceil.writeback_dirty_bytes > 0 and ceil.writeback_bw_bytes_s > 0):
         return times
     out, dirty, group = [], 0.0, object()
@@ -652,6 +671,8 @@ def op_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
         c = op_ceiling(op, ceil)
         roof, bound = _roofline(op, c, op.flops)
         t = c.t0_s * op.kernels + roof
+        if op.op_class == STATE_UPDATE:  # each wave of programs waits on its loads (families.state_update)
+            t = t + wave_latency_s(op, c.extra.get("ctas_per_sm", 1.0), c.extra.get("wave_s", 0.0), ceil.gpu.sm_count)
     launch_s = op_ceiling(op, ceil).t0_s * op.kernels
     bound = np.where(launch_s > t - launch_s, LAUNCH, bound)
     return np.broadcast_to(t, op.flops.shape).astype(np.float64), np.broadcast_to(bound, op.flops.shape)

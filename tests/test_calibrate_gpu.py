@@ -218,6 +218,48 @@ def test_add_norm_is_timed_cold_at_decode_rows_and_fits_its_family(torch):
         from_dict({**data, "samples": {**data["samples"], **kernels["samples"]}})
 
 
+SHAPE_FAMILY_TRIMS = {  # one or two specs and sizes each, so the test runs in seconds
+    "selective_scan_shapes": {"SPECS": slice(0, 5, 4), "SIZES": slice(0, 1)},
+    "ssd_shapes": {"SPECS": slice(0, 1), "SIZES": slice(0, 1)},
+    "state_update_shapes": {"MAMBA2_SPECS": slice(0, 1), "MAMBA1_SPECS": slice(0, 1), "BATCHES": slice(0, 2)},
+    "conv1d_shapes": {"SPECS": slice(0, 2), "PREFILL": slice(0, 1), "BATCHES": slice(0, 1)},
+    "attention_prefill_shapes": {"SPECS": slice(0, 4, 3), "SIZES": slice(0, 1)},
+    "attention_decode_shapes": {"SPECS": slice(0, 4, 3), "POINTS": slice(0, 1)},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHAPE_FAMILY_TRIMS))
+def test_a_shape_family_records_the_spec_it_ran_and_its_kernels_time(torch, monkeypatch, name):
+    """Each `*_shapes` benchmark on this GPU, trimmed: a sample per planned point, each with its exact
+    spec (the ops it names rebuild from it), a positive time, and the bundled model's time for it
+    within a factor of 5 either way (the model has not seen these shapes: a sanity bound, not accuracy)."""
+    from analytic.calibration import bundled_path, load_calibration
+    from analytic.efficiency import ceilings, op_time
+    from analytic.fit import sample_ops
+    from analytic.hardware import get_gpu, gpu_key_from_name
+    from perfbench.calibration.bench import Timer
+    from perfbench.calibration.kernels import FAMILIES
+    from perfbench.calibration.run import measure_kernels
+    from analytic.fit import spec_fields
+
+    pytest.importorskip("mamba_ssm")
+    family = FAMILIES[name]
+    for constant, part in SHAPE_FAMILY_TRIMS[name].items():
+        monkeypatch.setattr(family, constant, getattr(family, constant)[part])
+    kernels = measure_kernels(torch, Timer(torch), log=lambda *_: None, only={name})
+    assert not kernels["failures"]
+    samples = kernels["samples"][name]
+    assert len(samples) == len(family.plan())
+    assert [s["spec"] for s in samples] == [spec_fields(stub["spec"]) for stub in family.plan()]
+    assert all(s["time_s"] > 0 and sample_ops(s) for s in samples)
+    gpu = gpu_key_from_name(torch.cuda.get_device_properties(0).name)
+    if gpu in ("h100", "h200"):
+        ceil = ceilings(get_gpu(gpu), load_calibration(bundled_path(gpu), gpu))
+        for s in samples:
+            predicted = sum(float(op_time(op, ceil)[0][0]) for op in sample_ops(s))
+            assert 0.2 < predicted / s["time_s"] < 5.0, s
+
+
 def test_design_grid_samples_measure_into_a_valid_gemm_section(torch):
     """A tiny subset of the design-space GEMM grid (a dt_proj-like short K, an x_proj-like narrow N, a
     gated-FFN width; decode and prefill M) measured on this GPU: positive times, never faster than the
