@@ -162,3 +162,25 @@ def test_calibrate_for_an_unknown_model_is_one_line_and_touches_no_gpu():
 
     result = CliRunner().invoke(app, ["calibrate", "--model", "no-such-model"])
     assert isinstance(result.exception, SpecError) and "\n" not in str(result.exception)
+
+
+def test_every_shape_family_plans_exactly_the_configurations_it_is_given():
+    from perfbench.calibration.kernels import FAMILIES
+    from perfbench.calibration.targeted import takes_specs
+
+    targets = resolve_targets(model="mamba2-hybrid-8b", sets=["d_model=2560", "mamba2.d_state=64"])
+    configurations = kernel_configurations(targets, FAMILIES)
+    assert set(configurations) == {"ssd_shapes", "state_update_shapes", "conv1d_shapes", "attention_prefill_shapes",
+                                   "attention_decode_shapes"}
+    for name, specs in configurations.items():
+        assert takes_specs(FAMILIES[name])
+        assert {stub["spec"] for stub in FAMILIES[name].plan(specs=specs)} == set(specs)
+
+
+def test_a_targeted_hybrid_calibration_is_estimated_within_three_minutes_on_the_h100():
+    from perfbench.calibration.kernels import FAMILIES
+    from perfbench.calibration.targeted import estimated_seconds
+
+    estimate = estimated_seconds(resolve_targets(model="mamba2-hybrid-8b"), "h100", FAMILIES)
+    assert {"gemm", "ssd_shapes", "attention_decode_shapes"} <= set(estimate)
+    assert 0 < estimate["total"] < 180

@@ -25,14 +25,16 @@ def sample_seconds(sample: dict, call_s: float) -> float:
     return timed_seconds(call_s, "timer")
 
 
-def planned_seconds(family, ceil) -> float:
-    """GPU seconds of one `*_shapes` family's planned samples, at the cost model's time for each."""
+def planned_seconds(family, ceil, specs=None) -> float:
+    """GPU seconds of one `*_shapes` family's planned samples (at `specs`, default its spread's), at the
+    cost model's time for each."""
     total = 0.0
-    for stub in family.plan():
+    stubs = family.plan() if specs is None else family.plan(specs=specs)
+    for stub in stubs:
         sample = {**stub, "layer": stub["spec"].kind, "kind": stub["spec"].kind, "spec": spec_fields(stub["spec"])}
         total += sample_seconds(sample, sum(float(op_time(op, ceil)[0][0]) for op in sample_ops(sample)))
     if family is ssd_shapes:
-        total += ssd_shapes.SPEC_SETUP_S * len(ssd_shapes.SPECS)
+        total += ssd_shapes.SPEC_SETUP_S * len(ssd_shapes.SPECS if specs is None else specs)
     return total
 
 

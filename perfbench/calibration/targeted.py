@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytic.calibration import bundled_path, read_calibration_data
+from analytic.composition import step_ops
 from analytic.ops import GEMM
-from analytic.predict import counted_ops
 from models.registry import Target
 from perfbench.calibration import gemm as gemm_grid
 from perfbench.errors import PerfbenchError
@@ -47,11 +47,11 @@ class GemmUse:
 
 def model_gemm_shapes(targets) -> list[GemmUse]:
     """Every (N, K) the targets' GEMM ops use, in prefill and decode (each `models.registry.Target`: a
-    layer or a model; the cost model's own op lists, analytic.predict.counted_ops)."""
+    layer or a model; the cost model's own op lists, analytic.composition.step_ops)."""
     uses: dict = {}
     for target in targets:
         for phase in ("prefill", "decode"):
-            for c in counted_ops(target.kind, target.spec, phase, SHAPE_PROBE_BATCH, SHAPE_PROBE_SEQLEN):
+            for c in step_ops(target.kind, target.spec, phase, SHAPE_PROBE_BATCH, SHAPE_PROBE_SEQLEN):
                 if c.op.op_class != GEMM:
                     continue
                 key = (int(c.op.shape["n"]), int(c.op.shape["k"]))
@@ -112,6 +112,26 @@ def measure_kernel_configurations(bench, configurations: dict, families: dict, l
     return skipped
 
 
+def estimated_seconds(targets, gpu: str, families: dict) -> dict[str, float] | None:
+    """{"gemm": s, <family>: s, "total": s}: the GPU time of a targeted calibration, each sample at what
+    the bundled calibration of `gpu` predicts under its timing protocol (None without a bundled file)."""
+    from analytic.calibration import default_calibration
+    from analytic.efficiency import ceilings
+    from analytic.hardware import get_gpu
+    from perfbench.calibration.estimate import planned_seconds
+
+    cal = default_calibration(gpu)
+    if cal is None:
+        return None
+    out = {"gemm": gemm_grid.estimated_section_seconds(targeted_points(targets), gpu)}
+    ceil = ceilings(get_gpu(gpu), cal)
+    for name, specs in kernel_configurations(targets, families).items():
+        if takes_specs(families[name]):
+            out[name] = planned_seconds(families[name], ceil, specs)
+    out["total"] = sum(out.values())
+    return out
+
+
 def with_targeted_samples(base: dict, gemm_samples: list[dict], kernel_samples: dict, targets, when: str,
                           extra_provenance: dict | None = None) -> dict:
     """The calibration dict `base` (the bundled one) with these samples: each measured (M, N, K) replaces
@@ -154,6 +174,10 @@ def calibrate_targets(targets: list[Target], log=print) -> dict:
     started = time.perf_counter()
     timer = Timer(torch)
     points = targeted_points(targets)
+    estimate = estimated_seconds(targets, gpu, FAMILIES)
+    if estimate:
+        log("targeted calibration, estimated GPU time: "
+            + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in estimate.items()))
     for use in model_gemm_shapes(targets):
         log(f"target GEMM N={use.n} K={use.k}: {', '.join(use.names)} ({'/'.join(use.phases)})")
     grid = gemm_grid.measure_section(torch, timer, log, points=points)

@@ -16,12 +16,13 @@ SPECS = (*PREFILL_SPECS, AttentionSpec(d_model=4096, n_heads=32, n_kv_heads=16, 
 POINTS = ((1, 2100), (3, 6144), (12, 1536), (34, 3072), (96, 768), (9, 12288))  # (batch, context)
 
 
-def measure(bench: KernelBench) -> None:
+def measure(bench: KernelBench, specs=None) -> None:
+    """`specs`: the layer specs to time (default SPECS; a targeted calibration passes its model's)."""
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     torch, timer = bench.torch, bench.timer
-    for spec in SPECS:
+    for spec in (SPECS if specs is None else specs):
         H, Hkv, hd = spec.n_heads, spec.n_kv_heads, spec.head_dim
         for b, ctx in POINTS:
             kv_bytes = b * (ctx + 1) * Hkv * hd * 2 * 2
@@ -43,8 +44,8 @@ def measure(bench: KernelBench) -> None:
         bench.log(f"  attention decode hd={hd} heads={H}/{Hkv}: done")
 
 
-def plan() -> list[dict]:
+def plan(specs=None) -> list[dict]:
     """Every sample measure() takes, without its time."""
     return [{"spec": spec, "phase": "decode", "batch": b, "seqlen": ctx, "ops": ["attention_decode"], "timing": "point"}
-            for spec in SPECS for b, ctx in POINTS
+            for spec in (SPECS if specs is None else specs) for b, ctx in POINTS
             if b * (ctx + 1) * spec.n_kv_heads * spec.head_dim * 2 * 2 <= MAX_KV_BYTES]

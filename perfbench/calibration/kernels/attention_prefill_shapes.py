@@ -18,12 +18,13 @@ SPECS = (AttentionSpec(d_model=2048, n_heads=32, n_kv_heads=8, head_dim=64),
 SIZES = PREFILL_SIZES[:5]
 
 
-def measure(bench: KernelBench) -> None:
+def measure(bench: KernelBench, specs=None) -> None:
+    """`specs`: the layer specs to time (default SPECS; a targeted calibration passes its model's)."""
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     torch, timer = bench.torch, bench.timer
-    for spec in SPECS:
+    for spec in (SPECS if specs is None else specs):
         H, Hkv, hd = spec.n_heads, spec.n_kv_heads, spec.head_dim
         for b, L in SIZES:
             q, k, v = randn(torch, b, H, L, hd), randn(torch, b, Hkv, L, hd), randn(torch, b, Hkv, L, hd)
@@ -40,7 +41,7 @@ def measure(bench: KernelBench) -> None:
             del q, k, v
 
 
-def plan() -> list[dict]:
+def plan(specs=None) -> list[dict]:
     """Every sample measure() takes, without its time."""
     return [{"spec": spec, "phase": "prefill", "batch": b, "seqlen": L, "ops": ["flash_attention"], "mode": "eager"}
-            for spec in SPECS for b, L in SIZES]
+            for spec in (SPECS if specs is None else specs) for b, L in SIZES]

@@ -19,11 +19,12 @@ def channels(spec) -> int:
     return spec.conv_dim if spec.kind == "mamba2" else spec.d_inner
 
 
-def measure(bench: KernelBench) -> None:
+def measure(bench: KernelBench, specs=None) -> None:
+    """`specs`: the layer specs to time (default SPECS; a targeted calibration passes its model's)."""
     from causal_conv1d import causal_conv1d_fn, causal_conv1d_update
 
     torch, timer = bench.torch, bench.timer
-    for spec in SPECS:
+    for spec in (SPECS if specs is None else specs):
         dim, width = channels(spec), spec.d_conv
         w, bias = randn(torch, dim, width), randn(torch, dim)
         for b, L in PREFILL:
@@ -41,9 +42,9 @@ def measure(bench: KernelBench) -> None:
         bench.log(f"  conv1d {dim} channels: {len(PREFILL) + len(BATCHES)} samples")
 
 
-def plan() -> list[dict]:
+def plan(specs=None) -> list[dict]:
     """Every sample measure() takes, without its time."""
-    return [sample for spec in SPECS for sample in
+    return [sample for spec in (SPECS if specs is None else specs) for sample in
             [{"spec": spec, "phase": "prefill", "batch": b, "seqlen": L, "ops": ["conv1d"], "mode": "eager"}
              for b, L in PREFILL]
             + [{"spec": spec, "phase": "decode", "batch": b, "seqlen": 1024, "ops": ["conv1d_update"], "mode": "graph"}

@@ -18,11 +18,12 @@ SPECS = (*(MambaSpec(d_model=4096, d_state=n, dt_rank=256) for n in (16, 32, 64,
 SIZES = ((1, 2048), (3, 4096), (12, 1024), (2, 3000), (1, 12000))
 
 
-def measure(bench: KernelBench) -> None:
+def measure(bench: KernelBench, specs=None) -> None:
+    """`specs`: the layer specs to time (default SPECS; a targeted calibration passes its model's)."""
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
 
     torch, timer = bench.torch, bench.timer
-    for spec in SPECS:
+    for spec in (SPECS if specs is None else specs):
         di, N = spec.d_inner, spec.d_state
         A = -torch.rand(di, N, device="cuda", dtype=torch.float32) - 0.5
         D = torch.randn(di, device="cuda", dtype=torch.float32)
@@ -38,7 +39,7 @@ def measure(bench: KernelBench) -> None:
             del u, delta, z, B, C
 
 
-def plan() -> list[dict]:
+def plan(specs=None) -> list[dict]:
     """Every sample measure() takes, without its time."""
     return [{"spec": spec, "phase": "prefill", "batch": b, "seqlen": L, "ops": ["selective_scan"], "mode": "eager"}
-            for spec in SPECS for b, L in SIZES]
+            for spec in (SPECS if specs is None else specs) for b, L in SIZES]

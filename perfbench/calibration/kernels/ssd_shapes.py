@@ -24,11 +24,12 @@ def ops() -> list[str]:
     return ["ssd_chunk_cumsum", "ssd_chunk_state", "ssd_state_passing", "ssd_bmm_chunk", "ssd_chunk_scan"]
 
 
-def measure(bench: KernelBench) -> None:
+def measure(bench: KernelBench, specs=None) -> None:
+    """`specs`: the layer specs to time (default SPECS; a targeted calibration passes its model's)."""
     from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
 
     torch, timer = bench.torch, bench.timer
-    for spec in SPECS:
+    for spec in (SPECS if specs is None else specs):
         H, P, G, N = spec.nheads, spec.headdim, spec.ngroups, spec.d_state
         A = -torch.rand(H, device="cuda", dtype=torch.float32) * 4 - 0.5
         D = torch.randn(H, device="cuda", dtype=torch.float32)
@@ -44,7 +45,7 @@ def measure(bench: KernelBench) -> None:
             del x, dtt, B, C
 
 
-def plan() -> list[dict]:
+def plan(specs=None) -> list[dict]:
     """Every sample measure() takes, without its time."""
     return [{"spec": spec, "phase": "prefill", "batch": b, "seqlen": L, "ops": ops(), "mode": "eager"}
-            for spec in SPECS for b, L in SIZES]
+            for spec in (SPECS if specs is None else specs) for b, L in SIZES]

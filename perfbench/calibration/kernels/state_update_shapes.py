@@ -17,11 +17,14 @@ MAMBA1_SPECS = SCAN_SPECS
 BATCHES = (1, 6, 40)
 
 
-def measure(bench: KernelBench) -> None:
+def measure(bench: KernelBench, specs=None) -> None:
+    """`specs`: the layer specs to time (default MAMBA2_SPECS and MAMBA1_SPECS; a targeted calibration
+    passes its model's)."""
+    mamba2_specs, mamba1_specs = split_specs(specs)
     from mamba_ssm.ops.triton.selective_state_update import selective_state_update
 
     torch, timer = bench.torch, bench.timer
-    for spec in MAMBA2_SPECS:
+    for spec in mamba2_specs:
         H, P, G, N = spec.nheads, spec.headdim, spec.ngroups, spec.d_state
         A = (-torch.rand(H, device="cuda", dtype=torch.float32) - 0.5)[:, None, None].expand(H, P, N)
         D = torch.randn(H, device="cuda", dtype=torch.float32)[:, None].expand(H, P)
@@ -37,7 +40,7 @@ def measure(bench: KernelBench) -> None:
             bench.add_spec(NAME, spec, {"phase": "decode", "batch": b, "seqlen": 1024,
                                         "ops": ["selective_state_update"], "time_s": t})
             bench.log(f"  mamba2 state_update headdim={P} d_state={N} groups={G} heads={H} b={b}: {t * 1e6:.1f} us")
-    for spec in MAMBA1_SPECS:
+    for spec in mamba1_specs:
         di, N = spec.d_inner, spec.d_state
         A1 = -torch.rand(di, N, device="cuda", dtype=torch.float32) - 0.5
         D1 = torch.randn(di, device="cuda", dtype=torch.float32)
@@ -55,7 +58,14 @@ def measure(bench: KernelBench) -> None:
             bench.log(f"  mamba1 state_update d_inner={di} d_state={N} b={b}: {t * 1e6:.1f} us")
 
 
-def plan() -> list[dict]:
+def split_specs(specs=None) -> tuple[tuple, tuple]:
+    """(Mamba-2 specs, Mamba-1 specs) to time: the given ones by kind, else the spreads'."""
+    if specs is None:
+        return MAMBA2_SPECS, MAMBA1_SPECS
+    return tuple(s for s in specs if s.kind == "mamba2"), tuple(s for s in specs if s.kind == "mamba")
+
+
+def plan(specs=None) -> list[dict]:
     """Every sample measure() takes, without its time."""
     return [{"spec": spec, "phase": "decode", "batch": b, "seqlen": 1024, "ops": ["selective_state_update"],
-             "mode": "graph"} for spec in MAMBA2_SPECS + MAMBA1_SPECS for b in BATCHES]
+             "mode": "graph"} for spec in sum(split_specs(specs), ()) for b in BATCHES]
