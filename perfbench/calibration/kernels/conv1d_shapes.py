@@ -4,9 +4,9 @@ Mamba-2's d_inner + 2 * groups * d_state), prefill and decode."""
 from __future__ import annotations
 
 from perfbench.calibration.bench import randn, rotation
+from perfbench.calibration.kernels.common import PREFILL_SIZES, KernelBench
 from perfbench.calibration.kernels.selective_scan_shapes import SPECS as SCAN_SPECS
 from perfbench.calibration.kernels.ssd_shapes import SPECS as SSD_SPECS
-from perfbench.calibration.kernels.common import PREFILL_SIZES, KernelBench
 
 NAME = "conv1d_shapes"
 CLASSES = (NAME,)
@@ -16,6 +16,7 @@ BATCHES = (1, 12, 96)
 
 
 def channels(spec) -> int:
+    """The conv's channels: Mamba-2 convolves x, B and C together, Mamba-1 x alone."""
     return spec.conv_dim if spec.kind == "mamba2" else spec.d_inner
 
 
