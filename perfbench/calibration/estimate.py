@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from analytic.calibration import from_dict
 from analytic.efficiency import ceilings, op_time
-from analytic.fit import sample_ops, spec_fields
+from analytic.fit import sample_ops
 from analytic.hardware import get_gpu
 from perfbench.calibration.bench import POWER_LIMITED_MIN_S, timed_seconds
 from perfbench.calibration.kernels import FAMILIES, ssd_shapes
+from perfbench.calibration.kernels.common import spec_sample
 
 
 def sample_seconds(sample: dict, call_s: float) -> float:
@@ -29,7 +30,7 @@ def planned_seconds(family, ceil) -> float:
     """GPU seconds of one `*_shapes` family's planned samples, at the cost model's time for each."""
     total = 0.0
     for stub in family.plan():
-        sample = {**stub, "layer": stub["spec"].kind, "kind": stub["spec"].kind, "spec": spec_fields(stub["spec"])}
+        sample = spec_sample(stub["spec"], {k: v for k, v in stub.items() if k != "spec"})
         total += sample_seconds(sample, sum(float(op_time(op, ceil)[0][0]) for op in sample_ops(sample)))
     if family is ssd_shapes:
         total += ssd_shapes.SPEC_SETUP_S * len(ssd_shapes.SPECS)
