@@ -14,7 +14,8 @@ from analytic.efficiency import Ceilings
 from analytic.fit import fit_class
 from analytic.ops import GEMM
 from models.registry import BUILTIN_LAYERS, VOCAB
-from perfbench.calibration.bench import Timer, device_ridge, gemm_compute_bound, randn, rotation_copies, time_gemm
+from perfbench.calibration.bench import (Timer, device_ridge, gemm_compute_bound, randn, rotation_copies, time_gemm,
+                                         timed_seconds)
 
 SECTION = "gemm"
 M_GRID = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
@@ -78,3 +79,15 @@ def gemm_peak(gemm: list[dict]) -> float:
 def fit_gemm_class(gemm: list[dict], base: Ceilings) -> dict:
     """The GEMM class's roofline, the fallback for shapes off the measured table: fitted without the table."""
     return fit_class(GEMM, [{"class": GEMM, **g} for g in gemm], replace(base, gemm_table={}))
+
+
+def gemm_call_seconds(entry: dict, ridge: float) -> float:
+    """Wall seconds the grid spends on one entry: its rotated calls timed as time_gemm times them."""
+    m, n, k = int(entry["m"]), int(entry["n"]), int(entry["k"])
+    protocol = "power_limited" if gemm_compute_bound(m, n, k, ridge) else "timer"
+    return timed_seconds(float(entry["time_s"]) * rotation_copies(2 * n * k), protocol)
+
+
+def estimate_s(data: dict, ridge: float) -> float:
+    """GPU seconds of re-measuring the grid `data` holds, at its stored times."""
+    return sum(gemm_call_seconds(g, ridge) for g in data.get("gemm", []))
