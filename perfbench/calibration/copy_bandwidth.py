@@ -20,6 +20,6 @@ def measure_copy(torch, timer: Timer, log) -> tuple[float, list]:
     return best, curve
 
 
-def estimate_s(data: dict, ridge: float) -> float:
+def estimate_s(data: dict, ceil, ridge: float) -> float:
     """GPU seconds of the copy sizes, at their stored times."""
     return sum(timed_seconds(c["time_s"]) for c in data.get("copy_curve", []))

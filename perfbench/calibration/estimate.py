@@ -60,7 +60,7 @@ def estimate(data: dict, only: list[str] | None = None) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, module in SECTIONS.items():
         if only is None or name in only:
-            out[name] = module.estimate_s(data, ridge)
+            out[name] = module.estimate_s(data, ceil, ridge)
     for name, family in FAMILIES.items():
         if only is not None and name not in only:
             continue

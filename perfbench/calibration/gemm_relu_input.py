@@ -73,7 +73,7 @@ def measure_section(torch, timer, log) -> list[dict]:
     return measure_relu_input_gemms(torch, timer, log)
 
 
-def estimate_s(data: dict, ridge: float) -> float:
+def estimate_s(data: dict, ceil, ridge: float) -> float:
     """GPU seconds of re-measuring the ReLU-input GEMMs `data` holds: each round times both inputs."""
     return sum(RELU_INPUT_ROUNDS * (timed_seconds(g["dense_s"], protocol) + timed_seconds(g["relu_s"], protocol))
                for g in data.get("gemm_relu_input", [])

@@ -66,6 +66,6 @@ def measure_section(torch, timer, log) -> list[dict]:
     return measure_unaligned_gemms(torch, timer, log)
 
 
-def estimate_s(data: dict, ridge: float) -> float:
+def estimate_s(data: dict, ceil, ridge: float) -> float:
     """GPU seconds of re-measuring the unaligned GEMMs `data` holds, at their stored times."""
     return sum(gemm_call_seconds(g, ridge) for g in data.get("gemm_unaligned", []))

@@ -95,7 +95,7 @@ def measure_model_host(torch, log, samples: int = MODEL_HOST_SAMPLES) -> dict[st
     from models.torch_layers import randomize_
 
     out: dict[str, list[float]] = {}
-    for name in PAPER_MODELS:  # the context-length variants run the same Python (analytic.predict.host_path)
+    for name in PAPER_MODELS:  # the context-length variants run the same Python (analytic.host_chain.host_path)
         spec = BUILTIN_MODELS[name]
         try:
             model = build_model(spec).eval().requires_grad_(False)
@@ -201,7 +201,7 @@ def _window_s(chain_s: float, timing: TimingOptions, wall_calls: int) -> float:
     return HOST_REST_S + (timing.warmup + repeats + wall_calls) * chain_s
 
 
-def estimate_s(data: dict, ridge: float) -> float:
+def estimate_s(data: dict, ceil, ridge: float) -> float:
     """GPU seconds of sampling the chains `data` holds (its `launch` medians): the layers' and the add +
     norm's HOST_SAMPLES windows each, the models' MODEL_HOST_SAMPLES (plus building each 8B model, ~20 s)."""
     total = 0.0

@@ -156,7 +156,7 @@ def measure_section(torch, timer: Timer, log) -> dict:
     return measure_power(torch, timer, PowerMeter(), log)
 
 
-def estimate_s(data: dict, ridge: float) -> float:
+def estimate_s(data: dict, ceil, ridge: float) -> float:
     """GPU seconds of the power figures: a settling rest, idle, the GEMM back to back (two windows),
     between idle gaps, and one window per kernel family."""
     return 0.5 + POWER_WINDOW_S * (1 + 2 + 1 + 6) + timed_seconds(1e-3)

@@ -25,7 +25,7 @@ from analytic.efficiency import ceilings
 from analytic.fit import fit_class, sample_ops
 from analytic.hardware import get_gpu, gpu_key_from_name
 from analytic.ops import ELEMENTWISE
-from perfbench.calibration import (gemm, gemm_relu_input, gemm_unaligned, host, power, step, sustained,
+from perfbench.calibration import (gemm, gemm_relu_input, gemm_unaligned, host, power, step, sustained, targeted,
                                    writeback)
 from perfbench.calibration.bench import Timer, cuda_torch, versions
 from perfbench.calibration.copy_bandwidth import measure_copy
@@ -172,13 +172,11 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
 def calibrate(log=print, skip_kernels: bool = False, targets=None) -> dict:
     """Run every microbenchmark on the current CUDA device; return the calibration dict.
 
-    `targets`: the registry Targets (`perfbench.commands.selection.resolve_targets`) whose kernels a
-    targeted calibration would measure. Not built yet: any target is refused before the GPU is touched.
+    `targets`: the registry Targets (`perfbench.commands.selection.resolve_targets`): measure only the
+    GEMMs and kernel configurations their ops use, into the bundled calibration (targeted.py).
     """
     if targets:
-        names = ", ".join(t.name for t in targets)
-        raise PerfbenchError(f"targeted calibration (for {names}) is not implemented yet: "
-                             "run `perfbench calibrate` without --model/--layer/--hf-config")
+        return fit_calibration(targeted.calibrate_targets(targets, log), log)
     torch = cuda_torch()
     torch.manual_seed(0)
     props = torch.cuda.get_device_properties(0)

@@ -100,7 +100,7 @@ def refit_section(section: dict) -> dict:
     return {**section, **fit_step_overhead(section["samples"])}
 
 
-def estimate_s(data: dict, ridge: float) -> float:
+def estimate_s(data: dict, ceil, ridge: float) -> float:
     """GPU seconds of the decode-step chains: four kernels alone, then each chain's rested window."""
     chains = 1 + 2 * len(STEP_SMALL)
     return 4 * timed_seconds(1e-5) + chains * (STEP_TIMING.rest_s + STEP_TIMING.target_s + 0.05)

@@ -72,6 +72,6 @@ def refit_section(section: dict) -> dict:
     return {**section, **fit_writeback(section["samples"])}
 
 
-def estimate_s(data: dict, ridge: float) -> float:
+def estimate_s(data: dict, ceil, ridge: float) -> float:
     """GPU seconds of the write-back pairs: per size the stores, the pair, and the GEMV once (short kernels)."""
     return (2 * len(WRITEBACK_MB) + 1) * timed_seconds(1e-5)
