@@ -1,7 +1,7 @@
 """Calibration figures as medians over several leases' boards: the GEMM grid and the power figures.
 
 A compute-bound GEMM's power-capped rate differs from board to board and from lease to lease: the
-same (M, N, K) timed the same way (calibrate.time_gemm) on three H100 leases of 2026-11-24 came out
+same (M, N, K) timed the same way (bench.time_gemm) on three H100 leases of 2026-11-24 came out
 652, 694 and 656 TFLOP/s (the MLP's fc1 at 4K tokens) and 718, 719 and 734 (at 64K), the first
 lease's grid the slowest on most shapes. A point measured later runs on whichever board the lease
 gets, so the cost model reads each shape's median over the leases (`perfbench calibrate --gemm-from`).
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import statistics
 
+from perfbench.calibration.gemm import gemm_peak
 from perfbench.errors import PerfbenchError
 
 
@@ -56,8 +57,6 @@ def pooled_gemm_grid(data: dict, others: dict[str, dict]) -> dict:
     """`data` with each GEMM grid entry's time the median over its leases' times in `data` and in
     the `others` calibrations of the same GPU kind (shapes another file lacks keep the leases that
     have them). The peak rate is recomputed from the pooled grid; everything else stays `data`'s."""
-    from perfbench.calibrate import gemm_peak
-
     times = {_key(e): _lease_times(e) for e in data["gemm"]}
     leases = pool_sources(data, "gemm", "gemm_pooled_from")
     for name, other in others.items():

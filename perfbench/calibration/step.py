@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import statistics
 
-from perfbench.timing import TimingOptions
+from perfbench.calibration.bench import randn, rotated_calls, run_each
+from perfbench.timing import TimingOptions, capture_graph, measure
+
+SECTION = "step"
 
 STEP_M = 16  # decode rows of the two GEMVs (a batch of 16)
 STEP_GEMVS = ((16384, 4096), (4096, 16384))  # (N, K): the 8B MLP's fc1 and fc2, 134 MB of weights each
@@ -31,22 +34,19 @@ def measure_step_overhead(torch, timer, log) -> dict:
     """{"samples": [{chain, kernels, cold_kernels, sum_s, step_s}], base_s, kernel_s, cold_kernel_s}."""
     import torch.nn.functional as F
 
-    from perfbench.calibrate import _randn, rotated_calls, run_each
-    from perfbench.timing import capture_graph, measure
-
     (n1, k1), (n2, k2) = STEP_GEMVS
-    x = _randn(torch, STEP_M, k1)
+    x = randn(torch, STEP_M, k1)
     h = torch.empty(STEP_M, n1, device="cuda", dtype=torch.bfloat16)
     y = torch.empty(STEP_M, n2, device="cuda", dtype=torch.bfloat16)
-    w1, w2 = _randn(torch, n1, k1, scale=0.02), _randn(torch, n2, k2, scale=0.02)
-    cold = [_randn(torch, STEP_M * n2) for _ in range(max(STEP_SMALL))]  # one buffer per kernel: never reused
+    w1, w2 = randn(torch, n1, k1, scale=0.02), randn(torch, n2, k2, scale=0.02)
+    cold = [randn(torch, STEP_M * n2) for _ in range(max(STEP_SMALL))]  # one buffer per kernel: never reused
     fc1 = lambda: torch.matmul(x, w1.t(), out=h)  # noqa: E731
     fc2 = lambda: torch.matmul(h, w2.t(), out=y)  # noqa: E731
     warm = lambda: y.add_(1.0)  # noqa: E731  (the previous kernel's output, still in L2)
     colds = [lambda t=t: t.mul_(0.999) for t in cold]
 
     def gemv_alone(n, k, rows):
-        calls = rotated_calls(lambda: (lambda w=_randn(torch, n, k, scale=0.02): F.linear(rows, w)), 2 * n * k)
+        calls = rotated_calls(lambda: (lambda w=randn(torch, n, k, scale=0.02): F.linear(rows, w)), 2 * n * k)
         t = timer(run_each(calls)) / len(calls)
         del calls
         torch.cuda.empty_cache()
@@ -89,3 +89,12 @@ def fit_step_overhead(samples: list[dict]) -> dict:
     base = max(e_mean - kernel_s * n_mean, 0.0)
     cold_s = (sum(n * (e - base) for n, e in cold) / sum(n * n for n, _ in cold)) if cold else kernel_s
     return {"base_s": base, "kernel_s": kernel_s, "cold_kernel_s": max(cold_s, 0.0)}
+
+
+def measure_section(torch, timer, log) -> dict:
+    return measure_step_overhead(torch, timer, log)
+
+
+def refit_section(section: dict) -> dict:
+    """The section with its figures refitted from its samples."""
+    return {**section, **fit_step_overhead(section["samples"])}

@@ -9,7 +9,7 @@ Meanwhile the MLP's prefill was predicted 3-6 % slow on every fresh set. The inp
 that; fc1, whose input is the block's dense input, ran as the grid does.
 
 The calibration times each built-in GEMM with such an input at compute-bound M. Dense and ReLU input
-are interleaved round by round, each timed as the grid times a shape (calibrate.time_gemm). The model
+are interleaved round by round, each timed as the grid times a shape (bench.time_gemm). The model
 scales the grid's time by their ratio where the GEMM is power-limited
 (analytic.efficiency.relu_input_ratio), and lets that GEMM's clock alone at the limit be that much
 higher in the shared clock (efficiency.clock_ratio).
@@ -20,25 +20,26 @@ from __future__ import annotations
 import math
 import statistics
 
+from perfbench.calibration.bench import device_ridge, gemm_compute_bound, randn, time_gemm
+from perfbench.calibration.gemm import builtin_gemm_ops
+
+SECTION = "gemm_relu_input"
+
 RELU_INPUT_M = (2048, 4096, 8192, 16384, 32768, 65536)
 RELU_INPUT_ROUNDS = 3  # dense and ReLU input alternate, so a board warming or cooling moves both alike
 
 
 def relu_input_gemm_shapes() -> list[tuple[int, int]]:
     """(N, K) of the built-in layers' GEMMs whose input is a ReLU's output (the MLP's fc2)."""
-    from perfbench.calibrate import builtin_gemm_ops
-
     return sorted({(op.shape["n"], op.shape["k"]) for op in builtin_gemm_ops() if op.shape.get("relu_input")})
 
 
 def relu_input(torch, m: int, n: int, k: int, device: str = "cuda"):
     """(m, k) bf16 as the MLP's fc2 receives it: squared ReLU of a GEMM with nn.Linear's own initial
     weights (kaiming-uniform, bound 1/sqrt(fan_in)) on the harness's randn input, d_model = n."""
-    from perfbench.calibrate import _randn
-
     producer = torch.empty(k, n, device=device, dtype=torch.bfloat16)
     torch.nn.init.kaiming_uniform_(producer, a=math.sqrt(5))
-    hidden = torch.nn.functional.linear(_randn(torch, m, n, device=device), producer)
+    hidden = torch.nn.functional.linear(randn(torch, m, n, device=device), producer)
     return torch.relu_(hidden).square_()
 
 
@@ -47,14 +48,12 @@ def measure_relu_input_gemms(torch, timer, log, ridge: float | None = None) -> l
     dense randn input and on a ReLU-squared input, the same weights (the grid's) for both."""
     import torch.nn.functional as F
 
-    from perfbench.calibrate import _randn, device_ridge, gemm_compute_bound, time_gemm
-
     ridge = device_ridge(torch) if ridge is None else ridge
     out = []
     for n, k in relu_input_gemm_shapes():
-        weight = _randn(torch, n, k, scale=0.02)
+        weight = randn(torch, n, k, scale=0.02)
         for m in RELU_INPUT_M:
-            inputs = {"dense": _randn(torch, m, k), "relu": relu_input(torch, m, n, k)}
+            inputs = {"dense": randn(torch, m, k), "relu": relu_input(torch, m, n, k)}
             bound = gemm_compute_bound(m, n, k, ridge)
             times: dict[str, list[float]] = {"dense": [], "relu": []}
             for _ in range(RELU_INPUT_ROUNDS):
@@ -68,3 +67,7 @@ def measure_relu_input_gemms(torch, timer, log, ridge: float | None = None) -> l
             f"M={g['m']} x{g['relu_s'] / g['dense_s']:.3f}" for g in out[-len(RELU_INPUT_M):]))
         del weight
     return out
+
+
+def measure_section(torch, timer, log) -> list[dict]:
+    return measure_relu_input_gemms(torch, timer, log)

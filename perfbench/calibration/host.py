@@ -24,7 +24,8 @@ import time
 from analytic.composition import ADD_NORM_CHAIN
 from models.registry import BUILTIN_LAYERS
 from perfbench.errors import exception_line
-from perfbench.lease_pool import add_pool_sources, pool_sources
+from perfbench.calibration.bench import randn
+from perfbench.calibration.pooling import add_pool_sources, pool_sources
 from perfbench.timing import TimingOptions, measure
 
 HOST_TOKENS = 64  # a prompt so short that the GPU work hides under the host's launch chain
@@ -62,14 +63,12 @@ def measure_layer_host(torch, log, samples: int = HOST_SAMPLES) -> dict[str, lis
     layers so that each chain's samples spread over the host's changing load.
     """
     from models.torch_layers import build_layer, randomize_
-    from perfbench.calibrate import _randn
-
     calls = {}
     for name, spec in BUILTIN_LAYERS.items():
         try:
             layer = build_layer(spec, device="cuda", dtype=torch.bfloat16).eval().requires_grad_(False)
-            x = _randn(torch, 1, HOST_TOKENS, spec.d_model)
-            step_x = _randn(torch, 1, 1, spec.d_model)
+            x = randn(torch, 1, HOST_TOKENS, spec.d_model)
+            step_x = randn(torch, 1, 1, spec.d_model)
             cache = layer.allocate_cache(1, HOST_TOKENS, dtype=torch.bfloat16)
             randomize_(cache)
             calls[f"{name}/prefill"] = (lambda layer=layer, x=x: layer(x))
@@ -97,7 +96,7 @@ def measure_model_host(torch, log, samples: int = MODEL_HOST_SAMPLES) -> dict[st
     from models.torch_layers import randomize_
 
     out: dict[str, list[float]] = {}
-    for name in PAPER_MODELS:  # the context-length variants run the same Python (analytic.predict.host_path)
+    for name in PAPER_MODELS:  # the context-length variants run the same Python (analytic.host_chain.host_path)
         spec = BUILTIN_MODELS[name]
         try:
             model = build_model(spec).eval().requires_grad_(False)
@@ -149,14 +148,12 @@ def _add_norm_calls(torch) -> dict:
     on the built-in models' width, with a residual (every block but the first has one)."""
     from models.registry import BUILTIN_MODELS
     from models.stack import AddNorm, fused_norm_available
-    from perfbench.calibrate import _randn
-
     spec = BUILTIN_MODELS["mamba2-hybrid-8b"]
     device = torch.device("cuda")
     norm = AddNorm(spec.block_norm, device=device, dtype=torch.bfloat16, fused=fused_norm_available(device))
     norm.requires_grad_(False)
-    x, r = _randn(torch, 1, HOST_TOKENS, spec.d_model), _randn(torch, 1, HOST_TOKENS, spec.d_model)
-    step_x, step_r = _randn(torch, 1, 1, spec.d_model), _randn(torch, 1, 1, spec.d_model)
+    x, r = randn(torch, 1, HOST_TOKENS, spec.d_model), randn(torch, 1, HOST_TOKENS, spec.d_model)
+    step_x, step_r = randn(torch, 1, 1, spec.d_model), randn(torch, 1, 1, spec.d_model)
     return {f"{ADD_NORM_CHAIN}/prefill": lambda: norm(x, r), f"{ADD_NORM_CHAIN}/decode": lambda: norm(step_x, step_r)}
 
 

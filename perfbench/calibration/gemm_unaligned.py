@@ -15,6 +15,10 @@ The calibration times each such (N, K) as the layer calls it, at M aligned to 16
 from __future__ import annotations
 
 from analytic.ops import LD_A_T
+from perfbench.calibration.bench import device_ridge, gemm_compute_bound, randn, rotated_calls, run_each, time_gemm
+from perfbench.calibration.gemm import builtin_gemm_ops
+
+SECTION = "gemm_unaligned"
 
 UNALIGNED_BASE_M = (1024, 4096, 16384, 65536)
 ALIGN_OFFSET = {16: 0, 8: 4, 4: 2, 2: 1}  # ld = base + offset: 2 * ld bytes aligned to exactly this (16: the
@@ -23,8 +27,6 @@ ALIGN_OFFSET = {16: 0, 8: 4, 4: 2, 2: 1}  # ld = base + offset: 2 * ld bytes ali
 
 def unaligned_gemm_shapes() -> list[tuple[int, int, str]]:
     """(N, K, layout) of the built-in layers' GEMMs that lay the tokens out as a leading dimension."""
-    from perfbench.calibrate import builtin_gemm_ops
-
     return sorted({(op.shape["n"], op.shape["k"], op.shape["ld_layout"]) for op in builtin_gemm_ops()
                    if "ld_alignment" in op.shape})
 
@@ -33,21 +35,17 @@ def _call(torch, n: int, k: int, layout: str, ld: int):
     """One GEMM call as the layer makes it, on its own weight and input (rotated copies keep them out of L2)."""
     import torch.nn.functional as F
 
-    from perfbench.calibrate import _randn
-
-    w = _randn(torch, n, k, scale=0.02)
+    w = randn(torch, n, k, scale=0.02)
     if layout == LD_A_T:  # A = a (K, M) buffer read transposed: (M, K) with leading dimension M
-        y = _randn(torch, k, ld)
+        y = randn(torch, k, ld)
         return lambda: F.linear(y.t(), w)
-    x = _randn(torch, ld, k)
+    x = randn(torch, ld, k)
     return lambda: w @ x.t()
 
 
 def measure_unaligned_gemms(torch, timer, log, ridge: float | None = None) -> list[dict]:
     """[{m, n, k, layout, align_bytes, time_s}], each GEMM on rotated weight copies, timed as the
-    aligned grid times the same shape (calibrate.time_gemm), so each ratio compares like with like."""
-    from perfbench.calibrate import device_ridge, gemm_compute_bound, rotated_calls, run_each, time_gemm
-
+    aligned grid times the same shape (bench.time_gemm), so each ratio compares like with like."""
     ridge = device_ridge(torch) if ridge is None else ridge
     out = []
     for n, k, layout in unaligned_gemm_shapes():
@@ -62,3 +60,7 @@ def measure_unaligned_gemms(torch, timer, log, ridge: float | None = None) -> li
             log(f"  unaligned gemm N={n} K={k} {layout} ({align}-byte ld): "
                 + ", ".join(f"M={g['m']} {g['time_s'] * 1e3:.3f} ms" for g in out[-len(UNALIGNED_BASE_M):]))
     return out
+
+
+def measure_section(torch, timer, log) -> list[dict]:
+    return measure_unaligned_gemms(torch, timer, log)

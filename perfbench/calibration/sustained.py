@@ -1,7 +1,7 @@
 """How much slower compute-bound work runs the longer a point keeps the board at its power limit.
 
 After a rest a big GEMM first runs at burst clocks; within ~0.1 s the power limiter holds the board at
-its limit, the power-capped state the GEMM grid is calibrated in (calibrate.time_gemm). Kept there,
+its limit, the power-capped state the GEMM grid is calibrated in (bench.time_gemm). Kept there,
 the die heats, leakage grows and the clock the limit allows keeps falling for seconds: in the H100
 layer sweep (2026-11-24, rested points) the points whose median timed call came 1-3 s into the point
 were predicted 5-11 % fast, whatever the layer. A point's timed calls come later the longer each call
@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import statistics
 import time
+
+from perfbench.calibration.bench import POINT_REST_S, randn
+
+SECTION = "sustained"
 
 SUSTAIN_S = 8.0
 WINDOWS_S = ((0.3, 0.6), (0.6, 1.0), (1.0, 1.5), (1.5, 2.5), (2.5, 4.0), (4.0, 6.0), (6.0, 8.0))
@@ -46,10 +50,8 @@ def measure_sustained(torch, timer, log) -> dict:
     """{"elapsed_s", "slowdown", "call_s"}: the fitted curve and the reference call time."""
     import torch.nn.functional as F
 
-    from perfbench.calibrate import POINT_REST_S, _randn
-
     m, n, k = SUSTAIN_SHAPE
-    x, w = _randn(torch, m, k), _randn(torch, n, k, scale=0.02)
+    x, w = randn(torch, m, k), randn(torch, n, k, scale=0.02)
     F.linear(x, w)
     torch.cuda.synchronize()
     time.sleep(POINT_REST_S)
@@ -73,3 +75,7 @@ def measure_sustained(torch, timer, log) -> dict:
     del x, w
     torch.cuda.empty_cache()
     return {**fit, "call_s": statistics.median(c for e, c in zip(elapsed, calls) if e < WINDOWS_S[0][1])}
+
+
+def measure_section(torch, timer, log) -> dict:
+    return measure_sustained(torch, timer, log)
