@@ -76,7 +76,7 @@ def test_compare_cli_takes_a_result_set_by_name(monkeypatch, capsys):
 def _packed_root(tmp_path: Path) -> Path:
     root = tmp_path / "results"
     root.mkdir()
-    for name in ("index.toml", "manifests.json", "h100.parquet", "h200.parquet", "h200-tp.parquet"):
+    for name in ("index.toml", "manifests.json.gz", "h100.parquet", "h200.parquet", "h200-tp.parquet"):
         (root / name).symlink_to(bundled_root() / name)
     return root
 
