@@ -126,8 +126,8 @@ def estimated_seconds(targets, gpu: str, families: dict) -> dict[str, float] | N
     out = {"gemm": gemm_grid.estimated_section_seconds(targeted_points(targets), gpu)}
     ceil = ceilings(get_gpu(gpu), cal)
     for name, specs in kernel_configurations(targets, families).items():
-        if takes_specs(families[name]):
-            out[name] = planned_seconds(families[name], ceil, specs)
+        if takes_specs(families[name]):  # plus the Triton autotuning of each configuration (SSD)
+            out[name] = planned_seconds(families[name], ceil, specs) + getattr(families[name], "SPEC_SETUP_S", 0.0) * len(specs)
     out["total"] = sum(out.values())
     return out
 
