@@ -25,7 +25,7 @@ from analytic.hardware import get_gpu
 from analytic.memory import memory_footprint
 from analytic.ops import ADD_NORM
 from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS, PAPER_MODELS, get_layer, get_model
-from models.specs import ModelSpec, SpecError
+from models.specs import LETTERS, ModelSpec, SpecError
 
 COLUMNS = ["target_kind", "name", "phase", "batch", "seqlen", "gpu", "calibrated", "mode", "tp",
            "time_ms", "flops", "bytes", "bound", "intensity", "n_kernels", "tokens_per_s",
@@ -41,7 +41,7 @@ def resolve_target(target) -> tuple[str, str, object]:
             return "layer", target, get_layer(target)
         return "model", target, get_model(target)
     kind = getattr(target, "kind", None)
-    if kind in ("mamba", "mamba2", "attention", "mlp"):
+    if kind in LETTERS.values():
         return "layer", kind, target
     raise SpecError(f"cannot predict for {target!r}")
 

@@ -93,6 +93,7 @@ class Mamba2Shard:
     d_in_proj = Mamba2Spec.d_in_proj
     params = Mamba2Spec.params  # out_proj bias (if any) counted: rank 0 holds it
     state_bytes_per_sequence = Mamba2Spec.state_bytes_per_sequence
+    decode_state_bytes = Mamba2Spec.decode_state_bytes
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class MambaShard:
     d_inner = property(lambda self: self.full.d_inner // self.tp)
     params = MambaSpec.params
     state_bytes_per_sequence = MambaSpec.state_bytes_per_sequence
+    decode_state_bytes = MambaSpec.decode_state_bytes
 
 
 def check_tp(tp) -> int:

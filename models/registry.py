@@ -12,8 +12,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from models.specs import (AttentionSpec, Mamba2Spec, MambaSpec, MixerSpec, MLPSpec, ModelSpec,
-                          SpecError)
+from models.specs import (AttentionSpec, GatedDeltaNetSpec, Mamba2Spec, Mamba3Spec, MambaSpec, MixerSpec,
+                          MLPSpec, ModelSpec, SpecError)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,11 +39,30 @@ ATTENTION_MHA_8B = AttentionSpec(d_model=D_MODEL, n_heads=32, n_kv_heads=32, hea
 # MLP: 4096 -> 16384 -> 4096, squared ReLU, not gated.
 MLP_8B = MLPSpec(d_model=D_MODEL, ffn_hidden=16384, activation="squared_relu", gated=False)
 
+# Mamba-3 in place of Mamba-2: the Mamba-2 8B's d_state 128, head dim 64 (128 heads), expand 2;
+# mamba_ssm 2.3.2 Mamba3's own defaults for the rest (arXiv 2603.15569; modules/mamba3.py): one B/C
+# group, RoPE on half of d_state, SISO, chunk 64 ("Recommended: 64 for SISO").
+MAMBA3_8B = Mamba3Spec(d_model=D_MODEL, d_state=128, expand=2, headdim=64, ngroups=1, rope_fraction=0.5,
+                       mimo_rank=1, chunk_size=64)
+# Gated DeltaNet at the 8B scale: Qwen3.5's dense 9B text config (transformers / vLLM
+# `Qwen3_5TextConfig`: hidden_size 4096, linear_num_key_heads 16, linear_num_value_heads 32,
+# linear_key_head_dim 128, linear_value_head_dim 128, linear_conv_kernel_dim 4), the same linear-
+# attention shapes as Qwen3-Next-80B-A3B; fla's chunk size 64.
+GDN_8B = GatedDeltaNetSpec(d_model=D_MODEL, n_k_heads=16, n_v_heads=32, head_k_dim=128, head_v_dim=128,
+                           d_conv=4, output_gate=True, chunk_size=64)
+
 HYBRID_PATTERN = "M-M-M--M-M*-M-M-M-M--M*-M-M-M-M-M*--M-M-M-M-M*-M--M-M-M-"
+# The paper's hybrid with each Mamba-2 block a Mamba-3 block (same order, same attention and MLPs).
+MAMBA3_HYBRID_PATTERN = HYBRID_PATTERN.replace("M", "3")
+# Gated DeltaNet 3:1 with attention as Qwen3-Next / Qwen3.5 interleave them (full_attention_interval 4),
+# each mixer followed by the paper's MLP: 56 blocks = 21 GDN + 7 attention + 28 MLP.
+GDN_HYBRID_PATTERN = "G-G-G-*-" * 7
 
 BUILTIN_LAYERS: dict[str, MixerSpec] = {
     "mamba": MAMBA_8B,
     "mamba2": MAMBA2_8B,
+    "mamba3": MAMBA3_8B,
+    "gdn": GDN_8B,
     "attention": ATTENTION_GQA_8B,
     "attention-mha": ATTENTION_MHA_8B,
     "mlp": MLP_8B,
@@ -66,12 +85,24 @@ _BASE_MODELS = (
               source="Megatron-LM examples/mamba/run_text_gen_server_8b.sh"),
 )
 
+# Newer mixers at the paper's scale: not in the paper, so kept out of PAPER_MODELS.
+_NEW_MIXER_MODELS = (
+    ModelSpec(name="mamba3-hybrid-8b", d_model=D_MODEL, vocab_size=VOCAB, pattern=MAMBA3_HYBRID_PATTERN,
+              mamba3=MAMBA3_8B, attention=ATTENTION_GQA_8B, mlp=MLP_8B,
+              description="Mamba-3-Hybrid 8B: the paper's hybrid with Mamba-3 (SISO) for Mamba-2",
+              source="Megatron-LM run_text_gen_server_8b.sh pattern; mamba_ssm 2.3.2 Mamba3 (arXiv 2603.15569)"),
+    ModelSpec(name="gdn-hybrid-8b", d_model=D_MODEL, vocab_size=VOCAB, pattern=GDN_HYBRID_PATTERN,
+              gdn=GDN_8B, attention=ATTENTION_GQA_8B, mlp=MLP_8B,
+              description="Gated DeltaNet hybrid 8B: 21 GDN + 7 GQA attention (3:1) + 28 MLP",
+              source="Qwen3.5 Qwen3_5TextConfig linear-attention shapes, 3:1 interleave; the paper's attention and MLP"),
+)
+
 CONTEXT_VARIANTS = {"4k": 4096, "16k": 16384, "32k": 32768, "128k": 131072}
 
 
 def _builtin_models() -> dict[str, ModelSpec]:
     table: dict[str, ModelSpec] = {}
-    for spec in _BASE_MODELS:
+    for spec in _BASE_MODELS + _NEW_MIXER_MODELS:
         table[spec.name] = spec
         for suffix, seqlen in CONTEXT_VARIANTS.items():
             variant = f"{spec.name}-{suffix}"
@@ -81,8 +112,10 @@ def _builtin_models() -> dict[str, ModelSpec]:
 
 BUILTIN_MODELS: dict[str, ModelSpec] = _builtin_models()
 PAPER_MODELS = tuple(spec.name for spec in _BASE_MODELS)
+NEW_MIXER_MODELS = tuple(spec.name for spec in _NEW_MIXER_MODELS)
 
-_SPEC_TYPES = {"mamba": MambaSpec, "mamba2": Mamba2Spec, "attention": AttentionSpec, "mlp": MLPSpec}
+_SPEC_TYPES = {"mamba": MambaSpec, "mamba2": Mamba2Spec, "mamba3": Mamba3Spec, "gdn": GatedDeltaNetSpec,
+               "attention": AttentionSpec, "mlp": MLPSpec}
 
 
 def _mixer_from_table(kind: str, table: dict, d_model: int, where: str) -> MixerSpec:
@@ -155,7 +188,7 @@ def get_model(name: str, models_file: Path | None = None) -> ModelSpec:
     if models_file is not None:
         table.update(load_models_toml(models_file))
     if name not in table:
-        known = ", ".join(PAPER_MODELS)
+        known = ", ".join(PAPER_MODELS + NEW_MIXER_MODELS)
         raise SpecError(f"unknown model {name!r} (built in: {known}, each also with -4k/-16k/-32k/-128k)")
     return table[name]
 

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.reference import RefMLP, apply_rope, rope_tables, rotary_dim
-from models.specs import AttentionSpec, Mamba2Spec, MambaSpec, MixerSpec
+from models.specs import (STATE_KINDS, AttentionSpec, GatedDeltaNetSpec, Mamba2Spec, Mamba3Spec, MambaSpec,
+                          MixerSpec)
 
 SDPA_BACKENDS = ("flash", "cudnn", "efficient", "math")
 ATTN_BACKENDS = SDPA_BACKENDS + ("flash_attn",)
@@ -295,6 +296,8 @@ def layer_kernels(layer: nn.Module) -> dict:
             info["gqa_decode"] = "native" if layer.backend == "flash_attn" else "fold"
     elif kind in ("mamba", "mamba2"):
         info["conv_backend"] = conv_backend()
+    elif kind in ("mamba3", "gdn"):
+        info.update(layer.kernel_info())
     return info
 
 
@@ -331,6 +334,11 @@ def prefill_bytes_per_token(spec: MixerSpec, dtype_bytes: int = 2) -> int:
         elems = 2 * d + spec.qkv_dim + spec.q_dim + rope
     elif spec.kind == "mamba":
         elems = 2 * d + 6 * spec.d_inner + spec.dt_rank + 4 * spec.d_state
+    elif spec.kind in ("mamba3", "gdn"):
+        from analytic.memory import gdn_activation_elems_per_token, mamba3_activation_elems_per_token
+
+        per_token = mamba3_activation_elems_per_token if spec.kind == "mamba3" else gdn_activation_elems_per_token
+        elems = 2 * d + per_token(spec)
     elif spec.kind == "mamba2":
         elems = 2 * d + spec.d_in_proj + spec.conv_dim + 2 * spec.d_inner
         fp32 = spec.nheads * spec.headdim * spec.d_state / spec.chunk_size + spec.ngroups * spec.chunk_size
@@ -344,8 +352,8 @@ def cache_bytes(spec: MixerSpec, batch: int, context: int, dtype_bytes: int = 2)
     """Decode cache of one layer: KV for context + 1 tokens, or the conv and SSM states."""
     if spec.kind == "attention":
         return batch * (context + 1) * spec.kv_bytes_per_token(dtype_bytes)
-    if spec.kind in ("mamba", "mamba2"):
-        return batch * spec.state_bytes_per_sequence(dtype_bytes, dtype_bytes)
+    if spec.kind in STATE_KINDS:
+        return batch * spec.decode_state_bytes(dtype_bytes)
     return 0
 
 
