@@ -12,6 +12,11 @@ Megatron-style sharding (Shoeybi et al., arXiv 1909.08053, §3), without sequenc
   over d_inner, so its small output is all-reduced before dt_proj (column-parallel) and the scan;
   out_proj row-parallel, a second all-reduce. (mamba_ssm has no TP Mamba-1; this is the natural
   split, two all-reduces per layer.)
+- Mamba-3: heads split like Mamba-2's (`Mamba3Shard`); B, C and the RoPE angles replicated unless N
+  divides the groups; out_proj row-parallel, one all-reduce.
+- Gated DeltaNet: key heads and their value heads split (n_k_heads/N, n_v_heads/N: each rank keeps
+  whole delta-rule states); in_proj column-parallel, out_proj row-parallel, one all-reduce (as vLLM's
+  Qwen3-Next layer).
 - embedding and LM head vocabulary-parallel: each rank gathers its V/N rows (masking the ids it
   does not own, then one all-reduce of the hidden states); the LM head computes V/N logits per
   rank and all-gathers them.
@@ -49,7 +54,7 @@ from analytic.efficiency import (BOUND_LABELS, Ceilings, ceilings, graph_step_s,
 from analytic.hardware import GPUSpec, get_gpu
 from analytic.memory import ALLOCATOR_HEADROOM, largest_batch, memory_footprint
 from analytic.ops import Op, elementwise
-from models.specs import LETTERS, Mamba2Spec, MambaSpec, ModelSpec, SpecError
+from models.specs import LETTERS, Mamba2Spec, Mamba3Spec, MambaSpec, ModelSpec, SpecError
 
 # Op classes of the collectives (timed here, not in analytic/efficiency.py).
 ALLREDUCE = "allreduce"
@@ -117,6 +122,39 @@ class MambaShard:
     decode_state_bytes = MambaSpec.decode_state_bytes
 
 
+@dataclass(frozen=True)
+class Mamba3Shard:
+    """One rank's Mamba-3 mixer: nheads/N heads (z, x, dt, A, trap and the state split with them),
+    d_inner/N channels; the B/C groups split where N divides them, else every rank computes the shared
+    B, C (mamba_ssm's default is one group) and the RoPE angles, which are per layer, not per head.
+    Derived sizes are Mamba3Spec's own properties on the per-rank numbers."""
+
+    full: Mamba3Spec
+    tp: int
+    kind = "mamba3"
+    letter = "3"
+
+    d_model = property(lambda self: self.full.d_model)
+    d_state = property(lambda self: self.full.d_state)
+    expand = property(lambda self: self.full.expand)
+    headdim = property(lambda self: self.full.headdim)
+    rope_fraction = property(lambda self: self.full.rope_fraction)
+    mimo_rank = property(lambda self: self.full.mimo_rank)
+    chunk_size = property(lambda self: self.full.chunk_size)
+    is_outproj_norm = property(lambda self: self.full.is_outproj_norm)
+    d_inner = property(lambda self: self.full.d_inner // self.tp)
+    ngroups = property(lambda self: self.full.ngroups // self.tp if self.full.ngroups % self.tp == 0
+                       else self.full.ngroups)
+    nheads = Mamba3Spec.nheads
+    is_mimo = Mamba3Spec.is_mimo
+    num_rope_angles = Mamba3Spec.num_rope_angles
+    bc_dim = Mamba3Spec.bc_dim
+    d_in_proj = Mamba3Spec.d_in_proj
+    params = Mamba3Spec.params
+    state_bytes_per_sequence = Mamba3Spec.state_bytes_per_sequence
+    decode_state_bytes = Mamba3Spec.decode_state_bytes
+
+
 def check_tp(tp) -> int:
     if isinstance(tp, bool) or not isinstance(tp, (int, np.integer)) or tp < 1:
         raise SpecError(f"tp must be a positive integer, got {tp!r}")
@@ -148,6 +186,12 @@ def shard_layer(spec, tp: int, where: str | None = None):
     if spec.kind == "mamba":
         _divides(tp, "inner channels (d_inner)", spec.d_inner, where)
         return MambaShard(spec, tp)
+    if spec.kind == "mamba3":
+        _divides(tp, "heads", spec.nheads, where)
+        return Mamba3Shard(spec, tp)
+    if spec.kind == "gdn":  # key and value heads split together (a key head's value heads stay on its rank)
+        _divides(tp, "key heads", spec.n_k_heads, where)
+        return replace(spec, n_k_heads=spec.n_k_heads // tp, n_v_heads=spec.n_v_heads // tp)
     raise SpecError(f"cannot shard a {spec.kind!r} layer")
 
 
@@ -473,7 +517,7 @@ def tp_gemm_shapes(layers, tps=(2, 4, 8), vocab_size: int | None = None, d_model
     return shapes
 
 
-__all__ = ["ALLGATHER", "ALLREDUCE", "COLLECTIVE_CLASSES", "Interconnect", "Mamba2Shard", "MambaShard",
+__all__ = ["ALLGATHER", "ALLREDUCE", "COLLECTIVE_CLASSES", "Interconnect", "Mamba2Shard", "Mamba3Shard", "MambaShard",
            "breakdown_tp", "check_tp", "collective_time_s", "fit_allreduce", "interconnect",
            "max_batch_tp", "memory_per_gpu", "predict_tp", "rank_ops", "shard_layer", "shard_model",
            "tp_gemm_shapes", "tp_scaling"]

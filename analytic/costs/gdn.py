@@ -23,19 +23,22 @@ they outweigh the token's own q, k, v, so the cost model keeps them. Then the ga
 (`FusedRMSNormGated`, silu(z)) and out_proj GEMM.
 
 Decode: in_proj GEMM (M = batch); causal_conv1d_update on the (conv_dim, w) conv state; fla's
-`fused_recurrent_gated_delta_rule` kernel with L2 norm, gate and sigmoid inside, updating the fp32
-(Hv, Dv, Dk) state in place: per value head the decay (Dk Dv), h^T k (2 Dk Dv), the rank-1 update
-(2 Dk Dv), h^T q (2 Dk Dv): 7 Dk Dv flops, the state read and written once (4 bytes each way);
-the gated RMSNorm; out_proj GEMM. Nothing depends on the context length.
+`fused_recurrent_gated_delta_rule` kernel with L2 norm, gate and sigmoid inside, reading the fp32
+(Hv, Dk, Dv) state and writing the new one (4 bytes each way): per value head the decay (Dk Dv),
+h^T k (2 Dk Dv), the rank-1 update (2 Dk Dv), h^T q (2 Dk Dv): 7 Dk Dv flops; the layer copies the
+returned state into its cache (one more fp32 read and write; serving engines pass the cache as the
+output instead); the gated RMSNorm; out_proj GEMM. Nothing depends on the context length.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from analytic.ops import CONV1D, GDN_CHUNK, GDN_STEP, SSD, STATE_UPDATE, Op, elementwise, gemm
+from analytic.ops import CONV1D, ELEMENTWISE, GDN_CHUNK, GDN_STEP, SSD, STATE_UPDATE, Op, elementwise, gemm
 
 FP32 = 4
+STEP_MATVEC_FLOPS = 4.0  # per state element: h^T k and h^T q (2 each)
+STEP_ELEMENTWISE_FLOPS = 3.0  # per state element: h *= exp(g), h += k delta^T (a multiply and an add)
 
 
 def chunk_flops_per_token_head(spec) -> float:
@@ -85,10 +88,12 @@ def decode(spec, batch, seqlen, e: int = 2) -> list[Op]:
         gemm("in_proj", b, spec.d_in_proj, spec.d_model, e),
         Op("conv1d_update", CONV1D, 2.0 * w * b * cd, e * (2 * b * cd * w + 2 * b * cd + cd * w), 1,
            {"elements": b * cd * w, "written_bytes": e * b * cd * (w + 1)}),
-        Op("gdn_fused_recurrent", STATE_UPDATE, 7.0 * state,
+        Op("gdn_fused_recurrent", STATE_UPDATE, (STEP_MATVEC_FLOPS + STEP_ELEMENTWISE_FLOPS) * state,
            2 * FP32 * state + e * b * (2 * kd + 2 * vd) + e * b * 2 * Hv + FP32 * 2 * Hv, 1,
            {"state_elements": state, "batch": b, "family": GDN_STEP, "cold_kernels": 1,
             "written_bytes": FP32 * state + e * b * vd}),
+        Op("state_copy", ELEMENTWISE, 0.0 * b, 2 * FP32 * state, 1,
+           {"elements": state, "cold_kernels": 1, "written_bytes": FP32 * state}),
         elementwise("gated_rmsnorm", 2 * b * vd, b * vd, 6.0, e, cold_kernels=1),  # its weight
         gemm("out_proj", b, spec.d_model, vd, e),
     ]
