@@ -120,6 +120,25 @@ def _layer_memory(spec, phase: str, b: np.ndarray, L: np.ndarray) -> np.ndarray:
     return mem["total_bytes"] - model.embedding_params * 2 * 2 - b * 4  # no embedding/head/logits
 
 
+def step_seconds(kind: str, spec, phase: str, b: np.ndarray, L: np.ndarray, ceil: Ceilings,
+                 graphs: bool = True) -> tuple[np.ndarray, list[CountedOp], list, np.ndarray]:
+    """The step time `predict` reports at points (b[i], L[i]) (any broadcast arrays, not only a grid),
+    with the counted ops, their per-op (seconds, bound) and where the host's launch chain bounds it.
+    `ceil` resolved once by the caller, so sweeps over many models pay for it once."""
+    ops = counted_ops(kind, spec, phase, b, L)
+    times = step_op_times(ops, ceil)
+    time_s, _speedup = power_capped_s(ops, times, ceil)
+    time_s, _slowdown = sustained_s(time_s, ops, times, ceil)  # a long point heats the board
+    host_bound = np.zeros(np.shape(time_s), dtype=bool)
+    if phase == "prefill" or not graphs:  # launched eagerly: the host may be the bottleneck
+        host_s = host_seconds(kind, spec, phase, ops, ceil)
+        host_bound = host_s > time_s
+        time_s = np.maximum(time_s, host_s)
+    else:  # one CUDA-graph replay per decode step; a short graph waits on the host launching it
+        time_s = graph_step_s(time_s, ops, ceil)
+    return time_s, ops, times, host_bound
+
+
 def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu: str = "h100",
             calibration="default", tp: int = 1, graphs: bool = True) -> pd.DataFrame:
     """One row per (batch, seqlen) point; see COLUMNS. `calibration`: 'default', 'none', path or object."""
@@ -132,20 +151,10 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
     cal = resolve(calibration, gpu)
     ceil = ceilings(gpu_spec, cal)
     b, L = _grid(batch, seqlen)
-    ops = counted_ops(kind, spec, phase, b, L)
-    times = step_op_times(ops, ceil)
-    time_s, _speedup = power_capped_s(ops, times, ceil)
-    time_s, _slowdown = sustained_s(time_s, ops, times, ceil)  # a long point heats the board
+    time_s, ops, times, host_bound = step_seconds(kind, spec, phase, b, L, ceil, graphs)
     flops = sum(c.op.flops * c.count for c in ops)
     bytes_ = sum(c.op.bytes_ * c.count for c in ops)
     n_kernels = sum(c.op.kernels * c.count for c in ops)
-    host_bound = np.zeros(b.shape, dtype=bool)
-    if phase == "prefill" or not graphs:  # launched eagerly: the host may be the bottleneck
-        host_s = host_seconds(kind, spec, phase, ops, ceil)
-        host_bound = host_s > time_s
-        time_s = np.maximum(time_s, host_s)
-    else:  # one CUDA-graph replay per decode step; a short graph waits on the host launching it
-        time_s = graph_step_s(time_s, ops, ceil)
     by_bound = np.zeros((len(BOUND_LABELS), b.size))
     for (t, code), c in zip(times, ops):
         for label in range(len(BOUND_LABELS)):

@@ -8,6 +8,7 @@ import importlib
 _TABLE = (
     ("models", "models", "models_command"),
     ("predict", "predict", "predict_command"),
+    ("design", "design", "design_command"),
     ("run", "run", "run_command"),
     ("calibrate", "calibrate", "calibrate_command"),
     ("env", "env", "env_command"),
