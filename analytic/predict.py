@@ -23,7 +23,7 @@ from analytic.efficiency import (BOUND_LABELS, Ceilings, ceilings, clock_scales,
                                  power_capped_s, power_limited, scaled_seconds, step_op_times, sustained_s)
 from analytic.hardware import get_gpu
 from analytic.memory import memory_footprint
-from analytic.ops import ADD_NORM
+from analytic.ops import ADD_NORM, NEW_MIXER_FAMILIES
 from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS, PAPER_MODELS, Target, get_layer, get_model
 from models.specs import LETTERS, ModelSpec, SpecError
 
@@ -249,4 +249,13 @@ def describe_calibration(gpu: str, calibration="default") -> str:
     cal: Calibration | None = resolve(calibration, gpu)
     if cal is None:
         return f"datasheet roofline ({get_gpu(gpu).name})"
-    return f"calibrated ({cal.source or 'in memory'}, {cal.gpu_name}, {cal.created})"
+    fallback = uncalibrated_families(cal)
+    note = f"; {', '.join(fallback)} uncalibrated: their class's ceilings" if fallback else ""
+    return f"calibrated ({cal.source or 'in memory'}, {cal.gpu_name}, {cal.created}){note}"
+
+
+def uncalibrated_families(cal: Calibration | None) -> list[str]:
+    """The newer mixers' kernel families a calibration has not measured: their ops run at their op
+    class's ceilings (the SSD or state-update roofline), as a datasheet prediction runs every op."""
+    measured = cal.op_classes if cal is not None else {}
+    return [family for family in NEW_MIXER_FAMILIES if family not in measured]

@@ -232,3 +232,59 @@ def test_model_state_bytes_sum_the_state_layers():
 def test_model_without_new_specs_rejects_their_letters():
     with pytest.raises(SpecError, match="no gdn spec"):
         ModelSpec(name="x", d_model=64, vocab_size=10, pattern="GG")
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+def test_new_family_ops_take_their_class_ceilings_until_calibrated():
+    from analytic.calibration import resolve
+    from analytic.efficiency import ceilings, op_ceiling
+    from analytic.hardware import get_gpu
+    from analytic.ops import SSD, STATE_UPDATE
+
+    ceil = ceilings(get_gpu("h100"), resolve("default", "h100"))
+    for name, phase, op_name, op_class in (("mamba3", "prefill", "mamba3_siso_fwd", SSD),
+                                           ("gdn", "decode", "gdn_fused_recurrent", STATE_UPDATE)):
+        op = next(o for o in layer_ops(get_layer(name), phase, np.array([2.0]), np.array([512.0])) if o.name == op_name)
+        assert op_ceiling(op, ceil) is ceil.classes[op_class]
+
+
+def test_a_calibrated_family_sets_its_ops_ceilings():
+    from dataclasses import replace
+
+    from analytic.calibration import resolve
+    from analytic.efficiency import ceilings, op_ceiling
+    from analytic.hardware import get_gpu
+
+    cal = resolve("default", "h100")
+    cal = replace(cal, op_classes={**cal.op_classes, "gdn_step": {"t0_s": 3e-6, "bw_bytes_s": 2.5e12, "flops_s": 5e13}})
+    op = next(o for o in layer_ops(get_layer("gdn"), "decode", np.array([2.0]), np.array([512.0]))
+              if o.name == "gdn_fused_recurrent")
+    assert op_ceiling(op, ceilings(get_gpu("h100"), cal)).bw_bytes_s == 2.5e12
+
+
+def test_predict_title_names_the_uncalibrated_new_families():
+    from analytic.predict import describe_calibration
+
+    assert "gdn_step" in describe_calibration("h100", "default")
+
+
+@pytest.mark.parametrize("family,sample", [
+    ("mamba3_step", {"layer": "mamba3", "phase": "decode", "batch": 3, "seqlen": 1024, "ops": ["mamba3_siso_step"]}),
+    ("mamba3_chunk", {"layer": "mamba3", "phase": "prefill", "batch": 1, "seqlen": 384, "ops": ["mamba3_siso_fwd"]}),
+    ("gdn_chunk", {"layer": "gdn", "phase": "prefill", "batch": 1, "seqlen": 384,
+                   "ops": ["qk_l2norm", "gate_beta", "gdn_chunk_intra", "gdn_chunk_h", "gdn_chunk_o"]}),
+    ("gdn_step", {"layer": "gdn", "phase": "decode", "batch": 3, "seqlen": 1024, "ops": ["gdn_fused_recurrent"]}),
+])
+def test_new_family_samples_are_fitted_as_their_family(family, sample):
+    from perfbench.calibration.run import samples_by_family
+
+    assert list(samples_by_family({family: [dict(sample, time_s=1e-4)]})) == [family]
+
+
+@pytest.mark.parametrize("family", ["mamba3", "gdn"])
+def test_new_family_benchmarks_are_registered_for_remeasure(family):
+    from perfbench.calibration.kernels import FAMILIES
+
+    assert FAMILIES[family].NAME == family

@@ -4,10 +4,11 @@ NAME, CLASSES (the op classes whose samples it fills) and measure(bench)."""
 
 from __future__ import annotations
 
-from perfbench.calibration.kernels import (add_norm, attention_decode, attention_prefill, conv1d, elementwise, rope,
-                                           selective_scan, ssd, state_update)
+from perfbench.calibration.kernels import (add_norm, attention_decode, attention_prefill, conv1d, elementwise, gdn,
+                                           mamba3, rope, selective_scan, ssd, state_update)
 
-# In the order a calibration measures them.
+# In the order a calibration measures them (the newer mixers' last: a calibration without their
+# libraries records them as failed and keeps the rest; their ops then take their class's ceilings).
 FAMILIES = {module.NAME: module for module in (ssd, selective_scan, conv1d, state_update, attention_prefill,
-                                                attention_decode, rope, elementwise, add_norm)}
+                                                attention_decode, rope, elementwise, add_norm, mamba3, gdn)}
 KERNEL_FAMILIES = tuple(FAMILIES)
