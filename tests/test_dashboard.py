@@ -176,7 +176,7 @@ def test_a_damaged_file_beside_healthy_runs_is_one_warning_and_the_page_draws(pa
     assert len(at.warning) == 1 and "run-broken.parquet" in at.warning[0].value
 
 
-@pytest.mark.parametrize("page", ["views/models.py", "views/whatif.py"])
+@pytest.mark.parametrize("page", ["views/models.py", "views/whatif.py", "views/design.py"])
 def test_prediction_pages_work_without_any_results(page, tmp_path, monkeypatch):
     at = _open(_app(tmp_path / "missing", monkeypatch).run(), page)
     _assert_clean(at)
@@ -188,3 +188,9 @@ def test_results_with_only_failed_points_say_so(tmp_path, monkeypatch):
     at = _open(_app(tmp_path, monkeypatch).run(), "views/overview.py")
     assert not at.exception
     assert len(at.error) == 1 and "no ok points" in at.error[0].value
+
+
+def test_design_space_stars_the_papers_hybrid_mix(tmp_path, monkeypatch):
+    at = _open(_app(tmp_path / "missing", monkeypatch).run(), "views/design.py")
+    names = _trace_names(_figures(at)[0])
+    assert "base 43/7/50" in names and "Pareto front" in names
