@@ -26,8 +26,9 @@ from analytic.calibration import resolve
 from analytic.composition import CountedOp, model_ops
 from analytic.efficiency import ceilings, graph_step_s, power_capped_s, step_op_times, sustained_s
 from analytic.hardware import get_gpu
-from analytic.memory import ALLOCATOR_HEADROOM, memory_footprint
-from analytic.predict import host_seconds
+from analytic.host_chain import host_seconds
+from analytic.memory import ALLOCATOR_HEADROOM, memory_per_gpu
+from analytic.pipeline import step_time
 from models.registry import BUILTIN_LAYERS
 from models.specs import LETTERS, MLPSpec, ModelSpec, SpecError
 
@@ -129,10 +130,10 @@ def design_models(base: ModelSpec, attention: list[int], ssm_kinds: list[str],
 
 
 def max_decode_batch(model: ModelSpec, seqlens: np.ndarray, gpu, tp: int = 1) -> np.ndarray:
-    """`analytic.memory.max_batch` at each context length in closed form: a decode footprint is
-    fixed (weights) plus a per-sequence part (KV cache, state, activations, logits), linear in batch."""
-    total = memory_footprint(model, np.array([[1.0], [2.0]]), np.asarray(seqlens)[None, :], phase="decode")
-    one, two = total["total_bytes"][0] / tp, total["total_bytes"][1] / tp
+    """`analytic.memory.max_batch` at each context length in closed form: a decode footprint per GPU
+    is fixed (weights) plus a per-sequence part (KV cache, state, activations, logits), linear in batch."""
+    total = memory_per_gpu(model, np.array([[1.0], [2.0]]), np.asarray(seqlens)[None, :], tp, phase="decode")
+    one, two = total["total_bytes"][0], total["total_bytes"][1]
     per_seq, fixed = two - one, 2 * one - two
     budget = gpu.mem_bytes * ALLOCATOR_HEADROOM
     fits = np.floor((budget - fixed) / per_seq)
@@ -149,7 +150,7 @@ def _counted(ops: list[CountedOp], counts: dict) -> list[CountedOp]:
 
 def _group_seconds(designs: list[Design], phase: str, b: np.ndarray, L: np.ndarray, per_design: int,
                    ceil) -> np.ndarray:
-    """`analytic.predict.step_seconds` for designs sharing their layer kinds, in one evaluation: their
+    """`analytic.pipeline.step_time`'s total at tp=1 for designs sharing their layer kinds, in one evaluation: their
     op lists differ only in how often each kind's ops run, so the template's ops are timed once over
     every design's points with per-point counts; the shared clock and the sustained clock take those
     counts as arrays; the graph step and the host chain (sums of counts) are computed per design."""
@@ -172,9 +173,8 @@ def _group_seconds(designs: list[Design], phase: str, b: np.ndarray, L: np.ndarr
 
 
 def _tp_ms(model: ModelSpec, phase: str, b: np.ndarray, L: np.ndarray, calibration, gpu: str, tp: int) -> np.ndarray:
-    from analytic.tp import predict_tp  # one call per point: TP sweeps are slower
-
-    return np.array([float(predict_tp(model, phase, [int(bi)], [int(li)], gpu, calibration, tp)["time_ms"].iloc[0])
+    """One rank's step time at each point (`analytic.pipeline.step_time`, one call a point: TP sweeps are slower)."""
+    return np.array([float(step_time(model, phase, [int(bi)], [int(li)], gpu, calibration, tp).total_s[0]) * 1e3
                      for bi, li in zip(b, L)])
 
 
@@ -191,12 +191,7 @@ def design_sweep(designs: list[Design], seqlens: list[int], batches: list[int], 
     points = len(lengths) * (1 + len(given))
     plan = []  # per design: its batches, lengths, and which rows run
     for design in designs:
-        if tp > 1:
-            from analytic.tp import max_batch_tp
-
-            biggest = np.array([max_batch_tp(design.model, int(L), gpu_spec, tp) for L in lengths], dtype=np.int64)
-        else:
-            biggest = max_decode_batch(design.model, lengths, gpu_spec)
+        biggest = max_decode_batch(design.model, lengths, gpu_spec, tp)
         rows_b = np.concatenate([biggest, np.repeat(np.array(given, dtype=np.int64), len(lengths))])
         rows_L = np.concatenate([lengths, np.tile(lengths, len(given))])
         plan.append((biggest, rows_b, rows_L))

@@ -99,12 +99,13 @@ def test_pareto_front_keeps_no_dominated_design(sweep):
 
 
 def test_sweep_at_tp2_equals_predict_tp():
-    from analytic.tp import predict_tp
+    from analytic.predict import predict_tp
 
     design = design_models(BASE, [2], ["gdn"])[0]
     row = design_sweep([design], [4096], [8], tp=2).iloc[1]
     expected = predict_tp(design.model, "decode", [8], [4096], "h100", "default", 2).iloc[0]
     assert row["decode_ms"] == pytest.approx(expected["time_ms"], rel=1e-9)
+    assert row["max_batch"] == max_batch(design.model, 4096, get_gpu("h100"), tp=2)
 
 
 def test_design_command_json_has_one_row_per_design_length_and_batch(monkeypatch, capsys):

@@ -288,3 +288,13 @@ def test_new_family_benchmarks_are_registered_for_remeasure(family):
     from perfbench.calibration.kernels import FAMILIES
 
     assert FAMILIES[family].NAME == family
+
+
+@pytest.mark.parametrize("family", ["mamba3", "gdn"])
+def test_new_family_plans_samples_whose_ops_name_the_family(family):
+    from analytic.fit import sample_ops, spec_fields
+    from perfbench.calibration.kernels import FAMILIES
+
+    for stub in FAMILIES[family].plan():
+        sample = {**stub, "layer": family, "spec": spec_fields(stub["spec"])}
+        assert any((op.shape or {}).get("family", "").startswith(family) for op in sample_ops(sample))

@@ -37,6 +37,7 @@ import numpy as np
 from analytic.ops import CONV1D, ELEMENTWISE, GDN_CHUNK, GDN_STEP, SSD, STATE_UPDATE, Op, elementwise, gemm
 
 FP32 = 4
+RECURRENT_BV = 8  # fused_recurrent_gated_delta_rule_fwd: BV = min(8, next_power_of_2(V))
 STEP_MATVEC_FLOPS = 4.0  # per state element: h^T k and h^T q (2 each)
 STEP_ELEMENTWISE_FLOPS = 3.0  # per state element: h *= exp(g), h += k delta^T (a multiply and an add)
 
@@ -91,6 +92,7 @@ def decode(spec, batch, seqlen, e: int = 2) -> list[Op]:
         Op("gdn_fused_recurrent", STATE_UPDATE, (STEP_MATVEC_FLOPS + STEP_ELEMENTWISE_FLOPS) * state,
            2 * FP32 * state + e * b * (2 * kd + 2 * vd) + e * b * 2 * Hv + FP32 * 2 * Hv, 1,
            {"state_elements": state, "batch": b, "family": GDN_STEP, "cold_kernels": 1,
+            "ctas": b * Hv * np.ceil(V / RECURRENT_BV),  # grid (V/BV * B * Hv): BV = 8 value columns a program
             "written_bytes": FP32 * state + e * b * vd}),
         Op("state_copy", ELEMENTWISE, 0.0 * b, 2 * FP32 * state, 1,
            {"elements": state, "cold_kernels": 1, "written_bytes": FP32 * state}),

@@ -95,6 +95,7 @@ def decode(spec, batch, seqlen, e: int = 2) -> list[Op]:
         *_prep(spec, b, e, cold=True),
         Op("mamba3_siso_step", STATE_UPDATE, 7.0 * state, step_bytes, 1,
            {"state_elements": state, "batch": b, "family": MAMBA3_STEP, "cold_kernels": 1,
+            "ctas": b * H,  # one program per (head, sequence), each over its whole (P, N) state
             "written_bytes": FP32 * state + e * b * H * P}),
         # The wrapper's new states copied into the layer's cache (SSM, angle, k, v): four copy kernels.
         Op("state_copy", ELEMENTWISE, 0.0 * b, 2 * FP32 * state + 2 * e * 2 * small, 4,

@@ -16,6 +16,16 @@ DECODE_BATCHES = (1, 3, 12, 48, 96)
 CHUNK_OPS = ["qk_l2norm", "gate_beta", "gdn_chunk_intra", "gdn_chunk_h", "gdn_chunk_o"]
 
 
+def plan() -> list[dict]:
+    """Every sample measure() takes, without its time (for `perfbench calibrate`'s time estimate)."""
+    spec = BUILTIN_LAYERS["gdn"]
+    prefill = [{"spec": spec, "phase": "prefill", "batch": b, "seqlen": L, "ops": CHUNK_OPS, "mode": "eager"}
+               for b, L in PREFILL_SIZES]
+    decode = [{"spec": spec, "phase": "decode", "batch": b, "seqlen": 1024, "ops": ["gdn_fused_recurrent"], "mode": mode}
+              for b in DECODE_BATCHES for mode in ("graph", "eager")]
+    return prefill + decode
+
+
 def measure(bench: KernelBench) -> None:
     from fla.ops.gated_delta_rule import chunk_gated_delta_rule, fused_recurrent_gated_delta_rule
 

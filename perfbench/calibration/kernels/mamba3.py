@@ -25,6 +25,16 @@ def _prefill_inputs(torch, spec, b: int, L: int) -> dict:
             "Z": randn(torch, b, L, H, P)}
 
 
+def plan() -> list[dict]:
+    """Every sample measure() takes, without its time (for `perfbench calibrate`'s time estimate)."""
+    spec = BUILTIN_LAYERS["mamba3"]
+    prefill = [{"spec": spec, "phase": "prefill", "batch": b, "seqlen": L, "ops": ["mamba3_siso_fwd"], "mode": "eager"}
+               for b, L in PREFILL_SIZES]
+    decode = [{"spec": spec, "phase": "decode", "batch": b, "seqlen": 1024, "ops": ["mamba3_siso_step"], "mode": mode}
+              for b in DECODE_BATCHES for mode in ("graph", "eager")]
+    return prefill + decode
+
+
 def measure(bench: KernelBench) -> None:
     from mamba_ssm.ops.triton.mamba3.angle_dt import angle_dt_fwd
     from mamba_ssm.ops.triton.mamba3.mamba3_siso_fwd import mamba3_siso_fwd
