@@ -17,7 +17,7 @@ a second.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ COLUMNS = ["design", "ssm", "attention_layers", "ssm_layers", "mlp_layers", "mix
            "seqlen", "kv_bytes_per_seq", "state_bytes_per_seq", "memory_per_seq_bytes", "max_batch",
            "batch", "at_max_batch", "decode_ms", "decode_tokens_per_s", "ttft_ms", "gpu", "tp", "calibrated"]
 _LETTER = {kind: letter for letter, kind in LETTERS.items()}
+BLOCK_GROUP = "block"  # analytic.composition's group of the per-block add + norm
 
 
 @dataclass(frozen=True)
@@ -148,15 +149,28 @@ def _counted(ops: list[CountedOp], counts: dict) -> list[CountedOp]:
     return [CountedOp(c.group, c.op, counts.get(c.group, c.count)) for c in ops]
 
 
-def _group_seconds(designs: list[Design], phase: str, b: np.ndarray, L: np.ndarray, per_design: int,
+def _template(designs: list[Design]) -> ModelSpec:
+    """One model holding every layer kind the designs use (their specs are shared: `_layer_for`), so
+    one op list covers them all; a design lacking a kind runs its ops zero times."""
+    kinds = list(dict.fromkeys(kind for d in designs for kind in d.model.layer_mix))
+    first = designs[0].model
+    specs = {kind: next(getattr(d.model, kind) for d in designs if kind in d.model.layer_mix) for kind in kinds}
+    return replace(first, name="design-template", pattern="".join(_LETTER[kind] for kind in kinds),
+                   **{kind: specs.get(kind) for kind in LETTERS.values()})
+
+
+def _sweep_seconds(designs: list[Design], phase: str, b: np.ndarray, L: np.ndarray, per_design: int,
                    ceil) -> np.ndarray:
-    """`analytic.pipeline.step_time`'s total at tp=1 for designs sharing their layer kinds, in one evaluation: their
-    op lists differ only in how often each kind's ops run, so the template's ops are timed once over
+    """`analytic.pipeline.step_time`'s total at tp=1 for every design, in one evaluation: their op lists
+    differ only in how often each layer kind's ops run, so the template's ops are timed once over
     every design's points with per-point counts; the shared clock and the sustained clock take those
     counts as arrays; the graph step and the host chain (sums of counts) are computed per design."""
-    template = model_ops(designs[0].model, phase, b, L)
+    template = model_ops(_template(designs), phase, b, L)
     mixes = [d.model.layer_mix for d in designs]
-    counts = {kind: np.repeat([mix[kind] for mix in mixes], per_design).astype(np.float64) for kind in mixes[0]}
+    kinds = {c.group for c in template} & set(LETTERS.values())
+    per_kind = [{**{kind: mix.get(kind, 0) for kind in kinds}, BLOCK_GROUP: len(d.model.pattern)}
+                for mix, d in zip(mixes, designs)]
+    counts = {group: np.repeat([c[group] for c in per_kind], per_design).astype(np.float64) for group in per_kind[0]}
     ops = _counted(template, counts)
     times = step_op_times(ops, ceil)
     seconds, _speedup = power_capped_s(ops, times, ceil)
@@ -164,7 +178,7 @@ def _group_seconds(designs: list[Design], phase: str, b: np.ndarray, L: np.ndarr
     out = np.empty_like(seconds)
     for i, design in enumerate(designs):
         part = slice(i * per_design, (i + 1) * per_design)
-        mine = _counted(template, mixes[i])
+        mine = _counted(template, per_kind[i])
         if phase == "prefill":
             out[part] = np.maximum(seconds[part], host_seconds("model", design.model, phase, mine, ceil))
         else:
@@ -197,21 +211,15 @@ def design_sweep(designs: list[Design], seqlens: list[int], batches: list[int], 
         plan.append((biggest, rows_b, rows_L))
     decode_ms = np.full((len(designs), points), np.nan)
     ttft_ms = np.full((len(designs), points), np.nan)
-    groups: dict[tuple, list[int]] = {}
-    for i, design in enumerate(designs):
-        groups.setdefault(tuple(sorted(design.model.layer_mix)), []).append(i)
-    for members in groups.values():
-        # a batch of 0 (nothing fits) is timed at 1 and reported as NaN
-        b = np.concatenate([np.maximum(plan[i][1], 1) for i in members]).astype(np.float64)
-        L = np.concatenate([plan[i][2] for i in members])
-        for phase, out in (("decode", decode_ms), ("prefill", ttft_ms)):
-            if tp > 1:
-                ms = np.concatenate([_tp_ms(designs[i].model, phase, b[k * points:(k + 1) * points],
-                                            L[k * points:(k + 1) * points], calibration, gpu, tp)
-                                     for k, i in enumerate(members)])
-            else:
-                ms = _group_seconds([designs[i] for i in members], phase, b, L, points, ceil) * 1e3
-            out[members] = ms.reshape(len(members), points)
+    b = np.concatenate([np.maximum(plan[i][1], 1) for i in range(len(designs))]).astype(np.float64)
+    L = np.concatenate([plan[i][2] for i in range(len(designs))])  # a batch of 0 (nothing fits): timed at 1, NaN
+    for phase, out in (("decode", decode_ms), ("prefill", ttft_ms)):
+        if tp > 1:
+            out[:] = np.concatenate([_tp_ms(d.model, phase, b[i * points:(i + 1) * points],
+                                            L[i * points:(i + 1) * points], calibration, gpu, tp)
+                                     for i, d in enumerate(designs)]).reshape(len(designs), points)
+        elif designs:
+            out[:] = (_sweep_seconds(designs, phase, b, L, points, ceil) * 1e3).reshape(len(designs), points)
     n = len(designs)
     facts = [(d.model.params, d.model.kv_bytes_per_token(), d.model.state_bytes_per_sequence()) for d in designs]
     rows_b = np.concatenate([plan[i][1] for i in range(n)])

@@ -12,6 +12,7 @@ allocation.py`): `M` Mamba-2, `*` attention, `-` MLP. perfbench adds `m` for a M
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from typing import Union
 
 
@@ -449,8 +450,10 @@ class ModelSpec:
                 raise SpecError(f"{self.name}: {LETTERS[letter]} d_model {spec.d_model} != model d_model {self.d_model}")
         NormSpec(self.d_model, self.norm)  # validates the kind
 
-    @property
+    @cached_property
     def layers(self) -> tuple[MixerSpec, ...]:
+        """The mixer spec of each block in pattern order (computed once: sweeps over many designs read
+        it for parameters, memory and host chains)."""
         return tuple(getattr(self, LETTERS[letter]) for letter in self.pattern)
 
     @property

@@ -123,3 +123,12 @@ def test_design_command_json_has_one_row_per_design_length_and_batch(monkeypatch
                                   ["--mlp-ratio", "1.5"], ["--seqlen", "0"], ["--format", "yaml"]])
 def test_design_command_bad_input_is_one_line(monkeypatch, capsys, args):
     assert_user_error(run_cli(monkeypatch, capsys, "design", "--calibration", "none", *args))
+
+
+def test_rows_equal_predict_across_mlp_shares_and_mixers():
+    designs = design_models(BASE, [0, 3], ["mamba", "gdn"], [0.5, 0.25])
+    frame = design_sweep(designs, [2048], [4])
+    for _, row in frame[~frame["at_max_batch"]].iterrows():
+        model = next(d for d in designs if d.name == row["design"]).model
+        assert row["decode_ms"] == pytest.approx(predict(model, "decode", [4], [2048])["time_ms"].iloc[0], rel=1e-9)
+        assert row["ttft_ms"] == pytest.approx(predict(model, "prefill", [4], [2048])["time_ms"].iloc[0], rel=1e-9)
