@@ -119,3 +119,33 @@ def test_new_model_builds_with_the_spec_parameter_count(cuda, name):
     spec = get_model(name)
     model = build_model(spec, device="cuda", dtype=cuda.bfloat16)
     assert count_parameters(model) == spec.params
+
+
+@pytest.mark.parametrize("family", ["mamba3", "gdn"])
+def test_calibration_family_measures_its_kernels(cuda, monkeypatch, family):
+    """The family's benchmark, trimmed to two prefill sizes and two batches: no failure, one sample per
+    planned point with a positive time, and the bundled model (the family at its class's ceilings)
+    within a factor of 5 either way: a sanity bound, not accuracy."""
+    _needs(family)
+    from analytic.calibration import bundled_path, load_calibration
+    from analytic.efficiency import ceilings, op_time
+    from analytic.fit import sample_ops
+    from analytic.hardware import get_gpu, gpu_key_from_name
+    from perfbench.calibration.bench import Timer
+    from perfbench.calibration.kernels import FAMILIES
+    from perfbench.calibration.run import measure_kernels
+
+    module = FAMILIES[family]
+    monkeypatch.setattr(module, "PREFILL_SIZES", module.PREFILL_SIZES[:2])
+    monkeypatch.setattr(module, "DECODE_BATCHES", module.DECODE_BATCHES[:2])
+    kernels = measure_kernels(cuda, Timer(cuda), log=lambda *_: None, only={family})
+    assert not kernels["failures"], kernels["failures"]
+    samples = [s for key in module.CLASSES for s in kernels["samples"].get(key, [])]
+    assert len(samples) == len(module.plan())
+    assert all(s["time_s"] > 0 and sample_ops(s) for s in samples)
+    gpu = gpu_key_from_name(cuda.cuda.get_device_properties(0).name)
+    if gpu in ("h100", "h200"):
+        ceil = ceilings(get_gpu(gpu), load_calibration(bundled_path(gpu), gpu))
+        for s in samples:
+            predicted = sum(float(op_time(op, ceil)[0][0]) for op in sample_ops(s))
+            assert 0.2 < predicted / s["time_s"] < 5.0, s
