@@ -41,7 +41,7 @@ except KernelUnavailable as exc:
 PY
 
 echo "== GPU tests" | tee -a "$LOG"
-timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_new_mixers_gpu.py \
+timeout 180 python3 -m pytest -q -p no:cacheprovider tests/test_new_mixers_gpu.py \
     "tests/test_layers_gpu.py::test_real_8b_layer_has_the_spec_parameter_count[mamba3]" \
     "tests/test_layers_gpu.py::test_real_8b_layer_has_the_spec_parameter_count[gdn]" > "$OUT/pytest.log" 2>&1
 tail -n 3 "$OUT/pytest.log" | tee -a "$LOG"
@@ -51,8 +51,8 @@ run --layer mamba3,gdn --phase prefill --batch 1,4,16 --seqlen 512,1k,2k,4k,8k,1
 STAGE_S=90 run --layer mamba3,gdn --phase decode --batch 1,2,4,8,16,32,64,128 --seqlen 1k,8k,32k
 
 echo "== models" | tee -a "$LOG"
-STAGE_S=90 run --model mamba3-hybrid-8b,gdn-hybrid-8b --phase decode --batch 1,16,64 --seqlen 4k
-STAGE_S=60 run --model mamba3-hybrid-8b,gdn-hybrid-8b --phase prefill --batch 1 --seqlen 1k,4k --repeats 3 --warmup 1
+STAGE_S=75 run --model mamba3-hybrid-8b,gdn-hybrid-8b --phase decode --batch 1,16,64 --seqlen 4k
+STAGE_S=45 run --model mamba3-hybrid-8b,gdn-hybrid-8b --phase prefill --batch 1 --seqlen 1k,4k --repeats 3 --warmup 1
 
 tar czf "$OUT/results.tgz" "$RESULTS" 2>/dev/null
 echo "== compare (datasheet roofline: the families are not calibrated yet)" | tee -a "$LOG"
