@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from analytic.ops import GDN_CHUNK, GDN_STEP
 from models.registry import BUILTIN_LAYERS
-from perfbench.calibration.bench import randn, rotation
-from perfbench.calibration.kernels.common import PREFILL_SIZES, KernelBench
+from perfbench.calibration.bench import randn
+from perfbench.calibration.kernels.common import PREFILL_SIZES, KernelBench, time_decode_step
 
 NAME = "gdn"
 CLASSES = (GDN_CHUNK, GDN_STEP)
@@ -50,9 +50,4 @@ def measure(bench: KernelBench) -> None:
             a, beta = randn(torch, b, 1, Hv), randn(torch, b, 1, Hv)
             return lambda: fused_recurrent_gated_delta_rule(q, k, v, g=a, beta=beta, initial_state=state,
                                                             output_final_state=True, **kwargs)
-        run_all, copies = rotation(make, 2 * 4 * b * Hv * K * V)
-        for graph in (True, False):
-            t = timer(run_all, graph=graph) / copies
-            bench.add(GDN_STEP, {"layer": "gdn", "phase": "decode", "batch": b, "seqlen": 1024,
-                                 "ops": ["gdn_fused_recurrent"], "time_s": t})
-        bench.log(f"  fused_recurrent_gated_delta_rule b={b}: {t * 1e6:.1f} us")
+        time_decode_step(bench, GDN_STEP, "gdn", "gdn_fused_recurrent", b, make, 2 * 4 * b * Hv * K * V)

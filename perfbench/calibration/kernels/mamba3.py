@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from analytic.ops import MAMBA3_CHUNK, MAMBA3_STEP
 from models.registry import BUILTIN_LAYERS
-from perfbench.calibration.bench import randn, rotation
-from perfbench.calibration.kernels.common import PREFILL_SIZES, KernelBench
+from perfbench.calibration.bench import randn
+from perfbench.calibration.kernels.common import PREFILL_SIZES, KernelBench, time_decode_step
 
 NAME = "mamba3"
 CLASSES = (MAMBA3_CHUNK, MAMBA3_STEP)
@@ -65,9 +65,4 @@ def measure(bench: KernelBench) -> None:
             angles = randn(torch, b, H, S)
             return lambda: mamba3_siso_step(q, k, v, adt, dt, trap, q_bias, k_bias, angles, D=D, Z=z,
                                             Input_States=states)
-        run_all, copies = rotation(make, 2 * 4 * b * H * P * N)
-        for graph in (True, False):
-            t = timer(run_all, graph=graph) / copies
-            bench.add(MAMBA3_STEP, {"layer": "mamba3", "phase": "decode", "batch": b, "seqlen": 1024,
-                                    "ops": ["mamba3_siso_step"], "time_s": t})
-        bench.log(f"  mamba3_siso_step b={b}: {t * 1e6:.1f} us")
+        time_decode_step(bench, MAMBA3_STEP, "mamba3", "mamba3_siso_step", b, make, 2 * 4 * b * H * P * N)
