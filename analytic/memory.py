@@ -25,34 +25,13 @@ def _layer_activation_elems_per_token(spec, chunk_tokens: float) -> float:
         per_chunk_state = spec.nheads * spec.headdim * spec.d_state * FP32 / 2 / chunk_tokens
         return (spec.d_in_proj + spec.conv_dim + 2 * spec.d_inner + 2 * per_chunk_state
                 + spec.ngroups * spec.chunk_size * FP32 / 2)
-    if spec.kind == "mamba3":
-        return mamba3_activation_elems_per_token(spec)
-    if spec.kind == "gdn":
-        return gdn_activation_elems_per_token(spec)
+    if spec.kind in ("mamba3", "gdn"):
+        return spec.prefill_activation_elems_per_token
     if spec.kind == "mamba":
         return 2 * spec.d_inner + 4 * spec.d_inner + spec.dt_rank + 2 * spec.d_state
     if spec.kind == "attention":
         return spec.qkv_dim + 2 * spec.q_dim
     return 2 * spec.fc1_out + spec.ffn_hidden  # MLP: fc1 out, activation out (and its temporary)
-
-
-def mamba3_activation_elems_per_token(spec) -> float:
-    """Mamba-3 prefill (analytic/costs/mamba3.py), in bf16 elements per token: the in_proj output, the
-    angles expanded to every head and their cumsum (fp32), the normed B and C, contiguous x and z, the
-    kernel's stored rotated q and k per head, its three fp32 scalars per head, and y."""
-    h = spec.nheads
-    return (spec.d_in_proj + 2 * 2 * h * spec.num_rope_angles + 2 * spec.bc_dim + 2 * spec.d_inner
-            + 2 * h * spec.d_state + 3 * 2 * h + spec.d_inner)
-
-
-def gdn_activation_elems_per_token(spec) -> float:
-    """Gated DeltaNet prefill (analytic/costs/gdn.py), in bf16 elements per token: the in_proj output,
-    the conv output, the L2-normed q and k, w and u, v_new, A (fp32, C per value head), the per-chunk
-    states, o and the normed output."""
-    hv = spec.n_v_heads
-    return (spec.d_in_proj + spec.conv_dim + 2 * spec.key_dim + hv * (spec.head_k_dim + spec.head_v_dim)
-            + spec.value_dim + 2 * hv * spec.chunk_size + hv * spec.head_k_dim * spec.head_v_dim / spec.chunk_size
-            + 2 * spec.value_dim)
 
 
 def memory_footprint(spec: ModelSpec, batch, context, dtype_bytes: int = 2, phase: str = "prefill") -> dict:

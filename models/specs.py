@@ -336,6 +336,15 @@ class Mamba3Spec:
     def decode_state_bytes(self, dtype_bytes: int = 2) -> int:
         return self.state_bytes_per_sequence(FP32, dtype_bytes)
 
+    @property
+    def prefill_activation_elems_per_token(self) -> float:
+        """Prefill tensors alive at once per token, in bf16 elements (analytic/costs/mamba3.py): the
+        in_proj output, the angles expanded to every head and their cumsum (fp32), the normed B and C,
+        contiguous x and z, the kernel's stored rotated q and k per head, its three fp32 scalars a head, y."""
+        h = self.nheads
+        return (self.d_in_proj + 2 * 2 * h * self.num_rope_angles + 2 * self.bc_dim + 2 * self.d_inner
+                + 2 * h * self.d_state + 3 * 2 * h + self.d_inner)
+
 
 @dataclass(frozen=True)
 class GatedDeltaNetSpec:
@@ -401,6 +410,16 @@ class GatedDeltaNetSpec:
 
     def decode_state_bytes(self, dtype_bytes: int = 2) -> int:
         return self.state_bytes_per_sequence(FP32, dtype_bytes)
+
+    @property
+    def prefill_activation_elems_per_token(self) -> float:
+        """Prefill tensors alive at once per token, in bf16 elements (analytic/costs/gdn.py): the in_proj
+        output, the conv output, the L2-normed q and k, w and u, v_new, A (fp32, C per value head), the
+        per-chunk states, o and the normed output."""
+        hv = self.n_v_heads
+        return (self.d_in_proj + self.conv_dim + 2 * self.key_dim + hv * (self.head_k_dim + self.head_v_dim)
+                + self.value_dim + 2 * hv * self.chunk_size + hv * self.head_k_dim * self.head_v_dim / self.chunk_size
+                + 2 * self.value_dim)
 
 
 MixerSpec = Union[MambaSpec, Mamba2Spec, Mamba3Spec, GatedDeltaNetSpec, AttentionSpec, MLPSpec]

@@ -490,10 +490,7 @@ def prefill_bytes_per_token(spec: MixerSpec, dtype_bytes: int = 2) -> int:
     elif spec.kind == "mamba":
         elems = 2 * d + 6 * spec.d_inner + spec.dt_rank + 4 * spec.d_state
     elif spec.kind in ("mamba3", "gdn"):
-        from analytic.memory import gdn_activation_elems_per_token, mamba3_activation_elems_per_token
-
-        per_token = mamba3_activation_elems_per_token if spec.kind == "mamba3" else gdn_activation_elems_per_token
-        elems = 2 * d + per_token(spec)
+        elems = 2 * d + spec.prefill_activation_elems_per_token
     elif spec.kind == "mamba2":
         elems = 2 * d + spec.d_in_proj + spec.conv_dim + 2 * spec.d_inner
         fp32 = spec.nheads * spec.headdim * spec.d_state / spec.chunk_size + spec.ngroups * spec.chunk_size

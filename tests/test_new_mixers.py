@@ -274,7 +274,7 @@ def test_predict_title_names_the_uncalibrated_new_families():
     ("mamba3_step", {"layer": "mamba3", "phase": "decode", "batch": 3, "seqlen": 1024, "ops": ["mamba3_siso_step"]}),
     ("mamba3_chunk", {"layer": "mamba3", "phase": "prefill", "batch": 1, "seqlen": 384, "ops": ["mamba3_siso_fwd"]}),
     ("gdn_chunk", {"layer": "gdn", "phase": "prefill", "batch": 1, "seqlen": 384,
-                   "ops": ["qk_l2norm", "gate_beta", "gdn_chunk_intra", "gdn_chunk_h", "gdn_chunk_o"]}),
+                   "ops": ["gdn_gate_cumsum", "gdn_chunk_intra", "gdn_chunk_h", "gdn_chunk_o"]}),
     ("gdn_step", {"layer": "gdn", "phase": "decode", "batch": 3, "seqlen": 1024, "ops": ["gdn_fused_recurrent"]}),
 ])
 def test_new_family_samples_are_fitted_as_their_family(family, sample):

@@ -5,9 +5,9 @@ Symbols: T = B*L tokens, Hk key heads and Hv value heads of Dk and Dv dims, C = 
 w = conv width, e = bf16 bytes; key_dim = Hk*Dk, value_dim = Hv*Dv, conv_dim = 2 key_dim + value_dim.
 
 Prefill: in_proj GEMM d -> [q, k, v, z, b, a]; causal_conv1d (silu) over q, k, v (conv_dim channels);
-q and k L2-normed (`l2norm_fwd`, two passes); beta = sigmoid(b) and the gate's chunk-local cumsum of
-g = -exp(A_log) softplus(a + dt_bias) (fp32), then the chunked delta rule in three kernels, per token
-and value head (`chunk_gated_delta_rule_fwd`):
+q and k L2-normed (`l2norm_fwd`, two passes); beta = sigmoid(b); then the chunked delta rule
+(`chunk_gated_delta_rule_fwd`): the gate g = -exp(A_log) softplus(a + dt_bias) cumulated within each
+chunk (`gdn_gate_chunk_cumsum`, fp32) and three kernels, per token and value head:
     intra (fused k k^T, solve_tril, recompute_w_u)
           beta k k^T           2 C Dk
           (I + A)^-1           C^2 / 3   (the lower-triangular solve, per token)
@@ -49,9 +49,16 @@ def chunk_flops_per_token_head(spec) -> float:
     return intra + 4.0 * K * V + (2.0 * K * V + 2.0 * C * K + 2.0 * C * V)
 
 
+def chunk_hparams(spec) -> dict:
+    """What the chunk and step kernels' time depends on beyond FLOPs and bytes (analytic.coverage)."""
+    return {"head_k_dim": spec.head_k_dim, "head_v_dim": spec.head_v_dim,
+            "gqa_ratio": spec.n_v_heads // spec.n_k_heads, "chunk_size": spec.chunk_size}
+
+
 def _conv(spec, tokens: np.ndarray, e: int) -> Op:
     cd, w = spec.conv_dim, spec.d_conv
-    return Op("conv1d", CONV1D, 2.0 * w * tokens * cd, e * 2 * tokens * cd + e * cd * w, 1, {"elements": tokens * cd})
+    return Op("conv1d", CONV1D, 2.0 * w * tokens * cd, e * 2 * tokens * cd + e * cd * w, 1,
+              {"elements": tokens * cd, "hparams": {"channels": cd, "d_conv": w}})
 
 
 def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
@@ -62,13 +69,15 @@ def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
     kd, vd = spec.key_dim, spec.value_dim
     chunks = b * np.ceil(L / C)
     states = chunks * Hv * K * V  # one (Dk, Dv) state per chunk and value head
-    ssd = {"tokens": T, "chunks": chunks, "family": GDN_CHUNK}
+    ssd = {"tokens": T, "chunks": chunks, "family": GDN_CHUNK, "hparams": chunk_hparams(spec)}
     per_head = T * Hv
     return [
         gemm("in_proj", T, spec.d_in_proj, spec.d_model, e),
         _conv(spec, T, e),
         elementwise("qk_l2norm", 2 * T * kd, 2 * T * kd, 4.0, e, kernels=2),
-        elementwise("gate_beta", 2 * per_head, 2 * per_head, 8.0, FP32, kernels=2),
+        elementwise("beta_sigmoid", per_head, per_head, 4.0, FP32),
+        # the gate -exp(A_log) softplus(a + dt_bias), cumulated within each chunk (fp32 out)
+        Op("gdn_gate_cumsum", SSD, 8.0 * per_head, (e + FP32) * per_head, 1, ssd),
         Op("gdn_chunk_intra", SSD, per_head * (4.0 * C * K + 2.0 * C * V + C * C / 3.0),
            e * T * (kd + vd) + FP32 * 2 * per_head + e * per_head * (K + V) + FP32 * per_head * C, 1, ssd),
         Op("gdn_chunk_h", SSD, per_head * 4.0 * K * V,
@@ -88,11 +97,12 @@ def decode(spec, batch, seqlen, e: int = 2) -> list[Op]:
     return [
         gemm("in_proj", b, spec.d_in_proj, spec.d_model, e),
         Op("conv1d_update", CONV1D, 2.0 * w * b * cd, e * (2 * b * cd * w + 2 * b * cd + cd * w), 1,
-           {"elements": b * cd * w, "written_bytes": e * b * cd * (w + 1)}),
+           {"elements": b * cd * w, "written_bytes": e * b * cd * (w + 1), "hparams": {"channels": cd, "d_conv": w}}),
         Op("gdn_fused_recurrent", STATE_UPDATE, (STEP_MATVEC_FLOPS + STEP_ELEMENTWISE_FLOPS) * state,
            2 * FP32 * state + e * b * (2 * kd + 2 * vd) + e * b * 2 * Hv + FP32 * 2 * Hv, 1,
            {"state_elements": state, "batch": b, "family": GDN_STEP, "cold_kernels": 1,
             "ctas": b * Hv * np.ceil(V / RECURRENT_BV),  # grid (V/BV * B * Hv): BV = 8 value columns a program
+            "hparams": {k: v for k, v in chunk_hparams(spec).items() if k != "chunk_size"},
             "written_bytes": FP32 * state + e * b * vd}),
         Op("state_copy", ELEMENTWISE, 0.0 * b, 2 * FP32 * state, 1,
            {"elements": state, "cold_kernels": 1, "written_bytes": FP32 * state}),

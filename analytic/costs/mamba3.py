@@ -49,6 +49,15 @@ def chunk_flops_per_token_head(spec) -> float:
     return R * (4.0 * N * P + 2.0 * R * Q * (N + P) + 2.0 * N)
 
 
+def _hparams(spec, chunk: bool) -> dict:
+    """What the chunk and step kernels' time depends on beyond FLOPs and bytes (analytic.coverage)."""
+    out = {"headdim": spec.headdim, "d_state": spec.d_state, "ngroups": spec.ngroups,
+           "rope_angles": spec.num_rope_angles}
+    if chunk:
+        out.update(chunk_size=spec.chunk_size, mimo_rank=spec.mimo_rank)
+    return out
+
+
 def _prep(spec, rows: np.ndarray, e: int, cold: bool) -> list[Op]:
     """Per-head scalars, angles, B/C norms and the contiguous copies the kernels' wrappers make, over
     `rows` tokens (T in prefill, B in decode)."""
@@ -78,7 +87,7 @@ def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
         *_prep(spec, T, e, cold=False),
         Op("angle_dt", ELEMENTWISE, 4.0 * T * H * S, FP32 * (2 * T * H * S + T * H), 1, {"elements": T * H * S}),
         Op(name, SSD, T * H * chunk_flops_per_token_head(spec), core_bytes, 1,
-           {"tokens": T, "chunks": chunks, "family": family}),
+           {"tokens": T, "chunks": chunks, "family": family, "hparams": _hparams(spec, chunk=True)}),
         gemm("out_proj", T, spec.d_model, spec.d_inner, e),
     ]
 
@@ -95,6 +104,7 @@ def decode(spec, batch, seqlen, e: int = 2) -> list[Op]:
         *_prep(spec, b, e, cold=True),
         Op("mamba3_siso_step", STATE_UPDATE, 7.0 * state, step_bytes, 1,
            {"state_elements": state, "batch": b, "family": MAMBA3_STEP, "cold_kernels": 1,
+            "hparams": _hparams(spec, chunk=False),
             "ctas": b * H,  # one program per (head, sequence), each over its whole (P, N) state
             "written_bytes": FP32 * state + e * b * H * P}),
         # The wrapper's new states copied into the layer's cache (SSM, angle, k, v): four copy kernels.
