@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from analytic.calibration import Calibration
 from analytic.fit import sample_ops
-from analytic.ops import ATTN_DECODE, ATTN_PREFILL, CONV1D, SELECTIVE_SCAN, SSD, SSU_MAMBA1, STATE_UPDATE, Op
+from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, CONV1D, GDN_CHUNK, GDN_STEP, MAMBA3_CHUNK, MAMBA3_MIMO_CHUNK,
+                          MAMBA3_STEP, SELECTIVE_SCAN, SSD, SSU_MAMBA1, STATE_UPDATE, Op)
 
 SAMPLE, INSIDE, OUTSIDE = "sample", "inside", "outside"
 # Each family and the hyper-parameters its kernels' time depends on (the keys of shape["hparams"]).
@@ -26,6 +27,11 @@ FAMILY_AXES = {
     CONV1D: ("channels", "d_conv"),
     ATTN_PREFILL: ("head_dim", "gqa_ratio"),
     ATTN_DECODE: ("head_dim", "gqa_ratio"),
+    MAMBA3_CHUNK: ("headdim", "d_state", "ngroups", "rope_angles", "chunk_size", "mimo_rank"),
+    MAMBA3_MIMO_CHUNK: ("headdim", "d_state", "ngroups", "rope_angles", "chunk_size", "mimo_rank"),
+    MAMBA3_STEP: ("headdim", "d_state", "ngroups", "rope_angles"),
+    GDN_CHUNK: ("head_k_dim", "head_v_dim", "gqa_ratio", "chunk_size"),
+    GDN_STEP: ("head_k_dim", "head_v_dim", "gqa_ratio"),
 }
 
 

@@ -25,6 +25,8 @@ def _layer_activation_elems_per_token(spec, chunk_tokens: float) -> float:
         per_chunk_state = spec.nheads * spec.headdim * spec.d_state * FP32 / 2 / chunk_tokens
         return (spec.d_in_proj + spec.conv_dim + 2 * spec.d_inner + 2 * per_chunk_state
                 + spec.ngroups * spec.chunk_size * FP32 / 2)
+    if spec.kind in ("mamba3", "gdn"):
+        return spec.prefill_activation_elems_per_token
     if spec.kind == "mamba":
         return 2 * spec.d_inner + 4 * spec.d_inner + spec.dt_rank + 2 * spec.d_state
     if spec.kind == "attention":

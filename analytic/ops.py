@@ -32,7 +32,15 @@ SSU_MAMBA1 = "state_update_mamba1"
 # program per row, so a decode step's few rows take ~4 us where a copy of their bytes takes ~1 us (H200
 # torch.profiler, mamba-8b B=1: 4.4 us a call).
 ADD_NORM = "add_norm"
-FAMILIES = (ROPE, SSU_MAMBA1, ADD_NORM)
+# The newer mixers' kernels (analytic/costs/mamba3.py, gdn.py): each its own family inside the class whose
+# roofline it takes until `perfbench calibrate` has measured it (the class's ceilings, or the datasheet's).
+MAMBA3_CHUNK = "mamba3_chunk"  # class SSD: mamba3_siso_fwd (Triton, one program per head and sequence)
+MAMBA3_MIMO_CHUNK = "mamba3_mimo_chunk"  # class SSD: the TileLang MIMO forward
+MAMBA3_STEP = "mamba3_step"  # class STATE_UPDATE: mamba3_siso_step (Triton)
+GDN_CHUNK = "gdn_chunk"  # class SSD: fla's chunk_gated_delta_rule kernels (intra-chunk WY, state passing, output)
+GDN_STEP = "gdn_step"  # class STATE_UPDATE: fla's fused_recurrent_gated_delta_rule
+NEW_MIXER_FAMILIES = (MAMBA3_CHUNK, MAMBA3_MIMO_CHUNK, MAMBA3_STEP, GDN_CHUNK, GDN_STEP)
+FAMILIES = (ROPE, SSU_MAMBA1, ADD_NORM) + NEW_MIXER_FAMILIES
 # Collectives of a tensor-parallel step (timed by analytic.collectives, not analytic/efficiency.py).
 ALLREDUCE = "allreduce"
 ALLGATHER = "allgather"

@@ -34,7 +34,7 @@ from analytic.ops import Op
 from analytic.tp import rank_ops
 from models.registry import BUILTIN_LAYERS, Target, get_layer, get_model
 from models.sharding import check_tp
-from models.specs import ModelSpec, SpecError
+from models.specs import LETTERS, ModelSpec, SpecError
 
 STAGES = ("kernels", "l2_writeback", "board_clock", "sustained_clock", "collectives", "step")
 # What holds an op: BOUND_LABELS' codes for the GPU's kernels, one more for a collective.
@@ -112,7 +112,7 @@ def resolve_target(target) -> tuple[str, str, object]:
             return "layer", target, get_layer(target)
         return "model", target, get_model(target)
     kind = getattr(target, "kind", None)
-    if kind in ("mamba", "mamba2", "attention", "mlp"):
+    if kind in LETTERS.values():
         return "layer", kind, target
     raise SpecError(f"cannot predict for {target!r}")
 

@@ -20,7 +20,7 @@ from analytic.calibration import Calibration, resolve
 from analytic.efficiency import BOUND_LABELS
 from analytic.hardware import get_gpu
 from analytic.memory import fits_in_memory, footprint_bytes, max_batch
-from analytic.ops import COLLECTIVE_CLASSES
+from analytic.ops import COLLECTIVE_CLASSES, NEW_MIXER_FAMILIES
 from analytic.pipeline import OP_BOUNDS, StepTime, resolve_target, step_time
 from models.specs import SpecError
 
@@ -171,4 +171,13 @@ def describe_calibration(gpu: str, calibration="default") -> str:
     cal: Calibration | None = resolve(calibration, gpu)
     if cal is None:
         return f"datasheet roofline ({get_gpu(gpu).name})"
-    return f"calibrated ({cal.source or 'in memory'}, {cal.gpu_name}, {cal.created})"
+    fallback = uncalibrated_families(cal)
+    note = f"; {', '.join(fallback)} uncalibrated: their class's ceilings" if fallback else ""
+    return f"calibrated ({cal.source or 'in memory'}, {cal.gpu_name}, {cal.created}){note}"
+
+
+def uncalibrated_families(cal: Calibration | None) -> list[str]:
+    """The newer mixers' kernel families a calibration has not measured: their ops run at their op
+    class's ceilings (the SSD or state-update roofline), as a datasheet prediction runs every op."""
+    measured = cal.op_classes if cal is not None else {}
+    return [family for family in NEW_MIXER_FAMILIES if family not in measured]

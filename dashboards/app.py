@@ -25,6 +25,7 @@ PAGES = (
     ("views/roofline.py", "Roofline", ":material/roofing:", "roofline"),
     ("views/models.py", "Models", ":material/stacks:", "models"),
     ("views/whatif.py", "What-if", ":material/tune:", "what-if"),
+    ("views/design.py", "Design space", ":material/scatter_plot:", "design-space"),
     ("views/runs.py", "Runs", ":material/history:", "runs"),
     ("views/traces.py", "Predicted vs counted", ":material/memory:", "traces"),  # issue: traces
     ("views/tp.py", "Tensor parallel", ":material/lan:", "tp"),  # issue 9

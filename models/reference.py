@@ -15,7 +15,8 @@ the prompt (sized for the next token), so tests can check decode against a longe
 
 Sources: mamba_ssm 2.3.2 `modules/mamba_simple.py` (Mamba-1, arXiv 2312.00752 Alg. 2),
 `modules/mamba2.py` and `ops/triton/layernorm_gated.py` (Mamba-2 with grouped gated RMSNorm,
-arXiv 2405.21060), Megatron-LM rotary embedding (non-interleaved, "rotate half").
+arXiv 2405.21060), `modules/mamba3.py` and `ops/triton/mamba3/` (Mamba-3 SISO, arXiv 2603.15569),
+flash-linear-attention 0.6.0 `ops/gated_delta_rule/naive.py` (Gated DeltaNet, arXiv 2412.06464), Megatron-LM rotary embedding (non-interleaved, "rotate half").
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.specs import AttentionSpec, Mamba2Spec, MambaSpec, MixerSpec, MLPSpec, NormSpec
+from models.specs import (AttentionSpec, GatedDeltaNetSpec, Mamba2Spec, Mamba3Spec, MambaSpec, MixerSpec, MLPSpec,
+                          NormSpec)
 
 
 # ----------------------------------------------------------------------------- shared pieces
@@ -266,6 +268,218 @@ class RefMamba2(nn.Module):
         return self._gate_norm_out(y.flatten(-2), z)[:, None]
 
 
+# ----------------------------------------------------------------------------- Mamba-3
+
+def _rms(x: torch.Tensor, weight: torch.Tensor | None, eps: float = 1e-5) -> torch.Tensor:
+    y = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps)
+    return y * weight if weight is not None else y
+
+
+def _rotate_pairs(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (2i, 2i+1) of x (..., N) by angles (..., S), i < S; keep the rest
+    (mamba_ssm's SISO kernels: `rotate_pairwise`, `tl.split(reshape(x, [N/2, 2]))`)."""
+    s = angles.shape[-1]
+    pairs = x.unflatten(-1, (x.shape[-1] // 2, 2))
+    x0, x1 = pairs[..., :s, 0], pairs[..., :s, 1]
+    cos, sin = angles.cos(), angles.sin()
+    rotated = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1)
+    return torch.cat([rotated, pairs[..., s:, :]], dim=-2).flatten(-2)
+
+
+class RefMamba3(nn.Module):
+    """Mamba-3 mixer, SISO, its trapezoidal recurrence sequential over time; parameters as
+    `mamba_ssm.Mamba3` (in_proj, dt_bias, B_bias, C_bias, B_norm, C_norm, D, [mimo_x/z/o], [norm], out_proj).
+
+    Per token t and head: a = exp(A dt), beta = a dt (1 - trap), gamma = trap dt (trap = sigmoid);
+    k, q = rotate(norm(B) + B_bias), rotate(norm(C) + C_bias) by the running angle
+    sum(tanh(angle) * pi * dt); h_t = a h_{t-1} + beta v_{t-1} k_{t-1}^T + gamma v_t k_t^T;
+    y = (h_t q + D v) * silu(z); out_proj. (`ops/triton/mamba3/mamba3_siso_step.py`, the same function
+    the chunked `mamba3_siso_fwd` computes.) MIMO (mimo_rank > 1) builds its parameters only.
+    The cache is (angle, ssm, k, v) as `Mamba3.allocate_inference_cache` lays it out.
+    """
+
+    A_FLOOR = 1e-4  # mamba_ssm Mamba3's A_floor default
+
+    def __init__(self, spec: Mamba3Spec, device=None, dtype=None):
+        super().__init__()
+        self.spec = spec
+        kw = {"device": device, "dtype": dtype}
+        h, n, r = spec.nheads, spec.d_state, spec.mimo_rank
+        self.in_proj = nn.Linear(spec.d_model, spec.d_in_proj, bias=False, **kw)
+        self.dt_bias = nn.Parameter(torch.linspace(-4.0, -2.0, h, **kw))
+        self.B_bias = nn.Parameter(torch.ones(h, r, n, **kw))
+        self.C_bias = nn.Parameter(torch.ones(h, r, n, **kw))
+        self.B_norm, self.C_norm = nn.Module(), nn.Module()
+        self.B_norm.weight = nn.Parameter(torch.ones(n, **kw))
+        self.C_norm.weight = nn.Parameter(torch.ones(n, **kw))
+        if spec.is_mimo:
+            for name in ("mimo_x", "mimo_z", "mimo_o"):
+                setattr(self, name, nn.Parameter(torch.ones(h, r, spec.headdim, **kw) / r))
+        self.D = nn.Parameter(torch.ones(h, **kw))
+        if spec.is_outproj_norm:
+            self.norm = nn.Module()
+            self.norm.weight = nn.Parameter(torch.ones(spec.d_inner, **kw))
+        self.out_proj = nn.Linear(spec.d_inner, spec.d_model, bias=False, **kw)
+
+    def _inputs(self, zx: torch.Tensor):
+        """Per-token pieces from the in_proj output (..., d_in_proj): z, x (.., h, p); k, q before
+        rotation (.., h, n); dt, adt, trap (.., h); angle increments (.., h, s)."""
+        s = self.spec
+        if s.is_mimo:
+            raise NotImplementedError("mamba3 reference: MIMO is not written out (SISO only)")
+        h, p, n = s.nheads, s.headdim, s.d_state
+        z, x, b, c, dd_dt, dd_a, trap, angles = torch.split(
+            zx, [s.d_inner, s.d_inner, s.bc_dim, s.bc_dim, h, h, h, s.num_rope_angles], dim=-1)
+        rep = h // s.ngroups
+        b = _rms(b.unflatten(-1, (s.ngroups, n)), self.B_norm.weight).repeat_interleave(rep, dim=-2)
+        c = _rms(c.unflatten(-1, (s.ngroups, n)), self.C_norm.weight).repeat_interleave(rep, dim=-2)
+        k, q = b + self.B_bias[:, 0], c + self.C_bias[:, 0]
+        a = torch.clamp(-F.softplus(dd_a), max=-self.A_FLOOR)
+        dt = F.softplus(dd_dt + self.dt_bias)
+        step_angles = torch.tanh(angles)[..., None, :] * math.pi * dt[..., None]
+        return (z.unflatten(-1, (h, p)), x.unflatten(-1, (h, p)), k, q, dt, a * dt, torch.sigmoid(trap),
+                step_angles)
+
+    def _step(self, state, z, x, k, q, dt, adt, trap, step_angles):
+        """One token for every sequence: updates `state` = [angle, h, k_prev, v_prev] in place, returns y."""
+        angle, h, k_prev, v_prev = state
+        angle.copy_(angle + step_angles)
+        k, q = _rotate_pairs(k, angle), _rotate_pairs(q, angle)
+        alpha = torch.exp(adt)[..., None, None]
+        beta = (torch.exp(adt) * dt * (1 - trap))[..., None, None]
+        gamma = (trap * dt)[..., None, None]
+        h.copy_(alpha * h + beta * torch.einsum("bhp,bhn->bhpn", v_prev, k_prev)
+                + gamma * torch.einsum("bhp,bhn->bhpn", x, k))
+        k_prev.copy_(k)
+        v_prev.copy_(x)
+        y = torch.einsum("bhpn,bhn->bhp", h, q) + self.D[:, None] * x
+        return y * F.silu(z)
+
+    def _out(self, y: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(y.flatten(-2))
+
+    def _empty_state(self, batch: int, like: torch.Tensor):
+        s = self.spec
+        h = s.nheads
+        return [like.new_zeros(batch, h, s.num_rope_angles), like.new_zeros(batch, h, s.headdim, s.d_state),
+                like.new_zeros(batch, h, s.d_state), like.new_zeros(batch, h, s.headdim)]
+
+    def forward_with_cache(self, u: torch.Tensor):
+        pieces = self._inputs(self.in_proj(u))
+        state = self._empty_state(u.shape[0], u)
+        ys = [self._step(state, *(t[:, i] for t in pieces)) for i in range(u.shape[1])]
+        angle, h, k_prev, v_prev = state
+        return self._out(torch.stack(ys, dim=1)), (angle, h, k_prev[:, None], v_prev)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_cache(u)[0]
+
+    def allocate_cache(self, batch: int, context: int, dtype=None):
+        """(angle (B, H, S), ssm (B, H, P, N), k (B, 1, H, N), v (B, H, P)), as mamba_ssm allocates them."""
+        s = self.spec
+        dtype = dtype or self.in_proj.weight.dtype
+        dev = self.in_proj.weight.device
+        h = s.nheads
+        return (torch.zeros(batch, h, s.num_rope_angles, device=dev, dtype=dtype),
+                torch.zeros(batch, h, s.headdim, s.d_state, device=dev, dtype=dtype),
+                torch.zeros(batch, s.mimo_rank, h, s.d_state, device=dev, dtype=dtype),
+                torch.zeros(batch, h, s.headdim, device=dev, dtype=dtype))
+
+    def decode(self, u: torch.Tensor, cache) -> torch.Tensor:
+        angle, h, k_state, v_state = cache
+        pieces = self._inputs(self.in_proj(u[:, 0]))
+        k_prev = k_state[:, 0].clone()
+        state = [angle, h, k_prev, v_state]
+        y = self._step(state, *pieces)
+        k_state[:, 0].copy_(k_prev)
+        return self._out(y)[:, None]
+
+
+# ----------------------------------------------------------------------------- Gated DeltaNet
+
+class RefGatedDeltaNet(nn.Module):
+    """Gated DeltaNet mixer, the delta rule sequential over time (fla `naive_recurrent_gated_delta_rule`);
+    parameters in_proj, conv1d, A_log, dt_bias, norm, out_proj (`models.torch_layers.GatedDeltaNetLayer`).
+
+    in_proj -> [q, k, v, z, b, a]; causal depthwise conv + silu over q, k, v; q, k L2-normed per key
+    head and shared by n_v_heads / n_k_heads value heads; g = -exp(A_log) softplus(a + dt_bias),
+    beta = sigmoid(b); S = e^g S; S += k (beta (v - S^T k))^T; o = S^T q / sqrt(Dk); RMSNorm over Dv
+    times silu(z); out_proj. The cache is (conv (B, conv_dim, d_conv), S (B, Hv, Dk, Dv)).
+    """
+
+    def __init__(self, spec: GatedDeltaNetSpec, device=None, dtype=None):
+        super().__init__()
+        self.spec = spec
+        kw = {"device": device, "dtype": dtype}
+        self.in_proj = nn.Linear(spec.d_model, spec.d_in_proj, bias=False, **kw)
+        self.conv1d = nn.Conv1d(spec.conv_dim, spec.conv_dim, spec.d_conv, groups=spec.conv_dim,
+                                bias=spec.conv_bias, padding=spec.d_conv - 1, **kw)
+        self.A_log = nn.Parameter(torch.log(torch.linspace(1.0, 16.0, spec.n_v_heads, **kw)))
+        self.dt_bias = nn.Parameter(torch.linspace(-4.0, -2.0, spec.n_v_heads, **kw))
+        self.norm = nn.Module()
+        self.norm.weight = nn.Parameter(torch.ones(spec.head_v_dim, **kw))
+        self.out_proj = nn.Linear(spec.value_dim, spec.d_model, bias=False, **kw)
+
+    def _split(self, zx: torch.Tensor):
+        s = self.spec
+        gate = s.value_dim if s.output_gate else 0
+        return torch.split(zx, [s.conv_dim, gate, s.n_v_heads, s.n_v_heads], dim=-1)  # xbc, z, b, a
+
+    def _heads(self, xbc: torch.Tensor):
+        s = self.spec
+        q, k, v = torch.split(xbc, [s.key_dim, s.key_dim, s.value_dim], dim=-1)
+        rep = s.n_v_heads // s.n_k_heads
+        q = F.normalize(q.unflatten(-1, (s.n_k_heads, s.head_k_dim)), dim=-1, eps=1e-6).repeat_interleave(rep, -2)
+        k = F.normalize(k.unflatten(-1, (s.n_k_heads, s.head_k_dim)), dim=-1, eps=1e-6).repeat_interleave(rep, -2)
+        return q * s.head_k_dim ** -0.5, k, v.unflatten(-1, (s.n_v_heads, s.head_v_dim))
+
+    def _gates(self, b: torch.Tensor, a: torch.Tensor):
+        return -torch.exp(self.A_log) * F.softplus(a + self.dt_bias), torch.sigmoid(b)
+
+    @staticmethod
+    def _step(state: torch.Tensor, q, k, v, g, beta) -> torch.Tensor:
+        """Updates `state` (B, Hv, Dk, Dv) in place for one token; returns o (B, Hv, Dv)."""
+        state.mul_(torch.exp(g)[..., None, None])
+        delta = beta[..., None] * (v - torch.einsum("bhkv,bhk->bhv", state, k))
+        state.add_(torch.einsum("bhk,bhv->bhkv", k, delta))
+        return torch.einsum("bhkv,bhk->bhv", state, q)
+
+    def _out(self, o: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        s = self.spec
+        o = _rms(o, self.norm.weight)
+        if s.output_gate:
+            o = o * F.silu(z.unflatten(-1, (s.n_v_heads, s.head_v_dim)))
+        return self.out_proj(o.flatten(-2))
+
+    def forward_with_cache(self, u: torch.Tensor):
+        s = self.spec
+        xbc, z, b, a = self._split(self.in_proj(u))
+        conv_state = _conv_state_after(xbc, s.d_conv)
+        q, k, v = self._heads(F.silu(_causal_depthwise_conv(xbc, self.conv1d.weight, self.conv1d.bias)))
+        g, beta = self._gates(b, a)
+        state = u.new_zeros(u.shape[0], s.n_v_heads, s.head_k_dim, s.head_v_dim)
+        o = torch.stack([self._step(state, q[:, t], k[:, t], v[:, t], g[:, t], beta[:, t])
+                         for t in range(u.shape[1])], dim=1)
+        return self._out(o, z), (conv_state, state)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_cache(u)[0]
+
+    def allocate_cache(self, batch: int, context: int, dtype=None):
+        s = self.spec
+        dtype = dtype or self.in_proj.weight.dtype
+        dev = self.in_proj.weight.device
+        return (torch.zeros(batch, s.conv_dim, s.d_conv, device=dev, dtype=dtype),
+                torch.zeros(batch, s.n_v_heads, s.head_k_dim, s.head_v_dim, device=dev, dtype=dtype))
+
+    def decode(self, u: torch.Tensor, cache) -> torch.Tensor:
+        conv_state, state = cache
+        xbc, z, b, a = self._split(self.in_proj(u[:, 0]))
+        q, k, v = self._heads(F.silu(_conv_step(conv_state, xbc, self.conv1d.weight, self.conv1d.bias)))
+        g, beta = self._gates(b, a)
+        return self._out(self._step(state, q, k, v, g, beta), z)[:, None]
+
+
 # ----------------------------------------------------------------------------- attention, MLP
 
 def head_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -380,7 +594,8 @@ class RefMLP(nn.Module):
         return self.forward(u)
 
 
-REFERENCE_LAYERS = {"mamba": RefMamba, "mamba2": RefMamba2, "attention": RefAttention, "mlp": RefMLP}
+REFERENCE_LAYERS = {"mamba": RefMamba, "mamba2": RefMamba2, "mamba3": RefMamba3, "gdn": RefGatedDeltaNet,
+                    "attention": RefAttention, "mlp": RefMLP}
 
 
 def build_reference_layer(spec: MixerSpec, device=None, dtype=None) -> nn.Module:

@@ -14,8 +14,8 @@ import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from models.specs import (LETTERS, AttentionSpec, Mamba2Spec, MambaSpec, MixerSpec, MLPSpec, ModelSpec,
-                          SpecError, settable_fields, typed_value)
+from models.specs import (LETTERS, AttentionSpec, GatedDeltaNetSpec, Mamba2Spec, Mamba3Spec, MambaSpec, MixerSpec,
+                          MLPSpec, ModelSpec, SpecError, settable_fields, typed_value)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,11 +50,30 @@ ATTENTION_MHA_8B = AttentionSpec(d_model=D_MODEL, n_heads=32, n_kv_heads=32, hea
 # MLP: 4096 -> 16384 -> 4096, squared ReLU, not gated.
 MLP_8B = MLPSpec(d_model=D_MODEL, ffn_hidden=16384, activation="squared_relu", gated=False)
 
+# Mamba-3 in place of Mamba-2: the Mamba-2 8B's d_state 128, head dim 64 (128 heads), expand 2;
+# mamba_ssm 2.3.2 Mamba3's own defaults for the rest (arXiv 2603.15569; modules/mamba3.py): one B/C
+# group, RoPE on half of d_state, SISO, chunk 64 ("Recommended: 64 for SISO").
+MAMBA3_8B = Mamba3Spec(d_model=D_MODEL, d_state=128, expand=2, headdim=64, ngroups=1, rope_fraction=0.5,
+                       mimo_rank=1, chunk_size=64)
+# Gated DeltaNet at the 8B scale: Qwen3.5's dense 9B text config (transformers / vLLM
+# `Qwen3_5TextConfig`: hidden_size 4096, linear_num_key_heads 16, linear_num_value_heads 32,
+# linear_key_head_dim 128, linear_value_head_dim 128, linear_conv_kernel_dim 4), the same linear-
+# attention shapes as Qwen3-Next-80B-A3B; fla's chunk size 64.
+GDN_8B = GatedDeltaNetSpec(d_model=D_MODEL, n_k_heads=16, n_v_heads=32, head_k_dim=128, head_v_dim=128,
+                           d_conv=4, output_gate=True, chunk_size=64)
+
 HYBRID_PATTERN = "M-M-M--M-M*-M-M-M-M--M*-M-M-M-M-M*--M-M-M-M-M*-M--M-M-M-"
+# The paper's hybrid with each Mamba-2 block a Mamba-3 block (same order, same attention and MLPs).
+MAMBA3_HYBRID_PATTERN = HYBRID_PATTERN.replace("M", "3")
+# Gated DeltaNet 3:1 with attention as Qwen3-Next / Qwen3.5 interleave them (full_attention_interval 4),
+# each mixer followed by the paper's MLP: 56 blocks = 21 GDN + 7 attention + 28 MLP.
+GDN_HYBRID_PATTERN = "G-G-G-*-" * 7
 
 BUILTIN_LAYERS: dict[str, MixerSpec] = {
     "mamba": MAMBA_8B,
     "mamba2": MAMBA2_8B,
+    "mamba3": MAMBA3_8B,
+    "gdn": GDN_8B,
     "attention": ATTENTION_GQA_8B,
     "attention-mha": ATTENTION_MHA_8B,
     "mlp": MLP_8B,
@@ -77,12 +96,24 @@ _BASE_MODELS = (
               source="Megatron-LM examples/mamba/run_text_gen_server_8b.sh"),
 )
 
+# Newer mixers at the paper's scale: not in the paper, so kept out of PAPER_MODELS.
+_NEW_MIXER_MODELS = (
+    ModelSpec(name="mamba3-hybrid-8b", d_model=D_MODEL, vocab_size=VOCAB, pattern=MAMBA3_HYBRID_PATTERN,
+              mamba3=MAMBA3_8B, attention=ATTENTION_GQA_8B, mlp=MLP_8B,
+              description="Mamba-3-Hybrid 8B: the paper's hybrid with Mamba-3 (SISO) for Mamba-2",
+              source="Megatron-LM run_text_gen_server_8b.sh pattern; mamba_ssm 2.3.2 Mamba3 (arXiv 2603.15569)"),
+    ModelSpec(name="gdn-hybrid-8b", d_model=D_MODEL, vocab_size=VOCAB, pattern=GDN_HYBRID_PATTERN,
+              gdn=GDN_8B, attention=ATTENTION_GQA_8B, mlp=MLP_8B,
+              description="Gated DeltaNet hybrid 8B: 21 GDN + 7 GQA attention (3:1) + 28 MLP",
+              source="Qwen3.5 Qwen3_5TextConfig linear-attention shapes, 3:1 interleave; the paper's attention and MLP"),
+)
+
 CONTEXT_VARIANTS = {"4k": 4096, "16k": 16384, "32k": 32768, "128k": 131072}
 
 
 def _builtin_models() -> dict[str, ModelSpec]:
     table: dict[str, ModelSpec] = {}
-    for spec in _BASE_MODELS:
+    for spec in _BASE_MODELS + _NEW_MIXER_MODELS:
         table[spec.name] = spec
         for suffix, seqlen in CONTEXT_VARIANTS.items():
             variant = f"{spec.name}-{suffix}"
@@ -92,15 +123,19 @@ def _builtin_models() -> dict[str, ModelSpec]:
 
 BUILTIN_MODELS: dict[str, ModelSpec] = _builtin_models()
 PAPER_MODELS = tuple(spec.name for spec in _BASE_MODELS)
+NEW_MIXER_MODELS = tuple(spec.name for spec in _NEW_MIXER_MODELS)
 
-SPEC_TYPES = {"mamba": MambaSpec, "mamba2": Mamba2Spec, "attention": AttentionSpec, "mlp": MLPSpec}
+SPEC_TYPES = {"mamba": MambaSpec, "mamba2": Mamba2Spec, "mamba3": Mamba3Spec, "gdn": GatedDeltaNetSpec,
+              "attention": AttentionSpec, "mlp": MLPSpec}
 
 
 def default_mixer(kind: str, d_model: int) -> MixerSpec:
     """The layer a model gets for a pattern letter whose table it omits: the spec class's defaults,
     with what scales with the width taken from d_model as the reference implementations do:
     Mamba-1 dt_rank = ceil(d/16) (mamba_ssm's "auto"), Mamba-2 groups = gcd(8, heads) so the heads
-    split evenly, attention heads of 128 covering d_model with gcd(8, heads) KV heads, MLP 4 d."""
+    split evenly, attention heads of 128 covering d_model with gcd(8, heads) KV heads, Mamba-3 at
+    mamba_ssm's defaults, Gated DeltaNet value heads of 128 covering d_model with half as many key heads
+    (Qwen3.5's shapes at 4096), MLP 4 d."""
     if kind not in SPEC_TYPES:
         raise SpecError(f"unknown layer kind {kind!r} ({', '.join(SPEC_TYPES)})")
     if kind == "mamba":
@@ -111,6 +146,12 @@ def default_mixer(kind: str, d_model: int) -> MixerSpec:
     if kind == "attention":
         heads = max(1, d_model // 128)
         return AttentionSpec(d_model=d_model, n_heads=heads, n_kv_heads=math.gcd(8, heads), head_dim=128)
+    if kind == "mamba3":
+        return Mamba3Spec(d_model=d_model)
+    if kind == "gdn":  # value heads of 128 covering d_model, half as many key heads (Qwen3.5 at 4096)
+        v_heads = max(1, d_model // 128)
+        return GatedDeltaNetSpec(d_model=d_model, n_k_heads=v_heads // 2 if v_heads % 2 == 0 else v_heads,
+                                 n_v_heads=v_heads, head_k_dim=128, head_v_dim=128)
     return MLPSpec(d_model=d_model, ffn_hidden=4 * d_model)
 
 
@@ -242,7 +283,7 @@ def _file(models_file: Path | None) -> ModelsFile | None:
 def get_model(name: str, models_file: Path | None = None) -> ModelSpec:
     table = all_models(models_file)
     if name not in table:
-        known = ", ".join(PAPER_MODELS)
+        known = ", ".join(PAPER_MODELS + NEW_MIXER_MODELS)
         extra = f"; in {models_file}: {', '.join(table.keys() - BUILTIN_MODELS.keys()) or 'none'}" if models_file else ""
         raise SpecError(f"unknown model {name!r} (built in: {known}, each also with -4k/-16k/-32k/-128k{extra})")
     return table[name]

@@ -7,6 +7,11 @@ Megatron-style sharding (Shoeybi et al., arXiv 1909.08053, §3), without sequenc
 - Mamba-2: nheads/N heads and ngroups/N groups per rank, as `mamba_ssm.Mamba2(process_group=...)`
   splits them (in_proj column-parallel, conv, SSD scan, gated norm and state local, out_proj row-parallel);
 - Mamba-1: d_inner/N channels; dt_rank and d_state stay whole (mamba_ssm has no TP Mamba-1);
+- Mamba-3: d_inner/N channels, hence nheads/N heads; the B/C groups split where N divides them, else
+  every rank computes the shared B and C (mamba_ssm's default is one group), and the RoPE angle
+  projection, which is per layer, not per head, on every rank;
+- Gated DeltaNet: n_k_heads/N key heads with their n_v_heads/N value heads (each rank keeps whole
+  delta-rule states), in_proj column-parallel, out_proj row-parallel, as vLLM's Qwen3-Next layer;
 - embedding and LM head: vocabulary-parallel, V/N rows per rank.
 Norms and the residual stream stay replicated.
 
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-from models.specs import LETTERS, Mamba2Spec, MambaSpec, ModelSpec, SpecError
+from models.specs import LETTERS, Mamba2Spec, Mamba3Spec, MambaSpec, ModelSpec, SpecError
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,18 @@ class Mamba2Shard(Mamba2Spec):
 @dataclass(frozen=True)
 class MambaShard(MambaSpec):
     """One rank's Mamba-1 mixer: d_inner/N channels; dt_rank and d_state stay whole."""
+
+    tp: int = 1
+
+    @property
+    def d_inner(self) -> int:
+        return self.expand * self.d_model // self.tp
+
+
+@dataclass(frozen=True)
+class Mamba3Shard(Mamba3Spec):
+    """One rank's Mamba-3 mixer: d_inner/N channels, hence nheads/N heads; ngroups is the rank's own
+    (ngroups/N where N divides it, else all of them, replicated)."""
 
     tp: int = 1
 
@@ -86,6 +103,13 @@ def shard_layer(spec, tp: int, where: str | None = None):
     if spec.kind == "mamba":
         _divides(tp, "inner channels (d_inner)", spec.d_inner, where)
         return _subclassed(spec, MambaShard, tp)
+    if spec.kind == "mamba3":
+        _divides(tp, "heads", spec.nheads, where)
+        groups = spec.ngroups // tp if spec.ngroups % tp == 0 else spec.ngroups
+        return _subclassed(spec, Mamba3Shard, tp, ngroups=groups)
+    if spec.kind == "gdn":
+        _divides(tp, "key heads", spec.n_k_heads, where)
+        return replace(spec, n_k_heads=spec.n_k_heads // tp, n_v_heads=spec.n_v_heads // tp)
     raise SpecError(f"cannot shard a {spec.kind!r} layer")
 
 

@@ -12,6 +12,10 @@
   context + 1 keys; for GQA the query heads of a group are folded into the query-length axis
   (one token per sequence), so no backend needs K/V expanded (FlashAttention-2 does the same).
 - MLP with the spec's activation.
+- Mamba-3: `mamba_ssm.Mamba3` (SISO Triton prefill; decode through the CuTe-DSL step when it imports,
+  else the Triton `mamba3_siso_step`); MIMO only where TileLang imports.
+- Gated DeltaNet: the reference layer's weights on causal_conv1d and flash-linear-attention's chunk
+  and fused-recurrent gated delta rule kernels (fla-core).
 
 Every layer has the interface the harness and `models.stack` use, shared with `models.reference`:
 `forward(x)` over (B, L, d); `allocate_cache(batch, context)` -> tuple of tensors; `decode(x, cache)`
@@ -29,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.reference import RefMLP, apply_rope, attention_projections, rope_tables, rotary_dim
-from models.specs import AttentionSpec, Mamba2Spec, MambaSpec, MixerSpec
+from models.reference import RefGatedDeltaNet, RefMLP, apply_rope, attention_projections, rope_tables, rotary_dim
+from models.specs import (STATE_KINDS, AttentionSpec, GatedDeltaNetSpec, Mamba2Spec, Mamba3Spec, MambaSpec,
+                          MixerSpec)
 
 SDPA_BACKENDS = ("flash", "cudnn", "efficient", "math")
 ATTN_BACKENDS = SDPA_BACKENDS + ("flash_attn",)
@@ -263,6 +268,149 @@ class Mamba2Layer(MambaSSMLayer):
 
 
 
+# ----------------------------------------------------------------------------- Mamba-3, Gated DeltaNet
+
+def mamba3_step_kernel() -> str:
+    """Which Mamba-3 decode step runs here: mamba_ssm's CuTe-DSL `mamba3_step_fn` when it imports
+    (it needs nvidia-cutlass-dsl and quack-kernels), else the Triton `mamba3_siso_step`."""
+    try:
+        from mamba_ssm.modules import mamba3
+    except Exception:  # noqa: BLE001 - a broken extension raises more than ImportError
+        return ""
+    return "cute mamba3_step_fn" if getattr(mamba3, "mamba3_step_fn", None) is not None else "triton mamba3_siso_step"
+
+
+class Mamba3Layer(MambaSSMLayer):
+    """`mamba_ssm.Mamba3` with the spec's d_state, headdim, ngroups, rope_fraction, chunk_size (SISO:
+    the Triton `mamba3_siso_combined` prefill; MIMO needs TileLang, KernelUnavailable without it).
+
+    Decode: `Mamba3.step` when its CuTe-DSL kernel imports; otherwise the same step through the Triton
+    `mamba3_siso_step` (mamba_ssm 2.3.2 ships it but `Mamba3.step` asserts the CuTe kernel), whose new
+    states are copied into the cache. `kernel_info()` records which ran.
+    """
+
+    def __init__(self, spec: Mamba3Spec, device=None, dtype=None):
+        super().__init__()
+        _mamba_ssm()
+        try:
+            from mamba_ssm.modules.mamba3 import Mamba3
+        except Exception as exc:  # noqa: BLE001
+            raise KernelUnavailable(f"mamba3: mamba_ssm.modules.mamba3 does not import ({type(exc).__name__}: "
+                                    f"{exc})".splitlines()[0]) from None
+        self.spec = spec
+        try:
+            self.inner = Mamba3(d_model=spec.d_model, d_state=spec.d_state, expand=spec.expand, headdim=spec.headdim,
+                                ngroups=spec.ngroups, rope_fraction=spec.rope_fraction, is_mimo=spec.is_mimo,
+                                mimo_rank=spec.mimo_rank, chunk_size=spec.chunk_size,
+                                is_outproj_norm=spec.is_outproj_norm, layer_idx=0, device=device, dtype=dtype)
+        except AssertionError as exc:  # MIMO without TileLang
+            raise KernelUnavailable(f"mamba3 MIMO unavailable: {exc}".splitlines()[0]) from None
+        self.step_kernel = mamba3_step_kernel()
+        if self.step_kernel.startswith("triton") and (spec.is_mimo or spec.is_outproj_norm):
+            self.step_kernel = ""  # the Triton step is SISO with silu(z) gating only
+
+    def kernel_info(self) -> dict:
+        return {"step_kernel": self.step_kernel or "unavailable", "mimo": "tilelang" if self.spec.is_mimo else "siso"}
+
+    def decode(self, u: torch.Tensor, cache) -> torch.Tensor:
+        if self.step_kernel.startswith("cute"):
+            return self.inner.step(u[:, 0], *cache)[0][:, None]
+        if not self.step_kernel:
+            raise KernelUnavailable("mamba3 decode: no step kernel for MIMO or is_outproj_norm without CuTe-DSL")
+        from mamba_ssm.ops.triton.mamba3.mamba3_siso_step import mamba3_siso_step
+
+        m, s = self.inner, self.spec
+        h, p, n = s.nheads, s.headdim, s.d_state
+        batch = u.shape[0]
+        z, x, b, c, dd_dt, dd_a, trap, angles = torch.split(
+            m.in_proj(u[:, 0]), [s.d_inner, s.d_inner, s.bc_dim, s.bc_dim, h, h, h, s.num_rope_angles], dim=-1)
+        a = torch.clamp(-F.softplus(dd_a.float()), max=-m.A_floor)
+        dt = F.softplus(dd_dt + m.dt_bias)
+        b = m.B_norm(b.view(batch, s.ngroups, n))
+        c = m.C_norm(c.view(batch, s.ngroups, n))
+        angle_state, ssm_state, k_state, v_state = cache
+        x = x.reshape(batch, h, p)
+        y, (angle_new, ssm_new, k_new, _v) = mamba3_siso_step(
+            c, b, x, a * dt, dt, trap, m.C_bias[:, 0], m.B_bias[:, 0],
+            angles[:, None, :].expand(batch, h, s.num_rope_angles), D=m.D, Z=z.reshape(batch, h, p),
+            Input_States=(angle_state, ssm_state, k_state[:, 0], v_state))
+        angle_state.copy_(angle_new)
+        ssm_state.copy_(ssm_new)
+        k_state[:, 0].copy_(k_new)
+        v_state.copy_(x)
+        return m.out_proj(y.reshape(batch, s.d_inner).to(x.dtype))[:, None]
+
+
+def _fla_gated_delta_rule():
+    try:
+        from fla.ops.gated_delta_rule import chunk_gated_delta_rule, fused_recurrent_gated_delta_rule
+    except Exception as exc:  # noqa: BLE001
+        raise KernelUnavailable(f"gdn: flash-linear-attention (fla-core) is not importable here "
+                                f"({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    return chunk_gated_delta_rule, fused_recurrent_gated_delta_rule
+
+
+class GatedDeltaNetLayer(RefGatedDeltaNet):
+    """The reference's weights (Qwen3-Next's layer, one in_proj) on the real kernels: causal_conv1d
+    (`causal_conv1d_fn` / `causal_conv1d_update`, silu), fla's `chunk_gated_delta_rule` for prefill and
+    `fused_recurrent_gated_delta_rule` for decode (L2 norm, gate and sigmoid inside the kernels; the
+    returned fp32 state copied into the cache), fla's `FusedRMSNormGated` for the gated norm."""
+
+    def __init__(self, spec: GatedDeltaNetSpec, device=None, dtype=None):
+        self._chunk, self._recurrent = _fla_gated_delta_rule()
+        super().__init__(spec, device=device, dtype=dtype)
+        try:
+            from causal_conv1d import causal_conv1d_fn, causal_conv1d_update
+            from fla.modules import FusedRMSNormGated
+        except Exception as exc:  # noqa: BLE001
+            raise KernelUnavailable(f"gdn: causal_conv1d or fla.modules does not import ({type(exc).__name__})") from None
+        self._conv_fn, self._conv_update = causal_conv1d_fn, causal_conv1d_update
+        self.norm = FusedRMSNormGated(spec.head_v_dim, eps=1e-5, device=device, dtype=dtype)
+
+    def kernel_info(self) -> dict:
+        return {"step_kernel": "fla fused_recurrent_gated_delta_rule", "conv_backend": "causal_conv1d",
+                "prefill_kernel": "fla chunk_gated_delta_rule"}
+
+    def _gdn_kwargs(self) -> dict:
+        return {"A_log": self.A_log, "dt_bias": self.dt_bias, "use_qk_l2norm_in_kernel": True,
+                "use_gate_in_kernel": True, "use_beta_sigmoid_in_kernel": True}
+
+    def _qkv(self, xbc: torch.Tensor):
+        s = self.spec
+        q, k, v = torch.split(xbc, [s.key_dim, s.key_dim, s.value_dim], dim=-1)
+        return (q.unflatten(-1, (s.n_k_heads, s.head_k_dim)), k.unflatten(-1, (s.n_k_heads, s.head_k_dim)),
+                v.unflatten(-1, (s.n_v_heads, s.head_v_dim)))
+
+    def _gated_out(self, o: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        s = self.spec
+        if not s.output_gate:
+            return self._out(o, z)  # the reference's plain RMSNorm over head_v_dim
+        return self.out_proj(self.norm(o, z.unflatten(-1, (s.n_v_heads, s.head_v_dim))).flatten(-2))
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        xbc, z, b, a = self._split(self.in_proj(u))
+        weight = self.conv1d.weight.squeeze(1)
+        xbc = self._conv_fn(xbc.transpose(1, 2), weight, self.conv1d.bias, activation="silu").transpose(1, 2)
+        q, k, v = self._qkv(xbc)
+        o, _ = self._chunk(q, k, v, g=a, beta=b, **self._gdn_kwargs())
+        return self._gated_out(o, z)
+
+    def decode(self, u: torch.Tensor, cache) -> torch.Tensor:
+        conv_state, state = cache
+        xbc, z, b, a = self._split(self.in_proj(u[:, 0]))
+        xbc = self._conv_update(xbc, conv_state, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu")
+        q, k, v = self._qkv(xbc[:, None])
+        o, new_state = self._recurrent(q, k, v, g=a[:, None], beta=b[:, None], initial_state=state,
+                                       output_final_state=True, **self._gdn_kwargs())
+        state.copy_(new_state)
+        return self._gated_out(o, z[:, None])
+
+    def allocate_cache(self, batch: int, context: int, dtype=None):
+        """conv state in the layer's dtype, the delta-rule state in fp32 (as fla returns it)."""
+        conv, state = super().allocate_cache(batch, context, dtype)
+        return conv, state.float()
+
+
 # ----------------------------------------------------------------------------- building
 
 def build_layer(spec: MixerSpec, device="cuda", dtype=torch.bfloat16, attn_backend: str | None = None
@@ -272,6 +420,10 @@ def build_layer(spec: MixerSpec, device="cuda", dtype=torch.bfloat16, attn_backe
         return MambaLayer(spec, device=device, dtype=dtype)
     if spec.kind == "mamba2":
         return Mamba2Layer(spec, device=device, dtype=dtype)
+    if spec.kind == "mamba3":
+        return Mamba3Layer(spec, device=device, dtype=dtype)
+    if spec.kind == "gdn":
+        return GatedDeltaNetLayer(spec, device=device, dtype=dtype)
     if spec.kind == "attention":
         return Attention(spec, device=device, dtype=dtype,
                          backend=attn_backend or default_attn_backend(device if device != "meta" else "cpu"))
@@ -298,6 +450,8 @@ def layer_kernels(layer: nn.Module) -> dict:
             info["gqa_decode"] = "native" if layer.backend == "flash_attn" else "fold"
     elif kind in ("mamba", "mamba2"):
         info["conv_backend"] = conv_backend()
+    elif kind in ("mamba3", "gdn"):
+        info.update(layer.kernel_info())
     return info
 
 
@@ -335,6 +489,8 @@ def prefill_bytes_per_token(spec: MixerSpec, dtype_bytes: int = 2) -> int:
         elems = 2 * d + spec.qkv_dim + spec.q_dim + rope + norms
     elif spec.kind == "mamba":
         elems = 2 * d + 6 * spec.d_inner + spec.dt_rank + 4 * spec.d_state
+    elif spec.kind in ("mamba3", "gdn"):
+        elems = 2 * d + spec.prefill_activation_elems_per_token
     elif spec.kind == "mamba2":
         elems = 2 * d + spec.d_in_proj + spec.conv_dim + 2 * spec.d_inner
         fp32 = spec.nheads * spec.headdim * spec.d_state / spec.chunk_size + spec.ngroups * spec.chunk_size
@@ -348,8 +504,8 @@ def cache_bytes(spec: MixerSpec, batch: int, context: int, dtype_bytes: int = 2)
     """Decode cache of one layer: KV for context + 1 tokens, or the conv and SSM states."""
     if spec.kind == "attention":
         return batch * (context + 1) * spec.kv_bytes_per_token(dtype_bytes)
-    if spec.kind in ("mamba", "mamba2"):
-        return batch * spec.state_bytes_per_sequence(dtype_bytes, dtype_bytes)
+    if spec.kind in STATE_KINDS:
+        return batch * spec.decode_state_bytes(dtype_bytes)
     return 0
 
 
@@ -366,7 +522,8 @@ def estimate_layer_bytes(spec: MixerSpec, phase: str, batch: int, seqlen: int, d
     return weights + cache_bytes(spec, batch, seqlen, dtype_bytes) + batch * decode_bytes_per_sequence(spec, dtype_bytes)
 
 
-__all__ = ["ATTN_BACKENDS", "Attention", "KernelUnavailable", "MLP", "Mamba2Layer", "MambaLayer",
+__all__ = ["ATTN_BACKENDS", "Attention", "GatedDeltaNetLayer", "KernelUnavailable", "MLP", "Mamba2Layer",
+           "Mamba3Layer", "MambaLayer", "mamba3_step_kernel",
            "SDPA_BACKENDS", "build_layer", "cache_bytes", "conv_backend", "default_attn_backend",
            "estimate_layer_bytes", "fill_cache_", "layer_kernels", "module_version",
            "prefill_bytes_per_token", "randomize_", "sdpa_context", "weights_module"]

@@ -469,3 +469,36 @@ def tp_points_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
     fig.update_yaxes(title_text="time (ms): decode step, or time to first token", type="log")
     _top_legend(fig, "bars predicted (hatched: all-reduce) · ◇ measured · × does not fit")
     return fig
+
+
+SSM_COLOURS = {"mamba2": "#1f77b4", "mamba3": "#ff7f0e", "gdn": "#2ca02c", "mamba": "#8c564b"}
+
+
+def design_space_figure(designs: pd.DataFrame, front: pd.DataFrame, title: str = "") -> go.Figure:
+    """Decode tokens/s at each design's largest batch against its KV + state bytes per sequence, one
+    colour per SSM kind, the Pareto front as a line, the base design (the paper's mix) starred."""
+    fig = go.Figure()
+    for ssm, group in designs.groupby("ssm", sort=True):
+        fig.add_trace(go.Scatter(
+            x=group["memory_per_seq_bytes"] / 2**20, y=group["decode_tokens_per_s"], mode="markers", name=ssm,
+            marker=dict(size=9, color=SSM_COLOURS.get(ssm, "#444444")), customdata=group[["design", "mix", "max_batch"]],
+            hovertemplate="%{customdata[0]} (%{customdata[1]})<br>%{x:.3g} MiB / sequence<br>"
+                          "%{y:.4g} tokens/s at B=%{customdata[2]}<extra></extra>"))
+    if not front.empty:
+        line = front.sort_values("memory_per_seq_bytes")
+        fig.add_trace(go.Scatter(x=line["memory_per_seq_bytes"] / 2**20, y=line["decode_tokens_per_s"],
+                                 mode="lines", name="Pareto front", line=dict(color="#444444", dash="dot"),
+                                 hoverinfo="skip"))
+    base = designs[designs["is_base"]]
+    if not base.empty:
+        row = base.iloc[0]
+        fig.add_trace(go.Scatter(x=[row["memory_per_seq_bytes"] / 2**20], y=[row["decode_tokens_per_s"]],
+                                 mode="markers+text", name=f"base {row['mix']}", text=[f"base {row['mix']}"],
+                                 textposition="top center",
+                                 marker=dict(symbol="star", size=18, color="#d62728", line=dict(width=1, color="black")),
+                                 hoverinfo="skip"))
+    fig.update_xaxes(**value_axis(designs["memory_per_seq_bytes"] / 2**20), title_text="KV + state per sequence (MiB)")
+    fig.update_yaxes(**value_axis(designs["decode_tokens_per_s"]), title_text="decode tokens/s at the largest batch")
+    fig.update_layout(**LAYOUT, title=title or None, height=520)
+    _top_legend(fig, "SSM kind · dotted: Pareto front", below=True)
+    return fig

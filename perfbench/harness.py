@@ -98,7 +98,7 @@ def kernel_facts(target_kind: str, module, layers, reference: bool) -> dict:
         info["layers"] = "reference"
         if any(m.spec.kind == "attention" for m in layers):
             info["attn_backend"] = "math"
-        if any(m.spec.kind in ("mamba", "mamba2") for m in layers):
+        if any(m.spec.kind in ("mamba", "mamba2", "gdn") for m in layers):
             info["conv_backend"] = "torch"
         return info
     from models.torch_layers import layer_kernels

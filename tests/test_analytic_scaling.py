@@ -182,6 +182,10 @@ def non_gemm_params(spec) -> int:
     if spec.kind == "mamba2":
         return (spec.conv_dim * spec.d_conv + spec.conv_dim  # conv weight + bias
                 + 3 * spec.nheads + spec.d_inner)  # dt_bias, A_log, D; gated-norm weight
+    if spec.kind == "mamba3":  # dt_bias, D; B/C biases and norm weights (mamba_ssm Mamba3, SISO)
+        return 2 * spec.nheads + 2 * spec.nheads * spec.d_state + 2 * spec.d_state
+    if spec.kind == "gdn":  # conv weight; A_log, dt_bias; gated-norm weight
+        return spec.conv_dim * spec.d_conv + 2 * spec.n_v_heads + spec.head_v_dim
     return 0
 
 

@@ -176,7 +176,7 @@ def test_a_damaged_file_beside_healthy_runs_is_one_warning_and_the_page_draws(pa
     assert len(at.warning) == 1 and "run-broken.parquet" in at.warning[0].value
 
 
-@pytest.mark.parametrize("page", ["views/models.py", "views/whatif.py"])
+@pytest.mark.parametrize("page", ["views/models.py", "views/whatif.py", "views/design.py"])
 def test_prediction_pages_work_without_any_results(page, tmp_path, monkeypatch):
     at = _open(_app(tmp_path / "missing", monkeypatch).run(), page)
     _assert_clean(at)
@@ -208,3 +208,9 @@ def test_whatif_hf_config_bad_path_is_one_error_line(synthetic_results_dir, monk
     at = _open(at, "views/whatif.py")
     assert not at.exception
     assert len(at.error) == 1 and "not found" in at.error[0].value
+
+
+def test_design_space_stars_the_papers_hybrid_mix(tmp_path, monkeypatch):
+    at = _open(_app(tmp_path / "missing", monkeypatch).run(), "views/design.py")
+    names = _trace_names(_figures(at)[0])
+    assert "base 43/7/50" in names and "Pareto front" in names

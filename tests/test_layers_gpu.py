@@ -33,6 +33,8 @@ def _rel(a, b):
 def _needs_mamba(kind):
     if kind.startswith("mamba"):
         pytest.importorskip("mamba_ssm")
+    if kind == "gdn":
+        pytest.importorskip("fla")
 
 
 @pytest.mark.parametrize("name", list(BUILTIN_LAYERS))

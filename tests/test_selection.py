@@ -60,7 +60,7 @@ def test_bad_layer_override_is_a_spec_error(sets, message):
 
 
 @pytest.mark.parametrize("sets,message", [
-    (["mamba3.d_state=1"], "unknown layer kind 'mamba3'"),
+    (["mamba4.d_state=1"], "unknown layer kind 'mamba4'"),
     (["n_layers=3"], "a model has no field 'n_layers'"),
     (["mamba2.nope=1"], "no field 'nope'"),
 ])

@@ -82,7 +82,7 @@ def test_paper_model_names():
 
 
 def test_builtin_layer_names():
-    assert set(BUILTIN_LAYERS) == {"mamba", "mamba2", "attention", "attention-mha", "mlp"}
+    assert set(BUILTIN_LAYERS) == {"mamba", "mamba2", "mamba3", "gdn", "attention", "attention-mha", "mlp"}
 
 
 @pytest.mark.parametrize("base", ["transformer-8b", "mamba-8b", "mamba2-8b", "mamba2-hybrid-8b"])
@@ -184,7 +184,16 @@ def meta_mlp(torch, s: MLPSpec):
     return m
 
 
-MIXERS = {"mamba": meta_mamba, "mamba2": meta_mamba2, "attention": meta_attention, "mlp": meta_mlp}
+def meta_reference(torch, spec):
+    """Mamba-3 and Gated DeltaNet: their reference layers, whose parameters mirror mamba_ssm.Mamba3's and
+    the Qwen3-Next layer's names and shapes (the real modules need CUDA to import)."""
+    from models.reference import build_reference_layer
+
+    return build_reference_layer(spec)
+
+
+MIXERS = {"mamba": meta_mamba, "mamba2": meta_mamba2, "mamba3": meta_reference, "gdn": meta_reference,
+          "attention": meta_attention, "mlp": meta_mlp}
 
 
 def meta_norm(torch, d: int, kind: str):

@@ -84,7 +84,8 @@ def test_communication_grows_with_n(target, phase):
     assert 0 < times[0] < times[1] < times[2]
 
 
-@pytest.mark.parametrize("name", list(BUILTIN_LAYERS))
+# Mamba-3 computes its shared RoPE angles (and B/C unless N divides the groups) on every rank: below.
+@pytest.mark.parametrize("name", [name for name in BUILTIN_LAYERS if name != "mamba3"])
 @pytest.mark.parametrize("phase", ["prefill", "decode"])
 def test_the_ranks_together_do_the_single_gpu_layers_flops(name, phase):
     spec = get_layer(name)
@@ -92,6 +93,28 @@ def test_the_ranks_together_do_the_single_gpu_layers_flops(name, phase):
     single = sum(c.op.flops for c in rank_ops("layer", spec, phase, b, L, 1)[0])
     per_rank = sum(c.op.flops for c in rank_ops("layer", spec, phase, b, L, 4)[0])
     assert float(per_rank[0]) * 4 == pytest.approx(float(single[0]), rel=1e-12)
+
+
+@pytest.mark.parametrize("phase", ["prefill", "decode"])
+def test_mamba3_ranks_together_add_only_the_replicated_angle_projection(phase):
+    spec = replace(get_layer("mamba3"), ngroups=4)
+    b, L = np.array([4.0]), np.array([1024.0])
+    single = sum(c.op.flops for c in rank_ops("layer", spec, phase, b, L, 1)[0])
+    per_rank = sum(c.op.flops for c in rank_ops("layer", spec, phase, b, L, 4)[0])
+    tokens = 4 * (1024 if phase == "prefill" else 1)
+    replicated = 2.0 * tokens * spec.d_model * spec.num_rope_angles
+    assert float(per_rank[0]) * 4 - float(single[0]) == pytest.approx(3 * replicated, rel=1e-9)
+
+
+def test_mamba3_single_group_is_replicated_on_every_rank():
+    spec = get_layer("mamba3")
+    shard = shard_layer(spec, 4)
+    assert (shard.ngroups, shard.bc_dim, shard.nheads) == (1, spec.bc_dim, spec.nheads // 4)
+
+
+def test_gdn_shard_keeps_whole_states_per_value_head():
+    shard = shard_layer(get_layer("gdn"), 4)
+    assert (shard.n_k_heads, shard.n_v_heads, shard.head_k_dim) == (4, 8, 128)
 
 
 def test_per_rank_gemms_come_from_the_per_rank_spec():

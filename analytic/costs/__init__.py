@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytic.costs import attention, mamba, mamba2, mlp
+from analytic.costs import attention, gdn, mamba, mamba2, mamba3, mlp
 from analytic.ops import Op
 
-_BY_KIND = {"mamba": mamba, "mamba2": mamba2, "attention": attention, "mlp": mlp}
+_BY_KIND = {"mamba": mamba, "mamba2": mamba2, "mamba3": mamba3, "gdn": gdn, "attention": attention, "mlp": mlp}
 PHASES = ("prefill", "decode")
 
 

@@ -83,8 +83,8 @@ def measure_kernels(torch, timer: Timer, log, only: set[str] | None = None) -> d
 
 
 def samples_by_family(samples: dict) -> dict:
-    """Samples regrouped by the ceilings their ops run at: a layer sample fits its op's kernel family
-    where the op names one (e.g. Mamba-1's state update, filed under its class by calibrations before
+    """Samples regrouped by the ceilings their ops run at: a layer sample fits its ops' kernel family
+    where one of them names one (e.g. Mamba-1's state update, filed under its class by calibrations before
     2026-11-24), else its op's class (the `*_shapes` families' samples join their class's)."""
     grouped: dict[str, list] = {}
     for key, items in samples.items():
@@ -92,8 +92,9 @@ def samples_by_family(samples: dict) -> dict:
             group = key
             if "layer" in sample:
                 ops = sample_ops(sample)
-                if ops:
-                    group = (ops[0].shape or {}).get("family") or ops[0].op_class
+                if ops:  # the first op naming a family (a fused call's norms and gates time at their class)
+                    family = next((op.shape["family"] for op in ops if (op.shape or {}).get("family")), None)
+                    group = family or ops[0].op_class
             grouped.setdefault(group, []).append(sample)
     return grouped
 

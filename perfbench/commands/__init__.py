@@ -9,6 +9,7 @@ _TABLE = (
     ("models", "models", "models_command"),
     ("import-hf", "import_hf", "import_hf_command"),
     ("predict", "predict", "predict_command"),
+    ("design", "design", "design_command"),
     ("run", "run", "run_command"),
     ("calibrate", "calibrate", "calibrate_command"),
     ("env", "env", "env_command"),

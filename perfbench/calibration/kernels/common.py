@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from analytic.fit import spec_fields
 from models.registry import BUILTIN_LAYERS
-from perfbench.calibration.bench import Timer
+from perfbench.calibration.bench import Timer, rotation
 
 # Off-grid sizes: token counts between the sweep's powers of two (conv1d takes the first five,
 # attention prefill and RoPE the first seven).
@@ -42,6 +42,19 @@ class KernelBench:
 
     def count(self, op_class: str) -> int:
         return len(self.samples.get(op_class, []))
+
+
+def time_decode_step(bench: KernelBench, op_class: str, layer: str, op: str, batch: int, make_call,
+                     footprint_bytes: float) -> float:
+    """One decode-step kernel at `batch`, on enough independent input sets (`make_call`) to span the
+    rotation (a cold L2, as in a step), timed as a CUDA graph and eagerly: one sample each."""
+    run_all, copies = rotation(make_call, footprint_bytes)
+    for graph in (True, False):
+        t = bench.timer(run_all, graph=graph) / copies
+        bench.add(op_class, {"layer": layer, "phase": "decode", "batch": batch, "seqlen": 1024, "ops": [op],
+                             "time_s": t})
+    bench.log(f"  {op} b={batch}: {t * 1e6:.1f} us")
+    return t
 
 
 def spec_sample(spec, sample: dict) -> dict:

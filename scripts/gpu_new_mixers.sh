@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Mamba-3 and Gated DeltaNet on the GPU machine, one device command (~5-6 min on an H100; every stage
+# has its own timeout, 9 min in all at most):
+#   1. which kernels import (fla-core, mamba_ssm's Mamba-3 SISO and MIMO, the step kernel Mamba-3 decodes with),
+#   2. the GPU tests of the new layers against their references,
+#   3. a sweep of both layers, prefill and decode (21 + 24 points each) into $RESULTS,
+#   4. the two new 8B models' decode and prefill at a few points,
+#   5. perfbench compare over $RESULTS (calibrated and datasheet), printed last.
+# From the repository root, with the kit minus what this does not need (nvtx, the nsys .debs) to stay
+# under the 64 MiB a call carries, and fla-core's wheel in .whl/ (README of ../shared/device):
+#   mkdir -p .gpu-mixers && cp .gpu/activate.sh .gpu/mamba_ssm-*.whl .gpu/causal_conv1d-*.whl .gpu-mixers/
+#   run(carry=[".gpu-mixers", ".whl"], command="source .gpu-mixers/activate.sh; \
+#       python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl; scripts/gpu_new_mixers.sh")
+# Logs go under $OUT (new-mixers.log, pytest.log, results.tgz).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TRITON_CACHE_AUTOTUNING=1
+OUT=${OUT:-out}
+RESULTS=${RESULTS:-results/scratch/new-mixers}
+mkdir -p "$OUT" "$RESULTS"
+LOG="$OUT/new-mixers.log"
+run() { timeout "${STAGE_S:-120}" python3 -m perfbench run --out "$RESULTS" --resume --target-ms 100 --rest-ms 200 "$@" \
+        2>&1 | tail -n 4 | tee -a "$LOG"; }
+
+echo "== kernels" | tee "$LOG"
+python3 - <<'PY' 2>&1 | tee -a "$LOG"
+import importlib
+for name in ("fla", "mamba_ssm", "causal_conv1d", "triton"):
+    try:
+        print(f"{name}: {importlib.import_module(name).__version__}")
+    except Exception as exc:  # noqa: BLE001
+        print(f"{name}: unavailable ({type(exc).__name__}: {exc})".splitlines()[0])
+from models.torch_layers import KernelUnavailable, build_layer, mamba3_step_kernel
+from models.specs import Mamba3Spec
+print(f"mamba3 decode step: {mamba3_step_kernel() or 'unavailable'}")
+try:
+    build_layer(Mamba3Spec(d_model=256, d_state=64, headdim=64, mimo_rank=4, chunk_size=16), device="cuda")
+    print("mamba3 MIMO: available (TileLang)")
+except KernelUnavailable as exc:
+    print(f"mamba3 MIMO: unavailable: {exc}")
+PY
+
+echo "== GPU tests" | tee -a "$LOG"
+timeout 180 python3 -m pytest -q -p no:cacheprovider tests/test_new_mixers_gpu.py \
+    "tests/test_layers_gpu.py::test_real_8b_layer_has_the_spec_parameter_count[mamba3]" \
+    "tests/test_layers_gpu.py::test_real_8b_layer_has_the_spec_parameter_count[gdn]" > "$OUT/pytest.log" 2>&1
+tail -n 3 "$OUT/pytest.log" | tee -a "$LOG"
+
+echo "== layer sweep" | tee -a "$LOG"
+run --layer mamba3,gdn --phase prefill --batch 1,4,16 --seqlen 512,1k,2k,4k,8k,16k,32k
+STAGE_S=90 run --layer mamba3,gdn --phase decode --batch 1,2,4,8,16,32,64,128 --seqlen 1k,8k,32k
+
+echo "== models" | tee -a "$LOG"
+STAGE_S=75 run --model mamba3-hybrid-8b,gdn-hybrid-8b --phase decode --batch 1,16,64 --seqlen 4k
+STAGE_S=45 run --model mamba3-hybrid-8b,gdn-hybrid-8b --phase prefill --batch 1 --seqlen 1k,4k --repeats 3 --warmup 1
+
+tar czf "$OUT/results.tgz" "$RESULTS" 2>/dev/null
+echo "== compare (datasheet roofline: the families are not calibrated yet)" | tee -a "$LOG"
+python3 -m perfbench compare "$RESULTS" --calibration none 2>&1 | tail -n 30 | tee -a "$LOG"
+echo "== compare (bundled calibration; mamba3/gdn kernels at their class's ceilings)" | tee -a "$LOG"
+python3 -m perfbench compare "$RESULTS" 2>&1 | tail -n 30 | tee -a "$LOG"
