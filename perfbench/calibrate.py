@@ -38,7 +38,7 @@ from analytic.ops import (ADD_NORM, ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWI
                           SSD, SSU_MAMBA1, STATE_UPDATE)
 from models.registry import BUILTIN_LAYERS, VOCAB
 from models.specs import SpecError
-from perfbench.errors import PerfbenchError, exception_line
+from perfbench.errors import PerfbenchError, exception_line, require
 from perfbench.host_chain import host_figures, measure_host_chains, with_host_samples
 from perfbench.relu_input_gemm import measure_relu_input_gemms
 from perfbench.step_overhead import fit_step_overhead, measure_step_overhead
@@ -1042,10 +1042,7 @@ def gemm_peak(gemm: list[dict]) -> float:
 
 
 def _cuda_torch():
-    try:
-        import torch
-    except ImportError:
-        raise PerfbenchError("calibrate needs PyTorch with CUDA; torch is not installed") from None
+    torch = require("torch", "perfbench calibrate")
     if not torch.cuda.is_available():
         raise PerfbenchError("calibrate needs a CUDA GPU; none is visible (torch.cuda.is_available() is False)")
     return torch

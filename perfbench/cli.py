@@ -6,11 +6,12 @@ machine in well under a second.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
 
-from perfbench.errors import USER_ERRORS
+from perfbench.errors import USER_ERRORS, os_error_line
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Performance modelling and profiling of SSM, attention and hybrid LMs.")
@@ -26,11 +27,38 @@ def _register() -> None:
 _register()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where SIGINT would be: every command cleans up after both the same way (a run
+    marks its manifest "interrupted", the dashboard stops its server)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _caused_by_sigterm(exc: BaseException) -> bool:
+    """Whether click's exit (it turns an interrupt into "Aborted!", exit 1) came from SIGTERM."""
+    seen = exc.__context__
+    while seen is not None:
+        if isinstance(seen, Terminated):
+            return True
+        seen = seen.__context__
+    return False
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         app(standalone_mode=True)
+    except SystemExit as exc:
+        if _caused_by_sigterm(exc):
+            raise SystemExit(128 + signal.SIGTERM) from None
+        raise
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:  # a writer without its own file_errors block: still one line, exit 2
+        print(f"error: {os_error_line(exc, verb='use')}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from perfbench.errors import PerfbenchError
+from perfbench.errors import PerfbenchError, require
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -34,6 +34,8 @@ def compare_command(
 
     if fmt not in FORMATS:
         raise PerfbenchError(f"unknown format {fmt!r} ({', '.join(FORMATS)})")
+    if html is not None:  # before the comparison's work, not after it
+        require("plotly", "perfbench compare --html")
     path = results_dir if results_dir is not None else bundled_results_dir()
     result = compare(path, gpu=gpu, calibration=calibration, mode=mode)
     for note in result.notes:

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from perfbench.errors import PerfbenchError
+from perfbench.errors import PerfbenchError, require
 
 
 def app_path() -> Path:
@@ -36,11 +36,8 @@ def dashboard_command(
     """Serve the dashboard: accuracy, curves, roofline, whole models, what-if, runs."""
     from perfbench.compare import bundled_results_dir
 
-    try:
-        import streamlit  # noqa: F401
-        import plotly  # noqa: F401
-    except ImportError as exc:
-        raise PerfbenchError(f"the dashboard needs {exc.name}: pip install 'perfbench[dashboard]'") from None
+    require("streamlit", "perfbench dashboard")
+    require("plotly", "perfbench dashboard")
     if not app_path().is_file():
         raise PerfbenchError(f"dashboard app not found at {app_path()} (run from a source checkout)")
     path = (results_dir or bundled_results_dir()).resolve()

@@ -19,8 +19,9 @@ def _importable(module: str, attr: str | None = None) -> bool:
 
 def environment() -> dict:
     """Versions, GPU identity and the kernel path of each layer kind, as plain data."""
-    import torch
+    from perfbench.errors import require
 
+    torch = require("torch", "perfbench env")
     from models.torch_layers import conv_backend, default_attn_backend, module_version
     from perfbench.telemetry import GpuTelemetry, env_versions, gpu_key, sdpa_backends_enabled
 

@@ -72,8 +72,9 @@ def run_command(
     if repeats < 1 or max_repeats < repeats or warmup < 0 or target_ms <= 0 or not rest_ms >= 0:
         raise PerfbenchError("need 1 <= --repeats <= --max-repeats, --warmup >= 0, --target-ms > 0, --rest-ms >= 0")
 
-    import torch
+    from perfbench.errors import require
 
+    torch = require("torch", "perfbench run")
     from models.torch_layers import ATTN_BACKENDS
     from perfbench.harness import SweepOptions, make_points
     from perfbench.results import RunWriter, done_keys
