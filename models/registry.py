@@ -114,6 +114,12 @@ def load_models_toml(path: Path) -> dict[str, ModelSpec]:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise SpecError(f"models file not found: {path}") from None
+    except IsADirectoryError:
+        raise SpecError(f"models file {path} is a directory; give the TOML file itself") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a text file (a models file is TOML)") from None
+    except OSError as exc:
+        raise SpecError(f"cannot read models file {path}: {exc.strerror or type(exc).__name__}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML ({exc})") from None
     out: dict[str, ModelSpec] = {}

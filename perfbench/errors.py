@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -65,6 +66,18 @@ def file_errors(path: str | Path | None = None):
         yield
     except OSError as exc:
         raise PerfbenchError(os_error_line(exc, path)) from None
+
+
+def writable_directory(path: str | Path) -> Path:
+    """Make `path` a directory and check a file can be created in it, before any work is done whose
+    result would then have nowhere to go; one line naming the path and the reason otherwise."""
+    path = Path(path)
+    with file_errors(path):
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".perfbench-write-probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    return path
 
 
 def exception_line(exc: Exception, width: int = 160) -> str:

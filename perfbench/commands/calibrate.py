@@ -38,12 +38,16 @@ def calibrate_command(
     from perfbench.lease_pool import pooled_gemm_grid, pooled_power
     from perfbench.host_chain import pooled_host_figures
     from perfbench.calibrate import remeasure as remeasure_families
-    from perfbench.errors import PerfbenchError
+    from perfbench.errors import PerfbenchError, file_errors, writable_directory
 
     families = [f.strip() for item in remeasure or [] for f in item.split(",") if f.strip()]
     if families and refit is None:
         raise PerfbenchError("--remeasure needs --refit FILE: the calibration whose samples it replaces")
     check_kernel_families(families)  # before reading the file or looking for a GPU
+    if out is not None:  # minutes of GPU work must not end in an unwritable path
+        writable_directory(out.parent)
+    if install:
+        writable_directory(bundled_path("h100").parent)
     if refit is not None and families:
         data = remeasure_families(read_calibration_data(refit), families, log=typer.echo)
     elif refit is not None:
@@ -61,6 +65,7 @@ def calibrate_command(
     cal = from_dict(data, str(target))  # validate what we are about to write
     written = [target] + ([bundled_path(cal.gpu)] if install else [])
     for path in written:
-        write_calibration_data(path, data)
+        with file_errors(path):
+            write_calibration_data(path, data)
     typer.echo(f"wrote {', '.join(str(p) for p in written)}")
 

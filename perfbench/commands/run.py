@@ -109,11 +109,25 @@ def run_command(
         report = run_tp(targets, phases, batches, seqlens, tp, options, out, resume=resume, manifest=manifest,
                         on_point=lambda point, row: console.print(_point_line(point, row), highlight=False))
         _print_summary(report, time.perf_counter() - started)
+        _fail_if_nothing_measured(report)
         return
     writer = RunWriter(out, manifest)
     started = time.perf_counter()
     report = _run_with_progress(targets, points, options, writer, done)
     _print_summary(report, time.perf_counter() - started)
+    _fail_if_nothing_measured(report)
+
+
+def _fail_if_nothing_measured(report) -> None:
+    """A sweep that measured points and none of them ok is a failure of the command (exit 2), not a
+    result: say how each point ended and the first reason, the rows stay in the store."""
+    if not report.rows or any(row["status"] == "ok" for row in report.rows):
+        return
+    counts = {s: sum(row["status"] == s for row in report.rows) for s in ("error", "oom", "skipped")}
+    ended = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    first = report.rows[0]
+    raise PerfbenchError(f"no point of the sweep was measured ({ended}); first, {first['nvtx_range']}: "
+                         f"{first['reason']} (rows kept in {report.path})")
 
 
 def _point_line(point, row) -> str:
