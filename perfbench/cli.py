@@ -47,7 +47,7 @@ def _caused_by_sigterm(exc: BaseException) -> bool:
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         app(standalone_mode=True)
     except SystemExit as exc:
@@ -63,6 +63,8 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

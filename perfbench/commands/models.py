@@ -35,6 +35,8 @@ def models_command(
     frame = models_frame(models_file)
     if format == "table":
         shown = frame.drop(columns=["layers"]).assign(params=frame["params"].map(lambda p: f"{p / 1e9:.3f}B"))
-        emit(shown, "table", title="perfbench models (bf16 state and cache)")
+        emit(shown, "table", title="perfbench models (bf16 state and cache)", keep=["name"],
+             priority=["params", "kv_bytes_per_token", "state_bytes_per_sequence", "n_layers", "max_seqlen",
+                       "layer_mix"])
     else:
         emit(frame, format)

@@ -168,27 +168,27 @@ def _print_summary(report, wall_s: float) -> None:
     import math
     import statistics
 
-    from rich.console import Console
-    from rich.table import Table
+    import pandas as pd
+
+    from perfbench.output import print_table
 
     groups: dict = {}
     for row in report.rows:
         groups.setdefault((row["target_kind"], row["name"], row["phase"], row["mode"]), []).append(row)
-    table = Table(title=f"run {report.run_id} · {len(report.rows)} points in {wall_s:.1f} s"
-                        + (f" · {report.skipped_done} already recorded" if report.skipped_done else ""),
-                  title_justify="left")
-    for name in ("target", "phase", "mode", "ok", "skipped", "oom", "error", "time_ms min", "time_ms max",
-                 "median p90/p10"):
-        table.add_column(name, justify="left" if name in ("target", "phase", "mode") else "right")
-    for (kind, name, phase, mode), rows in groups.items():
-        ok = [r for r in rows if r["status"] == "ok"]
-        count = {s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "oom", "error")}
+    title = (f"run {report.run_id} · {len(report.rows)} points in {wall_s:.1f} s"
+             + (f" · {report.skipped_done} already recorded" if report.skipped_done else ""))
+    rows = []
+    for (kind, name, phase, mode), group in groups.items():
+        ok = [r for r in group if r["status"] == "ok"]
         spreads = [r["p90_ms"] / r["p10_ms"] for r in ok if r["p10_ms"] > 0]
         times = [r["time_ms"] for r in ok if not math.isnan(r["time_ms"])]
-        table.add_row(name if kind == "layer" else f"{name} (model)", phase, mode,
-                      *(str(count[s]) for s in ("ok", "skipped", "oom", "error")),
-                      f"{min(times):.4f}" if times else "–", f"{max(times):.4f}" if times else "–",
-                      f"{statistics.median(spreads):.3f}" if spreads else "–")
-    console = Console(width=140)
-    console.print(table)
-    console.print(f"results: {report.path}")
+        rows.append({"target": name if kind == "layer" else f"{name} (model)", "phase": phase, "mode": mode,
+                     **{s: str(sum(r["status"] == s for r in group)) for s in ("ok", "skipped", "oom", "error")},
+                     "time_ms min": f"{min(times):.4f}" if times else "–",
+                     "time_ms max": f"{max(times):.4f}" if times else "–",
+                     "median p90/p10": f"{statistics.median(spreads):.3f}" if spreads else "–"})
+    columns = ["target", "phase", "mode", "ok", "skipped", "oom", "error", "time_ms min", "time_ms max",
+               "median p90/p10"]
+    print_table(pd.DataFrame(rows, columns=columns), title, keep=["target", "phase"], right=columns[3:],
+                priority=["mode", "ok", "error", "time_ms min", "time_ms max", "oom", "skipped", "median p90/p10"])
+    print(f"results: {report.path}")
