@@ -209,7 +209,7 @@ if not measured.empty:
     table["measured_ms"] = table["tp"].map(by_tp["time_ms"])
     table["error"] = (table["time_ms"] - table["measured_ms"]) / table["measured_ms"] * 100
     columns[2:2] = ["measured_ms", "error"]
-st.dataframe(table[columns], hide_index=True, key="tp_table", column_config={
+data.table(table[columns], hide_index=True, key="tp_table", column_config={
     "time_ms": st.column_config.NumberColumn("predicted ms", format="%.3f"),
     "compute_ms": st.column_config.NumberColumn("compute ms", format="%.3f"),
     "allreduce_ms": st.column_config.NumberColumn("collectives ms", format="%.3f"),
