@@ -3,7 +3,8 @@
 # virtual environment to keep it apart: python3 -m venv .venv && . .venv/bin/activate):
 #   1. PyTorch in pyproject's `torch` extra range, unless one in that range already imports. Without an
 #      NVIDIA GPU, the CPU build from PyTorch's CPU wheel index (about 200 MB instead of several GB of
-#      CUDA packages); if that index cannot be reached, the range from pip's own index.
+#      CUDA packages); if that index cannot be reached, the newest CPU build (`+cpu`) in range that pip's
+#      own index offers, and only failing that the plain range (which may pull the CUDA build).
 #   2. perfbench itself, editable, with the `test` and `dashboard` extras, nvidia-ml-py and nvtx.
 #   3. Debian's chromium (apt-get, as root or through sudo) and Playwright, for the dashboard's
 #      browser test (scripts/install_browser.sh); PERFBENCH_NO_BROWSER=1 skips it and that test.
@@ -42,6 +43,23 @@ index_reachable() {
     >/dev/null 2>&1
 }
 
+# The newest `+cpu` torch in range that pip's configured index and find-links offer ("" if none).
+cpu_build_on_pip_index() {
+  python3 -m pip index versions torch 2>/dev/null | python3 -c '
+import re, sys
+try:
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+except ImportError:
+    from pip._vendor.packaging.requirements import Requirement
+    from pip._vendor.packaging.version import Version
+spec = Requirement(sys.argv[1]).specifier
+found = [v.strip() for line in sys.stdin if line.startswith("Available versions:")
+         for v in line.split(":", 1)[1].split(",")]
+cpu = [v for v in found if v.endswith("+cpu") and spec.contains(v.split("+")[0], prereleases=False)]
+print(max(cpu, key=Version) if cpu else "")' "$TORCH_SPEC" 2>/dev/null || true
+}
+
 if torch_in_range; then
   echo "test.sh: torch $(python3 -c 'import torch; print(torch.__version__)') already satisfies $TORCH_SPEC"
 elif has_nvidia_gpu; then
@@ -50,8 +68,15 @@ elif has_nvidia_gpu; then
 elif index_reachable "$CPU_INDEX" && "${PIP[@]}" --index-url "$CPU_INDEX" "$TORCH_SPEC"; then
   echo "test.sh: no NVIDIA GPU: installed the CPU build of $TORCH_SPEC from $CPU_INDEX"
 else
-  echo "test.sh: no NVIDIA GPU and $CPU_INDEX not reachable: installing $TORCH_SPEC from pip's index"
-  "${PIP[@]}" "$TORCH_SPEC"
+  CPU_BUILD=$(cpu_build_on_pip_index)
+  if [ -n "$CPU_BUILD" ]; then
+    echo "test.sh: no NVIDIA GPU, $CPU_INDEX not reachable: installing torch==$CPU_BUILD from pip's index"
+    "${PIP[@]}" "torch==$CPU_BUILD"
+  else
+    echo "test.sh: no NVIDIA GPU, $CPU_INDEX not reachable and no CPU build on pip's index:" \
+         "installing $TORCH_SPEC (may be the CUDA build)"
+    "${PIP[@]}" "$TORCH_SPEC"
+  fi
 fi
 
 "${PIP[@]}" -e ".[test,dashboard]" "nvidia-ml-py>=12" "nvtx>=0.2.10"
