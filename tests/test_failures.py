@@ -250,7 +250,10 @@ def _healthy(port: int) -> bool:
 
 
 def _port_free(port: int) -> bool:
+    """Whether a new server could listen on `port`: SO_REUSEADDR as servers (Streamlit's included) set
+    it, so the closed connections' TIME_WAIT does not count, only a socket still listening."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
             return True
