@@ -19,7 +19,7 @@ from models.specs import ModelSpec
 
 
 # The key of the fused add + norm's host launch chain in a calibration (`host/add_norm/prefill`, ...),
-# sampled beside the layers' chains (perfbench/host_chain.py).
+# sampled beside the layers' chains (perfbench/calibration/host.py).
 ADD_NORM_CHAIN = "add_norm"
 
 
@@ -41,6 +41,13 @@ def add_norm(name: str, d_model: int, norm: str, tokens: np.ndarray, e: int) -> 
 
 def block_extras(d_model: int, norm: str, tokens: np.ndarray, e: int) -> list[Op]:
     return [add_norm(f"add_{norm}", d_model, norm, tokens, e)]
+
+
+def step_ops(target_kind: str, spec, phase: str, batch: np.ndarray, seqlen: np.ndarray, e: int = 2) -> list[CountedOp]:
+    """The ops of a lone layer's call (`target_kind` "layer") or of a model step ("model")."""
+    if target_kind == "layer":
+        return [CountedOp(spec.kind, op, 1) for op in layer_ops(spec, phase, batch, seqlen, e)]
+    return model_ops(spec, phase, batch, seqlen, e)
 
 
 def model_ops(spec: ModelSpec, phase: str, batch: np.ndarray, seqlen: np.ndarray, e: int = 2) -> list[CountedOp]:

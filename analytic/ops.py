@@ -33,6 +33,10 @@ SSU_MAMBA1 = "state_update_mamba1"
 # torch.profiler, mamba-8b B=1: 4.4 us a call).
 ADD_NORM = "add_norm"
 FAMILIES = (ROPE, SSU_MAMBA1, ADD_NORM)
+# Collectives of a tensor-parallel step (timed by analytic.collectives, not analytic/efficiency.py).
+ALLREDUCE = "allreduce"
+ALLGATHER = "allgather"
+COLLECTIVE_CLASSES = (ALLREDUCE, ALLGATHER)
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ def gemm(name: str, m: np.ndarray, n: int, k: int, dtype_bytes: int = 2, kernels
     `ld`: elements of a leading dimension the call lays out from the tokens (`ld_layout` says how);
     unless ld * dtype_bytes is a multiple of 16 cuBLAS runs slower kernels (`ld_alignment_bytes`).
     `relu_input`: A is a (squared) ReLU's output, half zeros, which draws less power at the limit
-    (perfbench/relu_input_gemm.py)."""
+    (perfbench/calibration/gemm_relu_input.py)."""
     m = np.asarray(m, dtype=np.float64)
     flops = 2.0 * m * n * k
     bytes_ = dtype_bytes * (m * k + float(n) * k + m * n)
@@ -90,6 +94,14 @@ def elementwise(name: str, elements_read: np.ndarray, elements_written: np.ndarr
               {"elements": written, **({"cold_kernels": cold_kernels} if cold_kernels else {})})
 
 
+def collective(name: str, op_class: str, message_bytes: np.ndarray) -> Op:
+    """A collective call among the ranks: no FLOPs and no HBM traffic counted (bytes_ 0); the
+    message size is in shape["message_bytes"]."""
+    message = np.asarray(message_bytes, dtype=np.float64)
+    zero = 0.0 * message
+    return Op(name, op_class, zero, zero, 1, {"message_bytes": message})
+
+
 def written_bytes(op: Op) -> np.ndarray:
     """Bytes of state the op's kernels store and no later kernel of the step reads (the SSM and conv
     states a decode step updates): they stay dirty in L2 until evicted. Activations passed to the
@@ -102,7 +114,7 @@ def cold_kernels(op: Op) -> int:
     """How many of the op's kernels touch a tensor that lives across decode steps (a parameter other
     than a GEMM's weights, a KV cache, a norm weight, RoPE tables), which the step's weight stream has
     evicted from L2 by the time they run. Their class was calibrated warm (the same small buffer back
-    to back), so a step pays each one's HBM latency on top (perfbench/step_overhead.py). Kernels of
+    to back), so a step pays each one's HBM latency on top (perfbench/calibration/step.py). Kernels of
     classes calibrated on rotated copies (GEMM, state update, conv, attention) are cold already."""
     return int(op.shape.get("cold_kernels", 0)) if op.shape else 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import warnings
 
 import typer
 
@@ -46,7 +47,19 @@ def _caused_by_sigterm(exc: BaseException) -> bool:
     return False
 
 
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:
+    """A perfbench warning (a damaged results file skipped, ...) is one line on stderr."""
+    if issubclass(category, UserWarning) and category.__module__.startswith("perfbench"):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
+
+
+_show_warning = warnings.showwarning
+
+
 def main() -> None:
+    warnings.showwarning = _one_line_warnings
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         app(standalone_mode=True)

@@ -77,6 +77,17 @@ def predict_grid(target: str, phase: str, batch: list[int], seqlen: list[int], g
                    graphs=graphs)
 
 
+def recorded_predictor(results: str | Path) -> Predictor:
+    """`predict_grid` that prices a target the registry does not know (an imported, overridden or
+    file-defined one) from the spec its run recorded (`perfbench.results.recorded_targets`)."""
+    from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS
+    from perfbench.results import recorded_targets
+
+    recorded = {name: target for name, target in recorded_targets(results).items()
+                if name not in BUILTIN_MODELS and name not in BUILTIN_LAYERS}
+    return lambda name, *args: predict_grid(recorded.get(name, name), *args)
+
+
 def resolve_calibration(gpu: str, calibration: str | Path | None):
     """The calibration object (or None for the datasheet roofline) and its label.
 
@@ -104,14 +115,17 @@ def analytic_gpus() -> tuple[str, ...]:
 # --------------------------------------------------------------------------- measured points
 
 def load_measured(path: str | Path) -> pd.DataFrame:
-    """Every row of a results directory; a one-line PerfbenchError when there is nothing to read."""
+    """Every row of a results directory (or results/<set> of a results index); a one-line
+    PerfbenchError when there is nothing to read."""
+    from perfbench.results import results_exist
+
     path = Path(path)
-    if not path.exists():
+    if not results_exist(path):
         if path.resolve() == bundled_results_dir().resolve():
             raise PerfbenchError(f"no bundled results yet ({path} is missing): pass a RESULTS_DIR "
                                  "or run `perfbench run` on a GPU")
         raise PerfbenchError(f"results directory not found: {path}")
-    frame = _load_results_frame(path) if path.is_dir() else _read_one(path)
+    frame = _read_one(path) if path.is_file() else _load_results_frame(path)
     if frame.empty:
         what = "no bundled results yet" if path.resolve() == bundled_results_dir().resolve() \
             else "no results"
@@ -210,7 +224,7 @@ def join_predictions(points: pd.DataFrame, calibration: str | Path | None = "def
         pred = pred.rename(columns={c: f"{c}_pred" for c in PREDICTED_COLUMNS})
         pred = pred.astype({"batch": "int64", "seqlen": "int64"})
         merged = group.astype({"batch": "int64", "seqlen": "int64"}).merge(
-            pred, on=["batch", "seqlen"], how="left", validate="one_to_one")
+            pred, on=["batch", "seqlen"], how="left", validate="many_to_one")  # pooled sets repeat points
         merged["prediction"] = label
         parts.append(merged)
     if not parts:
@@ -307,6 +321,8 @@ def compare(results: str | Path | pd.DataFrame, gpu: str | None = None,
         scope = f"gpu {gpu!r}, " if gpu else ""
         raise PerfbenchError(f"no ok points ({scope}decode mode {mode}){where}"
                              + (f"; GPUs present: {', '.join(gpus)}" if gpus else ""))
+    if predictor is None and not isinstance(results, pd.DataFrame):
+        predictor = recorded_predictor(results)
     primary = join_predictions(points, calibration, mode, predictor, resolver, known_gpus)
     primary = Joined(primary.points, (*_other_mode_notes(frame, mode, gpu), *primary.notes))
     if primary.points.empty:

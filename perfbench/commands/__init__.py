@@ -7,11 +7,13 @@ import importlib
 # (command name, module under perfbench.commands, function name)
 _TABLE = (
     ("models", "models", "models_command"),
+    ("import-hf", "import_hf", "import_hf_command"),
     ("predict", "predict", "predict_command"),
     ("run", "run", "run_command"),
     ("calibrate", "calibrate", "calibrate_command"),
     ("env", "env", "env_command"),
     ("compare", "compare", "compare_command"),
+    ("accuracy", "accuracy", "accuracy_command"),
     ("trace", "trace", "trace_command"),
     ("dashboard", "dashboard", "dashboard_command"),
 )

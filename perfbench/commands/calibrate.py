@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from perfbench.commands.selection import (HfConfigOption, LayerOption, ModelOption, ModelsFileOption, NameOption,
+                                          SetOption, resolve_targets)
 from analytic.calibration import bundled_path, from_dict, read_calibration_data, write_calibration_data
 
 
@@ -32,18 +34,39 @@ def calibrate_command(
     power_from: Optional[list[Path]] = typer.Option(None, "--power-from", help="earlier calibration files of the same "
                                                     "GPU kind: each power figure becomes the median over their runs and "
                                                     "this file's"),
+    model: ModelOption = None,
+    layer: LayerOption = None,
+    models_file: ModelsFileOption = None,
+    hf_config: HfConfigOption = None,
+    name: NameOption = None,
+    sets: SetOption = None,
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the estimated GPU time and exit (no GPU needed): of "
+                                 "re-measuring --remeasure's kernel families into --refit FILE, else of a whole "
+                                 "calibration like FILE or like each bundled one"),
 ) -> None:
     """Microbenchmark copy bandwidth, the bf16 GEMM grid, SSM/attention kernels and launch cost."""
-    from perfbench.calibrate import calibrate, check_kernel_families, fit_calibration
-    from perfbench.lease_pool import pooled_gemm_grid, pooled_power
-    from perfbench.host_chain import pooled_host_figures
-    from perfbench.calibrate import remeasure as remeasure_families
+    from perfbench.calibration.host import pooled_host_figures
+    from perfbench.calibration.pooling import pooled_gemm_grid, pooled_power
+    from perfbench.calibration.run import calibrate, check_kernel_families, fit_calibration
+    from perfbench.calibration.run import remeasure as remeasure_families
     from perfbench.errors import PerfbenchError, file_errors, writable_directory
 
     families = [f.strip() for item in remeasure or [] for f in item.split(",") if f.strip()]
-    if families and refit is None:
+    if families and refit is None and not dry_run:
         raise PerfbenchError("--remeasure needs --refit FILE: the calibration whose samples it replaces")
     check_kernel_families(families)  # before reading the file or looking for a GPU
+    if dry_run:
+        from perfbench.calibration.estimate import estimate_lines
+
+        sources = [refit] if refit is not None else [bundled_path(gpu) for gpu in ("h100", "h200")]
+        for source in sources:
+            for line in estimate_lines(read_calibration_data(source), families or None):
+                typer.echo(line)
+        return
+    targets = (resolve_targets(model, layer, models_file, hf_config, sets, name)
+               if (model, layer, hf_config) != (None, None, None) else None)
+    if targets and refit is not None:
+        raise PerfbenchError("--refit refits the whole file: it takes no --model/--layer/--hf-config")
     if out is not None:  # minutes of GPU work must not end in an unwritable path
         writable_directory(out.parent)
     if install:
@@ -53,7 +76,7 @@ def calibrate_command(
     elif refit is not None:
         data = fit_calibration(read_calibration_data(refit), log=typer.echo)
     else:
-        data = calibrate(log=typer.echo, skip_kernels=skip_kernels)
+        data = calibrate(log=typer.echo, skip_kernels=skip_kernels, targets=targets)
     if gemm_from:
         data = fit_calibration(pooled_gemm_grid(data, {str(p): read_calibration_data(p) for p in gemm_from}),
                                log=typer.echo)
