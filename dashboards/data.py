@@ -8,6 +8,7 @@ new run appearing invalidates the cache and nothing else does.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -151,6 +152,54 @@ def describe(result) -> str:
     decode = MODES[result.mode]
     return (f"Prediction: **{result.prediction}** · decode timed with **{decode}** · "
             f"err = (predicted − measured) / measured")
+
+
+# --------------------------------------------------------------------------- tables
+
+SIGNIFICANT = 4  # digits every dashboard table shows of a non-integer number
+_CHAR_PX, _PAD_PX, _MAX_PX = 8, 34, 560  # a column as wide as its label or widest cell, up to _MAX_PX
+
+
+def round_number(value):
+    """The dashboard's one number format: SIGNIFICANT significant digits, the integer part kept whole
+    (255.30599999999998 -> 255.3, 19153.88 -> 19154, 0.0123456 -> 0.01235); not a float: as is."""
+    if not isinstance(value, float) or not math.isfinite(value) or value == 0:
+        return value
+    decimals = max(0, SIGNIFICANT - 1 - math.floor(math.log10(abs(value))))
+    return round(value, decimals)
+
+
+def rounded(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with every float column in the dashboard's number format."""
+    floats = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
+    return frame.assign(**{str(c): frame[c].map(round_number) for c in floats}) if floats else frame
+
+
+def column_widths(frame: pd.DataFrame, column_config: dict | None = None) -> dict:
+    """Column configs with a pixel width that shows each column's label and widest cell unclipped."""
+    config = dict(column_config or {})
+    for column in frame.columns:
+        entry = config.get(column)
+        entry = dict(entry) if isinstance(entry, dict) else ({"label": entry} if isinstance(entry, str) else {})
+        if entry.get("width") is None:
+            label = entry.get("label") or str(column)
+            cells = frame[column].map(lambda v: str(round_number(v))) if len(frame) else pd.Series([], dtype=str)
+            chars = max([len(label)] + [len(text) for text in cells])
+            entry["width"] = min(_MAX_PX, _CHAR_PX * chars + _PAD_PX)
+        config[column] = entry
+    return config
+
+
+def table(rows, column_config: dict | None = None, **kwargs):
+    """st.dataframe in the dashboard's one number format, every column wide enough for its contents;
+    `rows` is a DataFrame or a pandas Styler over one."""
+    if isinstance(rows, pd.DataFrame):
+        rows = rounded(rows)
+        frame = rows
+    else:  # a Styler: its colours are computed from .data when drawn, so rounding .data keeps them
+        rows.data = rounded(rows.data)
+        frame = rows.data
+    return st.dataframe(rows, column_config=column_widths(frame, column_config), **kwargs)
 
 
 def plot(fig, key: str | None = None) -> None:

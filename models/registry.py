@@ -210,6 +210,8 @@ def load_models_file(path: Path) -> ModelsFile:
         raise SpecError(f"models file {path} is a directory (give a .toml file)") from None
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not a text file") from None
+    except OSError as exc:
+        raise SpecError(f"cannot read models file {path}: {exc.strerror or type(exc).__name__}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML ({exc})") from None
     unknown = sorted(set(data) - {"models", "layers"})

@@ -327,6 +327,7 @@ def compare(results: str | Path | pd.DataFrame, gpu: str | None = None,
     if predictor is None and not isinstance(results, pd.DataFrame):
         predictor = recorded_predictor(results)
     primary = join_predictions(points, calibration, mode, predictor, resolver, known_gpus)
+    primary = Joined(primary.points, (*_other_mode_notes(frame, mode, gpu), *primary.notes))
     if primary.points.empty:
         raise PerfbenchError("nothing to compare: " + "; ".join(primary.notes or ("no points",)))
     metrics = error_metrics(primary.points)
@@ -345,6 +346,21 @@ def compare(results: str | Path | pd.DataFrame, gpu: str | None = None,
                       _tensor_parallel(frame, gpu, calibration, mode))
 
 
+def _other_mode_notes(frame: pd.DataFrame, mode: str, gpu: str | None) -> tuple[str, ...]:
+    """A line saying how many ok decode points were timed in the other mode and so left out (graph and
+    eager steps differ by the launch path; the model prices them apart), and how to see them."""
+    decode = frame[(frame["status"] == "ok") & (frame["phase"] == "decode")]
+    if gpu is not None:
+        decode = decode[decode["gpu"] == gpu]
+    other = "eager" if mode == "graph" else "graph"
+    left_out = decode[decode["mode"] == other]
+    if left_out.empty:
+        return ()
+    targets = ", ".join(sorted(set(left_out["name"])))
+    return (f"{len(left_out)} ok decode points timed {other} ({targets}) are not in this comparison: "
+            f"`--mode {other}` compares them",)
+
+
 def _tensor_parallel(frame: pd.DataFrame, gpu: str | None, calibration, mode: str) -> pd.DataFrame:
     """perfbench.tp_compare's table for the points measured with tp > 1 (empty when there are none)."""
     from perfbench.tp_compare import has_tp_points, tp_comparison
@@ -357,12 +373,12 @@ def _tensor_parallel(frame: pd.DataFrame, gpu: str | None, calibration, mode: st
 
 
 def metrics_records(metrics: pd.DataFrame) -> list[dict]:
-    """JSON-ready rows: `layer` or `model` names the target; errors stay fractions."""
+    """JSON-ready rows: `layer` or `model` names the target (and `target_kind`, `name` as in the CSV);
+    errors stay fractions."""
     records = []
     for row in metrics.to_dict("records"):
-        kind = row.pop("target_kind")
-        name = row.pop("name")
-        record = {("model" if kind == "model" else "layer"): name}
+        kind = row["target_kind"]
+        record = {("model" if kind == "model" else "layer"): row["name"]}
         for key, value in row.items():
             if isinstance(value, (np.integer,)):
                 value = int(value)
@@ -371,6 +387,14 @@ def metrics_records(metrics: pd.DataFrame) -> list[dict]:
             record[key] = value
         records.append(record)
     return records
+
+
+def metrics_csv(metrics: pd.DataFrame) -> str:
+    """The JSON records' fields as CSV columns: `layer` and `model` both, the one that does not
+    apply empty, so `--format csv` and `--format json` carry the same fields."""
+    records = metrics_records(metrics)
+    columns = ["layer", "model"] + [c for c in metrics.columns]
+    return pd.DataFrame(records, columns=columns).to_csv(index=False)
 
 
 def roofline_ceilings(gpu: str, calibration: str | Path | None = "default") -> list[tuple[str, float, float]]:

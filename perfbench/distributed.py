@@ -43,7 +43,7 @@ from typing import Callable
 
 from analytic.collectives import fit_allreduce
 from models.sharding import check_tp, shard_layer, shard_model
-from perfbench.errors import PerfbenchError
+from perfbench.errors import PerfbenchError, require
 from perfbench.harness import (DTYPES, Point, SweepOptions, SweepReport, Target, is_oom, kernel_facts, make_points,
                                one_line, point_call, result_row)
 from perfbench.nvtx_ranges import measured_range
@@ -86,10 +86,7 @@ def check_devices(tp: int, backend: str) -> None:
     """NCCL needs one visible GPU per rank; say so in one line before starting anything."""
     if backend != "nccl":
         return
-    try:
-        import torch
-    except ImportError:
-        raise PerfbenchError("--tp with NCCL needs PyTorch with CUDA; torch is not installed") from None
+    torch = require("torch", "--tp with NCCL")
     if not torch.distributed.is_available() or not torch.distributed.is_nccl_available():
         raise PerfbenchError("this PyTorch build has no NCCL backend (use --cpu-reference for gloo)")
     visible = torch.cuda.device_count()

@@ -68,7 +68,30 @@ def value_axis(values, unit_scale: float = 1.0) -> dict:
         inside = [t for t in inside if round(t / 10 ** math.floor(math.log10(t))) in (1, 5)] or inside
     if len(inside) > 9:
         inside = [t for t in inside if round(t / 10 ** math.floor(math.log10(t))) == 1]
+    if sum(lo <= t <= hi for t in inside) < 2:  # a narrow range (0.103-0.125 ms): ticks 0.09, 0.1 fell outside
+        inside = _linear_ticks(lo, hi)
     return dict(type="log", tickvals=inside, ticktext=[_plain(t) for t in inside])
+
+
+def _linear_ticks(lo: float, hi: float, count: int = 4) -> list[float]:
+    """About `count` evenly spaced round ticks (steps 1, 2, 2.5, 5 x 10^k) inside [lo, hi]; the value
+    itself when lo == hi, so that even one point's axis is labelled."""
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / count
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    first = math.ceil(lo / step - 1e-9)
+    ticks = [float(f"{k * step:.12g}") for k in range(first, int(math.floor(hi / step + 1e-9)) + 1)]
+    return [t for t in ticks if lo <= t <= hi] or [lo, hi]
+
+
+def predicted_line(n_points: int) -> dict:
+    """Scatter mode for a predicted curve: a line, with a dash marker where it has a single point (a
+    line through one point draws nothing)."""
+    if n_points > 1:
+        return dict(mode="lines")
+    return dict(mode="lines+markers", marker=dict(symbol="line-ew-open", size=16, line=dict(width=3)))
 
 
 def _plain(value: float) -> str:
@@ -150,8 +173,8 @@ def curves_figure(points: pd.DataFrame, title: str = "") -> go.Figure:
                            "predicted %{customdata[0]:.4g} ms<br>error %{customdata[1]:+.1f}%"
                            "<extra></extra>")), row=1, col=1)
         fig.add_trace(go.Scatter(
-            x=x, y=group["time_ms_pred"], mode="lines", name=f"{label} predicted", legendgroup=label,
-            line=dict(color=colour, width=2), showlegend=True,
+            x=x, y=group["time_ms_pred"], **predicted_line(len(x)), name=f"{label} predicted", legendgroup=label,
+            line=dict(color=colour, width=2), marker_color=colour, showlegend=True,
             hovertemplate=f"{label}, L=%{{x:,}}<br>predicted %{{y:.4g}} ms<extra></extra>"),
             row=1, col=1)
         fig.add_trace(go.Scatter(
@@ -274,8 +297,9 @@ def model_curves_figure(predicted: pd.DataFrame, measured: pd.DataFrame | None, 
     """One line per model (predicted) and open markers (measured) against context length."""
     fig = go.Figure()
     for name, group in predicted.sort_values("seqlen").groupby("name", sort=False):
-        fig.add_trace(go.Scatter(x=group["seqlen"], y=group[y], mode="lines", name=name,
+        fig.add_trace(go.Scatter(x=group["seqlen"], y=group[y], **predicted_line(len(group)), name=name,
                                  legendgroup=name, line=dict(color=model_colour(name), width=2.5),
+                                 marker_color=model_colour(name),
                                  hovertemplate=f"{name}<br>L=%{{x:,}}<br>predicted %{{y:.4g}}<extra></extra>"))
     values = list(predicted[y]) if not predicted.empty else []
     if measured is not None and not measured.empty:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from perfbench import figures
-from perfbench.errors import PerfbenchError
+from perfbench.errors import file_errors
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
@@ -103,9 +103,7 @@ def write_report(comparison, path: Path, source: str = "") -> Path:
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>perfbench compare</title>"
             f"<style>{_CSS}</style></head><body><h1>perfbench: measured vs predicted</h1>"
             f"<div class='meta'>{meta}</div>{notes}{''.join(parts)}</body></html>")
-    try:
+    with file_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(page, encoding="utf-8")
-    except OSError as exc:
-        raise PerfbenchError(f"cannot write {path}: {exc.strerror}") from None
     return path

@@ -71,7 +71,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from perfbench.errors import PerfbenchError
+from perfbench.errors import PerfbenchError, file_errors, writable_directory
 from perfbench.result_sets import find_set, read_set, set_manifests
 
 _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
@@ -107,8 +107,9 @@ def empty_frame() -> pd.DataFrame:
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with file_errors(path):
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
 
 
 def validate_row(row: dict) -> None:
@@ -123,8 +124,7 @@ class RunWriter:
     """Appends rows of one run; rewrites run-<id>.parquet and its manifest after each point."""
 
     def __init__(self, out_dir: Path, manifest: dict, run_id: str | None = None):
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir = writable_directory(out_dir)
         self.run_id = run_id or new_run_id()
         self.rows: list[dict] = []
         self.manifest = {"run_id": self.run_id, "start": utc_now(), "end": None, "status": "running",

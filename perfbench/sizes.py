@@ -8,6 +8,10 @@ from perfbench.errors import PerfbenchError
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kKmM]?)\s*$")
 _MULT = {"": 1, "k": 1024, "m": 1024 * 1024}
+# The largest batch or length taken: 2^31 - 1. Far past any GPU's memory (one bf16 token of a 4096-wide
+# model at this batch is 16 TiB), and small enough that batch x length x width stays inside the int64
+# and float64 arithmetic of the cost model (2^70 wrapped to -2^63 there and predicted a negative batch).
+MAX_SIZE = 2**31 - 1
 
 
 def parse_size(text: str) -> int:
@@ -18,6 +22,8 @@ def parse_size(text: str) -> int:
     value = int(match.group(1)) * _MULT[match.group(2).lower()]
     if value <= 0:
         raise PerfbenchError(f"sizes must be positive, got {text!r}")
+    if value > MAX_SIZE:
+        raise PerfbenchError(f"size {text.strip()!r} is too large (at most {MAX_SIZE:,}, i.e. 2^31 - 1)")
     return value
 
 

@@ -126,3 +126,21 @@ def test_traces_page_opens_at_its_deep_link(server, browser_page, shots):
     browser_page.screenshot(path=str(shots / "dashboard-traces.png"), full_page=True)
     assert browser_page.locator("[data-testid='stException']").count() == 0
     assert browser_page.locator("text=Page not found").count() == 0
+
+
+def test_a_dashboard_table_shows_numbers_in_the_one_format(server, browser_page, shots):
+    """The curves page's error table as Chromium draws it (its accessible cells): every number to four
+    significant digits with the integer part whole (255.3, 2288, 0.05205), no 0.052048000000000004."""
+    from dashboards.data import round_number
+
+    browser_page.goto(f"{server}/curves")
+    browser_page.wait_for_selector("[data-testid='stDataFrame'] td", state="attached", timeout=60_000)
+    browser_page.wait_for_timeout(500)
+    browser_page.screenshot(path=str(shots / "dashboard-curves-table.png"), full_page=True)
+    grid = browser_page.locator("[data-testid='stDataFrame']").first
+    headers = [grid.locator("th").nth(i).text_content() for i in range(grid.locator("th").count())]
+    cells = [grid.locator("td").nth(i).text_content() for i in range(grid.locator("td").count())]
+    numbers = [float(text) for text in cells if text.replace(".", "", 1).replace("-", "", 1).isdigit()]
+    assert "measured ms" in headers and len(numbers) > 10
+    assert all(round_number(n) == n and len(text.lstrip("-").replace(".", "").lstrip("0")) <= max(4, len(str(int(abs(n)))))
+               for n, text in zip(numbers, [t for t in cells if t.replace(".", "", 1).replace("-", "", 1).isdigit()]))

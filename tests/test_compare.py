@@ -310,7 +310,7 @@ def test_the_analytic_model_prices_every_point_of_a_full_sweep():
     frame = pd.DataFrame(synthetic_sweep())
     result = cmp.compare(frame, calibration="none")
     ok_graph = frame[(frame["status"] == "ok") & ((frame["phase"] == "prefill") | (frame["mode"] == "graph"))]
-    assert not result.notes
+    assert [n for n in result.notes if "--mode eager" not in n] == []  # only the eager points' pointer
     assert len(result.joined) == len(ok_graph)
     assert np.isfinite(result.joined["err"]).all()
     assert set(zip(result.metrics["name"], result.metrics["phase"])) == set(zip(ok_graph["name"], ok_graph["phase"]))

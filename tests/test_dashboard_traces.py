@@ -106,7 +106,7 @@ def test_kernel_table_lists_the_chosen_points_kernels(synthetic_results_dir, tra
     at = at.switch_page(PAGE).run()
     decode = _table(at, "kernel_full").value
     assert SSU in set(decode["kernel"])
-    assert decode["share"].sum() == pytest.approx(100.0)
+    assert decode["share"].sum() == pytest.approx(100.0, abs=0.01)  # each share shown to 4 digits
     at.selectbox(key="traces_point").set_value(PREFILL)
     prefill = _table(at.switch_page(PAGE).run(), "kernel_full").value
     assert SSU not in set(prefill["kernel"]) and "vectorized_elementwise_kernel" in set(prefill["kernel"])

@@ -32,5 +32,5 @@ if not rows.empty:
     c2.metric("median |error|", f"{abs_err.median() * 100:.1f}%")
     c3.metric("p90 |error|", f"{abs_err.quantile(0.9) * 100:.1f}%")
     c4.metric("bias (mean signed)", f"{rows['err'].mean() * 100:+.1f}%")
-    st.dataframe(figures.error_table(rows), hide_index=True,
+    data.table(figures.error_table(rows), hide_index=True,
                  column_config={"error %": st.column_config.NumberColumn(format="%+.1f")})

@@ -59,13 +59,13 @@ with left:
                                           f"Prefill (time to first token), B={batch}"), key="models_ttft")
 with right:
     st.markdown(f"**Largest decode batch that fits ({gpu.upper()}, predicted)**")
-    st.dataframe(max_batches)
+    data.table(max_batches)
     measured_fit = mv.measured_max_batch(data.try_results()[0] if not error else pd.DataFrame())
     st.markdown("**Largest batch measured ok**")
     if measured_fit.empty:
         st.caption("no measured whole-model points")
     else:
-        st.dataframe(measured_fit)
+        data.table(measured_fit)
 
 memory = mv.memory_frame(PAPER_MODELS, batch, mv.CONTEXTS)
 data.plot(figures.memory_figure(memory, f"Memory at B={batch}: the KV cache grows with context, the SSM state does not",
@@ -84,7 +84,7 @@ for name in PAPER_MODELS:
         checks.append(table.assign(model=name, point=[f"B={b} L={format_size(l)}" for b, l in
                                                         zip(table["batch"], table["seqlen"])]))
 if checks:
-    st.dataframe(pd.concat(checks)[["model", "point", "model_ms", "layers_ms", "model_over_layers"]],
+    data.table(pd.concat(checks)[["model", "point", "model_ms", "layers_ms", "model_over_layers"]],
                  hide_index=True)
 else:
     st.caption("needs measured whole-model points and every one of their layers at the same points")

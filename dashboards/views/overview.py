@@ -12,5 +12,5 @@ st.markdown(f"Results: `{data.settings().results_dir}` · " + data.describe(resu
 st.caption("Median and p90 of |error| over every ok point of a target and phase; bias is the mean "
            "signed error (negative: the model is optimistic). Target: median ≤ 5 %, p90 ≤ 15 %.")
 table = display_table(result.metrics)
-st.dataframe(table, hide_index=True, height=36 * (len(table) + 1) + 4)
+data.table(table, hide_index=True, height=36 * (len(table) + 1) + 4)
 data.plot(figures.metrics_figure(result.metrics), key="metrics")

@@ -32,7 +32,7 @@ if not points.empty:
     summary = (points.groupby(["name", "phase"], sort=False)["pct_of_limit"]
                .agg(["count", "median", "min", "max"]).reset_index())
     summary[["median", "min", "max"]] *= 100
-    st.dataframe(summary.rename(columns={"count": "points", "median": "median %", "min": "min %",
+    data.table(summary.rename(columns={"count": "points", "median": "median %", "min": "min %",
                                          "max": "max %"}),
                  hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.0f")
                                                  for c in ("median %", "min %", "max %")})
@@ -41,4 +41,4 @@ if not points.empty:
         achieved_tflops=points["achieved_flops_s"] / 1e12, achieved_tb_s=points["achieved_bytes_s"] / 1e12,
         pct_of_limit=points["pct_of_limit"] * 100).drop(columns=["achieved_flops_s", "achieved_bytes_s"])
     with st.expander("Every point"):
-        st.dataframe(table, hide_index=True)
+        data.table(table, hide_index=True)

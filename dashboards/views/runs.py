@@ -58,12 +58,12 @@ chosen = left.multiselect("Runs", candidates, default=candidates, key="runs_ids"
 SUMMARY = ["run_id", "started", "gpu", "points", "ok", "oom", "skipped", "error", "targets", "phases"]
 picked = runs[runs["run_id"].isin(chosen)]
 st.subheader("Runs")
-st.dataframe(picked[[c for c in SUMMARY if c in picked]], hide_index=True)
+data.table(picked[[c for c in SUMMARY if c in picked]], hide_index=True)
 st.subheader("Provenance, side by side")
 st.caption("Clocks, power and temperature are medians over each run's points; a run whose SM clock "
            "after differs from before was throttling or boosting during the sweep.")
 provenance = picked.set_index("run_id").drop(columns=[c for c in SUMMARY if c != "run_id"], errors="ignore").T
-st.dataframe(provenance.astype(str), height=36 * (len(provenance) + 1) + 4)
+data.table(provenance.astype(str), height=36 * (len(provenance) + 1) + 4)
 
 selected = frame[frame["run_id"].isin(chosen) & frame["gpu"].isin(chosen_gpus)]
 st.subheader(f"Points ({len(selected)})")
@@ -73,7 +73,7 @@ selected = selected[selected["status"].isin(status)]
 show = [c for c in ("run_id", "gpu", "target_kind", "name", "phase", "mode", "batch", "seqlen", "status",
                     "reason", "time_ms", "p10_ms", "p90_ms", "tokens_per_s", "peak_mem_bytes",
                     "attn_backend", "conv_backend") if c in selected.columns]
-st.dataframe(selected[show], hide_index=True)
+data.table(selected[show], hide_index=True)
 st.download_button("Download CSV (all columns)", selected.to_csv(index=False).encode(),
                    file_name="perfbench-results.csv", mime="text/csv", key="runs_download")
 

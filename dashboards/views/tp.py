@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from analytic.calibration import resolve
-from analytic.hardware import GPUS, get_gpu
+from analytic.hardware import get_gpu
 from analytic.collectives import interconnect
 from analytic.memory import memory_per_gpu
 from analytic.predict import tp_scaling
@@ -47,35 +47,27 @@ def measured_points(frame: pd.DataFrame | None) -> pd.DataFrame:
     return with_tp(frame[(frame["status"] == "ok") & (frame["target_kind"] == "model")])
 
 
-def tp_results() -> tuple[pd.DataFrame, str, str | None]:
-    """(measured TP rows, where they come from, why none): the chosen results when they hold tp > 1
-    points, else the bundled two-H200 dataset (results/h200-tp)."""
+def tp_results() -> tuple[pd.DataFrame, str | None]:
+    """(measured TP rows, why none) from the sidebar's results directory, the one every page reads."""
     results, error = data.try_results()
     rows = measured_points(results)
     if has_tp_points(rows):
-        return rows, s.results_dir, None
-    bundled = str(bundled_tp_results_dir())
-    rows = measured_points(data.try_results(bundled)[0])
-    if has_tp_points(rows):
-        return rows, bundled, None
-    why = f"the results could not be read ({error})" if error else "these results hold no points with tp > 1"
-    return pd.DataFrame(), "", why
+        return rows, None
+    why = (f"the results could not be read ({error})" if error
+           else f"{s.results_dir} holds no points with tp > 1")
+    return pd.DataFrame(), why
 
 
-measured_all, measured_source, missing = tp_results()
-measured_gpus = sorted(set(measured_all.loc[measured_all["tp"] > 1, "gpu"])) if not measured_all.empty else []
+measured_all, missing = tp_results()
 
-cols = st.columns([3, 2, 1.2, 1.2, 1.3, 3])
+cols = st.columns([3, 2, 1.2, 1.2, 3])
 model = cols[0].selectbox("Model", PAPER_MODELS, index=PAPER_MODELS.index("transformer-8b"), key="tp_model")
 phase = cols[1].radio("Phase", ["decode", "prefill"], horizontal=True, key="tp_phase")
 batch = cols[2].selectbox("Batch", BATCHES, index=BATCHES.index(16), key="tp_batch")
 context = cols[3].selectbox("Context" if phase == "decode" else "Prompt", CONTEXTS,
                             index=CONTEXTS.index(4096), format_func=format_size, key="tp_context")
-gpus = list(GPUS)
-first_gpu = measured_gpus[0] if measured_gpus else data.current_gpu()  # where TP was measured, if anywhere
-gpu = cols[4].selectbox("GPU", gpus, index=gpus.index(first_gpu) if first_gpu in gpus else 0,
-                        format_func=str.upper, key="tp_gpu")
-degrees = cols[5].multiselect("TP degrees", DEGREES, default=list(DEGREES), key="tp_degrees")
+gpu = data.current_gpu()  # the sidebar's, as on every page
+degrees = cols[4].multiselect("TP degrees", DEGREES, default=list(DEGREES), key="tp_degrees")
 degrees = tuple(sorted(degrees)) or (1,)
 
 
@@ -180,10 +172,11 @@ if not measured.empty:
         measured = measured[measured["mode"] == s.mode]
     measured = measured.sort_values("tp")
 if multi.empty:
-    st.info(f"No measured tensor-parallel points: {missing}, and the bundled results/h200-tp is missing, "
-            "so only predictions are shown (`perfbench run --tp 2` measures them).")
+    st.info(f"No measured tensor-parallel points: {missing}, so only predictions are shown (the sidebar's "
+            f"Results directory set to {bundled_tp_results_dir()} shows the bundled two-H200 points; "
+            "`perfbench run --tp 2` measures more).")
 else:
-    st.caption(f"Measured points from {measured_source} (TP degrees "
+    st.caption(f"Measured points from {s.results_dir} (TP degrees "
                f"{', '.join(str(t) for t in sorted(set(measured_all['tp'])))})")
 if not multi.empty and measured.empty:
     points = sorted({f"{r.name} {r.phase} B={r.batch} L={format_size(r.seqlen)} {r.gpu.upper()}"
@@ -218,7 +211,7 @@ if not measured.empty:
     table["measured_ms"] = table["tp"].map(by_tp["time_ms"])
     table["error"] = (table["time_ms"] - table["measured_ms"]) / table["measured_ms"] * 100
     columns[2:2] = ["measured_ms", "error"]
-st.dataframe(table[columns], hide_index=True, key="tp_table", column_config={
+data.table(table[columns], hide_index=True, key="tp_table", column_config={
     "time_ms": st.column_config.NumberColumn("predicted ms", format="%.3f"),
     "compute_ms": st.column_config.NumberColumn("compute ms", format="%.3f"),
     "allreduce_ms": st.column_config.NumberColumn("collectives ms", format="%.3f"),

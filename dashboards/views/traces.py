@@ -185,7 +185,7 @@ else:
     table = kernels.assign(gpu_time_us_per_step=kernels["gpu_time_ms_per_step"] * 1e3, share=kernels["share"] * 100)
     table = table[["kernel", "op_class", "count", "count_per_step", "gpu_time_ms", "gpu_time_us_per_step",
                    "mean_us", "share", "kernel_full"]]
-    st.dataframe(table, hide_index=True, column_config={
+    data.table(table, hide_index=True, column_config={
         "share": st.column_config.ProgressColumn("share %", format="%.1f", min_value=0, max_value=100),
         "gpu_time_ms": st.column_config.NumberColumn("GPU time (ms, all steps)", format="%.3f"),
         "gpu_time_us_per_step": st.column_config.NumberColumn("GPU time per step (us)", format="%.2f"),
@@ -217,7 +217,7 @@ st.markdown("**Per point, whole step** (ratio = counted ÷ predicted; red: the s
             f"is off by more than {TOLERANCE:.0%})")
 shown = summary.assign(bytes_ratio=summary["bytes_ratio"].map(_ratio), flops_ratio=summary["flops_ratio"].map(_ratio))
 shown = shown[["trace", *[c for c in shown.columns if c != "trace"]]]
-st.dataframe(_highlight(shown, pd.Series(point_off, index=shown.index)), hide_index=True, key="traces_summary",
+data.table(_highlight(shown, pd.Series(point_off, index=shown.index)), hide_index=True, key="traces_summary",
              column_config={c: st.column_config.NumberColumn(format="%.3e") for c in
                             ("predicted_bytes", "counted_bytes", "predicted_flops", "counted_flops")})
 choices = list(dict.fromkeys(f"{r.nvtx_range} · {r.trace}" for r in comparisons.itertuples(index=False)))
@@ -234,7 +234,7 @@ per_op = ops[["ops", "op_class", "kernels", "predicted_bytes", "counted_bytes", 
               "predicted_flops", "counted_flops", "flops_ratio", "mismatch"]].reset_index(drop=True)
 per_op = per_op.assign(bytes_ratio=per_op["bytes_ratio"].map(_ratio), flops_ratio=per_op["flops_ratio"].map(_ratio),
                        mismatch=per_op["mismatch"].map({True: f"off > {TOLERANCE:.0%}", False: ""}))
-st.dataframe(_highlight(per_op, ops["mismatch"].reset_index(drop=True)), hide_index=True,
+data.table(_highlight(per_op, ops["mismatch"].reset_index(drop=True)), hide_index=True,
              key="traces_ncu_ops", column_config={
                  c: st.column_config.NumberColumn(format="%.3e") for c in
                  ("predicted_bytes", "counted_bytes", "predicted_flops", "counted_flops")})

@@ -16,7 +16,7 @@ from typing import Callable
 
 from analytic.hardware import get_gpu, gpu_key_from_name
 from models.specs import SpecError
-from perfbench.errors import PerfbenchError
+from perfbench.errors import PerfbenchError, require
 from perfbench.timing import TimingOptions, capture_graph, measure
 
 TARGET_TIMED_S = 0.05  # timed work per trial
@@ -249,10 +249,7 @@ def time_gemm(timer: Timer, run_all: Callable[[], object], compute_bound: bool) 
 
 
 def cuda_torch():
-    try:
-        import torch
-    except ImportError:
-        raise PerfbenchError("calibrate needs PyTorch with CUDA; torch is not installed") from None
+    torch = require("torch", "perfbench calibrate")
     if not torch.cuda.is_available():
         raise PerfbenchError("calibrate needs a CUDA GPU; none is visible (torch.cuda.is_available() is False)")
     return torch

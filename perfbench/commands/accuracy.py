@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from perfbench.errors import PerfbenchError
+from perfbench.errors import PerfbenchError, file_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,9 +38,7 @@ def accuracy_command(
     if snapshot is not None:
         targets.append((snapshot, report.snapshot_json(acc)))
     for path, text in targets:
-        try:
+        with file_errors(path):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
-        except OSError as exc:
-            raise PerfbenchError(f"cannot write {path}: {exc.strerror or exc}") from None
         print(f"wrote {path}", file=sys.stderr)

@@ -53,7 +53,7 @@ def calibrate_command(
     from perfbench.calibration.pooling import pooled_gemm_grid, pooled_kernel_samples, pooled_power
     from perfbench.calibration.run import calibrate, check_kernel_families, fit_calibration
     from perfbench.calibration.run import remeasure as remeasure_families
-    from perfbench.errors import PerfbenchError
+    from perfbench.errors import PerfbenchError, file_errors, writable_directory
 
     families = [f.strip() for item in remeasure or [] for f in item.split(",") if f.strip()]
     if families and refit is None and not dry_run:
@@ -71,6 +71,10 @@ def calibrate_command(
                if (model, layer, hf_config) != (None, None, None) else None)
     if targets and refit is not None:
         raise PerfbenchError("--refit refits the whole file: it takes no --model/--layer/--hf-config")
+    if out is not None:  # minutes of GPU work must not end in an unwritable path
+        writable_directory(out.parent)
+    if install:
+        writable_directory(bundled_path("h100").parent)
     if refit is not None and families:
         data = remeasure_families(read_calibration_data(refit), families, log=typer.echo)
     elif refit is not None:
@@ -92,6 +96,7 @@ def calibrate_command(
     cal = from_dict(data, str(target))  # validate what we are about to write
     written = [target] + ([bundled_path(cal.gpu)] if install else [])
     for path in written:
-        write_calibration_data(path, data)
+        with file_errors(path):
+            write_calibration_data(path, data)
     typer.echo(f"wrote {', '.join(str(p) for p in written)}")
 

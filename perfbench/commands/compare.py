@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from perfbench.errors import PerfbenchError
+from perfbench.errors import PerfbenchError, require
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -33,10 +33,12 @@ def compare_command(
 
     err = (predicted - measured) / measured. Only ok points count; decode uses --mode.
     """
-    from perfbench.compare import bundled_results_dir, compare, metrics_records
+    from perfbench.compare import bundled_results_dir, compare, metrics_csv, metrics_records
 
     if fmt not in FORMATS:
         raise PerfbenchError(f"unknown format {fmt!r} ({', '.join(FORMATS)})")
+    if html is not None:  # before the comparison's work, not after it
+        require("plotly", "perfbench compare --html")
     from perfbench.result_sets import resolve_results_path
 
     path = resolve_results_path(results_dir, result_set, bundled_results_dir())
@@ -50,7 +52,7 @@ def compare_command(
         print(json.dumps(metrics_records(result.metrics), indent=2))
     elif fmt == "csv":
         print(header, file=sys.stderr)
-        sys.stdout.write(result.metrics.to_csv(index=False))
+        sys.stdout.write(metrics_csv(result.metrics))
     elif fmt == "markdown":
         print(header + "\n")
         print(_markdown(result.metrics))
@@ -113,15 +115,18 @@ def _print_table(header: str, metrics) -> None:
     _print_rows(header, display_table(metrics), _RIGHT)
 
 
-def _print_rows(header: str, table_rows, right: set) -> None:
-    from rich.console import Console
-    from rich.table import Table
+# Which columns a narrow terminal keeps first (the target and phase always).
+_PRIORITY = ["median |err|", "p90 |err|", "bias", "n", "mode", "worst point", "datasheet median", "datasheet p90",
+             "host-bound", "gpu"]
+_TP_PRIORITY = ["tp", "measured ms", "predicted ms", "err", "speedup", "speedup pred", "all-reduce share",
+                "GiB/GPU pred"]
 
-    console = Console(width=max(100, min(len(header), 160)))
-    console.print(header, highlight=False, soft_wrap=True)
-    table = Table()
-    for name in table_rows.columns:
-        table.add_column(name, justify="right" if name in right else "left")
-    for cells in table_rows.itertuples(index=False):
-        table.add_row(*(str(c) for c in cells))
-    console.print(table)
+
+def _print_rows(header: str, table_rows, right: set) -> None:
+    from perfbench.output import print_table
+
+    print(header)
+    keep = [c for c in ("target", "phase", "point", "tp") if c in table_rows.columns]
+    print_table(table_rows, keep=keep, right=right,
+                priority=[c for c in _PRIORITY + _TP_PRIORITY if c in table_rows.columns] +
+                         [c for c in table_rows.columns if c not in _PRIORITY + _TP_PRIORITY])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from perfbench.errors import PerfbenchError
+from perfbench.errors import PerfbenchError, require
 
 
 def app_path() -> Path:
@@ -38,11 +39,8 @@ def dashboard_command(
     """Serve the dashboard: accuracy, curves, roofline, whole models, what-if, runs."""
     from perfbench.compare import bundled_results_dir
 
-    try:
-        import streamlit  # noqa: F401
-        import plotly  # noqa: F401
-    except ImportError as exc:
-        raise PerfbenchError(f"the dashboard needs {exc.name}: pip install 'perfbench[dashboard]'") from None
+    require("streamlit", "perfbench dashboard")
+    require("plotly", "perfbench dashboard")
     if not app_path().is_file():
         raise PerfbenchError(f"dashboard app not found at {app_path()} (run from a source checkout)")
     from perfbench.result_sets import resolve_results_path
@@ -50,6 +48,39 @@ def dashboard_command(
     path = resolve_results_path(results_dir, result_set, bundled_results_dir()).resolve()
     env = dict(os.environ, PERFBENCH_RESULTS=str(path))
     print(f"perfbench dashboard on http://{address}:{port} · results {path}", file=sys.stderr)
-    code = subprocess.call(streamlit_argv(path, port, headless, address), env=env)
-    if code not in (0, -2, 130):
+    code = serve(streamlit_argv(path, port, headless, address), env)
+    if code not in (0, -2, -15, 130, 143):
         raise typer.Exit(code)
+
+
+def serve(argv: list[str], env: dict, grace_s: float = 10.0) -> int:
+    """Run the server in a process group of its own and wait; however this command ends (Ctrl-C,
+    SIGTERM, an error), the whole group is stopped before it returns, so nothing keeps the port.
+
+    Its own group, because a terminal's Ctrl-C reaches the foreground group but `kill -TERM <pid>`
+    reaches only this process: the child is stopped here in both cases, SIGTERM first, then SIGKILL
+    after `grace_s`."""
+    proc = subprocess.Popen(argv, env=env, start_new_session=True)
+    try:
+        return proc.wait()
+    finally:
+        stop_group(proc, grace_s)
+
+
+def stop_group(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM to the process group of `proc` (started with start_new_session), SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

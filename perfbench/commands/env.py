@@ -19,8 +19,9 @@ def _importable(module: str, attr: str | None = None) -> bool:
 
 def environment() -> dict:
     """Versions, GPU identity and the kernel path of each layer kind, as plain data."""
-    import torch
+    from perfbench.errors import require
 
+    torch = require("torch", "perfbench env")
     from models.torch_layers import conv_backend, default_attn_backend, module_version
     from perfbench.telemetry import GpuTelemetry, env_versions, gpu_key, sdpa_backends_enabled
 
@@ -72,19 +73,16 @@ def env_command(as_json: bool = typer.Option(False, "--json", help="Print JSON i
     if as_json:
         print(json.dumps(info, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    import pandas as pd
 
-    console = Console(width=120)
-    table = Table(title="environment", title_justify="left", show_header=False)
-    for key, value in info["versions"].items():
-        table.add_row(key, value or "–")
+    from perfbench.output import print_table
+
+    rows = [(key, value or "–") for key, value in info["versions"].items()]
     gpu = info["gpu"]
-    table.add_row("gpu", "none (no CUDA): `perfbench run` needs --cpu-reference" if gpu is None else
-                  f"{gpu['name']} ({gpu['key']}), {gpu['memory_gib']} GiB, {gpu['sm_count']} SMs, "
-                  f"L2 {gpu['l2_mib']} MiB, driver {gpu['driver']}")
-    console.print(table)
-    kernels = Table(title="kernels perfbench run will use", title_justify="left", show_header=False)
-    for key, value in info["kernels"].items():
-        kernels.add_row(key, value)
-    console.print(kernels)
+    rows.append(("gpu", "none (no CUDA): `perfbench run` needs --cpu-reference" if gpu is None else
+                 f"{gpu['name']} ({gpu['key']}), {gpu['memory_gib']} GiB, {gpu['sm_count']} SMs, "
+                 f"L2 {gpu['l2_mib']} MiB, driver {gpu['driver']}"))
+    print_table(pd.DataFrame(rows, columns=["what", "version"]), "environment", fold=["version"],
+                show_header=False)
+    print_table(pd.DataFrame(list(info["kernels"].items()), columns=["layer", "kernel"]),
+                "kernels perfbench run will use", fold=["kernel"], show_header=False)

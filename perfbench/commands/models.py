@@ -41,6 +41,9 @@ def models_command(
     frame = models_frame(specs=listed_models(model, models_file, hf_config, sets, name))
     if format == "table":
         shown = frame.drop(columns=["layers"]).assign(params=frame["params"].map(lambda p: f"{p / 1e9:.3f}B"))
-        emit(shown, "table", title="perfbench models (bf16 KV cache and Mamba-1/2 state; Mamba-3 and Gated DeltaNet states fp32 as their kernels keep them)")
+        emit(shown, "table", title="perfbench models (bf16 KV cache and Mamba-1/2 state; Mamba-3 and Gated DeltaNet "
+             "states fp32 as their kernels keep them)", keep=["name"],
+             priority=["params", "kv_bytes_per_token", "state_bytes_per_sequence", "n_layers", "max_seqlen",
+                       "layer_mix"])
     else:
         emit(frame, format)

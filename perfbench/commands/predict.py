@@ -57,6 +57,13 @@ def predict_command(
         frame.insert(0, key, frame["name"])
     if format == "table":
         title = f"perfbench predict on {gpu}: {describe_calibration(gpu, calibration)}"
-        emit(frame if show_breakdown else frame[TABLE_COLUMNS], "table", title=title)
+        if show_breakdown:
+            emit(frame, "table", title=title, keep=["name", "op"],
+                 priority=["time_ms", "share", "group", "phase", "batch", "seqlen", "bound", "op_class", "count",
+                           "kernels", "flops", "bytes"])
+        else:
+            emit(frame[TABLE_COLUMNS], "table", title=title, keep=["name", "phase", "batch", "seqlen"],
+                 priority=["time_ms", "tokens_per_s", "bound", "fits", "memory_bytes", "gpu", "flops",
+                           "bytes", "intensity", "n_kernels"])
     else:
         emit(frame, format)

@@ -62,8 +62,9 @@ def run_command(
     if repeats < 1 or max_repeats < repeats or warmup < 0 or target_ms <= 0 or not rest_ms >= 0:
         raise PerfbenchError("need 1 <= --repeats <= --max-repeats, --warmup >= 0, --target-ms > 0, --rest-ms >= 0")
 
-    import torch
+    from perfbench.errors import require
 
+    torch = require("torch", "perfbench run")
     from models.registry import spec_table
     from models.torch_layers import ATTN_BACKENDS
     from perfbench.harness import SweepOptions, make_points
@@ -105,11 +106,25 @@ def run_command(
         report = run_tp(targets, phases, batches, seqlens, tp, options, out, resume=resume, manifest=manifest,
                         on_point=lambda point, row: console.print(_point_line(point, row), highlight=False))
         _print_summary(report, time.perf_counter() - started)
+        _fail_if_nothing_measured(report)
         return
     writer = RunWriter(out, manifest)
     started = time.perf_counter()
     report = _run_with_progress(targets, points, options, writer, done)
     _print_summary(report, time.perf_counter() - started)
+    _fail_if_nothing_measured(report)
+
+
+def _fail_if_nothing_measured(report) -> None:
+    """A sweep that measured points and none of them ok is a failure of the command (exit 2), not a
+    result: say how each point ended and the first reason, the rows stay in the store."""
+    if not report.rows or any(row["status"] == "ok" for row in report.rows):
+        return
+    counts = {s: sum(row["status"] == s for row in report.rows) for s in ("error", "oom", "skipped")}
+    ended = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    first = report.rows[0]
+    raise PerfbenchError(f"no point of the sweep was measured ({ended}); first, {first['nvtx_range']}: "
+                         f"{first['reason']} (rows kept in {report.path})")
 
 
 def _point_line(point, row) -> str:
@@ -150,27 +165,27 @@ def _print_summary(report, wall_s: float) -> None:
     import math
     import statistics
 
-    from rich.console import Console
-    from rich.table import Table
+    import pandas as pd
+
+    from perfbench.output import print_table
 
     groups: dict = {}
     for row in report.rows:
         groups.setdefault((row["target_kind"], row["name"], row["phase"], row["mode"]), []).append(row)
-    table = Table(title=f"run {report.run_id} · {len(report.rows)} points in {wall_s:.1f} s"
-                        + (f" · {report.skipped_done} already recorded" if report.skipped_done else ""),
-                  title_justify="left")
-    for name in ("target", "phase", "mode", "ok", "skipped", "oom", "error", "time_ms min", "time_ms max",
-                 "median p90/p10"):
-        table.add_column(name, justify="left" if name in ("target", "phase", "mode") else "right")
-    for (kind, name, phase, mode), rows in groups.items():
-        ok = [r for r in rows if r["status"] == "ok"]
-        count = {s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "oom", "error")}
+    title = (f"run {report.run_id} · {len(report.rows)} points in {wall_s:.1f} s"
+             + (f" · {report.skipped_done} already recorded" if report.skipped_done else ""))
+    rows = []
+    for (kind, name, phase, mode), group in groups.items():
+        ok = [r for r in group if r["status"] == "ok"]
         spreads = [r["p90_ms"] / r["p10_ms"] for r in ok if r["p10_ms"] > 0]
         times = [r["time_ms"] for r in ok if not math.isnan(r["time_ms"])]
-        table.add_row(name if kind == "layer" else f"{name} (model)", phase, mode,
-                      *(str(count[s]) for s in ("ok", "skipped", "oom", "error")),
-                      f"{min(times):.4f}" if times else "–", f"{max(times):.4f}" if times else "–",
-                      f"{statistics.median(spreads):.3f}" if spreads else "–")
-    console = Console(width=140)
-    console.print(table)
-    console.print(f"results: {report.path}")
+        rows.append({"target": name if kind == "layer" else f"{name} (model)", "phase": phase, "mode": mode,
+                     **{s: str(sum(r["status"] == s for r in group)) for s in ("ok", "skipped", "oom", "error")},
+                     "time_ms min": f"{min(times):.4f}" if times else "–",
+                     "time_ms max": f"{max(times):.4f}" if times else "–",
+                     "median p90/p10": f"{statistics.median(spreads):.3f}" if spreads else "–"})
+    columns = ["target", "phase", "mode", "ok", "skipped", "oom", "error", "time_ms min", "time_ms max",
+               "median p90/p10"]
+    print_table(pd.DataFrame(rows, columns=columns), title, keep=["target", "phase"], right=columns[3:],
+                priority=["mode", "ok", "error", "time_ms min", "time_ms max", "oom", "skipped", "median p90/p10"])
+    print(f"results: {report.path}")

@@ -57,59 +57,60 @@ def trace_command(
 def _report(result, top: int) -> None:
     from rich.console import Console
 
-    console = Console(width=max(Console().width, 140))
+    from perfbench.output import print_table
+
+    console = Console(soft_wrap=True)
     if result.breakdown is not None:
         frame = result.breakdown
         if frame.empty:
             raise PerfbenchError(f"no kernels inside perfbench NVTX ranges in the trace (is the nvtx package "
                                  f"installed where the child ran?); files under {result.directory}")
         for rng, group in frame.groupby("nvtx_range", sort=True):
-            console.print(_kernel_table(rng, group, top))
+            print_table(*_kernel_table(rng, group, top), keep=["kernel", "us / step"], fold=["kernel"],
+                        right=["per step", "us / step", "share"])
     else:
         frame = result.comparison
         for rng, group in frame.groupby("nvtx_range", sort=True):
-            console.print(_comparison_table(rng, group))
+            print_table(*_comparison_table(rng, group), keep=["op class"],
+                        priority=["bytes ratio", "FLOPs ratio", "> 20 %", "bytes pred", "bytes counted",
+                                  "FLOPs pred", "FLOPs counted", "ops", "kernels"], fold=["ops", "kernels"],
+                        right=["bytes pred", "bytes counted", "bytes ratio", "FLOPs pred", "FLOPs counted",
+                               "FLOPs ratio"])
         for note in frame.loc[frame["mismatch"] & (frame["note"] != ""), "note"]:
             console.print(f"  > 20 %: {note}", highlight=False)
     for missing in sorted(set(result.expected_ranges) - set(frame["nvtx_range"])):
         print(f"warning: no kernels attributed to {missing}", file=sys.stderr)
     console.print(f"trace {result.trace_id} ({result.tool})", highlight=False)
     for key, path in result.files.items():
-        console.print(f"  {key}: {path}", highlight=False, soft_wrap=True)
+        console.print(f"  {key}: {path}", highlight=False)
 
 
 def _kernel_table(rng: str, group, top: int):
-    from rich.table import Table
+    """(rows, title) of one range's kernels, the `top` longest and one row for the rest."""
+    import pandas as pd
 
     source, device = group["source"].iloc[0], group["device"].iloc[0]
     unit = "GPU" if device == "cuda" else "CPU"
     per_step_us = group["gpu_time_ms_per_step"].sum() * 1e3
-    table = Table(title=f"{rng}: {per_step_us:,.1f} us of {unit} time per step over {int(group['steps'].iloc[0])} "
-                        f"steps ({source})", title_justify="left")
-    for name in ("kernel", "op class", "per step", "us / step", "share"):
-        table.add_column(name, justify="left" if name in ("kernel", "op class") else "right",
-                         overflow="fold")
+    title = (f"{rng}: {per_step_us:,.1f} us of {unit} time per step over {int(group['steps'].iloc[0])} "
+             f"steps ({source})")
     shown = group.sort_values("share", ascending=False)
-    for row in shown.head(top).itertuples(index=False):
-        table.add_row(row.kernel, row.op_class, f"{row.count_per_step:g}", f"{row.gpu_time_ms_per_step * 1e3:,.1f}",
-                      f"{row.share:.1%}")
+    rows = [(row.kernel, row.op_class, f"{row.count_per_step:g}", f"{row.gpu_time_ms_per_step * 1e3:,.1f}",
+             f"{row.share:.1%}") for row in shown.head(top).itertuples(index=False)]
     if len(shown) > top:
         rest = shown.iloc[top:]
-        table.add_row(f"({len(rest)} more)", "", f"{rest['count_per_step'].sum():g}",
-                      f"{rest['gpu_time_ms_per_step'].sum() * 1e3:,.1f}", f"{rest['share'].sum():.1%}")
-    return table
+        rows.append((f"({len(rest)} more)", "", f"{rest['count_per_step'].sum():g}",
+                     f"{rest['gpu_time_ms_per_step'].sum() * 1e3:,.1f}", f"{rest['share'].sum():.1%}"))
+    return pd.DataFrame(rows, columns=["kernel", "op class", "per step", "us / step", "share"]), title
 
 
 def _comparison_table(rng: str, group):
-    from rich.table import Table
+    """(rows, title) of one range's predicted vs counted bytes and FLOPs per op class."""
+    import pandas as pd
 
-    table = Table(title=f"{rng}: predicted vs counted per step (ncu)", title_justify="left")
-    for name in ("op class", "ops", "kernels", "bytes pred", "bytes counted", "ratio", "FLOPs pred",
-                 "FLOPs counted", "ratio", "> 20 %"):
-        table.add_column(name, justify="left" if name in ("op class", "ops", "kernels") else "right",
-                         overflow="fold")
-    for row in group.itertuples(index=False):
-        table.add_row(row.op_class, row.ops, row.kernels, f"{row.predicted_bytes:.3g}", f"{row.counted_bytes:.3g}",
-                      f"{row.bytes_ratio:.2f}", f"{row.predicted_flops:.3g}", f"{row.counted_flops:.3g}",
-                      f"{row.flops_ratio:.2f}", "yes" if row.mismatch else "")
-    return table
+    rows = [(row.op_class, row.ops, row.kernels, f"{row.predicted_bytes:.3g}", f"{row.counted_bytes:.3g}",
+             f"{row.bytes_ratio:.2f}", f"{row.predicted_flops:.3g}", f"{row.counted_flops:.3g}",
+             f"{row.flops_ratio:.2f}", "yes" if row.mismatch else "") for row in group.itertuples(index=False)]
+    columns = ["op class", "ops", "kernels", "bytes pred", "bytes counted", "bytes ratio", "FLOPs pred",
+               "FLOPs counted", "FLOPs ratio", "> 20 %"]
+    return pd.DataFrame(rows, columns=columns), f"{rng}: predicted vs counted per step (ncu)"

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from perfbench.errors import PerfbenchError
+from perfbench.errors import PerfbenchError, file_errors, writable_directory
 from perfbench.traces import ncu as ncu_mod
 from perfbench.traces import nsys as tools
 from perfbench.traces.nsys_sqlite import parse_nsys_sqlite
@@ -155,8 +155,7 @@ def trace(request: TraceRequest, trace_id: str | None = None) -> TraceResult:
     else:
         tool = ""
     trace_id = trace_id or new_trace_id()
-    directory = Path(request.out) / trace_id
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = writable_directory(Path(request.out) / trace_id)
     result = TraceResult(trace_id, directory, request.tool)
     manifest = {"trace_id": trace_id, "tool": request.tool, "request": _jsonable(asdict(request)),
                 "command": shlex.join(sys.argv), "started": _now(), "status": "running",
@@ -288,4 +287,5 @@ def _jsonable(value):
 
 
 def _write_manifest(directory: Path, manifest: dict) -> None:
-    (directory / "trace.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    with file_errors(directory / "trace.json"):
+        (directory / "trace.json").write_text(json.dumps(manifest, indent=1) + "\n")

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from perfbench.errors import PerfbenchError
+from perfbench.errors import PerfbenchError, file_errors
 from perfbench.nvtx_ranges import DOMAIN, range_name  # the harness's spelling, one source
 
 # `<name>/<phase>/B=<batch>/L=<seqlen>`, the harness's range names (contracts: NVTX).
@@ -101,8 +101,9 @@ def conform(frame: pd.DataFrame, columns: dict) -> pd.DataFrame:
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(path, index=False)
+    with file_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(path, index=False)
     return path
 
 
