@@ -20,15 +20,17 @@ from analytic.calibration import Calibration, resolve
 from analytic.composition import ADD_NORM_CHAIN, CountedOp, model_ops
 from analytic.costs import PHASES, layer_ops
 from analytic.efficiency import (BOUND_LABELS, Ceilings, ceilings, clock_scales, graph_step_s, host_time,
-                                 power_capped_s, power_limited, scaled_seconds, step_op_times, sustained_s)
+                                 power_limited, scaled_seconds, step_op_times, sustained_s)
 from analytic.hardware import get_gpu
 from analytic.memory import memory_footprint
 from analytic.ops import ADD_NORM
+from analytic.provenance import labels, layer_specs, op_provenance
+from analytic.uncertainty import Term, host_provenance, point_interval, point_terms, shares, term_bounds, term_key
 from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS, PAPER_MODELS, get_layer, get_model
 from models.specs import ModelSpec, SpecError
 
 COLUMNS = ["target_kind", "name", "phase", "batch", "seqlen", "gpu", "calibrated", "mode", "tp",
-           "time_ms", "flops", "bytes", "bound", "intensity", "n_kernels", "tokens_per_s",
+           "time_ms", "time_lo_ms", "time_hi_ms", "provenance", "flops", "bytes", "bound", "intensity", "n_kernels", "tokens_per_s",
            "memory_bytes", "fits"]
 
 
@@ -120,9 +122,16 @@ def _layer_memory(spec, phase: str, b: np.ndarray, L: np.ndarray) -> np.ndarray:
     return mem["total_bytes"] - model.embedding_params * 2 * 2 - b * 4  # no embedding/head/logits
 
 
+SHARE_PREFIX = "share:"  # predict(..., with_shares=True): one column per term class, its share of time_ms
+
+
 def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu: str = "h100",
-            calibration="default", tp: int = 1, graphs: bool = True) -> pd.DataFrame:
-    """One row per (batch, seqlen) point; see COLUMNS. `calibration`: 'default', 'none', path or object."""
+            calibration="default", tp: int = 1, graphs: bool = True, with_shares: bool = False) -> pd.DataFrame:
+    """One row per (batch, seqlen) point; see COLUMNS. `calibration`: 'default', 'none', path or object.
+
+    time_lo_ms / time_hi_ms: the interval the measured time should fall in ~80 % of the time, and
+    provenance: calibrated / interpolated / extrapolated / datasheet (analytic/uncertainty.py,
+    analytic/provenance.py). `with_shares`: also each term class's share of time_ms (SHARE_PREFIX)."""
     kind, name, spec = resolve_target(target)
     if tp != 1:
         from analytic.tp import predict_tp  # tensor parallelism (issue 9)
@@ -134,7 +143,8 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
     b, L = _grid(batch, seqlen)
     ops = counted_ops(kind, spec, phase, b, L)
     times = step_op_times(ops, ceil)
-    time_s, _speedup = power_capped_s(ops, times, ceil)
+    scales = clock_scales(ops, times, ceil)  # power-limited kernels share the board's clock
+    time_s = scaled_seconds(ops, times, scales)
     time_s, _slowdown = sustained_s(time_s, ops, times, ceil)  # a long point heats the board
     flops = sum(c.op.flops * c.count for c in ops)
     bytes_ = sum(c.op.bytes_ * c.count for c in ops)
@@ -156,17 +166,36 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
     else:
         memory = _layer_memory(spec, phase, b, L)
     tokens = b * L if phase == "prefill" else b
+    terms = prediction_terms(kind, spec, phase, ops, times, scales, cal, time_s, graphs, host_bound)
+    lo_s, hi_s, provenance = point_interval(terms, time_s, cal)
     frame = pd.DataFrame({
         "target_kind": kind, "name": name, "phase": phase, "batch": b.astype(int),
         "seqlen": L.astype(int), "gpu": gpu, "calibrated": cal is not None,
         "mode": ("graph" if graphs else "eager") if phase == "decode" else "eager", "tp": 1,
-        "time_ms": time_s * 1e3, "flops": flops, "bytes": bytes_, "bound": bound,
+        "time_ms": time_s * 1e3, "time_lo_ms": lo_s * 1e3, "time_hi_ms": hi_s * 1e3,
+        "provenance": labels(provenance), "flops": flops, "bytes": bytes_, "bound": bound,
         "intensity": flops / bytes_, "n_kernels": np.broadcast_to(n_kernels, b.shape).astype(int),
         "tokens_per_s": tokens / time_s, "memory_bytes": memory,
         "fits": fits_in_memory(memory, gpu_spec),
     }, columns=COLUMNS)
     frame["bound"] = frame["bound"].astype(str)
+    if with_shares:
+        for key, share in shares(terms).items():
+            frame[SHARE_PREFIX + key] = np.broadcast_to(share, b.shape)
     return frame
+
+
+def prediction_terms(kind: str, spec, phase: str, ops: list[CountedOp], times: list, scales: list, cal, time_s,
+                     graphs: bool, host_bound) -> list[Term]:
+    """The point's terms for its interval (analytic.uncertainty.point_terms): each op's seconds in the
+    step at the shared clock, with its class and provenance, and what the step or host adds."""
+    specs = layer_specs(kind, spec)
+    keys = [term_key(c.op.op_class, phase) for c in ops]
+    seconds = [t * c.count * scale for c, (t, _code), scale in zip(ops, times, scales)]
+    codes = [op_provenance(c.op, specs.get(c.group), cal) for c in ops]
+    measured = (bool(cal and cal.step) if phase == "decode" and graphs
+                else kind == "layer" or any(host_path(BUILTIN_MODELS[n]) == host_path(spec) for n in PAPER_MODELS))
+    return point_terms(keys, seconds, codes, time_s, phase, graphs, host_bound, host_provenance(cal, measured))
 
 
 POINT_BOUNDS = (*BOUND_LABELS, "host")
