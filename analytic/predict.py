@@ -225,7 +225,8 @@ def breakdown(target, phase: str, batch: int, seqlen: int, gpu: str = "h100",
     row for what `predict` adds on top of them, so the rows add up to its time: what a decode step's
     CUDA graph adds (True), or the host's launch chain where it outlasts the GPU (False; prefill)."""
     kind, name, spec = resolve_target(target)
-    ceil = ceilings(get_gpu(gpu), resolve(calibration, gpu))
+    cal = resolve(calibration, gpu)
+    ceil = ceilings(get_gpu(gpu), cal)
     b, L = _grid([batch], [seqlen])
     ops = counted_ops(kind, spec, phase, b, L)
     times = step_op_times(ops, ceil)
@@ -233,9 +234,11 @@ def breakdown(target, phase: str, batch: int, seqlen: int, gpu: str = "h100",
     scales = clock_scales(ops, times, ceil)
     total = scaled_seconds(ops, times, scales)
     slowed, _slowdown = sustained_s(total, ops, times, ceil)
-    rows, limited = [], []
+    rows, limited, terms = [], [], []
+    specs = layer_specs(kind, spec)
     for c, (t, bound), scale in zip(ops, times, scales):
         limited.append(bool(power_limited(c.op, bound, ceil)[0]))
+        terms.append(Term(term_key(c.op.op_class, phase), np.zeros(1), op_provenance(c.op, specs.get(c.group), cal)))
         rows.append({"name": name, "group": c.group, "op": c.op.name, "op_class": c.op.op_class,
                      "count": c.count, "kernels": c.op.kernels * c.count,
                      "flops": float(c.op.flops[0]) * c.count, "bytes": float(c.op.bytes_[0]) * c.count,
@@ -257,9 +260,30 @@ def breakdown(target, phase: str, batch: int, seqlen: int, gpu: str = "h100",
         if extra_s > 0:
             rows.append({"name": name, "group": "step", "op": op, "op_class": "host", "count": 1, "kernels": 0,
                          "flops": 0.0, "bytes": 0.0, "time_ms": extra_s * 1e3, "bound": bound})
+            terms.append(step_term(kind, spec, phase, graphs, cal, host_bound=bound == "host"))
     frame = pd.DataFrame(rows)
+    _with_op_intervals(frame, terms, cal)
     frame["share"] = frame["time_ms"] / frame["time_ms"].sum()
     return frame
+
+
+def _with_op_intervals(frame: pd.DataFrame, terms: list[Term], cal) -> None:
+    """Each breakdown row's own interval and provenance: its term class's quantiles widened by its
+    provenance (analytic.uncertainty.term_bounds), about its time."""
+    bounds = [term_bounds(term, cal) for term in terms]
+    frame["time_lo_ms"] = frame["time_ms"] * np.exp(np.minimum([float(np.ravel(lo)[0]) for lo, _hi in bounds], 0.0))
+    frame["time_hi_ms"] = frame["time_ms"] * np.exp(np.maximum([float(np.ravel(hi)[0]) for _lo, hi in bounds], 0.0))
+    frame["provenance"] = labels([int(np.ravel(term.provenance)[0]) for term in terms])
+
+
+def step_term(kind: str, spec, phase: str, graphs: bool, cal, host_bound: bool) -> Term:
+    """The breakdown's step row as a term: a decode graph's overhead, or the host chain beyond the GPU
+    (its own class, host/<phase>, as a host-bound point's in predict)."""
+    decode_graph = phase == "decode" and graphs
+    measured = (bool(cal and cal.step) if decode_graph
+                else kind == "layer" or any(host_path(BUILTIN_MODELS[n]) == host_path(spec) for n in PAPER_MODELS))
+    term = "step" if decode_graph else ("eager" if phase == "decode" else "host")
+    return Term(term_key(term, phase), np.zeros(1), np.array([host_provenance(cal, measured)]))
 
 
 def describe_calibration(gpu: str, calibration="default") -> str:

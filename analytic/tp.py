@@ -49,6 +49,8 @@ from analytic.efficiency import (BOUND_LABELS, Ceilings, ceilings, graph_step_s,
 from analytic.hardware import GPUSpec, get_gpu
 from analytic.memory import ALLOCATOR_HEADROOM, largest_batch, memory_footprint
 from analytic.ops import Op, elementwise
+from analytic.provenance import labels
+from analytic.uncertainty import pooled_interval
 from models.specs import LETTERS, Mamba2Spec, MambaSpec, ModelSpec, SpecError
 
 # Op classes of the collectives (timed here, not in analytic/efficiency.py).
@@ -333,11 +335,13 @@ def predict_tp(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], 
     else:
         memory = _layer_memory(shard_layer(spec, tp), phase, b, L)
     tokens = b * L if phase == "prefill" else b
+    lo_s, hi_s, provenance = pooled_interval(time_s, phase, cal)
     frame = pd.DataFrame({
         "target_kind": kind, "name": name, "phase": phase, "batch": b.astype(int),
         "seqlen": L.astype(int), "gpu": gpu, "calibrated": cal is not None,
         "mode": ("graph" if graphs else "eager") if phase == "decode" else "eager", "tp": tp,
-        "time_ms": time_s * 1e3, "flops": flops, "bytes": bytes_, "bound": bound,
+        "time_ms": time_s * 1e3, "time_lo_ms": lo_s * 1e3, "time_hi_ms": hi_s * 1e3,
+        "provenance": labels(provenance), "flops": flops, "bytes": bytes_, "bound": bound,
         "intensity": flops / bytes_, "n_kernels": np.broadcast_to(n_kernels, b.shape).astype(int),
         "tokens_per_s": tokens / time_s, "memory_bytes": memory,
         "allreduce_ms": comm_s * 1e3, "allreduce_share": comm_s / time_s,

@@ -45,10 +45,11 @@ EXTRAPOLATED_MIN_LOG = 0.10
 # target for what-if points, then widened by provenance as above.
 FALLBACK = (-0.10, 0.0, 0.10)
 # The datasheet roofline (no calibration): the vendor peaks are a floor the kernels rarely reach, so
-# measured times run from about the prediction to several times it. Quantiles of log(measured /
-# datasheet prediction) pooled over the held-out sets of both GPUs (perfbench/uncertainty.py
-# `datasheet_quantiles`, 2026-12-07): see docs/uncertainty.md.
-DATASHEET_QUANTILES = (0.0, 0.25, 1.0)
+# measured times run from about the prediction to several times it. The 10th, 50th and 90th
+# percentiles of log(measured / datasheet prediction) over the 1,078 points of the sets the bundled
+# sections were fitted on (H100 offgrid, holdout-holdout14; H200 holdout-holdout14; 2026-12-07): the
+# interval is [prediction, 6.5 x prediction] (its lower end clamped to the prediction).
+DATASHEET_QUANTILES = (0.20, 0.40, 1.87)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,16 @@ def point_interval(terms: list[Term], time_s, calibration: Calibration | None) -
         lo_log, hi_log = lo_log + share * lo, hi_log + share * hi
     codes = point_provenance([t.provenance for t in terms], [t.seconds for t in terms])
     return time_s * np.exp(np.minimum(lo_log, 0.0)), time_s * np.exp(np.maximum(hi_log, 0.0)), codes
+
+
+def pooled_interval(time_s, phase: str, calibration: Calibration | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A tensor-parallel rank's interval until its prediction carries per-op terms: the section's pooled
+    row of the phase (`all/<phase>`) widened as interpolated (the collectives are modelled from a
+    calibrated all-reduce, the shards' kernels from unsharded measurements), provenance interpolated."""
+    time_s = np.asarray(time_s, dtype=np.float64)
+    code = np.full(time_s.shape, INTERPOLATED if calibration is not None else DATASHEET, dtype=np.int8)
+    term = Term(term_key(POOLED, phase), time_s, code)
+    return point_interval([term], time_s, calibration)
 
 
 def point_terms(op_keys: list[str], op_seconds: list[np.ndarray], op_codes: list[np.ndarray], time_s, phase: str,
