@@ -39,7 +39,7 @@ MIN_WEIGHT = 3.0  # a class needs this many points' worth of shares for its own 
 
 def weighted_quantiles(values, weights, quantiles=QUANTILES) -> list[float]:
     """Quantiles of `values` where each counts `weights` (the midpoint rule: a value's weight is
-    centred on it, so equal weights give the usual interpolated percentiles)."""
+    centred on it; with equal weights numpy's percentile method "hazen")."""
     values, weights = np.asarray(values, dtype=np.float64), np.asarray(weights, dtype=np.float64)
     keep = weights > 0
     values, weights = values[keep], weights[keep]
