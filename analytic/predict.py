@@ -186,13 +186,14 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
 
 
 def prediction_terms(kind: str, spec, phase: str, ops: list[CountedOp], times: list, scales: list, cal, time_s,
-                     graphs: bool, host_bound) -> list[Term]:
+                     graphs: bool, host_bound, extra: list[Term] = ()) -> list[Term]:
     """The point's terms for its interval (analytic.uncertainty.point_terms): each op's seconds in the
-    step at the shared clock, with its class and provenance, and what the step or host adds."""
+    step at the shared clock, with its class and provenance, `extra` terms (a rank's collectives), and
+    what the step or host adds."""
     specs = layer_specs(kind, spec)
-    keys = [term_key(c.op.op_class, phase) for c in ops]
-    seconds = [t * c.count * scale for c, (t, _code), scale in zip(ops, times, scales)]
-    codes = [op_provenance(c.op, specs.get(c.group), cal) for c in ops]
+    keys = [term_key(c.op.op_class, phase) for c in ops] + [t.key for t in extra]
+    seconds = [t * c.count * scale for c, (t, _code), scale in zip(ops, times, scales)] + [t.seconds for t in extra]
+    codes = [op_provenance(c.op, specs.get(c.group), cal) for c in ops] + [t.provenance for t in extra]
     measured = (bool(cal and cal.step) if phase == "decode" and graphs
                 else kind == "layer" or any(host_path(BUILTIN_MODELS[n]) == host_path(spec) for n in PAPER_MODELS))
     return point_terms(keys, seconds, codes, time_s, phase, graphs, host_bound, host_provenance(cal, measured))

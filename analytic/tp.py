@@ -44,13 +44,13 @@ import pandas as pd
 from analytic.calibration import Calibration, resolve
 from analytic.composition import CountedOp, model_ops
 from analytic.costs import PHASES, layer_ops
-from analytic.efficiency import (BOUND_LABELS, Ceilings, ceilings, graph_step_s, power_capped_s, step_op_times,
-                                 sustained_s)
+from analytic.efficiency import (BOUND_LABELS, Ceilings, ceilings, clock_scales, graph_step_s, scaled_seconds,
+                                 step_op_times, sustained_s)
 from analytic.hardware import GPUSpec, get_gpu
 from analytic.memory import ALLOCATOR_HEADROOM, largest_batch, memory_footprint
 from analytic.ops import Op, elementwise
 from analytic.provenance import labels
-from analytic.uncertainty import pooled_interval
+from analytic.uncertainty import Term, point_interval, term_key
 from models.specs import LETTERS, Mamba2Spec, MambaSpec, ModelSpec, SpecError
 
 # Op classes of the collectives (timed here, not in analytic/efficiency.py).
@@ -284,14 +284,26 @@ def max_batch_tp(spec: ModelSpec, context: int, gpu, tp: int, phase: str = "deco
 def _timed_sum(compute: list[CountedOp], comm: list[CountedOp], ceil: Ceilings, tp: int,
                link: Interconnect, size: int):
     times = step_op_times(compute, ceil)
-    compute_s, _speedup = power_capped_s(compute, times, ceil)
+    scales = clock_scales(compute, times, ceil)
+    compute_s = scaled_seconds(compute, times, scales)
     comm_s = sum(collective_time_s(c.op, tp, link) * c.count for c in comm) + np.zeros(size)
     # A long point heats the board: its power-limited kernels slow with the whole call's length.
     compute_s, _slowdown = sustained_s(compute_s, compute, times, ceil, call_s=compute_s + comm_s)
     by_bound = np.zeros((len(BOUND_LABELS), size))
     for (t, code), c in zip(times, compute):
         np.add.at(by_bound, (code, np.arange(size)), t * c.count)
-    return compute_s, comm_s, by_bound
+    return compute_s, comm_s, by_bound, times, scales
+
+
+def collective_terms(comm: list[CountedOp], phase: str, tp: int, link, cal) -> list[Term]:
+    """The collectives of a rank's step as interval terms: the section's pooled row of the phase
+    (no held-out set prices them alone), interpolated (modelled from the calibrated all-reduce)."""
+    from analytic.provenance import DATASHEET, INTERPOLATED
+    from analytic.uncertainty import POOLED
+
+    code = INTERPOLATED if cal is not None else DATASHEET
+    return [Term(term_key(POOLED, phase), collective_time_s(c.op, tp, link) * c.count,
+                 np.full(np.shape(c.op.flops), code, dtype=np.int8)) for c in comm]
 
 
 def predict_tp(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu: str = "h100",
@@ -305,7 +317,8 @@ def predict_tp(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], 
     takes the longer of that and the host's launch chain, as for one GPU. `allreduce`
     ({bus_bw_bytes_s, latency_s}) overrides the calibration's interconnect figures.
     """
-    from analytic.predict import COLUMNS, _grid, _layer_memory, fits_in_memory, host_seconds, point_bound, resolve_target
+    from analytic.predict import (COLUMNS, _grid, _layer_memory, fits_in_memory, host_seconds, point_bound,
+                                  prediction_terms, resolve_target)
 
     kind, name, spec = resolve_target(target)
     tp = check_tp(tp)
@@ -315,7 +328,7 @@ def predict_tp(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], 
     link = interconnect(gpu_spec, cal, allreduce)
     b, L = _grid(batch, seqlen)
     compute, comm = rank_ops(kind, spec, phase, b, L, tp)
-    compute_s, comm_s, by_bound = _timed_sum(compute, comm, ceil, tp, link, b.size)
+    compute_s, comm_s, by_bound, times, scales = _timed_sum(compute, comm, ceil, tp, link, b.size)
     time_s = compute_s + comm_s
     everything = compute + comm
     host_bound = np.zeros(b.shape, dtype=bool)
@@ -335,7 +348,9 @@ def predict_tp(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], 
     else:
         memory = _layer_memory(shard_layer(spec, tp), phase, b, L)
     tokens = b * L if phase == "prefill" else b
-    lo_s, hi_s, provenance = pooled_interval(time_s, phase, cal)
+    terms = prediction_terms(kind, spec, phase, compute, times, scales, cal, time_s, graphs, host_bound,
+                             extra=collective_terms(comm, phase, tp, link, cal))
+    lo_s, hi_s, provenance = point_interval(terms, time_s, cal)
     frame = pd.DataFrame({
         "target_kind": kind, "name": name, "phase": phase, "batch": b.astype(int),
         "seqlen": L.astype(int), "gpu": gpu, "calibrated": cal is not None,

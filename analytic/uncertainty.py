@@ -110,16 +110,6 @@ def point_interval(terms: list[Term], time_s, calibration: Calibration | None) -
     return time_s * np.exp(np.minimum(lo_log, 0.0)), time_s * np.exp(np.maximum(hi_log, 0.0)), codes
 
 
-def pooled_interval(time_s, phase: str, calibration: Calibration | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A tensor-parallel rank's interval until its prediction carries per-op terms: the section's pooled
-    row of the phase (`all/<phase>`) widened as interpolated (the collectives are modelled from a
-    calibrated all-reduce, the shards' kernels from unsharded measurements), provenance interpolated."""
-    time_s = np.asarray(time_s, dtype=np.float64)
-    code = np.full(time_s.shape, INTERPOLATED if calibration is not None else DATASHEET, dtype=np.int8)
-    term = Term(term_key(POOLED, phase), time_s, code)
-    return point_interval([term], time_s, calibration)
-
-
 def point_terms(op_keys: list[str], op_seconds: list[np.ndarray], op_codes: list[np.ndarray], time_s, phase: str,
                 graphs: bool, host_bound, host_code: int) -> list[Term]:
     """A point's terms from its GPU ops (class keys, seconds in the step with counts, provenance codes)

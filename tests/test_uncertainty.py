@@ -178,3 +178,23 @@ def test_calibrate_uncertainty_from_writes_the_section(tmp_path):
     assert result.exit_code == 0, result.output
     section = load_calibration(out, "h100").uncertainty
     assert section["sets"] == ["results/h100-holdout16"] and section["classes"]["all/prefill"]["n"] > 0
+
+
+def test_measured_vs_predicted_curves_shade_the_predicted_interval():
+    from perfbench import figures
+    from perfbench.compare import compare
+
+    joined = compare(RESULTS / "h100-holdout17").joined
+    points = joined[(joined["name"] == "mamba2") & (joined["phase"] == "prefill")]
+    names = [trace.name for trace in figures.curves_figure(points).data]
+    assert any(name.endswith("predicted interval") for name in names)
+
+
+def test_model_curves_shade_the_interval_of_a_rate_too():
+    from perfbench import figures
+
+    frame = predict("mamba2-hybrid-8b", "decode", [4], [1024, 4096])
+    lo, hi = figures.interval_bounds(frame, "tokens_per_s")
+    assert (lo <= frame["tokens_per_s"]).all() and (frame["tokens_per_s"] <= hi).all()
+    fig = figures.model_curves_figure(frame, None, "tokens_per_s", "tokens / s")
+    assert any(trace.name.endswith("predicted interval") for trace in fig.data)
