@@ -68,7 +68,8 @@ def residual_points(sets: list[Path], calibration: Calibration) -> pd.DataFrame:
             if points.empty:
                 continue
             joined = join_predictions(points, calibration, mode, _share_predictor, resolver).points
-            parts.append(joined.assign(set=Path(path).name))
+            # A consolidated results file names each point's set in a `set` column; a directory is one set.
+            parts.append(joined if "set" in joined.columns else joined.assign(set=Path(path).name))
     if not parts:
         raise PerfbenchError(f"no ok {calibration.gpu} points in {', '.join(str(p) for p in sets)}")
     out = pd.concat(parts, ignore_index=True)
