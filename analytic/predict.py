@@ -25,7 +25,7 @@ from analytic.hardware import get_gpu
 from analytic.memory import memory_footprint
 from analytic.ops import ADD_NORM
 from analytic.provenance import labels, layer_specs, op_provenance
-from analytic.uncertainty import Term, host_provenance, point_interval, point_terms, shares, term_bounds, term_key
+from analytic.uncertainty import EAGER, HOST, STEP, Term, host_provenance, point_interval, point_terms, shares, term_bounds, term_key
 from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS, PAPER_MODELS, get_layer, get_model
 from models.specs import ModelSpec, SpecError
 
@@ -194,9 +194,16 @@ def prediction_terms(kind: str, spec, phase: str, ops: list[CountedOp], times: l
     keys = [term_key(c.op.op_class, phase) for c in ops] + [t.key for t in extra]
     seconds = [t * c.count * scale for c, (t, _code), scale in zip(ops, times, scales)] + [t.seconds for t in extra]
     codes = [op_provenance(c.op, specs.get(c.group), cal) for c in ops] + [t.provenance for t in extra]
+    return point_terms(keys, seconds, codes, time_s, phase, graphs, host_bound, step_provenance(kind, spec, phase, graphs, cal))
+
+
+def step_provenance(kind: str, spec, phase: str, graphs: bool, cal) -> int:
+    """What a decode graph's step or the host chain rests on: calibrated where the calibration timed it
+    (the decode-step chains; a layer's host chain, or a model on a paper model's Python path), else
+    interpolated (summed from its layers' chains)."""
     measured = (bool(cal and cal.step) if phase == "decode" and graphs
                 else kind == "layer" or any(host_path(BUILTIN_MODELS[n]) == host_path(spec) for n in PAPER_MODELS))
-    return point_terms(keys, seconds, codes, time_s, phase, graphs, host_bound, host_provenance(cal, measured))
+    return host_provenance(cal, measured)
 
 
 POINT_BOUNDS = (*BOUND_LABELS, "host")
@@ -280,11 +287,8 @@ def _with_op_intervals(frame: pd.DataFrame, terms: list[Term], cal) -> None:
 def step_term(kind: str, spec, phase: str, graphs: bool, cal, host_bound: bool) -> Term:
     """The breakdown's step row as a term: a decode graph's overhead, or the host chain beyond the GPU
     (its own class, host/<phase>, as a host-bound point's in predict)."""
-    decode_graph = phase == "decode" and graphs
-    measured = (bool(cal and cal.step) if decode_graph
-                else kind == "layer" or any(host_path(BUILTIN_MODELS[n]) == host_path(spec) for n in PAPER_MODELS))
-    term = "step" if decode_graph else ("eager" if phase == "decode" else "host")
-    return Term(term_key(term, phase), np.zeros(1), np.array([host_provenance(cal, measured)]))
+    term = STEP if phase == "decode" and graphs else (EAGER if phase == "decode" else HOST)
+    return Term(term_key(term, phase), np.zeros(1), np.array([step_provenance(kind, spec, phase, graphs, cal)]))
 
 
 def describe_calibration(gpu: str, calibration="default") -> str:
