@@ -30,16 +30,16 @@ the cost model. JSON, versioned, with provenance. Fields:
                              (cuBLAS then runs slower kernels)
     gemm_relu_input          optional list of {m, n, k, dense_s, relu_s}: bf16 GEMMs whose input is a ReLU's
                              output (the MLP's fc2), power-capped on the grid's dense input and on a squared
-                             ReLU's half-zero one (perfbench/relu_input_gemm.py)
+                             ReLU's half-zero one (perfbench/calibration/gemm_relu_input.py)
     step                     optional {base_s, kernel_s, cold_kernel_s, samples}: what a decode step's CUDA
                              graph adds to its kernels' calibrated times when the GPU is the bottleneck
-                             (perfbench/step_overhead.py; samples: {chain, kernels, cold_kernels, sum_s, step_s})
+                             (perfbench/calibration/step.py; samples: {chain, kernels, cold_kernels, sum_s, step_s})
     sustained                optional {elapsed_s, slowdown, call_s}: how much slower a compute-bound GEMM
                              runs the longer it has held the board at its power limit, relative to the
-                             state the GEMM grid is timed in (perfbench/sustained_clock.py)
+                             state the GEMM grid is timed in (perfbench/calibration/sustained.py)
     host_samples             optional {"host/name/phase" | "host_wall/name/phase": [s, ...]}: every window
                              of each host launch chain (a layer's, the models' add + norm's, a built-in
-                             model's whole); `launch` holds their median (perfbench/host_chain.py)
+                             model's whole); `launch` holds their median (perfbench/calibration/host.py)
     uncertainty              optional {classes: {"<term class>/<phase>": {q10, q50, q90, n}}, sets: [...],
                              created}: percentiles of log(measured / predicted) per term class (an op class,
                              or step / host / eager / all) over never-fitted held-out result sets, and their

@@ -19,7 +19,7 @@ from models.specs import ModelSpec
 
 
 # The key of the fused add + norm's host launch chain in a calibration (`host/add_norm/prefill`, ...),
-# sampled beside the layers' chains (perfbench/host_chain.py).
+# sampled beside the layers' chains (perfbench/calibration/host.py).
 ADD_NORM_CHAIN = "add_norm"
 
 

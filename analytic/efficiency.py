@@ -84,7 +84,7 @@ class Ceilings:
     graph_launch_period_s: float = 0.0  # shortest replay-to-replay period the host can launch
     layer_host_s: dict = field(default_factory=dict)  # "name/phase" -> host chain inside one call's window
     layer_host_wall_s: dict = field(default_factory=dict)  # "name/phase" -> whole host chain (wall clock)
-    # (name: a layer's path, the models' add + norm, or a paper model timed whole; perfbench/host_chain.py)
+    # (name: a layer's path, the models' add + norm, or a paper model timed whole; perfbench/calibration/host.py)
     power_idle_w: float = 0.0  # board power with nothing running (0: no power model)
     power_limit_w: float = 0.0  # the power a big GEMM holds back to back (the limit, as enforced)
     gemm_burst_speedup: float = 1.0  # a big GEMM between idle gaps vs back to back at the limit
@@ -144,7 +144,7 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
     if cal.sustained:
         ceil = replace(ceil, sustained=(np.array(cal.sustained["elapsed_s"]), np.array(cal.sustained["slowdown"])))
     gemm_clock = float(power.get("gemm_clock_hz", 0.0))
-    if gemm_clock > 0:  # SM clocks read while each family ran back to back (perfbench.calibrate.measure_power)
+    if gemm_clock > 0:  # SM clocks read while each family ran back to back (perfbench.calibration.power)
         clocks = {c: float(power[f"{c}_clock_hz"]) for c in OP_CLASSES + FAMILIES if f"{c}_clock_hz" in power}
         ceil = replace(ceil, class_clock_ratio={c: hz / gemm_clock for c, hz in clocks.items() if c != GEMM},
                        max_clock_ratio=max(clocks.values()) / gemm_clock)
@@ -168,7 +168,7 @@ def relu_input_ratio(op: Op, code: np.ndarray, ceil: Ceilings) -> np.ndarray:
     """How much less time a GEMM fed a ReLU's output takes than on dense input, as it holds the power
     limit (burstable_gemm): the measured ratio of the nearest measured shape (nearest_gemm_shape),
     interpolated over log M and held at the ends. 1 for other GEMMs, weight-streaming ones (zeros save
-    power, not bytes) and where unmeasured (perfbench/relu_input_gemm.py)."""
+    power, not bytes) and where unmeasured (perfbench/calibration/gemm_relu_input.py)."""
     ones = np.ones(np.shape(code))
     if not (ceil.gemm_relu_input and op.op_class == GEMM and op.shape.get("relu_input")):
         return ones
@@ -487,7 +487,7 @@ def step_overhead_s(ops, ceil: Ceilings) -> float:
     """What one decode graph adds to its ops' calibrated times when the GPU is the bottleneck: the replay
     boundary, and for each kernel past the first two its cost in a step beyond its cost alone (more
     where it touches a tensor the weight stream evicted, `analytic.ops.cold_kernels`), as measured
-    by `perfbench calibrate` on chains of GEMVs and small kernels (perfbench/step_overhead.py).
+    by `perfbench calibrate` on chains of GEMVs and small kernels (perfbench/calibration/step.py).
     A calibration without those chains adds the one-kernel replay figure once per step."""
     if not (ceil.calibrated and ceil.step_base_s > 0):
         return ceil.graph_replay_s
@@ -641,7 +641,7 @@ def median_call_elapsed_s(call_s) -> np.ndarray:
 
 def sustained_slowdown(call_s, ceil: Ceilings) -> np.ndarray:
     """How much slower compute-bound work runs at a point's median timed call than in the state the
-    GEMM grid is timed in (perfbench/sustained_clock.py): 1 before the curve's first window, its last
+    GEMM grid is timed in (perfbench/calibration/sustained.py): 1 before the curve's first window, its last
     value after its last one; 1 without the calibration's `sustained` curve."""
     if not ceil.sustained:
         return np.ones_like(np.asarray(call_s, dtype=np.float64))

@@ -59,7 +59,7 @@ def gemm(name: str, m: np.ndarray, n: int, k: int, dtype_bytes: int = 2, kernels
     `ld`: elements of a leading dimension the call lays out from the tokens (`ld_layout` says how);
     unless ld * dtype_bytes is a multiple of 16 cuBLAS runs slower kernels (`ld_alignment_bytes`).
     `relu_input`: A is a (squared) ReLU's output, half zeros, which draws less power at the limit
-    (perfbench/relu_input_gemm.py)."""
+    (perfbench/calibration/gemm_relu_input.py)."""
     m = np.asarray(m, dtype=np.float64)
     flops = 2.0 * m * n * k
     bytes_ = dtype_bytes * (m * k + float(n) * k + m * n)
@@ -102,7 +102,7 @@ def cold_kernels(op: Op) -> int:
     """How many of the op's kernels touch a tensor that lives across decode steps (a parameter other
     than a GEMM's weights, a KV cache, a norm weight, RoPE tables), which the step's weight stream has
     evicted from L2 by the time they run. Their class was calibrated warm (the same small buffer back
-    to back), so a step pays each one's HBM latency on top (perfbench/step_overhead.py). Kernels of
+    to back), so a step pays each one's HBM latency on top (perfbench/calibration/step.py). Kernels of
     classes calibrated on rotated copies (GEMM, state update, conv, attention) are cold already."""
     return int(op.shape.get("cold_kernels", 0)) if op.shape else 0
 

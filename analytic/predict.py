@@ -26,7 +26,7 @@ from analytic.memory import memory_footprint
 from analytic.ops import ADD_NORM
 from analytic.provenance import labels, layer_specs, op_provenance
 from analytic.uncertainty import EAGER, HOST, STEP, Term, host_provenance, point_interval, point_terms, shares, term_bounds, term_key
-from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS, PAPER_MODELS, get_layer, get_model
+from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS, PAPER_MODELS, Target, get_layer, get_model
 from models.specs import ModelSpec, SpecError
 
 COLUMNS = ["target_kind", "name", "phase", "batch", "seqlen", "gpu", "calibrated", "mode", "tp",
@@ -35,7 +35,9 @@ COLUMNS = ["target_kind", "name", "phase", "batch", "seqlen", "gpu", "calibrated
 
 
 def resolve_target(target) -> tuple[str, str, object]:
-    """('layer'|'model', name, spec) for a layer/model name or spec object."""
+    """('layer'|'model', name, spec) for a layer/model name, a spec object or a registry Target."""
+    if isinstance(target, Target):
+        return target.kind, target.name, target.spec
     if isinstance(target, ModelSpec):
         return "model", target.name, target
     if isinstance(target, str):
@@ -110,8 +112,9 @@ def host_seconds(kind: str, spec, phase: str, ops: list[CountedOp], ceil: Ceilin
     add_norm_s = primary.get(norm_key, other.get(norm_key))
     is_norm = [add_norm_s is not None and c.op.shape.get("family") == ADD_NORM for c in ops]
     norms = sum(c.count for c, norm in zip(ops, is_norm) if norm) * (add_norm_s or 0.0)
+    # Ops a layer's calibrated chain does not run (q/k norms of a Qwen3-style attention) add their launches.
     unmeasured = sum(host_time(c.op, ceil) * c.count for c, norm in zip(ops, is_norm)
-                     if c.group not in measured and not norm)
+                     if (c.group not in measured or (c.op.shape or {}).get("beyond_host_chain")) and not norm)
     return sum(measured.values()) + norms + unmeasured
 
 

@@ -62,20 +62,24 @@ def sidebar() -> None:
         gpus = available_gpus()
         if gpus:
             st.selectbox("GPU", gpus, key="gpu")
+        frame, _ = try_results()
+        for skipped in (frame.attrs.get("skipped", []) if frame is not None else []):
+            st.warning(f"skipped damaged results file {skipped}; the other runs loaded")
 
 
 # --------------------------------------------------------------------------- loading
 
 def signature(path: str) -> tuple:
-    """Files, sizes and mtimes under `path`: the cache key that changes when a run lands."""
+    """Files, sizes and mtimes `path` reads (a packed set's file, then run files and manifests):
+    the cache key that changes when a run lands."""
+    from perfbench.results import source_files
+
     root = Path(path)
-    if root.is_file():
-        stat = root.stat()
-        return ((str(root), stat.st_size, stat.st_mtime_ns),)
-    if not root.is_dir():
-        return ()
+    files = source_files(root)
+    if root.is_dir():
+        files += sorted(p for p in root.rglob("*.json"))
     out = []
-    for file in sorted(p for p in root.rglob("*") if p.suffix in (".parquet", ".json")):
+    for file in files:
         stat = file.stat()
         out.append((str(file), stat.st_size, stat.st_mtime_ns))
     return tuple(out)
@@ -99,11 +103,12 @@ def try_results(path: str | None = None) -> tuple[pd.DataFrame | None, str | Non
     """(frame, None) or (None, one-line reason) — never raises for bad data."""
     path = path or settings().results_dir
     try:
-        return _load(path, signature(path)), None
+        frame = _load(path, signature(path))
     except USER_ERRORS as exc:
         return None, str(exc)
     except Exception as exc:  # a damaged dataset must not show a traceback
         return None, f"cannot read results in {path}: {type(exc).__name__}: {exc}"
+    return frame, None
 
 
 def results_or_stop() -> pd.DataFrame:

@@ -268,8 +268,27 @@ class RefMamba2(nn.Module):
 
 # ----------------------------------------------------------------------------- attention, MLP
 
+def head_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm over the last (head_dim) axis, written out (Qwen3's q_norm / k_norm, `Qwen3RMSNorm`)."""
+    return x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps) * weight
+
+
+def attention_projections(module: nn.Module, spec: AttentionSpec, device=None, dtype=None) -> None:
+    """`wqkv` (q/k/v biases when the spec has them), `out_proj` (a bias only with `bias`) and, with
+    `qk_norm`, the q and k norms' head_dim weights `q_norm.weight`, `k_norm.weight`: the parameters
+    of the reference and of the real attention layer alike."""
+    kw = {"device": device, "dtype": dtype}
+    module.wqkv = nn.Linear(spec.d_model, spec.qkv_dim, bias=spec.has_qkv_bias, **kw)
+    module.out_proj = nn.Linear(spec.q_dim, spec.d_model, bias=spec.bias, **kw)
+    if spec.qk_norm:
+        module.q_norm, module.k_norm = nn.Module(), nn.Module()
+        module.q_norm.weight = nn.Parameter(torch.ones(spec.head_dim, **kw))
+        module.k_norm.weight = nn.Parameter(torch.ones(spec.head_dim, **kw))
+
+
 class RefAttention(nn.Module):
-    """Causal attention, GQA by repeating K/V heads, explicit softmax; parameters `wqkv`, `out_proj`.
+    """Causal attention, GQA by repeating K/V heads, explicit softmax; parameters `wqkv`, `out_proj`
+    (and `q_norm`, `k_norm` with qk_norm: applied per head before RoPE, as `Qwen3Attention` does).
 
     The decode cache holds K and V for `context` earlier tokens plus one slot for the new token:
     (k, v) of shape (B, n_kv_heads, context + 1, head_dim).
@@ -278,8 +297,7 @@ class RefAttention(nn.Module):
     def __init__(self, spec: AttentionSpec, device=None, dtype=None):
         super().__init__()
         self.spec = spec
-        self.wqkv = nn.Linear(spec.d_model, spec.qkv_dim, bias=spec.bias, device=device, dtype=dtype)
-        self.out_proj = nn.Linear(spec.q_dim, spec.d_model, bias=spec.bias, device=device, dtype=dtype)
+        attention_projections(self, spec, device, dtype)
 
     def _qkv(self, u: torch.Tensor, positions: torch.Tensor):
         s = self.spec
@@ -287,6 +305,9 @@ class RefAttention(nn.Module):
         q = q.unflatten(-1, (s.n_heads, s.head_dim))
         k = k.unflatten(-1, (s.n_kv_heads, s.head_dim))
         v = v.unflatten(-1, (s.n_kv_heads, s.head_dim))
+        if s.qk_norm:
+            q = head_rms_norm(q, self.q_norm.weight, s.norm_eps)
+            k = head_rms_norm(k, self.k_norm.weight, s.norm_eps)
         cos, sin = rope_tables(s, positions, q.dtype)
         return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v  # (B, L, heads, hd)
 

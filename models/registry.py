@@ -8,17 +8,27 @@ modules built on an H100 (8,539,869,184 Transformer with RMSNorm; 8,654,517,248 
 
 from __future__ import annotations
 
+import math
 import sys
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-from models.specs import (AttentionSpec, Mamba2Spec, MambaSpec, MixerSpec, MLPSpec, ModelSpec,
-                          SpecError)
+from models.specs import (LETTERS, AttentionSpec, Mamba2Spec, MambaSpec, MixerSpec, MLPSpec, ModelSpec,
+                          SpecError, typed_value)
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
+
+@dataclass(frozen=True)
+class Target:
+    """A layer (MixerSpec) or a whole model (ModelSpec) under the name its results carry."""
+
+    kind: str  # "layer" | "model"
+    name: str
+    spec: object
+
 
 D_MODEL = 4096
 VOCAB = 256_000  # SentencePiece vocabulary shared by all four models (arXiv 2406.07887 §3)
@@ -82,92 +92,173 @@ def _builtin_models() -> dict[str, ModelSpec]:
 BUILTIN_MODELS: dict[str, ModelSpec] = _builtin_models()
 PAPER_MODELS = tuple(spec.name for spec in _BASE_MODELS)
 
-_SPEC_TYPES = {"mamba": MambaSpec, "mamba2": Mamba2Spec, "attention": AttentionSpec, "mlp": MLPSpec}
+SPEC_TYPES = {"mamba": MambaSpec, "mamba2": Mamba2Spec, "attention": AttentionSpec, "mlp": MLPSpec}
 
 
-def _mixer_from_table(kind: str, table: dict, d_model: int, where: str) -> MixerSpec:
-    cls = _SPEC_TYPES[kind]
-    allowed = {f.name for f in fields(cls) if f.init}
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise SpecError(f"{where}: unknown {kind} keys {unknown} (allowed: {sorted(allowed)})")
-    return cls(**{"d_model": d_model, **table})
+def default_mixer(kind: str, d_model: int) -> MixerSpec:
+    """The layer a model gets for a pattern letter whose table it omits: the spec class's defaults,
+    with what scales with the width taken from d_model as the reference implementations do:
+    Mamba-1 dt_rank = ceil(d/16) (mamba_ssm's "auto"), Mamba-2 groups = gcd(8, heads) so the heads
+    split evenly, attention heads of 128 covering d_model with gcd(8, heads) KV heads, MLP 4 d."""
+    if kind not in SPEC_TYPES:
+        raise SpecError(f"unknown layer kind {kind!r} ({', '.join(SPEC_TYPES)})")
+    if kind == "mamba":
+        return MambaSpec(d_model=d_model, dt_rank=math.ceil(d_model / 16))
+    if kind == "mamba2":
+        nheads = 2 * d_model // 64
+        return Mamba2Spec(d_model=d_model, ngroups=math.gcd(8, nheads) if nheads else 1)
+    if kind == "attention":
+        heads = max(1, d_model // 128)
+        return AttentionSpec(d_model=d_model, n_heads=heads, n_kv_heads=math.gcd(8, heads), head_dim=128)
+    return MLPSpec(d_model=d_model, ffn_hidden=4 * d_model)
 
 
-def load_models_toml(path: Path) -> dict[str, ModelSpec]:
-    """User models from a TOML file; each `[models.NAME]` table is a ModelSpec.
+def mixer_from_table(kind: str, table: dict, d_model: int, where: str) -> MixerSpec:
+    """A layer spec from a file's table: each key checked against the class's fields and types."""
+    cls = SPEC_TYPES[kind]
+    values = {key: typed_value(cls, key, value, f"{where} [{kind}]") for key, value in table.items()}
+    return cls(**{"d_model": d_model, **values})
+
+
+def complete_model(name: str, d_model: int, mixers: dict, where: str, **fields_) -> ModelSpec:
+    """A ModelSpec whose pattern letters without a mixer spec get `default_mixer`s."""
+    pattern = fields_.get("pattern", "")
+    mixers = dict(mixers)
+    for letter in set(pattern):
+        kind = LETTERS.get(letter)
+        if kind is not None and mixers.get(kind) is None:
+            mixers[kind] = default_mixer(kind, d_model)
+    return ModelSpec(name=name, d_model=d_model, **fields_, **mixers)
+
+
+@dataclass(frozen=True)
+class ModelsFile:
+    """What a models file defines: `[models.NAME]` model tables and `[layers.NAME]` layer tables."""
+
+    path: Path
+    models: dict
+    layers: dict
+
+
+def load_models_file(path: Path) -> ModelsFile:
+    """Models and named layers from a TOML file; a name a built-in already has is refused.
 
     Example::
 
         [models.my-hybrid]
         d_model = 4096
         vocab_size = 256000
-        pattern = "M-M*-"
+        pattern = "M-M*-"          # the MLP (-) table is omitted: default_mixer gives it
         [models.my-hybrid.mamba2]
         d_state = 64
         [models.my-hybrid.attention]
         n_heads = 32
         n_kv_heads = 8
+
+        [layers.mamba2-small-state]   # --layer mamba2-small-state
+        kind = "mamba2"
+        d_state = 32
     """
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise SpecError(f"models file not found: {path}") from None
+    except IsADirectoryError:
+        raise SpecError(f"models file {path} is a directory (give a .toml file)") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a text file") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML ({exc})") from None
-    out: dict[str, ModelSpec] = {}
-    models = data.get("models", {})
-    if not isinstance(models, dict):
-        raise SpecError(f"{path}: [models] must be a table of model tables")
+    unknown = sorted(set(data) - {"models", "layers"})
+    if unknown:
+        raise SpecError(f"{path}: unknown top-level tables {unknown} (models, layers)")
+    models, layers = data.get("models", {}), data.get("layers", {})
+    for section, table in (("models", models), ("layers", layers)):
+        if not isinstance(table, dict):
+            raise SpecError(f"{path}: [{section}] must be a table of {section[:-1]} tables")
+    out_models: dict[str, ModelSpec] = {}
+    out_layers: dict[str, MixerSpec] = {}
+    for name, table in layers.items():
+        if name in BUILTIN_LAYERS:
+            raise SpecError(f"{path}: layer {name!r} redefines a built-in layer (choose another name)")
+        out_layers[name] = _guarded(f"{path}: layer {name!r}", _layer_from_table, table)
     for name, table in models.items():
+        if name in BUILTIN_MODELS:
+            raise SpecError(f"{path}: model {name!r} redefines a built-in model (choose another name)")
         where = f"{path}: model {name!r}"
-        try:
-            out[name] = _model_from_table(name, table, where, str(path))
-        except SpecError:
-            raise
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise SpecError(f"{where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    return out
+        out_models[name] = _guarded(where, _model_from_table, name, table, where, str(path))
+    return ModelsFile(path, out_models, out_layers)
+
+
+def load_models_toml(path: Path) -> dict[str, ModelSpec]:
+    """The `[models.NAME]` tables of a models file (see `load_models_file`)."""
+    return load_models_file(path).models
+
+
+def _guarded(where: str, build, *args):
+    """`build(*args)` with a stray TypeError/ValueError from a dataclass turned into one SpecError line."""
+    try:
+        return build(*args)
+    except SpecError:
+        raise
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise SpecError(f"{where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def _layer_from_table(table) -> MixerSpec:
+    if not isinstance(table, dict):
+        raise SpecError("must be a table")
+    table = dict(table)
+    kind = table.pop("kind", None)
+    if kind not in SPEC_TYPES:
+        raise SpecError(f"needs kind = one of {', '.join(SPEC_TYPES)}, got {kind!r}")
+    d_model = typed_value(SPEC_TYPES[kind], "d_model", table.pop("d_model", D_MODEL), "d_model")
+    return mixer_from_table(kind, table, d_model, f"kind {kind}")
 
 
 def _model_from_table(name: str, table, where: str, source: str) -> ModelSpec:
     if not isinstance(table, dict):
         raise SpecError(f"{where}: must be a table")
     table = dict(table)
-    d_model = table.pop("d_model", D_MODEL)
+    d_model = typed_value(ModelSpec, "d_model", table.pop("d_model", D_MODEL), where)
     mixers = {}
-    for kind in _SPEC_TYPES:
+    for kind in SPEC_TYPES:
         if kind in table:
             sub = table.pop(kind)
             if not isinstance(sub, dict):
                 raise SpecError(f"{where}: [{kind}] must be a table of {kind} hyper-parameters")
-            mixers[kind] = _mixer_from_table(kind, sub, d_model, where)
-    allowed = {"vocab_size", "pattern", "norm", "tie_embeddings", "max_seqlen", "description"}
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise SpecError(f"{where}: unknown keys {unknown}")
-    return ModelSpec(name=name, d_model=d_model, source=source, **table, **mixers)
+            mixers[kind] = mixer_from_table(kind, sub, d_model, where)
+    values = {key: typed_value(ModelSpec, key, value, where) for key, value in table.items()}
+    values.setdefault("source", source)
+    return complete_model(name, d_model, mixers, where, **values)
+
+
+def _file(models_file: Path | None) -> ModelsFile | None:
+    return load_models_file(models_file) if models_file is not None else None
 
 
 def get_model(name: str, models_file: Path | None = None) -> ModelSpec:
-    table = dict(BUILTIN_MODELS)
-    if models_file is not None:
-        table.update(load_models_toml(models_file))
+    table = all_models(models_file)
     if name not in table:
         known = ", ".join(PAPER_MODELS)
-        raise SpecError(f"unknown model {name!r} (built in: {known}, each also with -4k/-16k/-32k/-128k)")
+        extra = f"; in {models_file}: {', '.join(table.keys() - BUILTIN_MODELS.keys()) or 'none'}" if models_file else ""
+        raise SpecError(f"unknown model {name!r} (built in: {known}, each also with -4k/-16k/-32k/-128k{extra})")
     return table[name]
 
 
-def get_layer(name: str) -> MixerSpec:
-    if name not in BUILTIN_LAYERS:
-        raise SpecError(f"unknown layer {name!r} (known: {', '.join(BUILTIN_LAYERS)})")
-    return BUILTIN_LAYERS[name]
+def get_layer(name: str, models_file: Path | None = None) -> MixerSpec:
+    table = all_layers(models_file)
+    if name not in table:
+        raise SpecError(f"unknown layer {name!r} (known: {', '.join(table)})")
+    return table[name]
 
 
 def all_models(models_file: Path | None = None) -> dict[str, ModelSpec]:
-    table = dict(BUILTIN_MODELS)
-    if models_file is not None:
-        table.update(load_models_toml(models_file))
-    return table
+    loaded = _file(models_file)
+    return {**BUILTIN_MODELS, **(loaded.models if loaded else {})}
+
+
+def all_layers(models_file: Path | None = None) -> dict[str, MixerSpec]:
+    loaded = _file(models_file)
+    return {**BUILTIN_LAYERS, **(loaded.layers if loaded else {})}

@@ -10,7 +10,7 @@ Each letter is one residual block with its own pre-norm.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Union
 
 
@@ -156,7 +156,13 @@ class Mamba2Spec:
 
 @dataclass(frozen=True)
 class AttentionSpec:
-    """Causal self-attention with GQA (n_kv_heads < n_heads) or MHA, optional partial RoPE."""
+    """Causal self-attention with GQA (n_kv_heads < n_heads) or MHA, optional partial RoPE.
+
+    `bias`: biases on the q/k/v and output projections (Megatron's add_bias_linear); `qkv_bias`:
+    on q/k/v only, none on the output projection (Qwen2, transformers `Qwen2Attention`).
+    `qk_norm`: RMSNorm over each head's head_dim channels of q and of k, one head_dim weight each,
+    before RoPE (Qwen3, transformers `Qwen3Attention.q_norm`/`k_norm`).
+    """
 
     d_model: int
     n_heads: int = 32
@@ -165,6 +171,9 @@ class AttentionSpec:
     rotary_fraction: float = 0.0  # 0 = no position embedding in the layer
     rope_base: float = 10000.0
     bias: bool = False
+    qkv_bias: bool = False
+    qk_norm: bool = False
+    norm_eps: float = 1e-6  # the q/k norms' epsilon
     kind: str = field(default="attention", init=False)
     letter: str = field(default="*", init=False)
 
@@ -175,6 +184,8 @@ class AttentionSpec:
             raise SpecError(f"attention: n_heads {self.n_heads} is not a multiple of n_kv_heads {self.n_kv_heads}")
         if not 0.0 <= self.rotary_fraction <= 1.0:
             raise SpecError(f"attention: rotary_fraction must be in [0, 1], got {self.rotary_fraction}")
+        if not self.rope_base > 1.0 or not self.norm_eps > 0.0:
+            raise SpecError(f"attention: rope_base must be > 1 and norm_eps > 0, got {self.rope_base}, {self.norm_eps}")
 
     @property
     def q_dim(self) -> int:
@@ -189,10 +200,15 @@ class AttentionSpec:
         return self.q_dim + 2 * self.kv_dim
 
     @property
+    def has_qkv_bias(self) -> bool:
+        return self.bias or self.qkv_bias
+
+    @property
     def params(self) -> int:
         d = self.d_model
-        extra = (self.qkv_dim + d) if self.bias else 0
-        return d * self.qkv_dim + self.q_dim * d + extra
+        biases = (self.qkv_dim if self.has_qkv_bias else 0) + (d if self.bias else 0)
+        norms = 2 * self.head_dim if self.qk_norm else 0
+        return d * self.qkv_dim + self.q_dim * d + biases + norms
 
     def kv_bytes_per_token(self, dtype_bytes: int = 2) -> int:
         return 2 * self.kv_dim * dtype_bytes
@@ -320,3 +336,50 @@ def parse_pattern(pattern: str) -> tuple[str, ...]:
         raise SpecError(f"layer pattern {pattern!r}: unknown letters {''.join(unknown)!r} "
                         f"(use m Mamba-1, M Mamba-2, * attention, - MLP)")
     return tuple(LETTERS[c] for c in pattern)
+
+
+# ----------------------------------------------------------------------------- typed fields
+
+_SCALAR_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def settable_fields(cls) -> dict[str, type]:
+    """The scalar init fields of a spec class with their Python types (what a file or `--set` may give)."""
+    out = {}
+    for f in fields(cls):
+        kind = _SCALAR_TYPES.get(str(f.type))
+        if f.init and kind is not None and f.name != "name":
+            out[f.name] = kind
+    return out
+
+
+def typed_value(cls, key: str, value, where: str):
+    """`value` checked against the field's type (an int is a float, a bool is not an int);
+    a one-line SpecError naming the field for an unknown key or a value of the wrong type."""
+    types = settable_fields(cls)
+    if key not in types:
+        raise SpecError(f"{where}: {cls.__name__} has no field {key!r} (fields: {', '.join(sorted(types))})")
+    want = types[key]
+    ok = (isinstance(value, bool) if want is bool else
+          isinstance(value, (int, float)) and not isinstance(value, bool) if want is float else
+          isinstance(value, want) and not isinstance(value, bool))
+    if not ok:
+        raise SpecError(f"{where}: {key} must be {want.__name__}, got {value!r}")
+    return float(value) if want is float else value
+
+
+def parse_value(cls, key: str, text: str, where: str):
+    """A `KEY=VALUE` text value parsed as the field's type (one-line SpecError if it is not one)."""
+    want = settable_fields(cls).get(key)
+    if want is None:
+        return typed_value(cls, key, text, where)  # raises: unknown field
+    try:
+        if want is bool:
+            low = text.strip().lower()
+            if low not in _TRUE + _FALSE:
+                raise ValueError(text)
+            return low in _TRUE
+        return want(text) if want is not str else text
+    except ValueError:
+        raise SpecError(f"{where}: {key} must be {want.__name__}, got {text!r}") from None

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.reference import RefMLP, apply_rope, rope_tables, rotary_dim
+from models.reference import RefMLP, apply_rope, attention_projections, rope_tables, rotary_dim
 from models.specs import AttentionSpec, Mamba2Spec, MambaSpec, MixerSpec
 
 SDPA_BACKENDS = ("flash", "cudnn", "efficient", "math")
@@ -87,7 +87,8 @@ def sdpa_context(backend: str):
 # ----------------------------------------------------------------------------- attention
 
 class Attention(nn.Module):
-    """Causal self-attention from an AttentionSpec; parameters `wqkv` and `out_proj`."""
+    """Causal self-attention from an AttentionSpec; parameters `wqkv` and `out_proj`, and with
+    qk_norm `q_norm`/`k_norm` (torch's fused `F.rms_norm` per head, before RoPE)."""
 
     def __init__(self, spec: AttentionSpec, device=None, dtype=None, backend: str = "flash"):
         super().__init__()
@@ -96,8 +97,7 @@ class Attention(nn.Module):
         if backend == "flash_attn" and not module_version("flash_attn"):
             raise KernelUnavailable("attention backend flash_attn: flash-attn is not installed")
         self.spec, self.backend = spec, backend
-        self.wqkv = nn.Linear(spec.d_model, spec.qkv_dim, bias=spec.bias, device=device, dtype=dtype)
-        self.out_proj = nn.Linear(spec.q_dim, spec.d_model, bias=spec.bias, device=device, dtype=dtype)
+        attention_projections(self, spec, device, dtype)
         self.gqa_prefill = "native"  # becomes "expand" if the SDPA backend rejects enable_gqa
         self._rope: dict = {}
 
@@ -119,6 +119,9 @@ class Attention(nn.Module):
         q = q.unflatten(-1, (s.n_heads, s.head_dim))
         k = k.unflatten(-1, (s.n_kv_heads, s.head_dim))
         v = v.unflatten(-1, (s.n_kv_heads, s.head_dim))
+        if s.qk_norm:
+            q = F.rms_norm(q, (s.head_dim,), self.q_norm.weight, s.norm_eps)
+            k = F.rms_norm(k, (s.head_dim,), self.k_norm.weight, s.norm_eps)
         if rotary_dim(s):
             cos, sin = self._rope_for(start, u.shape[1], u.device, u.dtype)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
@@ -328,7 +331,8 @@ def prefill_bytes_per_token(spec: MixerSpec, dtype_bytes: int = 2) -> int:
         elems = 2 * d + spec.fc1_out + extra
     elif spec.kind == "attention":
         rope = spec.q_dim + spec.kv_dim if rotary_dim(spec) else 0  # rotated copies of q and k
-        elems = 2 * d + spec.qkv_dim + spec.q_dim + rope
+        norms = 2 * (spec.q_dim + spec.kv_dim) if spec.qk_norm else 0  # contiguous and normed q, k
+        elems = 2 * d + spec.qkv_dim + spec.q_dim + rope + norms
     elif spec.kind == "mamba":
         elems = 2 * d + 6 * spec.d_inner + spec.dt_rank + 4 * spec.d_state
     elif spec.kind == "mamba2":

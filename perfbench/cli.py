@@ -7,6 +7,7 @@ machine in well under a second.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -26,7 +27,19 @@ def _register() -> None:
 _register()
 
 
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:
+    """A perfbench warning (a damaged results file skipped, ...) is one line on stderr."""
+    if issubclass(category, UserWarning) and category.__module__.startswith("perfbench"):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
+
+
+_show_warning = warnings.showwarning
+
+
 def main() -> None:
+    warnings.showwarning = _one_line_warnings
     try:
         app(standalone_mode=True)
     except USER_ERRORS as exc:

@@ -105,14 +105,17 @@ def analytic_gpus() -> tuple[str, ...]:
 # --------------------------------------------------------------------------- measured points
 
 def load_measured(path: str | Path) -> pd.DataFrame:
-    """Every row of a results directory; a one-line PerfbenchError when there is nothing to read."""
+    """Every row of a results directory (or results/<set> of a results index); a one-line
+    PerfbenchError when there is nothing to read."""
+    from perfbench.results import results_exist
+
     path = Path(path)
-    if not path.exists():
+    if not results_exist(path):
         if path.resolve() == bundled_results_dir().resolve():
             raise PerfbenchError(f"no bundled results yet ({path} is missing): pass a RESULTS_DIR "
                                  "or run `perfbench run` on a GPU")
         raise PerfbenchError(f"results directory not found: {path}")
-    frame = _load_results_frame(path) if path.is_dir() else _read_one(path)
+    frame = _read_one(path) if path.is_file() else _load_results_frame(path)
     if frame.empty:
         what = "no bundled results yet" if path.resolve() == bundled_results_dir().resolve() \
             else "no results"
@@ -211,7 +214,7 @@ def join_predictions(points: pd.DataFrame, calibration: str | Path | None = "def
         pred = pred.rename(columns={c: f"{c}_pred" for c in PREDICTED_COLUMNS})
         pred = pred.astype({"batch": "int64", "seqlen": "int64"})
         merged = group.astype({"batch": "int64", "seqlen": "int64"}).merge(
-            pred, on=["batch", "seqlen"], how="left", validate="one_to_one")
+            pred, on=["batch", "seqlen"], how="left", validate="many_to_one")  # pooled sets repeat points
         merged["prediction"] = label
         parts.append(merged)
     if not parts:

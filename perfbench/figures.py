@@ -362,11 +362,22 @@ def speedup_figure(predicted: pd.DataFrame, measured: pd.DataFrame | None = None
     optional `max_batch_curve` is each model at its own largest batch that fits (capacity).
     """
     fig = go.Figure()
+    predicted, out_of_memory = _both_fit(predicted)
     for batch, group in predicted.sort_values("seqlen").groupby("batch", sort=True):
         fig.add_trace(go.Scatter(x=group["seqlen"], y=group["speedup"], mode="lines+markers",
                                  name=f"B={batch} predicted", legendgroup=f"B={batch}",
                                  line=dict(color=batch_colour(batch), width=2), marker=dict(size=5),
                                  hovertemplate=f"B={batch}, L=%{{x:,}}<br>predicted %{{y:.2f}}x<extra></extra>"))
+    if not out_of_memory.empty:
+        marks = out_of_memory.sort_values(["batch", "seqlen"])
+        colours = [batch_colour(b) for b in marks["batch"]]
+        fig.add_trace(go.Scatter(x=marks["seqlen"], y=[1.0] * len(marks), mode="markers",
+                                 name="✕ Transformer out of memory (same batch)", meta="transformer-oom",
+                                 customdata=marks["batch"],
+                                 marker=dict(color=colours, size=12, symbol="x-thin-open",
+                                             line=dict(width=2, color=colours)),
+                                 hovertemplate="B=%{customdata}, L=%{x:,}<br>the Transformer does not fit: "
+                                               "no speedup to draw<extra></extra>"))
     if measured is not None and not measured.empty:
         for batch, group in measured.sort_values("seqlen").groupby("batch", sort=True):
             fig.add_trace(go.Scatter(x=group["seqlen"], y=group["speedup"], mode="markers",
@@ -394,6 +405,20 @@ def speedup_figure(predicted: pd.DataFrame, measured: pd.DataFrame | None = None
     fig.update_layout(**LAYOUT, title=title or None, height=500)
     _top_legend(fig, "lines predicted · ◆ measured")
     return fig
+
+
+def _both_fit(speedup: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows where both models fit, rows where only the Transformer runs out of memory)."""
+    if speedup.empty or "fits_base" not in speedup:
+        return speedup, speedup.iloc[0:0]
+    fast = speedup["fits_fast"].astype(bool) if "fits_fast" in speedup else True
+    base = speedup["fits_base"].astype(bool)
+    return speedup[fast & base], speedup[fast & ~base]
+
+
+SPEEDUP_CAPTION = ("Hybrid ÷ Transformer decode tokens/s at the same batch, only where both fit (lines; "
+                   "✕ on the 1x line: the Transformer runs out of memory there), and each at its largest "
+                   "batch that fits (dotted)")
 
 
 def whatif_figure(base: pd.DataFrame, edited: pd.DataFrame, y: str, y_title: str,

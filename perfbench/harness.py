@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
+from models.registry import Target  # noqa: F401 - re-exported: the sweep's unit of work
 from perfbench.errors import PerfbenchError
 from perfbench.nvtx_ranges import range_name
 from perfbench.results import DEVICE_FAULT, POINT_KEY, RunWriter, point_key, utc_now
@@ -29,15 +30,6 @@ from perfbench.timing import TimingOptions, capture_graph, l2_flusher, measure
 
 PHASES = ("prefill", "decode")
 DTYPES = {"bfloat16": 2, "float16": 2, "float32": 4, "float64": 8}
-
-
-@dataclass(frozen=True)
-class Target:
-    """A layer (MixerSpec) or a whole model (ModelSpec) under its registry name."""
-
-    kind: str  # "layer" | "model"
-    name: str
-    spec: object
 
 
 @dataclass(frozen=True)

@@ -56,10 +56,16 @@ def max_batch_frame(models, contexts, gpu: str) -> pd.DataFrame:
 
 
 def decode_speedup(frame: pd.DataFrame, fast: str = HYBRID, base: str = TRANSFORMER) -> pd.DataFrame:
-    """tokens/s of `fast` over `base` at the same (batch, seqlen); rows only where both exist."""
+    """tokens/s of `fast` over `base` at the same (batch, seqlen); rows only where both exist.
+
+    `fits_fast` / `fits_base` say whether each model fits the GPU there (the predictions' `fits`
+    column; measured points ran, so they fit): a speedup where one does not fit is not a speedup.
+    """
+    columns = ["batch", "seqlen", "speedup", "fits_fast", "fits_base"]
     if frame.empty or not {fast, base} <= set(frame["name"]):
-        return pd.DataFrame(columns=["batch", "seqlen", "speedup"])
-    cols = ["batch", "seqlen", "tokens_per_s"]
+        return pd.DataFrame(columns=columns)
+    frame = frame.assign(fits=frame["fits"].astype(bool) if "fits" in frame else True)
+    cols = ["batch", "seqlen", "tokens_per_s", "fits"]
     a = frame[frame["name"] == fast][cols]
     b = frame[frame["name"] == base][cols]
     both = a.merge(b, on=["batch", "seqlen"], suffixes=("_fast", "_base"))

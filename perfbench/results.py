@@ -63,6 +63,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -71,6 +72,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from perfbench.errors import PerfbenchError
+from perfbench.result_sets import find_set, read_set, set_manifests
 
 _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 SCHEMA = pa.schema([
@@ -165,25 +167,59 @@ def result_files(path: Path) -> list[Path]:
     path = Path(path)
     if path.is_file():
         return [path]
+    if not path.is_dir():
+        return []
     return sorted(p for p in path.rglob("*.parquet") if not p.name.startswith("."))
 
 
-def load_results(path: str | Path) -> pd.DataFrame:
-    """Every run under `path` (a directory, searched recursively, or one Parquet file) as one frame.
+class DamagedResultsWarning(UserWarning):
+    """A results file that could not be read was skipped; the other runs loaded."""
 
-    An empty or missing-data directory gives an empty frame with the schema's columns; a file that
-    is not readable Parquet raises PerfbenchError naming it.
+
+def results_exist(path: str | Path) -> bool:
+    """`path` is a results file or directory, or names a set of a results index."""
+    return Path(path).exists() or find_set(path) is not None
+
+
+def source_files(path: str | Path) -> list[Path]:
+    """The files `load_results(path)` reads: an indexed set's packed file, then the run files."""
+    found = find_set(path)
+    return ([found.data_file] if found is not None else []) + result_files(Path(path))
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """Every run under `path` (a directory, searched recursively, one Parquet file, or
+    results/<set> of a results index, whose packed rows come first) as one frame.
+
+    An empty or missing-data directory gives an empty frame with the schema's columns. A file that
+    is not readable Parquet is skipped with one DamagedResultsWarning naming it (the healthy runs
+    load); the frame's `attrs["skipped"]` lists such files.
     """
     path = Path(path)
-    if not path.exists():
+    packed = find_set(path)
+    if not path.exists() and packed is None:
         raise PerfbenchError(f"no results at {path}")
-    frames = []
+    frames, skipped = [], []
+    if packed is not None:
+        _read_or_skip(packed.data_file, lambda: read_set(packed), frames, skipped)
     for file in result_files(path):
-        try:
-            table = pq.read_table(file)
-        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
-            raise PerfbenchError(f"corrupt results file {file}: {type(exc).__name__}") from None
-        frames.append(table.to_pandas())
+        _read_or_skip(file, lambda: pq.read_table(file).to_pandas(), frames, skipped)
+    frame = _schema_frame(frames)
+    frame.attrs["skipped"] = [str(f) for f in skipped]
+    return frame
+
+
+def _read_or_skip(file: Path, read, frames: list, skipped: list) -> None:
+    try:
+        frames.append(read())
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+        skipped.append(file)
+        warnings.warn(f"skipped damaged results file {file} ({type(exc).__name__})",
+                      DamagedResultsWarning, stacklevel=3)
+
+
+def _schema_frame(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f.columns)]
     if not frames:
         return empty_frame()
     frame = pd.concat(frames, ignore_index=True)
@@ -192,6 +228,21 @@ def load_results(path: str | Path) -> pd.DataFrame:
             frame[column] = pd.NA
     extras = [c for c in frame.columns if c not in COLUMNS]
     return frame[list(COLUMNS) + extras]
+
+
+def run_manifests(path: str | Path) -> list[dict]:
+    """The manifests of the runs under `path` (a packed set's, then run-*.json files); an unreadable
+    manifest becomes {"run_id": ..., "error": ...} rather than stopping the others."""
+    path = Path(path)
+    packed = find_set(path)
+    out = list(set_manifests(packed)) if packed is not None else []
+    if path.is_dir():
+        for file in sorted(path.rglob("run-*.json")):
+            try:
+                out.append(json.loads(file.read_text()))
+            except (OSError, ValueError):
+                out.append({"run_id": file.stem.removeprefix("run-"), "error": f"unreadable manifest {file.name}"})
+    return out
 
 
 DEVICE_FAULT = "device fault: "  # reason prefix of a point whose CUDA error killed the context
@@ -205,7 +256,7 @@ def done_keys(path: Path, statuses=("ok", "oom", "skipped"), tp: int | None = No
     address inside a library kernel faults again at the same point, and would stop every resume there).
     """
     path = Path(path)
-    if not path.exists():
+    if not results_exist(path):
         return set()
     frame = load_results(path)
     if frame.empty:

@@ -177,6 +177,8 @@ def shard_layer_state(spec, state: dict, rank: int, tp: int) -> dict:
                 shard[name] = value
         elif name in per_channel:
             shard[name] = value[per_channel[name].to(value.device)]
+        elif spec.kind == "attention" and name in ("q_norm.weight", "k_norm.weight"):
+            shard[name] = value  # one head_dim weight shared by every head: replicated
         else:
             raise KeyError(f"{spec.kind}: no sharding rule for parameter {name!r}")
     return {k: v.clone() for k, v in shard.items()}

@@ -94,8 +94,21 @@ def fit_section(points: pd.DataFrame, sets: list[str], created: str = "") -> dic
     return uncertainty_section({"classes": classes, "sets": list(sets), "created": created}, "uncertainty fit")
 
 
+def check_held_out(sets: list[Path]) -> None:
+    """Refuse a set results/index.toml marks as fitted (perfbench/result_sets.py): the quantiles must
+    come from points the model was never fitted or tuned to, or the intervals come out too narrow."""
+    from perfbench.result_sets import find_set
+
+    for path in sets:
+        indexed = find_set(path)
+        if indexed is not None and indexed.fitted:
+            raise PerfbenchError(f"result set {indexed.name} is marked fitted in {indexed.root / 'index.toml'}: "
+                                 "the uncertainty section takes held-out sets only")
+
+
 def with_uncertainty(data: dict, sets: list[Path], created: str = "") -> dict:
     """A calibration file's dict with its `uncertainty` section fitted on `sets` (replacing any)."""
+    check_held_out(sets)
     calibration = from_dict({k: v for k, v in data.items() if k != "uncertainty"}, "calibration")
     section = fit_section(residual_points(sets, calibration), [set_name(p) for p in sets], created)
     return {**data, "uncertainty": section}

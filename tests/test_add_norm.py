@@ -12,7 +12,8 @@ from analytic.fit import sample_ops
 from analytic.hardware import get_gpu
 from analytic.ops import ADD_NORM, ELEMENTWISE
 from models.registry import get_model
-from perfbench.calibrate import KERNEL_FAMILIES, check_kernel_families
+from perfbench.calibration.kernels import KERNEL_FAMILIES
+from perfbench.calibration.run import check_kernel_families
 
 
 def _norms(model: str, batch: float):

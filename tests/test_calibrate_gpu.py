@@ -20,7 +20,7 @@ def torch():
 def test_remeasure_replaces_one_family_on_this_gpu(torch):
     from analytic.calibration import bundled_path, from_dict, read_calibration_data
     from analytic.hardware import gpu_key_from_name
-    from perfbench.calibrate import remeasure
+    from perfbench.calibration.run import remeasure
 
     gpu = gpu_key_from_name(torch.cuda.get_device_properties(0).name)
     if gpu not in ("h100", "h200"):
@@ -38,7 +38,7 @@ def test_remeasure_replaces_one_family_on_this_gpu(torch):
 def test_point_timing_counts_each_call_once(torch):
     """Timer.point (attention decode's protocol: rest, then the harness's window) times per call:
     a callable doing the same copy twice takes about twice as long, whatever the replay batching."""
-    from perfbench.calibrate import Timer
+    from perfbench.calibration.bench import Timer
     from perfbench.timing import TimingOptions
 
     src = torch.randn(64 << 20, device="cuda", dtype=torch.bfloat16)  # 128 MiB: HBM-bound copies
@@ -57,7 +57,8 @@ def test_writeback_pairs_grow_with_the_stores_then_flatten(torch):
     after 1 MB, no more after 128 MB than L2 can hold dirty, and the fit is a valid file entry."""
     from analytic.calibration import bundled_path, from_dict, read_calibration_data
     from analytic.hardware import gpu_key_from_name
-    from perfbench.calibrate import Timer, measure_writeback
+    from perfbench.calibration.bench import Timer
+    from perfbench.calibration.writeback import measure_writeback
 
     wb = measure_writeback(torch, Timer(torch), log=lambda *_: None)
     excess = {s["written_bytes"] / 2**20: s["excess_s"] for s in wb["samples"]}
@@ -74,8 +75,8 @@ def test_step_chains_cost_more_per_cold_kernel_than_per_warm_one(torch):
     sixteen cold small kernels add more than sixteen warm ones, and the fit is a valid file entry."""
     from analytic.calibration import bundled_path, from_dict, read_calibration_data
     from analytic.hardware import gpu_key_from_name
-    from perfbench.calibrate import Timer
-    from perfbench.step_overhead import measure_step_overhead
+    from perfbench.calibration.bench import Timer
+    from perfbench.calibration.step import measure_step_overhead
 
     step = measure_step_overhead(torch, Timer(torch), log=lambda *_: None)
     over = {s["chain"]: s["step_s"] - s["sum_s"] for s in step["samples"]}
@@ -92,12 +93,12 @@ def test_an_unaligned_leading_dimension_slows_mamba_in_proj(torch):
     runs slower kernels than at M = 16384, and the microbenchmark's samples form a valid file entry."""
     from analytic.calibration import bundled_path, from_dict, read_calibration_data
     from analytic.hardware import gpu_key_from_name
-    from perfbench.calibrate import Timer, _randn
-    from perfbench.unaligned_gemm import measure_unaligned_gemms
+    from perfbench.calibration.bench import Timer, randn
+    from perfbench.calibration.gemm_unaligned import measure_unaligned_gemms
 
     timer = Timer(torch)
-    w = _randn(torch, 16384, 4096, scale=0.02)
-    times = {m: timer(lambda x=_randn(torch, m, 4096): w @ x.t()) for m in (16384, 16388)}
+    w = randn(torch, 16384, 4096, scale=0.02)
+    times = {m: timer(lambda x=randn(torch, m, 4096): w @ x.t()) for m in (16384, 16388)}
     assert times[16388] > 1.1 * times[16384]
     samples = measure_unaligned_gemms(torch, timer, log=lambda *_: None)
     assert {s["align_bytes"] for s in samples} == {2, 4, 8, 16} and all(s["time_s"] > 0 for s in samples)
@@ -110,10 +111,10 @@ def test_an_unaligned_leading_dimension_slows_mamba_in_proj(torch):
 def test_relu_input_gemms_time_both_inputs_into_a_valid_section(torch, monkeypatch):
     """The MLP's fc2 on dense and on a squared-ReLU input, one compute-bound M, one round: both timed,
     the input half zeros as the layer's, and the samples a valid calibration section."""
-    import perfbench.relu_input_gemm as relu_gemm
+    import perfbench.calibration.gemm_relu_input as relu_gemm
     from analytic.calibration import bundled_path, from_dict, read_calibration_data
     from analytic.hardware import gpu_key_from_name
-    from perfbench.calibrate import Timer
+    from perfbench.calibration.bench import Timer
 
     a = relu_gemm.relu_input(torch, 4096, 4096, 16384)
     assert 0.45 < (a == 0).float().mean().item() < 0.55
@@ -132,8 +133,8 @@ def test_a_gemm_held_at_the_limit_fits_a_valid_sustained_curve(torch):
     at 1, never falls, stays within a plausible clock loss, and is a valid calibration section."""
     from analytic.calibration import bundled_path, from_dict, read_calibration_data
     from analytic.hardware import gpu_key_from_name
-    from perfbench.calibrate import Timer
-    from perfbench.sustained_clock import measure_sustained
+    from perfbench.calibration.bench import Timer
+    from perfbench.calibration.sustained import measure_sustained
 
     sustained = measure_sustained(torch, Timer(torch), log=lambda *_: None)
     slowdown = sustained["slowdown"]
@@ -151,7 +152,7 @@ def test_host_chains_are_sampled_per_layer_path_and_the_median_is_kept(torch):
 
     from analytic.composition import ADD_NORM_CHAIN
     from models.registry import BUILTIN_LAYERS
-    from perfbench.host_chain import host_figures, measure_layer_host
+    from perfbench.calibration.host import host_figures, measure_layer_host
 
     samples = measure_layer_host(torch, log=lambda *_: None, samples=3)
     assert set(samples) == {f"{kind}/{name}/{phase}" for kind in ("host", "host_wall")
@@ -167,7 +168,7 @@ def test_built_in_models_host_chains_are_timed_whole(torch):
     """measure_model_host: each paper model's prefill and eager decode chain, a plausible whole-model
     chain (56-64 blocks: over 2 ms and under a second)."""
     from models.registry import PAPER_MODELS
-    from perfbench.host_chain import measure_model_host
+    from perfbench.calibration.host import measure_model_host
 
     samples = measure_model_host(torch, log=lambda *_: None, samples=1)
     assert set(samples) == {f"{kind}/{name}/{phase}" for kind in ("host", "host_wall")
@@ -181,7 +182,8 @@ def test_power_figures_carry_the_clock_each_family_gets_at_the_limit(torch):
     top clock, and the section (with the GEMM's power while bursting) is a valid calibration's."""
     from analytic.calibration import bundled_path, from_dict, read_calibration_data
     from analytic.hardware import gpu_key_from_name
-    from perfbench.calibrate import PowerMeter, Timer, measure_power
+    from perfbench.calibration.bench import PowerMeter, Timer
+    from perfbench.calibration.power import measure_power
 
     power = measure_power(torch, Timer(torch), PowerMeter(), log=lambda *_: None)
     if not power:
@@ -198,7 +200,9 @@ def test_add_norm_is_timed_cold_at_decode_rows_and_fits_its_family(torch):
     ones timed after an L2 flush (a few us, HBM latency), the largest memory-bound, and a valid file."""
     from analytic.calibration import bundled_path, from_dict, read_calibration_data
     from analytic.hardware import gpu_key_from_name
-    from perfbench.calibrate import ADD_NORM_COLD_ROWS, ADD_NORM_ROWS, Timer, measure_kernels
+    from perfbench.calibration.bench import Timer
+    from perfbench.calibration.kernels.add_norm import ADD_NORM_COLD_ROWS, ADD_NORM_ROWS
+    from perfbench.calibration.run import measure_kernels
 
     pytest.importorskip("mamba_ssm")
     kernels = measure_kernels(torch, Timer(torch), log=lambda *_: None, only={"add_norm"})

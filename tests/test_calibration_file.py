@@ -248,7 +248,7 @@ class _FakeCuda:
 
 
 class _FakeTorch:
-    """Just enough of torch for perfbench.calibrate.remeasure without a GPU."""
+    """Just enough of torch for perfbench.calibration.run.remeasure without a GPU."""
     cuda = _FakeCuda()
     __version__ = "fake"
 
@@ -261,10 +261,10 @@ class _FakeTorch:
 
 
 def _remeasure_with(monkeypatch, measured: dict):
-    import perfbench.calibrate as calibrate
+    import perfbench.calibration.run as calibrate
     from analytic.calibration import bundled_path, read_calibration_data
 
-    monkeypatch.setattr(calibrate, "_cuda_torch", lambda: _FakeTorch())
+    monkeypatch.setattr(calibrate, "cuda_torch", lambda: _FakeTorch())
     monkeypatch.setattr(calibrate, "measure_kernels", lambda torch, timer, log, only=None: measured)
     data = read_calibration_data(bundled_path("h100"))
     return data, calibrate.remeasure(data, ["attention_decode"], log=lambda *_: None)
@@ -293,11 +293,11 @@ def test_remeasure_failure_leaves_the_file_as_it_was(monkeypatch):
 
 
 def test_remeasure_on_another_gpu_is_refused(monkeypatch):
-    import perfbench.calibrate as calibrate
+    import perfbench.calibration.run as calibrate
     from analytic.calibration import bundled_path, read_calibration_data
     from perfbench.errors import PerfbenchError
 
-    monkeypatch.setattr(calibrate, "_cuda_torch", lambda: _FakeTorch())
+    monkeypatch.setattr(calibrate, "cuda_torch", lambda: _FakeTorch())
     with pytest.raises(PerfbenchError, match="this GPU is NVIDIA H100"):
         calibrate.remeasure(read_calibration_data(bundled_path("h200")), ["attention_decode"])
 
@@ -305,13 +305,14 @@ def test_remeasure_on_another_gpu_is_refused(monkeypatch):
 def test_remeasuring_the_gemm_grid_replaces_it_and_its_peak(monkeypatch):
     """--remeasure gemm swaps in the new grid (here every compute-bound shape 5 % faster), moves the
     peak with it, and leaves the kernel samples alone."""
-    import perfbench.calibrate as calibrate
+    import perfbench.calibration.gemm as gemm
+    import perfbench.calibration.run as calibrate
     from analytic.calibration import bundled_path, read_calibration_data
 
     old = read_calibration_data(bundled_path("h100"))
     faster = [dict(g, time_s=g["time_s"] / 1.05) if g["m"] >= 1024 else g for g in old["gemm"]]
-    monkeypatch.setattr(calibrate, "_cuda_torch", lambda: _FakeTorch())
-    monkeypatch.setattr(calibrate, "measure_gemms", lambda torch, timer, log, mem_budget_bytes: faster)
+    monkeypatch.setattr(calibrate, "cuda_torch", lambda: _FakeTorch())
+    monkeypatch.setattr(gemm, "measure_section", lambda torch, timer, log: faster)
     new = calibrate.remeasure(old, ["gemm"], log=lambda *_: None)
     assert new["gemm"] == faster
     assert new["gemm_peak_flops"] == pytest.approx(old["gemm_peak_flops"] * 1.05)
@@ -322,7 +323,7 @@ def test_remeasuring_the_gemm_grid_replaces_it_and_its_peak(monkeypatch):
 def test_only_power_limited_kernels_rest_before_they_are_timed(monkeypatch):
     """Decode's weight-streaming GEMVs are timed back to back; prefill-sized GEMMs after a rest, so the
     grid's earlier shapes do not heat the board for them."""
-    from perfbench.calibrate import gemm_compute_bound, time_gemm, time_power_limited
+    from perfbench.calibration.bench import gemm_compute_bound, time_gemm, time_power_limited
 
     ridge = 295.0  # H100 datasheet: 989 TFLOP/s over 3.35 TB/s
     assert not gemm_compute_bound(16, 16384, 4096, ridge)
@@ -338,8 +339,8 @@ def test_only_power_limited_kernels_rest_before_they_are_timed(monkeypatch):
         def __call__(self, fn, graph=True):
             calls.append("timed" if graph else "timed eagerly")
             return 1.0
-    monkeypatch.setattr("perfbench.calibrate.time.sleep", lambda s: calls.append(f"rest {s}"))
-    monkeypatch.setattr("perfbench.calibrate.CAP_S", 0.0)
+    monkeypatch.setattr("perfbench.calibration.bench.time.sleep", lambda s: calls.append(f"rest {s}"))
+    monkeypatch.setattr("perfbench.calibration.bench.CAP_S", 0.0)
     time_gemm(Timer(), lambda: calls.append("run"), False)
     assert calls == ["timed"]  # a GEMV: replays back to back, no rest
     calls.clear()

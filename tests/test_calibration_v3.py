@@ -13,8 +13,9 @@ from analytic.efficiency import ceilings, op_ceiling, op_time
 from analytic.hardware import get_gpu
 from analytic.ops import ATTN_DECODE, SSU_MAMBA1, STATE_UPDATE
 from models.registry import BUILTIN_LAYERS
-from perfbench.calibrate import ROTATE_BYTES, rotation, samples_by_family
-from perfbench.host_chain import host_figures, pooled_host_figures, with_host_samples
+from perfbench.calibration.bench import ROTATE_BYTES, rotation
+from perfbench.calibration.run import samples_by_family
+from perfbench.calibration.host import host_figures, pooled_host_figures, with_host_samples
 from perfbench.errors import PerfbenchError
 
 
@@ -167,7 +168,7 @@ def test_attention_decode_fit_recovers_a_known_kernel():
 
 
 def test_a_calibration_holds_the_layer_and_the_whole_model_chains(monkeypatch):
-    import perfbench.host_chain as host_chain
+    import perfbench.calibration.host as host_chain
 
     monkeypatch.setattr(host_chain, "measure_layer_host", lambda torch, log: {"host/mlp/prefill": [1e-4]})
     monkeypatch.setattr(host_chain, "measure_model_host", lambda torch, log: {"host/mamba2-8b/prefill": [0.1]})

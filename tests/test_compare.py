@@ -280,10 +280,21 @@ def test_cli_without_bundled_data_says_so_in_one_line(tmp_path, monkeypatch, cap
     assert err.count("\n") == 1 and "no bundled results" in err
 
 
-def test_cli_corrupt_results_file_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+def test_cli_results_of_only_a_damaged_file_warn_once_and_fail_in_one_line(tmp_path, monkeypatch, capsys):
     (tmp_path / "run-x.parquet").write_bytes(b"not parquet at all")
     code, _, err = _cli(monkeypatch, capsys, str(tmp_path))
-    assert code == 2 and err.count("\n") == 1 and "run-x.parquet" in err
+    lines = err.splitlines()
+    assert code == 2 and len(lines) == 2
+    assert lines[0].startswith("warning: ") and "run-x.parquet" in lines[0] and lines[1].startswith("error: ")
+
+
+def test_cli_compares_the_healthy_runs_beside_a_damaged_file(tmp_path, monkeypatch, capsys, fake_analytic):
+    write_run(tmp_path / "res", fake_analytic.to_dict("records"))
+    (tmp_path / "res" / "run-x.parquet").write_bytes(b"PAR1 not parquet")
+    code, out, err = _cli(monkeypatch, capsys, str(tmp_path / "res"), "--format", "markdown")
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert code == 0 and "| mamba2 | decode |" in out
+    assert len(warnings) == 1 and "run-x.parquet" in warnings[0]
 
 
 def test_cli_unknown_format_is_rejected(tmp_path, monkeypatch, capsys, fake_analytic):

@@ -107,3 +107,33 @@ def test_share_of_the_roofline_is_achieved_over_the_lower_roof():
     points = pd.DataFrame({"time_ms": [1.0], "flops_pred": [1e12], "bytes_pred": [1e9]})
     got = roofline_points(points, peak_flops=2e15, bw_bytes_s=1e13).iloc[0]
     assert got["intensity"] == 1000 and got["pct_of_limit"] == pytest.approx(0.5)
+
+
+def _speedup_frame():
+    rows = []
+    for seqlen, fits_base in ((4096, True), (32768, False)):
+        rows.append({"name": mv.HYBRID, "batch": 8, "seqlen": seqlen, "tokens_per_s": 800.0, "fits": True})
+        rows.append({"name": mv.TRANSFORMER, "batch": 8, "seqlen": seqlen, "tokens_per_s": 100.0, "fits": fits_base})
+    return pd.DataFrame(rows)
+
+
+def test_speedup_chart_draws_lines_only_where_both_models_fit():
+    from perfbench.figures import speedup_figure
+
+    fig = speedup_figure(mv.decode_speedup(_speedup_frame()))
+    line = next(t for t in fig.data if t.name == "B=8 predicted")
+    assert list(line.x) == [4096]
+
+
+def test_speedup_chart_marks_where_the_transformer_runs_out_of_memory():
+    from perfbench.figures import speedup_figure
+
+    fig = speedup_figure(mv.decode_speedup(_speedup_frame()))
+    marks = [t for t in fig.data if t.meta == "transformer-oom"]
+    assert len(marks) == 1 and list(marks[0].x) == [32768] and "out of memory" in marks[0].name
+
+
+def test_speedup_caption_says_only_where_both_fit():
+    from perfbench.figures import SPEEDUP_CAPTION
+
+    assert "only where both fit" in SPEEDUP_CAPTION and "out of memory" in SPEEDUP_CAPTION

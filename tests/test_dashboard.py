@@ -11,7 +11,7 @@ pytest.importorskip("streamlit")
 pytest.importorskip("plotly")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from results_factory import row, write_run  # noqa: E402
+from results_factory import row, synthetic_sweep, write_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboards" / "app.py"
@@ -159,11 +159,21 @@ def test_empty_results_dir_is_one_error_line_not_a_traceback(page, tmp_path, mon
     assert len(at.error) == 1 and "\n" not in at.error[0].value
 
 
-def test_corrupt_results_file_is_one_error_line(tmp_path, monkeypatch):
+def test_results_of_only_a_damaged_file_are_one_error_line(tmp_path, monkeypatch):
     (tmp_path / "run-broken.parquet").write_bytes(b"PAR1 this is not parquet")
     at = _open(_app(tmp_path, monkeypatch).run(), "views/curves.py")
     assert not at.exception
-    assert len(at.error) == 1 and "run-broken.parquet" in at.error[0].value
+    assert len(at.error) == 1 and len(at.warning) == 1 and "run-broken.parquet" in at.warning[0].value
+
+
+@pytest.mark.parametrize("page", ["views/overview.py", "views/curves.py", "views/roofline.py",
+                                  "views/runs.py", "views/models.py"])
+def test_a_damaged_file_beside_healthy_runs_is_one_warning_and_the_page_draws(page, tmp_path, monkeypatch):
+    write_run(tmp_path, synthetic_sweep())
+    (tmp_path / "run-broken.parquet").write_bytes(b"PAR1 this is not parquet")
+    at = _open(_app(tmp_path, monkeypatch).run(), page)
+    assert not at.exception and not at.error
+    assert len(at.warning) == 1 and "run-broken.parquet" in at.warning[0].value
 
 
 @pytest.mark.parametrize("page", ["views/models.py", "views/whatif.py"])

@@ -16,6 +16,12 @@ SMALL = {
     "attention": AttentionSpec(d_model=512, n_heads=8, n_kv_heads=2, head_dim=64),
     "attention-rope": AttentionSpec(d_model=512, n_heads=8, n_kv_heads=8, head_dim=64, rotary_fraction=0.5),
     "mlp": MLPSpec(d_model=256, ffn_hidden=1024),
+    # Dense-decoder extensions (issue 28): Qwen2 q/k/v biases, Qwen3 q/k norm, full RoPE, SwiGLU.
+    "attention-qkv-bias": AttentionSpec(d_model=512, n_heads=8, n_kv_heads=2, head_dim=64, rotary_fraction=1.0,
+                                        rope_base=1e6, qkv_bias=True),
+    "attention-qk-norm": AttentionSpec(d_model=512, n_heads=8, n_kv_heads=2, head_dim=128, rotary_fraction=1.0,
+                                       rope_base=1e6, qk_norm=True),
+    "mlp-swiglu": MLPSpec(d_model=256, ffn_hidden=768, activation="silu", gated=True),
 }
 BF16_REL = 3e-2  # bf16 operands: relative errors of 1e-3..1e-2 are expected
 
@@ -53,7 +59,9 @@ def _pair(torch, kind, backend=None):
 
 
 CASES = [("mamba", None), ("mamba2", None), ("attention", "flash"), ("attention", "cudnn"),
-         ("attention-rope", "flash"), ("attention-rope", "cudnn"), ("mlp", None)]
+         ("attention-rope", "flash"), ("attention-rope", "cudnn"), ("mlp", None),
+         ("attention-qkv-bias", "flash"), ("attention-qkv-bias", "cudnn"), ("attention-qk-norm", "flash"),
+         ("attention-qk-norm", "cudnn"), ("mlp-swiglu", None)]
 
 
 @pytest.mark.parametrize("kind,backend", CASES)
@@ -89,14 +97,14 @@ def test_real_decode_matches_reference(cuda, kind, backend):
         assert _rel(mine, theirs) < BF16_REL
 
 
-@pytest.mark.parametrize("kind", ["mamba", "mamba2", "attention", "mlp"])
+@pytest.mark.parametrize("kind", ["mamba", "mamba2", "attention", "mlp", "attention-qk-norm", "attention-qkv-bias"])
 def test_graph_replay_equals_eager_decode(cuda, kind):
     from models.torch_layers import randomize_
     from perfbench.timing import capture_graph
 
     torch = cuda
     _needs_mamba(kind)
-    spec, real, _ = _pair(torch, kind, "flash" if kind == "attention" else None)
+    spec, real, _ = _pair(torch, kind, "flash" if kind.startswith("attention") else None)
     cache = real.allocate_cache(2, 64, dtype=torch.bfloat16)
     randomize_(cache)
     x = torch.randn(2, 1, spec.d_model, device="cuda", dtype=torch.bfloat16)
@@ -135,3 +143,23 @@ def test_two_point_sweep_writes_valid_results(cuda, tmp_path):
     assert (frame["time_ms"] > 0).all() and (frame["peak_mem_bytes"] > 0).all()
     assert (frame["p10_ms"] <= frame["time_ms"]).all() and (frame["time_ms"] <= frame["p90_ms"]).all()
     assert set(frame["gpu"]) <= {"h100", "h200", "a100"} or frame["gpu_name"].str.len().min() > 0
+
+
+def test_tied_dense_model_matches_reference_on_the_gpu(cuda):
+    """A Qwen3-shaped model with tied embeddings: the real layers (q/k norm, full RoPE, SwiGLU) and
+    the tied head give the reference's logits."""
+    from models.specs import ModelSpec
+    from models.stack import build_model, count_parameters
+
+    torch = cuda
+    spec = ModelSpec(name="tiny-qwen3", d_model=512, vocab_size=1000, pattern="*-*-", tie_embeddings=True,
+                     attention=SMALL["attention-qk-norm"], mlp=MLPSpec(d_model=512, ffn_hidden=768,
+                                                                       activation="silu", gated=True))
+    torch.manual_seed(0)
+    real = build_model(spec, device="cuda", dtype=torch.bfloat16, layers="real", attn_backend="flash").eval()
+    ref = build_model(spec, device="cuda", dtype=torch.float64, layers="reference", fused_norm=False)
+    ref.load_state_dict({k: v.double() for k, v in real.state_dict().items()})
+    assert count_parameters(real) == spec.params
+    ids = torch.randint(0, 1000, (2, 64), device="cuda")
+    with torch.inference_mode():
+        assert _rel(real.prefill(ids), ref.prefill(ids)) < BF16_REL

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from analytic.calibration import bundled_path, from_dict, read_calibration_data
 from perfbench.cli import app
 from perfbench.errors import PerfbenchError
-from perfbench.lease_pool import pooled_gemm_grid, pooled_power
+from perfbench.calibration.pooling import pooled_gemm_grid, pooled_power
 
 
 def _lease(when: str, scale: float, gpu: str = "h100", **power) -> dict:

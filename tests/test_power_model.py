@@ -178,7 +178,8 @@ def test_prefill_has_no_transpose_copy_before_out_proj():
 
 
 def test_without_an_energy_counter_calibration_skips_the_power_model():
-    from perfbench.calibrate import PowerMeter, measure_power
+    from perfbench.calibration.bench import PowerMeter
+    from perfbench.calibration.power import measure_power
 
     meter = PowerMeter()
     meter.handle = None  # as on a board or driver without NVML's energy counter

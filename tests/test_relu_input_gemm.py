@@ -17,8 +17,8 @@ from analytic.ops import GEMM, gemm
 from analytic.predict import predict
 from models.registry import BUILTIN_LAYERS
 from models.specs import MLPSpec
-from perfbench.calibrate import check_kernel_families
-from perfbench.relu_input_gemm import relu_input, relu_input_gemm_shapes
+from perfbench.calibration.run import check_kernel_families
+from perfbench.calibration.gemm_relu_input import relu_input, relu_input_gemm_shapes
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from perfbench.errors import PerfbenchError
-from perfbench.results import (COLUMNS, SCHEMA, RunWriter, done_keys, load_results, new_run_id,
+from perfbench.results import (COLUMNS, SCHEMA, DamagedResultsWarning, RunWriter, done_keys, load_results, new_run_id,
                                point_key)
 
 CONTRACT_COLUMNS = (
@@ -87,10 +87,20 @@ def test_empty_directory_gives_an_empty_frame_with_the_columns(tmp_path):
     assert frame.empty and list(frame.columns) == CONTRACT_COLUMNS
 
 
-def test_corrupt_file_is_one_line_error(tmp_path):
+def test_a_damaged_file_is_skipped_with_one_warning_naming_it(tmp_path):
+    RunWriter(tmp_path, {}).append(_row())
     (tmp_path / "run-x.parquet").write_bytes(b"not parquet at all")
-    with pytest.raises(PerfbenchError, match="corrupt results file"):
-        load_results(tmp_path)
+    with pytest.warns(DamagedResultsWarning, match="run-x.parquet") as caught:
+        frame = load_results(tmp_path)
+    assert len(caught) == 1 and len(frame) == 1
+    assert frame.attrs["skipped"] == [str(tmp_path / "run-x.parquet")]
+
+
+def test_resume_keys_come_from_the_healthy_runs_beside_a_damaged_one(tmp_path):
+    RunWriter(tmp_path, {}).append(_row())
+    (tmp_path / "run-x.parquet").write_bytes(b"PAR1 truncated")
+    with pytest.warns(DamagedResultsWarning):
+        assert done_keys(tmp_path) == {point_key(_row())}
 
 
 def test_missing_path_is_an_error(tmp_path):

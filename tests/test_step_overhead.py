@@ -17,8 +17,8 @@ from analytic.hardware import get_gpu
 from analytic.ops import cold_kernels
 from analytic.predict import predict
 from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS
-from perfbench.calibrate import check_kernel_families
-from perfbench.step_overhead import fit_step_overhead
+from perfbench.calibration.run import check_kernel_families
+from perfbench.calibration.step import fit_step_overhead
 
 US = 1e-6
 STEP = {"base_s": 4 * US, "kernel_s": 0.2 * US, "cold_kernel_s": 0.5 * US}

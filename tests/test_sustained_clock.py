@@ -14,7 +14,7 @@ from analytic.efficiency import (RUN_MAX_REPEATS, RUN_MIN_REPEATS, RUN_TARGET_S,
                                  median_call_elapsed_s, sustained_slowdown)
 from analytic.hardware import get_gpu
 from analytic.predict import breakdown, predict
-from perfbench.sustained_clock import fit_sustained
+from perfbench.calibration.sustained import fit_sustained
 
 CURVE = {"elapsed_s": [0.45, 1.25, 3.25, 7.0], "slowdown": [1.0, 1.03, 1.05, 1.08]}
 

@@ -174,7 +174,7 @@ def test_torch_profiler_trace_of_a_real_cpu_run_matches_the_harness_ranges(tmp_p
     models.write_text(TINY)
     out = tmp_path / "traces"
     done = _run_cli(["trace", "--torch-profiler", "--model", "tiny-mlp", "--phase", "decode", "--batch", "2",
-                     "--seqlen", "8", f"--run-arg=--models-file={models}", "--run-arg=--cpu-reference",
+                     "--seqlen", "8", f"--models-file={models}", "--run-arg=--cpu-reference",
                      "--run-arg=--repeats=2", "--run-arg=--max-repeats=2", "--out", str(out)], os.environ["PATH"])
     assert done.returncode == 0, done.stderr[-2000:]
     directory = _only_trace(out)

@@ -16,8 +16,8 @@ from analytic.hardware import get_gpu
 from analytic.ops import GEMM, LD_A_T, LD_OUT, gemm, ld_alignment_bytes
 from analytic.predict import predict
 from models.registry import BUILTIN_LAYERS
-from perfbench.calibrate import check_kernel_families
-from perfbench.unaligned_gemm import unaligned_gemm_shapes
+from perfbench.calibration.run import check_kernel_families
+from perfbench.calibration.gemm_unaligned import unaligned_gemm_shapes
 
 
 @pytest.fixture(scope="module")

@@ -198,3 +198,15 @@ def test_model_curves_shade_the_interval_of_a_rate_too():
     assert (lo <= frame["tokens_per_s"]).all() and (frame["tokens_per_s"] <= hi).all()
     fig = figures.model_curves_figure(frame, None, "tokens_per_s", "tokens / s")
     assert any(trace.name.endswith("predicted interval") for trace in fig.data)
+
+
+def test_calibrate_uncertainty_from_refuses_a_fitted_set(tmp_path):
+    from typer.testing import CliRunner
+
+    from perfbench.cli import app
+    from perfbench.errors import PerfbenchError
+
+    result = CliRunner().invoke(app, ["calibrate", "--refit", str(bundled_path("h100")), "--out", str(tmp_path / "x.json"),
+                                      "--uncertainty-from", str(RESULTS / "h100")])
+    assert isinstance(result.exception, PerfbenchError) and "marked fitted" in str(result.exception)
+    assert "\n" not in str(result.exception) and not (tmp_path / "x.json").exists()

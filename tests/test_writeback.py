@@ -17,7 +17,8 @@ from analytic.hardware import get_gpu
 from analytic.ops import GEMM, STATE_UPDATE, Op, written_bytes
 from analytic.predict import breakdown, predict
 from models.registry import BUILTIN_LAYERS
-from perfbench.calibrate import check_kernel_families, fit_writeback
+from perfbench.calibration.run import check_kernel_families
+from perfbench.calibration.writeback import fit_writeback
 from perfbench.errors import PerfbenchError
 
 MB = 1 << 20

@@ -8,6 +8,15 @@ tiles: `tile_flops` (used for timing) counts the tiles actually computed.
 
 Decode: one query per sequence against a KV cache of L tokens. Only the new token's K and V are
 written; the whole cache of the *KV heads* (not the query heads) is read once.
+
+Dense-decoder extensions (transformers `Qwen2Attention`, `Qwen3Attention`):
+- q/k/v biases (`qkv_bias`, or `bias` with the output's too) ride in the GEMM's epilogue (torch's
+  addmm -> cuBLASLt bias epilogue): no kernel of their own; the bias vector's N x e bytes are read,
+  and its T x N adds are left out of the FLOPs as torch's FLOP counter leaves them out.
+- q/k RMSNorm (`qk_norm`) over each head's head_dim channels, before RoPE: `F.rms_norm` on CUDA is
+  `_fused_rms_norm_cuda`, which first makes its input contiguous; q and k are column slices of the
+  QKV output, so each costs a copy (read, write) and the norm (read, write, the weight): 4 kernels,
+  2 (T (H + H_kv) hd) reads and as many writes, ~4 FLOPs an element (square, sum, scale, weight).
 """
 
 from __future__ import annotations
@@ -36,6 +45,26 @@ def _rope(spec, tokens: np.ndarray, e: int) -> list[Op]:
     return [replace(op, shape={**op.shape, "family": ROPE})]
 
 
+def _qkv_proj(spec, tokens: np.ndarray, e: int) -> Op:
+    op = gemm("qkv_proj", tokens, spec.qkv_dim, spec.d_model, e)
+    return replace(op, bytes_=op.bytes_ + e * spec.qkv_dim) if spec.has_qkv_bias else op
+
+
+def _out_proj(spec, tokens: np.ndarray, e: int) -> Op:
+    op = gemm("out_proj", tokens, spec.d_model, spec.q_dim, e)
+    return replace(op, bytes_=op.bytes_ + e * spec.d_model) if spec.bias else op
+
+
+def _qk_norm(spec, tokens: np.ndarray, e: int) -> list[Op]:
+    """Copy + RMSNorm of q and of k (see the module docstring). Its kernels run beyond the host chain
+    calibrated for attention, so a calibrated chain does not cover them (`beyond_host_chain`)."""
+    if not spec.qk_norm:
+        return []
+    elems = tokens * (spec.n_heads + spec.n_kv_heads) * spec.head_dim
+    op = elementwise("qk_norm", 2 * elems, 2 * elems, 2.0, e, kernels=4, cold_kernels=2)
+    return [replace(op, shape={**op.shape, "beyond_host_chain": True})]
+
+
 def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
     b = np.asarray(batch, dtype=np.float64)
     L = np.asarray(seqlen, dtype=np.float64)
@@ -50,8 +79,8 @@ def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
                "tile_flop": 4.0 * hd * TILE * TILE})
     # SDPA's flash and cuDNN kernels write O in (B, L, H, hd) memory order, so the transpose back to
     # (B, L, H*hd) is a view: no copy kernel runs before out_proj (H100 kernel traces, 2026-11-24).
-    return [gemm("qkv_proj", tokens, spec.qkv_dim, spec.d_model, e), *_rope(spec, tokens, e),
-            core, gemm("out_proj", tokens, spec.d_model, spec.q_dim, e)]
+    return [_qkv_proj(spec, tokens, e), *_qk_norm(spec, tokens, e), *_rope(spec, tokens, e),
+            core, _out_proj(spec, tokens, e)]
 
 
 def decode(spec, batch, seqlen, e: int = 2) -> list[Op]:
@@ -69,5 +98,5 @@ def decode(spec, batch, seqlen, e: int = 2) -> list[Op]:
     append = elementwise("kv_append", b * 2 * hkv * hd, b * 2 * hkv * hd, 0.0, e, kernels=2, cold_kernels=2)
     # Folding q is a view (q is a column slice of the QKV output): H100 decode traces show no kernel
     # between the KV append and the flash kernels.
-    return [gemm("qkv_proj", b, spec.qkv_dim, spec.d_model, e), *_rope(spec, b, e), append, core,
-            gemm("out_proj", b, spec.d_model, spec.q_dim, e)]
+    return [_qkv_proj(spec, b, e), *_qk_norm(spec, b, e), *_rope(spec, b, e), append, core,
+            _out_proj(spec, b, e)]

@@ -56,7 +56,7 @@ def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
             "even": (L % chunk) == 0, "tokens": T, "seqlen": L}),
         # The scan writes its (B, d_inner, L) output in delta's (d_inner, B*L) order, so out_proj reads
         # it as a transposed (B*L, d_inner) view in place (a "TT" GEMM in H100 traces, no copy kernel),
-        # leading dimension B*L: an unaligned B*L slows it as it does in_proj (perfbench/unaligned_gemm.py).
+        # leading dimension B*L: an unaligned B*L slows it as it does in_proj (perfbench/calibration/gemm_unaligned.py).
         gemm("out_proj", T, spec.d_model, di, e, ld=T, ld_layout=LD_A_T),
     ]
 

@@ -73,8 +73,8 @@ data.plot(figures.memory_figure(memory, f"Memory at B={batch}: the KV cache grow
 
 st.subheader("Mamba-2-Hybrid vs Transformer decode speedup")
 data.plot(figures.speedup_figure(mv.decode_speedup(decode), mv.decode_speedup(meas_decode),
-                                 "Hybrid ÷ Transformer decode tokens/s, same batch (lines) and "
-                                 "each at its largest batch (dotted)", cap), key="models_speedup")
+                                 "Hybrid ÷ Transformer decode speedup", cap), key="models_speedup")
+st.caption(figures.SPEEDUP_CAPTION + ".")
 
 st.subheader("Sum of layers vs whole model (measured)")
 checks = []

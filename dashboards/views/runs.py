@@ -41,14 +41,11 @@ def run_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def manifests(results_dir: str, run_ids: list[str]) -> dict[str, dict]:
-    out = {}
-    for run_id in run_ids:
-        for path in Path(results_dir).rglob(f"run-{run_id}.json"):
-            try:
-                out[run_id] = json.loads(path.read_text())
-            except (OSError, ValueError):
-                out[run_id] = {"error": f"unreadable manifest {path.name}"}
-    return out
+    """The chosen runs' manifests (a packed set's from results/manifests.json, else run-<id>.json)."""
+    from perfbench.results import run_manifests
+
+    wanted = set(run_ids)
+    return {m["run_id"]: m for m in run_manifests(results_dir) if m.get("run_id") in wanted}
 
 
 runs = run_table(frame)

@@ -12,6 +12,7 @@ _TABLE = (
     ("calibrate", "calibrate", "calibrate_command"),
     ("env", "env", "env_command"),
     ("compare", "compare", "compare_command"),
+    ("accuracy", "accuracy", "accuracy_command"),
     ("trace", "trace", "trace_command"),
     ("dashboard", "dashboard", "dashboard_command"),
 )

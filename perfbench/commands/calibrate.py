@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from perfbench.commands.selection import (HfConfigOption, LayerOption, ModelOption, ModelsFileOption, NameOption,
+                                          SetOption, resolve_targets)
 from analytic.calibration import bundled_path, from_dict, read_calibration_data, write_calibration_data
 
 
@@ -36,24 +38,34 @@ def calibrate_command(
                                                           "never fitted to (held out): write the uncertainty section, the "
                                                           "quantiles of log(measured / predicted) per term class, from their "
                                                           "points on this GPU, predicted with this file (repeatable)"),
+    model: ModelOption = None,
+    layer: LayerOption = None,
+    models_file: ModelsFileOption = None,
+    hf_config: HfConfigOption = None,
+    name: NameOption = None,
+    sets: SetOption = None,
 ) -> None:
     """Microbenchmark copy bandwidth, the bf16 GEMM grid, SSM/attention kernels and launch cost."""
-    from perfbench.calibrate import calibrate, check_kernel_families, fit_calibration
-    from perfbench.lease_pool import pooled_gemm_grid, pooled_power
-    from perfbench.host_chain import pooled_host_figures
-    from perfbench.calibrate import remeasure as remeasure_families
+    from perfbench.calibration.host import pooled_host_figures
+    from perfbench.calibration.pooling import pooled_gemm_grid, pooled_power
+    from perfbench.calibration.run import calibrate, check_kernel_families, fit_calibration
+    from perfbench.calibration.run import remeasure as remeasure_families
     from perfbench.errors import PerfbenchError
 
     families = [f.strip() for item in remeasure or [] for f in item.split(",") if f.strip()]
     if families and refit is None:
         raise PerfbenchError("--remeasure needs --refit FILE: the calibration whose samples it replaces")
     check_kernel_families(families)  # before reading the file or looking for a GPU
+    targets = (resolve_targets(model, layer, models_file, hf_config, sets, name)
+               if (model, layer, hf_config) != (None, None, None) else None)
+    if targets and refit is not None:
+        raise PerfbenchError("--refit refits the whole file: it takes no --model/--layer/--hf-config")
     if refit is not None and families:
         data = remeasure_families(read_calibration_data(refit), families, log=typer.echo)
     elif refit is not None:
         data = fit_calibration(read_calibration_data(refit), log=typer.echo)
     else:
-        data = calibrate(log=typer.echo, skip_kernels=skip_kernels)
+        data = calibrate(log=typer.echo, skip_kernels=skip_kernels, targets=targets)
     if gemm_from:
         data = fit_calibration(pooled_gemm_grid(data, {str(p): read_calibration_data(p) for p in gemm_from}),
                                log=typer.echo)

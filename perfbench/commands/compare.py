@@ -16,7 +16,7 @@ FORMATS = ("table", "csv", "json", "markdown")
 
 def compare_command(
     results_dir: Optional[Path] = typer.Argument(
-        None, help="Results directory (default: the bundled H100 data, results/h100)."),
+        None, help="Results directory or results/<set> of results/index.toml (default: the bundled H100 sweep, results/h100)."),
     gpu: Optional[str] = typer.Option(
         None, "--gpu", help="Only points measured on this GPU (h100, h200, a100)."),
     calibration: str = typer.Option(
@@ -25,6 +25,9 @@ def compare_command(
     fmt: str = typer.Option("table", "--format", help="table, csv, json or markdown."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report."),
     mode: str = typer.Option("graph", "--mode", help="Decode timing mode: graph (CUDA graphs) or eager."),
+    result_set: Optional[str] = typer.Option(
+        None, "--result-set", help="A set of results/index.toml by name (e.g. h100-holdout19); "
+        "RESULTS_DIR, if given, is then the results root holding the index."),
 ) -> None:
     """Join measured points with predictions for the same GPU; print error per target x phase.
 
@@ -34,7 +37,9 @@ def compare_command(
 
     if fmt not in FORMATS:
         raise PerfbenchError(f"unknown format {fmt!r} ({', '.join(FORMATS)})")
-    path = results_dir if results_dir is not None else bundled_results_dir()
+    from perfbench.result_sets import resolve_results_path
+
+    path = resolve_results_path(results_dir, result_set, bundled_results_dir())
     result = compare(path, gpu=gpu, calibration=calibration, mode=mode)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)

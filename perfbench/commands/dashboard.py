@@ -32,6 +32,8 @@ def dashboard_command(
     headless: bool = typer.Option(False, "--headless", help="Do not open a browser window."),
     address: str = typer.Option("localhost", "--address",
                                 help="Interface to bind (0.0.0.0 to reach it from other machines)."),
+    result_set: Optional[str] = typer.Option(
+        None, "--result-set", help="A set of results/index.toml by name (e.g. h200)."),
 ) -> None:
     """Serve the dashboard: accuracy, curves, roofline, whole models, what-if, runs."""
     from perfbench.compare import bundled_results_dir
@@ -43,7 +45,9 @@ def dashboard_command(
         raise PerfbenchError(f"the dashboard needs {exc.name}: pip install 'perfbench[dashboard]'") from None
     if not app_path().is_file():
         raise PerfbenchError(f"dashboard app not found at {app_path()} (run from a source checkout)")
-    path = (results_dir or bundled_results_dir()).resolve()
+    from perfbench.result_sets import resolve_results_path
+
+    path = resolve_results_path(results_dir, result_set, bundled_results_dir()).resolve()
     env = dict(os.environ, PERFBENCH_RESULTS=str(path))
     print(f"perfbench dashboard on http://{address}:{port} · results {path}", file=sys.stderr)
     code = subprocess.call(streamlit_argv(path, port, headless, address), env=env)

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import pandas as pd
 import typer
 
 from models.registry import all_models
+from perfbench.commands.selection import (HfConfigOption, ModelOption, ModelsFileOption, NameOption, SetOption,
+                                          listed_models)
 from perfbench.output import emit
 
 
-def models_frame(models_file: Path | None = None) -> pd.DataFrame:
+def models_frame(models_file: Path | None = None, specs=None) -> pd.DataFrame:
+    """One row per model: `specs`, or every known model (built in and the models file's)."""
     rows = []
-    for spec in all_models(models_file).values():
+    for spec in specs if specs is not None else all_models(models_file).values():
         mix = spec.layer_mix
         rows.append({
             "name": spec.name, "params": spec.params, "layers": spec.pattern,
@@ -29,10 +31,14 @@ def models_frame(models_file: Path | None = None) -> pd.DataFrame:
 
 def models_command(
     format: str = typer.Option("table", "--format", help="table | json | csv | markdown"),
-    models_file: Optional[Path] = typer.Option(None, "--models-file", help="TOML file with more models"),
+    model: ModelOption = None,
+    models_file: ModelsFileOption = None,
+    hf_config: HfConfigOption = None,
+    name: NameOption = None,
+    sets: SetOption = None,
 ) -> None:
     """List models: parameters, layer pattern, KV bytes per token vs fixed SSM+conv state per sequence."""
-    frame = models_frame(models_file)
+    frame = models_frame(specs=listed_models(model, models_file, hf_config, sets, name))
     if format == "table":
         shown = frame.drop(columns=["layers"]).assign(params=frame["params"].map(lambda p: f"{p / 1e9:.3f}B"))
         emit(shown, "table", title="perfbench models (bf16 state and cache)")

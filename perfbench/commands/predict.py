@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
 
 import pandas as pd
 import typer
 
 from analytic.predict import breakdown, describe_calibration, predict
-from models.registry import get_layer, get_model
 from perfbench.errors import PerfbenchError
+from perfbench.commands.selection import (HfConfigOption, LayerOption, ModelOption, ModelsFileOption, NameOption,
+                                          SetOption, resolve_targets)
 from perfbench.output import emit
 from perfbench.sizes import parse_names, parse_sizes
 
@@ -18,20 +17,9 @@ TABLE_COLUMNS = ["name", "phase", "batch", "seqlen", "gpu", "time_ms", "time_lo_
                  "intensity", "bound", "n_kernels", "memory_bytes", "fits"]
 
 
-def _targets(model: str | None, layer: str | None, models_file: Path | None) -> list:
-    if bool(model) == bool(layer):
-        raise PerfbenchError("give exactly one of --model or --layer")
-    if layer:
-        names = parse_names(layer)
-        for name in names:
-            get_layer(name)  # one-line error naming the known layers
-        return names
-    return [get_model(name, models_file) if models_file else name for name in parse_names(model)]
-
-
 def predict_command(
-    model: Optional[str] = typer.Option(None, "--model", help="model names, comma-separated"),
-    layer: Optional[str] = typer.Option(None, "--layer", help="layer names: mamba, mamba2, attention, attention-mha, mlp"),
+    model: ModelOption = None,
+    layer: LayerOption = None,
     phase: str = typer.Option("decode", "--phase", help="prefill | decode (comma-separated for both)"),
     batch: str = typer.Option("1", "--batch", help="batch sizes, e.g. 1,8,64"),
     seqlen: str = typer.Option("4k", "--seqlen", help="prompt length (prefill) or context (decode), e.g. 1k,4k,128k"),
@@ -41,7 +29,10 @@ def predict_command(
     eager: bool = typer.Option(False, "--eager", help="decode without CUDA graphs (host launch cost)"),
     format: str = typer.Option("table", "--format", help="table | csv | json | markdown"),
     show_breakdown: bool = typer.Option(False, "--breakdown", help="per-operation rows for each point"),
-    models_file: Optional[Path] = typer.Option(None, "--models-file", help="TOML file with more models"),
+    models_file: ModelsFileOption = None,
+    hf_config: HfConfigOption = None,
+    name: NameOption = None,
+    sets: SetOption = None,
 ) -> None:
     """Predict prefill / decode time, FLOPs, bytes and bound (decode: --seqlen is the context)."""
     batches, seqlens = parse_sizes(batch), parse_sizes(seqlen)
@@ -49,7 +40,7 @@ def predict_command(
         raise PerfbenchError(f"--tp must be >= 1, got {tp}")
     phases = parse_names(phase)
     frames = []
-    for target in _targets(model, layer, models_file):
+    for target in resolve_targets(model, layer, models_file, hf_config, sets, name):
         for ph in phases:
             if ph not in ("prefill", "decode"):
                 raise PerfbenchError(f"unknown phase {ph!r} (prefill, decode)")

@@ -11,36 +11,23 @@ from typing import Optional
 
 import typer
 
+from perfbench.commands.selection import (HfConfigOption, LayerOption, ModelOption, ModelsFileOption, NameOption,
+                                          SetOption, resolve_targets)
 from perfbench.errors import PerfbenchError
 
 
-def _targets(layer: Optional[str], model: Optional[str], models_file: Optional[Path]):
-    from models.registry import BUILTIN_LAYERS, PAPER_MODELS, get_layer, get_model
-    from perfbench.harness import Target
-    from perfbench.sizes import parse_names
-
-    if (layer is None) == (model is None):
-        raise PerfbenchError("give exactly one of --layer NAMES or --model NAMES")
-    if layer is not None:
-        names = parse_names(layer)
-        names = list(BUILTIN_LAYERS) if names == ["all"] else names
-        return [Target("layer", n, get_layer(n)) for n in names]
-    names = parse_names(model)
-    names = list(PAPER_MODELS) if names == ["all"] else names
-    return [Target("model", n, get_model(n, models_file)) for n in names]
-
-
 def run_command(
-    layer: Optional[str] = typer.Option(None, "--layer", help="Layer names, comma-separated, or 'all' "
-                                        "(mamba, mamba2, attention, attention-mha, mlp)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model names, comma-separated, or 'all' "
-                                        "(the paper's four 8B models)."),
+    layer: LayerOption = None,
+    model: ModelOption = None,
     phase: str = typer.Option("prefill,decode", "--phase", help="prefill, decode or both."),
     batch: str = typer.Option("1", "--batch", help="Batch sizes, e.g. 1,8,64."),
     seqlen: str = typer.Option("4k", "--seqlen", help="Prompt (prefill) or context (decode) lengths, e.g. 1k,4k."),
     graphs: bool = typer.Option(True, "--graphs/--eager", help="Decode timed as CUDA-graph replays or eagerly."),
     out: Path = typer.Option(Path("results"), "--out", help="Results directory (one Parquet file per run)."),
     resume: bool = typer.Option(False, "--resume", help="Skip points already recorded under --out."),
+    result_set: Optional[str] = typer.Option(
+        None, "--result-set", help="Write into (and --resume against) a set of results/index.toml by name: "
+        "new runs land in <root>/<name>/ and are read beside the set's packed rows."),
     repeats: int = typer.Option(5, "--repeats", help="Minimum timed calls per point."),
     max_repeats: int = typer.Option(200, "--max-repeats", help="Maximum timed calls per point."),
     target_ms: float = typer.Option(200.0, "--target-ms", help="Timed work per point; repeats adapt to it."),
@@ -54,7 +41,10 @@ def run_command(
                                                     "(default: flash_attn if installed, else SDPA flash)."),
     cpu_reference: bool = typer.Option(False, "--cpu-reference",
                                        help="Run the pure-torch reference layers on CPU (float32), for tests."),
-    models_file: Optional[Path] = typer.Option(None, "--models-file", help="TOML file with more models."),
+    models_file: ModelsFileOption = None,
+    hf_config: HfConfigOption = None,
+    name: NameOption = None,
+    sets: SetOption = None,
     tp: int = typer.Option(1, "--tp", help="Tensor-parallel degree: N ranks, one GPU each over NCCL "
                            "(gloo with --cpu-reference)."),
 ) -> None:
@@ -66,7 +56,7 @@ def run_command(
     """
     from perfbench.sizes import parse_names, parse_sizes
 
-    targets = _targets(layer, model, models_file)
+    targets = resolve_targets(model, layer, models_file, hf_config, sets, name)
     phases = parse_names(phase)
     batches, seqlens = parse_sizes(batch), parse_sizes(seqlen)
     if repeats < 1 or max_repeats < repeats or warmup < 0 or target_ms <= 0 or not rest_ms >= 0:
@@ -91,6 +81,10 @@ def run_command(
                            dtype="float32" if cpu_reference else "bfloat16", graphs=graphs, timing=timing,
                            attn_backend=attn_backend, reference=cpu_reference)
     points = make_points(targets, phases, batches, seqlens, options)
+    if result_set is not None:
+        from perfbench.result_sets import INDEX_FILE, resolve_results_path
+
+        out = resolve_results_path(out if (out / INDEX_FILE).is_file() else None, result_set, out)
     done = done_keys(out) if resume else set()
     manifest = {"command": "perfbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
                 "sweep": {"targets": [f"{t.kind}:{t.name}" for t in targets], "phases": phases,

@@ -10,12 +10,18 @@ from typing import List, Optional
 
 import typer
 
+from perfbench.commands.selection import (HfConfigOption, LayerOption, ModelOption, ModelsFileOption, NameOption,
+                                          SetOption, resolve_selection, selection_arguments)
 from perfbench.errors import PerfbenchError
 from perfbench.sizes import parse_names, parse_sizes
 
 def trace_command(
-    model: Optional[str] = typer.Option(None, "--model", help="model names, comma-separated"),
-    layer: Optional[str] = typer.Option(None, "--layer", help="layer names: mamba, mamba2, attention, attention-mha, mlp"),
+    model: ModelOption = None,
+    layer: LayerOption = None,
+    models_file: ModelsFileOption = None,
+    hf_config: HfConfigOption = None,
+    name: NameOption = None,
+    sets: SetOption = None,
     phase: str = typer.Option("decode", "--phase", help="prefill | decode (comma-separated for both)"),
     batch: str = typer.Option("1", "--batch", help="batch sizes, e.g. 8,64"),
     seqlen: str = typer.Option("4k", "--seqlen", help="prompt length (prefill) or context (decode)"),
@@ -34,12 +40,13 @@ def trace_command(
     """Trace points in a child `perfbench run`: kernels per NVTX range, or counters vs the model."""
     from perfbench.traces.capture import TraceRequest, trace
 
-    if bool(model) == bool(layer):
-        raise PerfbenchError("give exactly one of --model or --layer")
     if ncu and torch_profiler:
         raise PerfbenchError("--ncu and --torch-profiler exclude each other")
+    selected = resolve_selection(model, layer, models_file, hf_config, sets, name)
     request = TraceRequest(
-        kind="layer" if layer else "model", targets=tuple(parse_names(layer or model)),
+        kind=selected[0][0].kind, targets=tuple(target.name for target, _ in selected),
+        selection=tuple(selection_arguments(model, layer, models_file, hf_config, sets, name)),
+        selectors=tuple(tuple(args) for _, args in selected), resolved=tuple(target for target, _ in selected),
         phases=tuple(parse_names(phase)), batches=tuple(parse_sizes(batch)), seqlens=tuple(parse_sizes(seqlen)),
         tool="ncu" if ncu else "torch_profiler" if torch_profiler else "nsys", out=out, store=store,
         graphs=graphs, run_args=tuple(run_arg or ()), launch_count=launch_count or None, gpu=gpu)

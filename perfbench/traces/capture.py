@@ -55,6 +55,12 @@ class TraceRequest:
     run_args: tuple[str, ...] = ()  # passed through to `perfbench run` verbatim
     launch_count: int | None = ncu_mod.DEFAULT_LAUNCH_COUNT
     gpu: str = "h100"
+    # From perfbench.commands.selection.resolve_selection: the `run` arguments selecting all targets
+    # (for one child), each target's own (for a child per point) and the resolved Targets (their
+    # specs for the ncu comparison). Empty: `--{kind} NAMES` with built-in names.
+    selection: tuple[str, ...] = ()
+    selectors: tuple[tuple[str, ...], ...] = ()
+    resolved: tuple = ()
 
     def __post_init__(self) -> None:
         if self.kind not in ("layer", "model"):
@@ -98,10 +104,13 @@ def run_arguments(request: TraceRequest, results_dir: Path, points=None) -> list
     if points is None:
         targets, phases = request.targets, request.phases
         batches, seqlens = request.batches, request.seqlens
+        select = list(request.selection) or [f"--{request.kind}", ",".join(targets)]
     else:
         (target, phase, batch, seqlen), = points
         targets, phases, batches, seqlens = (target,), (phase,), (batch,), (seqlen,)
-    args = [f"--{request.kind}", ",".join(targets), "--phase", ",".join(phases),
+        select = (list(request.selectors[request.targets.index(target)]) if request.selectors
+                  else [f"--{request.kind}", target])
+    args = [*select, "--phase", ",".join(phases),
             "--batch", ",".join(map(str, batches)), "--seqlen", ",".join(map(str, seqlens)),
             "--out", str(results_dir)]
     if request.graphs is not None:
@@ -240,11 +249,19 @@ def _trace_ncu(request: TraceRequest, ncu: str, result: TraceResult, manifest: d
         raise PerfbenchError("ncu: no point ran (see the results under "
                              f"{result.directory / 'results'} and {log})")
     result.ncu_kernels = pd.concat(frames, ignore_index=True)
-    result.comparison = ncu_mod.compare_with_model(result.ncu_kernels, gpu=request.gpu)
+    result.comparison = ncu_mod.compare_with_model(result.ncu_kernels, gpu=request.gpu,
+                                                   breakdown=_resolved_breakdown(request))
     result.files["ncu_kernels"] = str(write_parquet(result.ncu_kernels, result.directory / "ncu_kernels.parquet"))
     result.files["ncu_vs_model"] = str(write_parquet(result.comparison, result.directory / "ncu_vs_model.parquet"))
     _copy_to_store(result.ncu_kernels, request.store, "ncu_kernels", result.trace_id, result.files)
     _copy_to_store(result.comparison, request.store, "ncu_vs_model", result.trace_id, result.files)
+
+
+def _resolved_breakdown(request: TraceRequest):
+    """The analytic breakdown by result name, over the request's resolved specs where it has them
+    (an overridden or imported model is no registry name)."""
+    by_name = {target.name: target for target in request.resolved}
+    return lambda name, *point: ncu_mod.analytic_breakdown(by_name.get(name, name), *point)
 
 
 def _now() -> str:

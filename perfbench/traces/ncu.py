@@ -269,8 +269,9 @@ def _row(op_class, names, launches, predicted_flops, predicted_bytes, total_flop
 Breakdown = Callable[..., pd.DataFrame]
 
 
-def analytic_breakdown(target: str, phase: str, batch: int, seqlen: int, gpu: str) -> pd.DataFrame:
-    """analytic.predict.breakdown for one point (imported here: analytic/ is the lead's package)."""
+def analytic_breakdown(target, phase: str, batch: int, seqlen: int, gpu: str) -> pd.DataFrame:
+    """analytic.predict.breakdown for one point of a target name or registry Target (imported here:
+    analytic/ is the lead's package)."""
     from analytic.predict import breakdown
 
     return breakdown(target, phase, int(batch), int(seqlen), gpu, "none")
