@@ -43,6 +43,13 @@ def block_extras(d_model: int, norm: str, tokens: np.ndarray, e: int) -> list[Op
     return [add_norm(f"add_{norm}", d_model, norm, tokens, e)]
 
 
+def step_ops(target_kind: str, spec, phase: str, batch: np.ndarray, seqlen: np.ndarray, e: int = 2) -> list[CountedOp]:
+    """The ops of a lone layer's call (`target_kind` "layer") or of a model step ("model")."""
+    if target_kind == "layer":
+        return [CountedOp(spec.kind, op, 1) for op in layer_ops(spec, phase, batch, seqlen, e)]
+    return model_ops(spec, phase, batch, seqlen, e)
+
+
 def model_ops(spec: ModelSpec, phase: str, batch: np.ndarray, seqlen: np.ndarray, e: int = 2) -> list[CountedOp]:
     b = np.asarray(batch, dtype=np.float64)
     L = np.asarray(seqlen, dtype=np.float64)

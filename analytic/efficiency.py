@@ -9,9 +9,8 @@ of ops takes max(GPU sum, host sum), since the host runs ahead until the GPU sta
 Datasheet mode uses the vendor peaks and a nominal launch gap for all classes: a plain roofline.
 Calibrated mode takes t0, bw and rate per class from `perfbench calibrate`'s microbenchmarks, and
 adds two class-specific physical terms:
-  - GEMM: measured bf16 GEMM times over M for each calibrated (N, K), interpolated in log-log
-    space (memory-bound weights at small M, tensor-core bound at large M); a shape off the table
-    runs as the nearest measured one scaled by N x K; without a table, the fitted roofline with
+  - GEMM: measured bf16 GEMM times over (M, N, K), interpolated between measured neighbours with a
+    tile/wave physics model (analytic/gemm_model.py); without a table, the fitted roofline with
     tile (wave) quantization on 132 SMs.
   - attention decode: FlashAttention-2 streams the cache with B * KV-heads CTAs, times the split-KV
     count its heuristic picks (exactly, rounding included) when those are too few; each wave of CTAs
@@ -45,18 +44,20 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from analytic.calibration import Calibration
+from analytic.families import attention_prefill as flash_prefill
+from analytic.families.selective_scan import BLOCK_SLOTS, STATE_OVERHEAD, scan_work
+from analytic.families.state_update import wave_latency_s
+from analytic.gemm_model import GEMM_TILE_M, GEMM_TILE_N, GemmModel, build_gemm_model
 from analytic.hardware import GPUSpec
-from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, ELEMENTWISE, FAMILIES, GEMM, OP_CLASSES, SELECTIVE_SCAN, SSD, Op,
-                          cold_kernels, gemm, written_bytes)
+from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, ELEMENTWISE, FAMILIES, GEMM, OP_CLASSES, SELECTIVE_SCAN, SSD,
+                          STATE_UPDATE, Op, cold_kernels, gemm, written_bytes)
 
 TENSOR_CLASSES = (GEMM, ATTN_PREFILL, SSD)
 # Bound codes (int8 arrays are far cheaper than strings over large grids); labels by index.
 COMPUTE, MEMORY, LAUNCH = 0, 1, 2
 BOUND_LABELS = ("compute", "memory", "launch")
 EXTRA_PARAMS = ("bw_per_cta_bytes_s", "bw_nosplit_bytes_s", "ctas_per_sm", "combine_s", "combine_per_split_s", "wave_s", "flops_s_512", "flops_s_1024", "flops_s_2048",
-                "flops_s_uneven", "rate_table")
-GEMM_TILE_M, GEMM_TILE_N = 128, 256
-STEADY_GEMM_WAVES = 4  # output tiles per SM from which a GEMM's rate stops depending on M
+                "flops_s_uneven", "rate_table", STATE_OVERHEAD, BLOCK_SLOTS, flash_prefill.SCORE_RATE)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class Ceilings:
     sustained: tuple = ()  # (elapsed s, slowdown) arrays: compute-bound work the longer a point runs
     class_clock_ratio: dict = field(default_factory=dict)  # op class -> its SM clock alone / a GEMM's, both at the limit
     max_clock_ratio: float = 0.0  # the board's top SM clock / a GEMM's at the limit (0: gemm_burst_speedup)
+    gemm_model: GemmModel | None = None  # the measured grid over (M, N, K) and its physics (analytic.gemm_model)
 
 
 def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
@@ -119,14 +121,8 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
                                   float(fitted.get("bw_bytes_s", cal.copy_bandwidth_bytes_s)),
                                   float(fitted.get("flops_s", default_rate)), extra,
                                   float(fitted.get("host_s", cal.launch["eager_kernel_s"])))
-    table: dict = {}
-    for m, n, k, t in sorted(cal.gemm):
-        table.setdefault((n, k), ([], []))
-        table[(n, k)][0].append(np.log(m))
-        table[(n, k)][1].append(np.log(t))
-    ridge = cal.gemm_peak_flops / cal.copy_bandwidth_bytes_s  # FLOP per byte where compute takes over
-    table = {key: (np.array(ms), _steady_gemm_times(np.exp(ms), key, np.array(ts), gpu.sm_count, ridge))
-             for key, (ms, ts) in table.items() if len(ms) >= 2}
+    model = build_gemm_model(cal.gemm, gpu.sm_count, cal.gemm_peak_flops, cal.copy_bandwidth_bytes_s)
+    table = model.tables if model is not None else {}
     power = cal.power or {}
     ceil = Ceilings(gpu, True, classes, table, cal.launch["graph_kernel_s"], cal.launch["eager_kernel_s"],
                     cal.copy_bandwidth_bytes_s, cal.gemm_peak_flops,
@@ -141,6 +137,7 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
                     {c: float(power[f"{c}_w"]) for c in OP_CLASSES + FAMILIES if c != GEMM and f"{c}_w" in power},
                     float(cal.writeback.get("dirty_bytes", 0.0)), float(cal.writeback.get("bw_bytes_s", 0.0)),
                     *(float(cal.step.get(key, 0.0)) for key in ("base_s", "kernel_s", "cold_kernel_s")))
+    ceil = replace(ceil, gemm_model=model)
     if cal.sustained:
         ceil = replace(ceil, sustained=(np.array(cal.sustained["elapsed_s"]), np.array(cal.sustained["slowdown"])))
     gemm_clock = float(power.get("gemm_clock_hz", 0.0))
@@ -218,26 +215,6 @@ def unaligned_ratio(m, n: int, k: int, layout: str, align, ceil: Ceilings) -> np
     return ratio
 
 
-def _steady_gemm_times(m: np.ndarray, nk: tuple[int, int], log_t: np.ndarray, sm_count: int,
-                       ridge: float) -> np.ndarray:
-    """Log times of one (N, K) over M, cleaned of the power controller's noise.
-
-    Once a compute-bound GEMM fills every SM for several waves its rate no longer depends on M, so the measured
-    rates of those shapes differ only by the board's power state while each was timed (+-5 %, seen
-    as one M running 10 % slower than both neighbours). They share their median rate. Then more
-    rows never take less time: a dip below a smaller M's time is noise too.
-    """
-    n, k = nk
-    waves = np.ceil(m / GEMM_TILE_M) * np.ceil(n / GEMM_TILE_N) / sm_count
-    flops = 2.0 * m * n * k
-    intensity = flops / (2.0 * (m * k + n * k + m * n))  # bf16 operands and output, each moved once
-    steady = (waves >= STEADY_GEMM_WAVES) & (intensity >= 2.0 * ridge)
-    if steady.sum() >= 3:
-        rate = np.median(flops[steady] / np.exp(log_t[steady]))
-        log_t = np.where(steady, np.log(flops / rate), log_t)
-    return np.maximum.accumulate(log_t)
-
-
 def _roofline(op: Op, c: ClassCeiling, flops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mem_s = op.bytes_ / c.bw_bytes_s
     cmp_s = flops / c.flops_s
@@ -254,17 +231,7 @@ def _gemm_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
     m, n, k = op.shape["m"], op.shape["n"], op.shape["k"]
     mem_s = op.bytes_ / c.bw_bytes_s
     if ceil.calibrated and ceil.gemm_table:
-        # A shape off the table (another model width, a tensor-parallel shard) runs as the nearest
-        # measured shape at the same M, scaled by weight size: at small M both stream their weights,
-        # at large M both are compute-bound, and either way time grows with N x K.
-        near = (n, k) if (n, k) in ceil.gemm_table else nearest_gemm_shape(n, k, ceil.gemm_table)
-        log_m, log_t = ceil.gemm_table[near]
-        lm = np.log(np.maximum(m, 1.0))
-        # Past the largest measured M the GEMM is compute-bound: time grows linearly in M.
-        log_t_at_m = np.where(lm > log_m[-1], log_t[-1] + lm - log_m[-1], np.interp(lm, log_m, log_t))
-        t = np.exp(log_t_at_m) * (n * k) / (near[0] * near[1])
-        if near != (n, k):  # a much smaller shape still pays a kernel's floor and its own bytes
-            t = np.maximum(t, c.t0_s + op.bytes_ / ceil.copy_bw_bytes_s)
+        t = ceil.gemm_model.time_s(m, n, k)  # measured neighbours in (M, N, K), with physics between
         if ceil.gemm_unaligned and "ld_alignment" in op.shape:
             t = t * unaligned_ratio(m, n, k, op.shape["ld_layout"], op.shape["ld_alignment"], ceil)
         cmp_s = op.flops / ceil.gemm_peak_flops
@@ -286,18 +253,29 @@ def _attention_prefill_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndar
     if not ceil.calibrated:
         t, bound = _roofline(op, c, op.flops)
         return c.t0_s + t, bound
-    cmp_s = attention_prefill_compute_s(op, ceil.gpu.sm_count * c.extra.get("ctas_per_sm", 1.0), c.flops_s)
+    cmp_s = attention_prefill_compute_s(op, prefill_slots(op, c.extra.get("ctas_per_sm", 1.0), ceil.gpu), c.flops_s,
+                                        c.extra.get(flash_prefill.SCORE_RATE))
     mem_s = op.bytes_ / c.bw_bytes_s
     return c.t0_s + np.maximum(cmp_s, mem_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
 
 
-def attention_prefill_compute_s(op: Op, slots: float, flops_s: float) -> np.ndarray:
-    """Causal FlashAttention-2 prefill's compute time on `slots` CTA slots at aggregate `flops_s`.
+def prefill_slots(op: Op, ctas_per_sm: float, gpu: GPUSpec) -> np.ndarray:
+    """FlashAttention prefill's CTA slots: the calibrated CTAs per SM, capped by the shared memory a
+    CTA of this head dim holds (analytic.families.attention_prefill)."""
+    if "head_dim" not in op.shape:
+        return gpu.sm_count * ctas_per_sm
+    return gpu.sm_count * flash_prefill.ctas_per_sm(op.shape["head_dim"], ctas_per_sm, gpu.smem_per_sm_bytes)
+
+
+def attention_prefill_compute_s(op: Op, slots, flops_s: float, score_rate: float | None = None) -> np.ndarray:
+    """Causal FlashAttention-2 prefill's compute time on `slots` CTA slots at aggregate `flops_s`
+    (and, where calibrated over head dims, `score_rate` softmax score elements per second).
 
     One CTA per (sequence, head, 128-row block); row block i computes i + 1 tiles under the causal
     mask, so the kernel lasts as long as its busiest slot, not its average one."""
     n = op.shape["n_tiles"]
-    return causal_makespan_tiles(op.shape["ctas"] / n, n, slots) * op.shape["tile_flop"] * slots / flops_s
+    return (causal_makespan_tiles(op.shape["ctas"] / n, n, slots) * slots
+            * flash_prefill.tile_seconds(op, flops_s, score_rate))
 
 
 def causal_makespan_tiles(groups: np.ndarray, n: np.ndarray, slots: float) -> np.ndarray:
@@ -443,14 +421,20 @@ def _selective_scan_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray
                          [c.extra.get("flops_s_uneven", c.flops_s), c.extra.get("flops_s_512", c.flops_s),
                           c.extra.get("flops_s_1024", c.flops_s)],
                          c.extra.get("flops_s_2048", c.flops_s))
-    cmp_s = 9.0 * op.shape["padded_elements"] / rate
+    cmp_s = scan_work(op, c.extra.get(STATE_OVERHEAD, 0.0), c.extra.get(BLOCK_SLOTS, 0.0)) / rate
     mem_s = op.bytes_ / c.bw_bytes_s
     return c.t0_s + np.maximum(cmp_s, mem_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
 
 
 def step_op_times(counted: list, ceil: Ceilings) -> list:
     """`op_time` of each op of a step, in execution order (`counted`: CountedOp-likes with .op and
-    .group), with the L2 write-back a memory-bound GEMM pays for the state stored before it.
+    .group), with the L2 write-back a memory-bound GEMM pays for the state stored before it."""
+    return l2_writeback(counted, [op_time(c.op, ceil) for c in counted], ceil)
+
+
+def l2_writeback(counted: list, times: list, ceil: Ceilings) -> list:
+    """`times` (each op's `op_time` alone, in execution order) with the L2 write-back a memory-bound
+    GEMM pays for the state stored before it.
 
     L2 is write-back: the last stores of a kernel stay dirty in L2 after it ends, up to
     `writeback_dirty_bytes`. A GEMM that streams its weights from HBM (small M: every decode
@@ -461,7 +445,6 @@ def step_op_times(counted: list, ceil: Ceilings) -> list:
     than alone, right after the SSM state update stored the state. A compute-bound GEMM has spare
     bandwidth and hides them; a GEMM's own weight stream leaves L2 clean, so the count restarts
     after it. Each layer kind's ops start clean."""
-    times = [op_time(c.op, ceil) for c in counted]
     if not (ceil.calibrated and ceil.writeback_dirty_bytes > 0 and ceil.writeback_bw_bytes_s > 0):
         return times
     out, dirty, group = [], 0.0, object()
@@ -688,6 +671,8 @@ def op_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
         c = op_ceiling(op, ceil)
         roof, bound = _roofline(op, c, op.flops)
         t = c.t0_s * op.kernels + roof
+        if op.op_class == STATE_UPDATE:  # each wave of programs waits on its loads (families.state_update)
+            t = t + wave_latency_s(op, c.extra.get("ctas_per_sm", 1.0), c.extra.get("wave_s", 0.0), ceil.gpu.sm_count)
     launch_s = op_ceiling(op, ceil).t0_s * op.kernels
     bound = np.where(launch_s > t - launch_s, LAUNCH, bound)
     return np.broadcast_to(t, op.flops.shape).astype(np.float64), np.broadcast_to(bound, op.flops.shape)

@@ -17,8 +17,10 @@ import numpy as np
 from analytic.costs import layer_ops
 from analytic.efficiency import (ATTN_DECODE_LATENCIES, EXTRA_PARAMS, ClassCeiling, Ceilings,
                                  attention_decode_latency_counts, attention_decode_plan, attention_decode_stream_s,
-                                 attention_prefill_compute_s, host_time, op_time)
-from analytic.ops import ATTN_DECODE, ATTN_PREFILL, ELEMENTWISE, GEMM, SELECTIVE_SCAN, Op, gemm
+                                 attention_prefill_compute_s, host_time, op_time, prefill_slots)
+from analytic.families.attention_prefill import SCORE_RATE, TILE
+from analytic.families.selective_scan import BLOCK_SLOTS, STATE_OVERHEAD, scan_work
+from analytic.ops import ATTN_DECODE, ATTN_PREFILL, ELEMENTWISE, GEMM, SELECTIVE_SCAN, STATE_UPDATE, Op, gemm
 from models.registry import BUILTIN_LAYERS
 from models.specs import AttentionSpec, Mamba2Spec, MambaSpec, MLPSpec
 
@@ -62,51 +64,82 @@ def _candidate(params: dict) -> ClassCeiling:
                         {k: params[k] for k in EXTRA_PARAMS if k in params}, params.get("host_s", 10e-6))
 
 
-def fit_selective_scan(samples: list[dict], base: Ceilings) -> dict:
-    """Per-thread-configuration scan rates: each configuration's median of padded FLOPs / time.
+SCAN_STATE_OVERHEADS = (0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0)
+SCAN_BLOCKS_PER_SM = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # resident scan blocks per SM (0: no wave term)
 
-    The scan is compute-bound at the 8B sizes (d_state 128), so each sample gives its rate directly.
+
+def fit_selective_scan(samples: list[dict], base: Ceilings) -> dict:
+    """Per-thread-configuration scan rates and the rate table over (length, tokens) of the 8B spec,
+    on the scan's work (analytic.families.selective_scan.scan_work).
+
+    The scan is compute-bound, so each sample gives its rate directly. Samples of the 8B spec alone
+    (the paper's d_state 128, d_inner 8192) fix the rates on 9 FLOPs per padded element, as before.
+    Samples of other specs (d_state 16-256, other d_inner) also fix the per-channel share n0 and the
+    resident blocks: the pair whose work, at the 8B table's rates, predicts every sample best (least
+    mean squared relative error; the 8B samples' own predictions barely move with either).
     """
+    ops = [sample_ops(s)[0] for s in samples]
+    reference = [i for i, s in enumerate(samples) if _is_reference_scan(s)]
+    if not reference or len(reference) == len(samples):
+        return _fit_scan_at(samples, ops, base, 0.0, 0.0, with_terms=False)
+    best = None
+    for n0 in SCAN_STATE_OVERHEADS:
+        for per_sm in SCAN_BLOCKS_PER_SM:
+            fitted = _fit_scan_at(samples, ops, base, n0, per_sm * base.gpu.sm_count)
+            if best is None or fitted["fit_mean_sq_err"] < best["fit_mean_sq_err"]:
+                best = fitted
+    return best
+
+
+def _is_reference_scan(sample: dict) -> bool:
+    return sample.get("spec") in (None, spec_fields(BUILTIN_LAYERS["mamba"]))
+
+
+def _fit_scan_at(samples: list[dict], ops: list[Op], base: Ceilings, state_overhead: float,
+                 block_slots: float, with_terms: bool = True) -> dict:
+    """The scan's rates with the per-channel share and block slots fixed (0, 0: work = padded FLOPs);
+    `with_terms` records both (and the mean squared error the choice between them minimises)."""
     params = {"t0_s": base.graph_kernel_s, "bw_bytes_s": base.copy_bw_bytes_s,
               "flops_s": base.classes[SELECTIVE_SCAN].flops_s}
+    if with_terms:
+        params.update({STATE_OVERHEAD: state_overhead, BLOCK_SLOTS: block_slots})
     rates: dict[str, list] = {}
-    for sample in samples:
-        op = sample_ops(sample)[0]
+    for sample, op in zip(samples, ops):
         chunk = int(np.asarray(op.shape["chunk"]).ravel()[0])
         even = bool(np.asarray(op.shape.get("even", True)).ravel()[0])
-        flops = 9.0 * float(np.asarray(op.shape["padded_elements"]).ravel()[0])
+        flops = float(np.asarray(scan_work(op, state_overhead, block_slots)).ravel()[0])
         key = str(chunk) if even else "uneven"
         rates.setdefault(key, []).append(flops / max(float(sample["time_s"]) - params["t0_s"], 1e-9))
     for key, values in rates.items():
         params[f"flops_s_{key}"] = float(np.median(values))
     params["flops_s"] = float(np.median([v for vals in rates.values() for v in vals]))
-    table = scan_rate_table(samples, params["t0_s"])
+    table = scan_rate_table(samples, params["t0_s"], state_overhead, block_slots)
     if table:
         params["rate_table"] = table
     cal_classes = dict(base.classes)
     cal_classes[SELECTIVE_SCAN] = _candidate(params)
     ceil = replace(base, classes=cal_classes)
-    ops_list = [sample_ops(s) for s in samples]
     measured = np.array([float(s["time_s"]) for s in samples])
-    pred = np.array([sum(float(op_time(op, ceil)[0][0]) for op in ops) for ops in ops_list])
+    pred = np.array([float(op_time(op, ceil)[0][0]) for op in ops])
     rel = (pred - measured) / measured
+    mean_sq = {"fit_mean_sq_err": float(np.mean(rel ** 2))} if with_terms else {}
     return {**params, "n_samples": len(samples), "fit_median_abs_err": float(np.median(np.abs(rel))),
-            "fit_max_abs_err": float(np.max(np.abs(rel)))}
+            "fit_max_abs_err": float(np.max(np.abs(rel))), **mean_sq}
 
 
-def scan_rate_table(samples: list[dict], t0_s: float) -> dict:
+def scan_rate_table(samples: list[dict], t0_s: float, state_overhead: float = 0.0, block_slots: float = 0.0) -> dict:
     """{"even"|"uneven": {"seqlen": [...], "tokens": [[...]], "rate": [[...]]}} from the scan samples
-    of the 8B spec: the rate on padded elements at each measured (sequence length, total tokens).
-    Samples of other specs (another d_state) are left to the per-configuration rates."""
+    of the 8B spec: the rate on the scan's work at each measured (sequence length, total tokens).
+    Samples of other specs (another d_state) fit the work's terms instead (fit_selective_scan)."""
     grouped: dict[str, dict[int, dict[float, list]]] = {}
     for sample in samples:
-        if sample.get("spec") not in (None, spec_fields(BUILTIN_LAYERS["mamba"])):
+        if not _is_reference_scan(sample):
             continue
         op = sample_ops(sample)[0]
         L = int(sample["seqlen"])
         tokens = float(sample["batch"]) * L
         even = bool(np.asarray(op.shape.get("even", True)).ravel()[0])
-        flops = 9.0 * float(np.asarray(op.shape["padded_elements"]).ravel()[0])
+        flops = float(np.asarray(scan_work(op, state_overhead, block_slots)).ravel()[0])
         rate = flops / max(float(sample["time_s"]) - t0_s, 1e-9)
         grouped.setdefault("even" if even else "uneven", {}).setdefault(L, {}).setdefault(tokens, []).append(rate)
     table = {}
@@ -133,27 +166,54 @@ def fit_attention_prefill(samples: list[dict], base: Ceilings) -> dict:
     slot count and host dispatch the rate is the samples' median; the best candidate has the
     smallest median |error| (a small call's dispatch swings by +-30 % between otherwise equal calls).
     The kernel is compute-bound at these head sizes; its byte ceiling is the copy bandwidth.
+    Samples over several head dims also fix the softmax's rate on score elements
+    (analytic.families.attention_prefill): a tile's time is then its FLOPs at the tensor rate plus
+    its 128 x 128 scores at that rate, both by least squares on relative error.
     """
     t0 = base.graph_kernel_s
     ops = [sample_ops(s)[0] for s in samples]
     measured = np.array([float(s["time_s"]) for s in samples])
+    several_head_dims = len({int(op.shape.get("head_dim", 0)) for op in ops}) > 1
     best = None
-    for per_sm in (1.0, 2.0):
-        slots = base.gpu.sm_count * per_sm
-        unit = np.array([float(np.asarray(attention_prefill_compute_s(op, slots, 1.0)).ravel()[0]) for op in ops])
+    for per_sm in ((1.0, 2.0, 3.0, 4.0) if several_head_dims else (1.0, 2.0)):
+        if several_head_dims:
+            slots = [prefill_slots(op, per_sm, base.gpu) for op in ops]
+        else:
+            slots = [base.gpu.sm_count * per_sm] * len(ops)
+        unit = np.array([float(np.asarray(attention_prefill_compute_s(op, n, 1.0)).ravel()[0])
+                         for op, n in zip(ops, slots)])
+        scores = unit * TILE * TILE / np.array([float(op.shape["tile_flop"]) for op in ops])
         for host in np.arange(0.0, 60e-6, 0.5e-6):
             kernel = measured - host - t0
             if (kernel <= 0).any():
                 break
-            rate = float(np.median(unit / kernel))
-            rel = (host + t0 + unit / rate) / measured - 1
+            if several_head_dims:
+                inv_rate, inv_score = _nonnegative_relative_lstsq(np.stack([unit, scores], axis=1), kernel)
+                if inv_rate <= 0:
+                    continue
+                rate, score_rate = 1.0 / inv_rate, (1.0 / inv_score if inv_score > 0 else None)
+                pred = host + t0 + unit / rate + (scores / score_rate if score_rate else 0.0)
+            else:
+                rate, score_rate = float(np.median(unit / kernel)), None
+                pred = host + t0 + unit / rate
+            rel = pred / measured - 1
             score = float(np.median(np.abs(rel)))
             if best is None or score < best[0]:
-                best = (score, float(np.max(np.abs(rel))), per_sm, host, rate)
-    score, worst, per_sm, host, rate = best
+                best = (score, float(np.max(np.abs(rel))), per_sm, host, rate, score_rate)
+    score, worst, per_sm, host, rate, score_rate = best
     return {"t0_s": t0, "bw_bytes_s": base.copy_bw_bytes_s, "flops_s": rate, "host_s": host,
-            "ctas_per_sm": per_sm, "n_samples": len(samples), "fit_median_abs_err": score,
-            "fit_max_abs_err": worst}
+            "ctas_per_sm": per_sm, **({SCORE_RATE: score_rate} if score_rate else {}), "n_samples": len(samples),
+            "fit_median_abs_err": score, "fit_max_abs_err": worst}
+
+
+def _nonnegative_relative_lstsq(units: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """(a, b) >= 0 minimising the squared relative error of a * units[:, 0] + b * units[:, 1] against
+    target; b = 0 (and a alone) where the free solution makes b negative."""
+    design = units / target[:, None]
+    a, b = np.linalg.lstsq(design, np.ones(len(target)), rcond=None)[0]
+    if b <= 0:
+        a, b = float(design[:, 0] @ np.ones(len(target)) / (design[:, 0] @ design[:, 0])), 0.0
+    return float(a), float(b)
 
 
 def fit_attention_decode(samples: list[dict], base: Ceilings, steps: int = 21) -> dict:
@@ -191,6 +251,11 @@ def fit_attention_decode(samples: list[dict], base: Ceilings, steps: int = 21) -
             "fit_max_abs_err": float(np.max(np.abs(rel)))}
 
 
+def _spans_hyperparameters(ops_list: list[list[Op]]) -> bool:
+    """Whether the samples ran more than one set of their kernel's hyper-parameters."""
+    return len({tuple(sorted(ops[0].shape.get("hparams", {}).items())) for ops in ops_list if ops and ops[0].shape}) > 1
+
+
 def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9) -> dict:
     """Best (t0_s, bw_bytes_s, flops_s[, bw_per_cta_bytes_s, host_s]) for one class, with its fit error."""
     if op_class == SELECTIVE_SCAN:
@@ -211,9 +276,14 @@ def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9
         centre["bw_nosplit_bytes_s"] = current.extra.get("bw_nosplit_bytes_s", current.bw_bytes_s)
     if op_class in (ATTN_PREFILL, ATTN_DECODE):
         centre["ctas_per_sm"] = 1.0
+    # Samples of several state sizes or head dims: each wave of the state update's programs pays its
+    # loads' latency (analytic.families.state_update), fitted with the programs an SM holds.
+    program_waves = _spans_hyperparameters(ops_list) and all(ops[0].op_class == STATE_UPDATE for ops in ops_list)
+    if program_waves:
+        centre.update(wave_s=current.extra.get("wave_s", 0.5e-6), ctas_per_sm=4.0)
     span = {k: 8.0 for k in centre}
     span["ctas_per_sm"] = 1.0
-    if op_class == ATTN_DECODE:  # one query per sequence: memory-bound, the FLOP rate never binds
+    if op_class == ATTN_DECODE or program_waves:  # memory-bound: the FLOP rate never binds
         span["flops_s"] = 1.0
     if op_class == GEMM:  # the tensor-core ceiling is measured (the best GEMM rate), not fitted
         centre["flops_s"], span["flops_s"] = base.gemm_peak_flops, 1.0
@@ -222,7 +292,8 @@ def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9
     for _round in range(4):
         grids = {k: (np.geomspace(centre[k] / span[k], centre[k] * span[k], steps if span[k] > 1.0 else 1)
                      if k != "ctas_per_sm"
-                     else np.array([1.0, 2.0] if op_class == ATTN_PREFILL else [1.0, 2.0, 3.0, 4.0])) for k in centre}
+                     else np.array([1.0, 2.0] if op_class == ATTN_PREFILL else [2.0, 4.0, 8.0, 16.0] if program_waves
+                                   else [1.0, 2.0, 3.0, 4.0])) for k in centre}
         keys = list(grids)
         mesh = np.meshgrid(*[grids[k] for k in keys], indexing="ij")
         for idx in np.ndindex(mesh[0].shape):

@@ -30,13 +30,15 @@ class GPUSpec:
     graph_kernel_s: float = 2.0e-6  # per-kernel cost inside a CUDA graph replay (launch gap + ramp)
     eager_kernel_s: float = 10.0e-6  # host cost per eager PyTorch op (dispatch + launch)
     allreduce_latency_s: float = 10.0e-6
+    smem_per_sm_bytes: float = 228 * 1024  # shared memory per SM (H100/H200: 228 KB; A100: 164 KB)
 
 
 GPUS: dict[str, GPUSpec] = {
     "h100": GPUSpec("h100", "NVIDIA H100 80GB HBM3 (SXM)", 989.4e12, 66.9e12, 3.35e12, 79.6 * GiB,
                     50e6, 132, 450e9),
     "h200": GPUSpec("h200", "NVIDIA H200 (SXM)", 989.4e12, 66.9e12, 4.8e12, 139.8 * GiB, 50e6, 132, 450e9),
-    "a100": GPUSpec("a100", "NVIDIA A100-SXM4-80GB", 312e12, 19.5e12, 2.039e12, 79.2 * GiB, 40e6, 108, 300e9),
+    "a100": GPUSpec("a100", "NVIDIA A100-SXM4-80GB", 312e12, 19.5e12, 2.039e12, 79.2 * GiB, 40e6, 108, 300e9,
+                    smem_per_sm_bytes=164 * 1024),
 }
 
 _NAME_HINTS = (("h200", "h200"), ("h100", "h100"), ("a100", "a100"))

@@ -4,7 +4,8 @@ Weights are bf16 parameters. The KV cache grows with context (attention layers o
 only); the SSM and conv states are fixed per sequence. The activation peak is the largest set of
 tensors one layer keeps alive in a prefill forward without autograd: the residual stream plus that
 layer's widest intermediates (its in-projection output, conv output, scan output and, for Mamba-2,
-the fp32 per-chunk states and C^T B blocks).
+the fp32 per-chunk states and C^T B blocks). Under tensor parallelism each GPU holds one rank's
+share (`memory_per_gpu`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from analytic.hardware import GPUSpec
+from models.sharding import check_tp, shard_layer, shard_model
 from models.specs import ModelSpec
 
 ALLOCATOR_HEADROOM = 0.94  # the caching allocator, CUDA context and workspaces take the rest
@@ -48,10 +50,51 @@ def memory_footprint(spec: ModelSpec, batch, context, dtype_bytes: int = 2, phas
             "total_bytes": total}
 
 
+def memory_per_gpu(spec: ModelSpec, batch, context, tp: int = 1, dtype_bytes: int = 2,
+                   phase: str = "prefill") -> dict:
+    """`memory_footprint` of one rank of `tp`: weights, KV cache and SSM state split N ways.
+
+    Sharded: every mixer weight, the embedding and the LM head (vocabulary-parallel), the KV
+    cache (KV heads split) and the SSM/conv states (heads, groups or channels split). Replicated:
+    norms, the residual stream and the gathered (B, V) logits. Identical to memory_footprint at tp=1.
+    """
+    tp = check_tp(tp)
+    mem = memory_footprint(shard_model(spec, tp), batch, context, dtype_bytes, phase=phase)
+    if tp > 1:  # all ranks hold the gathered bf16 logits besides their own V/N slice
+        gathered = np.asarray(batch, dtype=np.float64) * spec.vocab_size * dtype_bytes + 0.0 * mem["total_bytes"]
+        mem["activation_peak_bytes"] = mem["activation_peak_bytes"] + gathered
+        mem["total_bytes"] = mem["total_bytes"] + gathered
+    return mem
+
+
+def layer_memory_bytes(spec, batch, context, tp: int = 1, phase: str = "prefill") -> np.ndarray:
+    """One GPU's bytes for a lone layer (one rank's shard of it): its weights, cache or state and
+    activation peak, without the embedding, LM head and logits a model adds."""
+    local = shard_layer(spec, tp)
+    model = ModelSpec(name="_", d_model=local.d_model, vocab_size=1, pattern=local.letter, **{local.kind: local})
+    mem = memory_footprint(model, batch, context, phase=phase)
+    b = np.asarray(batch, dtype=np.float64)
+    return mem["total_bytes"] - model.embedding_params * 2 * 2 - b * 4  # no embedding/head/logits
+
+
+def footprint_bytes(target_kind: str, spec, phase: str, batch, context, tp: int = 1) -> np.ndarray:
+    """Total bytes on each GPU of a prediction's target ("model" or "layer") at degree `tp`."""
+    if target_kind == "model":
+        return memory_per_gpu(spec, batch, context, tp, phase=phase)["total_bytes"]
+    return layer_memory_bytes(spec, batch, context, tp, phase)
+
+
+def fits_in_memory(memory_bytes, gpu: GPUSpec) -> np.ndarray:
+    """Whether a footprint fits one GPU (with the allocator's headroom): a time is still predicted
+    for points that do not, so a user sees both."""
+    return np.asarray(memory_bytes) <= gpu.mem_bytes * ALLOCATOR_HEADROOM
+
+
 def max_batch(spec: ModelSpec, context: int, gpu: GPUSpec, phase: str = "decode", tp: int = 1) -> int:
-    """Largest batch whose footprint fits in `gpu`'s memory (0 if not even one sequence fits)."""
+    """Largest batch whose per-GPU footprint fits each of the `tp` GPUs (0 if not even one sequence fits)."""
     budget = gpu.mem_bytes * ALLOCATOR_HEADROOM
-    return largest_batch(lambda b: float(memory_footprint(spec, b, context, phase=phase)["total_bytes"]) / tp
+    shard_model(spec, check_tp(tp))  # an invalid split fails here, not inside the search
+    return largest_batch(lambda b: float(memory_per_gpu(spec, b, context, tp, phase=phase)["total_bytes"])
                          <= budget)
 
 

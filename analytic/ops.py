@@ -33,6 +33,10 @@ SSU_MAMBA1 = "state_update_mamba1"
 # torch.profiler, mamba-8b B=1: 4.4 us a call).
 ADD_NORM = "add_norm"
 FAMILIES = (ROPE, SSU_MAMBA1, ADD_NORM)
+# Collectives of a tensor-parallel step (timed by analytic.collectives, not analytic/efficiency.py).
+ALLREDUCE = "allreduce"
+ALLGATHER = "allgather"
+COLLECTIVE_CLASSES = (ALLREDUCE, ALLGATHER)
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,14 @@ def elementwise(name: str, elements_read: np.ndarray, elements_written: np.ndarr
     written = np.asarray(elements_written, dtype=np.float64)
     return Op(name, ELEMENTWISE, flops_per_element * written, dtype_bytes * (read + written), kernels,
               {"elements": written, **({"cold_kernels": cold_kernels} if cold_kernels else {})})
+
+
+def collective(name: str, op_class: str, message_bytes: np.ndarray) -> Op:
+    """A collective call among the ranks: no FLOPs and no HBM traffic counted (bytes_ 0); the
+    message size is in shape["message_bytes"]."""
+    message = np.asarray(message_bytes, dtype=np.float64)
+    zero = 0.0 * message
+    return Op(name, op_class, zero, zero, 1, {"message_bytes": message})
 
 
 def written_bytes(op: Op) -> np.ndarray:

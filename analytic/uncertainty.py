@@ -27,7 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytic.calibration import EAGER_TERM, HOST_TERM, POOLED_TERM, STEP_TERM, Calibration
-from analytic.provenance import CALIBRATED, DATASHEET, EXTRAPOLATED, INTERPOLATED, point_provenance
+from analytic.host_chain import host_path
+from analytic.ops import COLLECTIVE_CLASSES
+from analytic.pipeline import StepTime
+from analytic.provenance import (CALIBRATED, DATASHEET, EXTRAPOLATED, INTERPOLATED, layer_specs, op_provenance,
+                                 point_provenance)
+from models.registry import BUILTIN_MODELS, PAPER_MODELS
 
 # Term classes beyond the op classes (analytic.ops.OP_CLASSES); POOLED: the section's row over every
 # point, the fallback for a class it lacks.
@@ -135,6 +140,49 @@ def host_provenance(calibration: Calibration | None, measured: bool) -> int:
     if calibration is None:
         return DATASHEET
     return CALIBRATED if measured else INTERPOLATED
+
+
+def record_terms(record: StepTime) -> list[Term]:
+    """The terms of analytic.pipeline.step_time's record: each op's seconds in the step, by class and
+    phase with its provenance (a tensor-parallel rank's collectives: the pooled class, interpolated,
+    as no held-out set prices them alone), then the step's own term (point_terms)."""
+    cal, phase = record.calibration, record.phase
+    specs = layer_specs(record.target_kind, record.spec)
+    keys, seconds, codes = [], [], []
+    for o in record.ops:
+        collective = o.op_class in COLLECTIVE_CLASSES
+        keys.append(term_key(POOLED if collective else o.op_class, phase))
+        seconds.append(o.seconds)
+        codes.append(np.full(np.shape(o.seconds), INTERPOLATED if cal is not None else DATASHEET, dtype=np.int8)
+                     if collective else op_provenance(o.op, specs.get(o.group), cal))
+    return point_terms(keys, seconds, codes, record.total_s, phase, record.mode == "graph", record.host_bound,
+                       step_provenance(record))
+
+
+def step_provenance(record: StepTime) -> int:
+    """What a decode graph's step or the host chain rests on: calibrated where the calibration timed it
+    (the decode-step chains; a layer's host chain, or a model on a paper model's Python path,
+    analytic.host_chain), else interpolated (summed from its layers' chains)."""
+    cal = record.calibration
+    if record.mode == "graph":
+        measured = bool(cal and cal.step)
+    else:
+        measured = record.target_kind == "layer" or any(
+            host_path(BUILTIN_MODELS[n]) == host_path(record.spec) for n in PAPER_MODELS)
+    return host_provenance(cal, measured)
+
+
+def record_interval(record: StepTime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lo seconds, hi seconds, provenance codes) of every point of the record."""
+    return point_interval(record_terms(record), record.total_s, record.calibration)
+
+
+def step_term(record: StepTime) -> Term:
+    """The breakdown's step row as a term: a decode graph's overhead (step/decode), or the host chain
+    beyond the GPU (host/<phase>; eager/decode for an eager decode step), as in point_terms."""
+    phase = record.phase
+    term = STEP if record.mode == "graph" else (EAGER if phase == "decode" else HOST)
+    return Term(term_key(term, phase), record.step_s, np.full(np.shape(record.step_s), step_provenance(record)))
 
 
 def shares(terms: list[Term]) -> dict[str, np.ndarray]:

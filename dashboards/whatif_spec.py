@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
-from models.registry import ATTENTION_GQA_8B, MAMBA2_8B
+from models.hf import load_hf_config, parse_config, spec_from_config
+from models.registry import default_mixer
 from models.specs import ModelSpec, SpecError
 
 ATTENTION, MLP = "*", "-"
@@ -54,14 +56,15 @@ def apply_edits(base: ModelSpec, edits: Edits, name: str | None = None) -> Model
     if edits.n_attention is not None and edits.n_attention != attention_count(pattern):
         ssm = "m" if "m" in pattern and "M" not in pattern else "M"
         pattern = with_attention_count(pattern, edits.n_attention, ssm)
-    mamba2 = base.mamba2 or (MAMBA2_8B if "M" in pattern else None)
+    # A layer kind the base lacks gets the default for its width (the 8B layers at d_model 4096).
+    mamba2 = base.mamba2 or (default_mixer("mamba2", base.d_model) if "M" in pattern else None)
     if mamba2 is not None:
         mamba2 = replace(mamba2, **_changes(mamba2, d_state=edits.d_state, expand=edits.expand,
                                               headdim=edits.headdim, ngroups=edits.ngroups))
     mamba = base.mamba
     if mamba is not None:
         mamba = replace(mamba, **_changes(mamba, d_state=edits.d_state, expand=edits.expand))
-    attention = base.attention or (ATTENTION_GQA_8B if ATTENTION in pattern else None)
+    attention = base.attention or (default_mixer("attention", base.d_model) if ATTENTION in pattern else None)
     if attention is not None and edits.n_kv_heads is not None:
         attention = replace(attention, n_kv_heads=edits.n_kv_heads)
     mlp = base.mlp
@@ -69,3 +72,14 @@ def apply_edits(base: ModelSpec, edits: Edits, name: str | None = None) -> Model
         mlp = replace(mlp, ffn_hidden=edits.ffn_hidden)
     return replace(base, name=name or f"{base.name} (edited)", pattern=pattern, mamba=mamba,
                    mamba2=mamba2, attention=attention, mlp=mlp)
+
+
+def hf_base(path: str = "", upload: bytes | None = None, upload_name: str = "uploaded") -> ModelSpec:
+    """The What-if page's base model from a Hugging Face config: an uploaded config.json (named
+    `upload_name`) if there is one, else the config at `path` (a file or a model directory)."""
+    if upload is not None:
+        where = f"uploaded {upload_name}"
+        return spec_from_config(parse_config(upload, where), upload_name, where)
+    if not path.strip():
+        raise SpecError("give the path of a config.json (or a model directory), or upload one")
+    return load_hf_config(Path(path.strip()).expanduser())

@@ -8,13 +8,14 @@ modules built on an H100 (8,539,869,184 Transformer with RMSNorm; 8,654,517,248 
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from models.specs import (LETTERS, AttentionSpec, Mamba2Spec, MambaSpec, MixerSpec, MLPSpec, ModelSpec,
-                          SpecError, typed_value)
+                          SpecError, settable_fields, typed_value)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -262,3 +263,46 @@ def all_models(models_file: Path | None = None) -> dict[str, ModelSpec]:
 def all_layers(models_file: Path | None = None) -> dict[str, MixerSpec]:
     loaded = _file(models_file)
     return {**BUILTIN_LAYERS, **(loaded.layers if loaded else {})}
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string: JSON's escapes are TOML's
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    return str(value)
+
+
+def spec_table(spec) -> dict:
+    """A models-file table of a model or layer spec, every field written out: `model_toml` writes it,
+    run manifests record it, and `spec_from_table` reads it back to an equal spec."""
+    if isinstance(spec, ModelSpec):
+        table = {name: getattr(spec, name) for name in settable_fields(ModelSpec)}
+        for kind in SPEC_TYPES:
+            mixer = getattr(spec, kind)
+            if mixer is not None:
+                table[kind] = {name: getattr(mixer, name) for name in settable_fields(type(mixer))
+                               if name != "d_model"}
+        return table
+    return {"kind": spec.kind, **{name: getattr(spec, name) for name in settable_fields(type(spec))}}
+
+
+def spec_from_table(kind: str, name: str, table: dict, where: str = "spec table"):
+    """The spec a `spec_table` describes ("model" or "layer"); one-line SpecError if it does not."""
+    if kind == "model":
+        return _guarded(where, _model_from_table, name, table, where, table.get("source", ""))
+    return _guarded(where, _layer_from_table, table)
+
+
+def model_toml(spec: ModelSpec) -> str:
+    """A models-file entry that loads back (`load_models_file`) to a spec equal to `spec`."""
+    key = f"models.{json.dumps(spec.name)}"
+    table = spec_table(spec)
+    lines = [f"[{key}]"] + [f"{name} = {_toml_value(value)}" for name, value in table.items()
+                             if not isinstance(value, dict)]
+    for kind, mixer in table.items():
+        if isinstance(mixer, dict):
+            lines += ["", f"[{key}.{kind}]"] + [f"{name} = {_toml_value(value)}" for name, value in mixer.items()]
+    return "\n".join(lines) + "\n"

@@ -78,6 +78,17 @@ def predict_grid(target: str, phase: str, batch: list[int], seqlen: list[int], g
                    graphs=graphs)
 
 
+def recorded_predictor(results: str | Path) -> Predictor:
+    """`predict_grid` that prices a target the registry does not know (an imported, overridden or
+    file-defined one) from the spec its run recorded (`perfbench.results.recorded_targets`)."""
+    from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS
+    from perfbench.results import recorded_targets
+
+    recorded = {name: target for name, target in recorded_targets(results).items()
+                if name not in BUILTIN_MODELS and name not in BUILTIN_LAYERS}
+    return lambda name, *args: predict_grid(recorded.get(name, name), *args)
+
+
 def resolve_calibration(gpu: str, calibration: str | Path | None):
     """The calibration object (or None for the datasheet roofline) and its label.
 
@@ -324,6 +335,8 @@ def compare(results: str | Path | pd.DataFrame, gpu: str | None = None,
         scope = f"gpu {gpu!r}, " if gpu else ""
         raise PerfbenchError(f"no ok points ({scope}decode mode {mode}){where}"
                              + (f"; GPUs present: {', '.join(gpus)}" if gpus else ""))
+    if predictor is None and not isinstance(results, pd.DataFrame):
+        predictor = recorded_predictor(results)
     primary = join_predictions(points, calibration, mode, predictor, resolver, known_gpus)
     if primary.points.empty:
         raise PerfbenchError("nothing to compare: " + "; ".join(primary.notes or ("no points",)))

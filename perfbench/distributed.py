@@ -29,23 +29,27 @@ import gc
 import json
 import os
 import queue as queue_module
+import re
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from analytic.tp import check_tp, fit_allreduce, shard_layer, shard_model
+from analytic.collectives import fit_allreduce
+from models.sharding import check_tp, shard_layer, shard_model
 from perfbench.errors import PerfbenchError
-from perfbench.harness import (Point, SweepOptions, SweepReport, Target, is_oom, kernel_facts, make_points,
+from perfbench.harness import (DTYPES, Point, SweepOptions, SweepReport, Target, is_oom, kernel_facts, make_points,
                                one_line, point_call, result_row)
 from perfbench.nvtx_ranges import measured_range
 from perfbench.results import RunWriter, done_keys
-from perfbench.timing import Timing, capture_graph, choose_repeats
+from perfbench.telemetry import GpuTelemetry, env_versions, gpu_key
+from perfbench.timing import Timing, capture_graph, choose_repeats, l2_flusher
 
 FINAL_STATUSES = ("ok", "oom", "skipped")
 # NVLink multicast (NVLS) off unless set otherwise: on shared multi-GPU hosts a program using it can
@@ -196,8 +200,6 @@ class Ranks:
 
 def _entry(rank: int, options: LaunchOptions, port: int, job: Callable, payload, out_queue) -> None:
     """Worker main: join the process group, run the job, report; errors become one message."""
-    import sys
-
     def send(kind: str, data=None) -> None:
         out_queue.put((kind, rank, data))
 
@@ -267,8 +269,6 @@ def topology(tp: int) -> tuple[str, str]:
 
 def summarize_topology(text: str, tp: int) -> str:
     """Links between GPU0..GPU{tp-1} from the `nvidia-smi topo -m` matrix, e.g. 'GPU0-GPU1:NV18'."""
-    import re
-
     header, rows = None, {}
     for line in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines():
         cells = line.split()
@@ -423,8 +423,6 @@ class TPWorkload:
 
     def estimate_bytes(self, point: Point) -> int:
         """The single-GPU estimate applied to this rank's shard (plus the gathered logits)."""
-        from perfbench.harness import DTYPES
-
         nbytes = DTYPES[self.options.dtype]
         spec = self.target.spec
         if self.target.kind == "layer":
@@ -457,9 +455,6 @@ def _release(cuda: bool) -> None:
 def _sweep_job(rank: int, launch: LaunchOptions, device, payload, send) -> None:
     """Every rank runs every point in order; rank 0 sends the rows."""
     import torch
-
-    from perfbench.telemetry import GpuTelemetry, env_versions, gpu_key
-    from perfbench.timing import l2_flusher
 
     targets, indexed_points, options, context = payload
     tp, cuda = launch.tp, options.device == "cuda"
@@ -584,8 +579,6 @@ def done_keys_tp(out: Path, tp: int) -> set[tuple]:
 def _parent_gpu_key(backend: str) -> str:
     if backend != "nccl":
         return "cpu"
-    from perfbench.telemetry import GpuTelemetry, gpu_key
-
     name = GpuTelemetry(0).identity()["gpu_name"]
     if not name:
         import torch
@@ -786,7 +779,7 @@ def measure_allreduce(sizes=ALLREDUCE_SIZES, tp: int | None = None, backend: str
     Each size is timed as CUDA-graph replays of many back-to-back all-reduces, 5 trials, median,
     slowest rank; on GPUs, decode-sized messages are also timed between GEMVs, as a decode step pays
     them (mode "between", `_allreduce_between`). Returns the calibration file's `allreduce` entry:
-    {bus_bw_bytes_s, latency_s, n_gpus} fitted by `analytic.tp.fit_allreduce`, plus samples (bytes,
+    {bus_bw_bytes_s, latency_s, n_gpus} fitted by `analytic.collectives.fit_allreduce`, plus samples (bytes,
     time_s, algbw and busbw as nccl-tests defines them), NCCL version and topology.
     """
     if tp is None:

@@ -64,7 +64,7 @@ def read_index(root: str | Path) -> tuple[ResultSet, ...]:
     index = Path(root) / INDEX_FILE
     if not index.is_file():
         return ()
-    return _read_index(str(index.resolve()), index.stat().st_mtime_ns)
+    return _read_index(str(index.absolute()), index.stat().st_mtime_ns)
 
 
 @lru_cache(maxsize=8)

@@ -245,6 +245,31 @@ def run_manifests(path: str | Path) -> list[dict]:
     return out
 
 
+def recorded_targets(path: str | Path) -> dict:
+    """name -> models.registry.Target for the specs the runs under `path` recorded in their manifests
+    (`sweep.specs`, written by `perfbench run`): what an imported, overridden or file-defined target
+    was, so `compare` can price it without its config. A later run's spec wins a name."""
+    from models.registry import Target, spec_from_table
+
+    path = Path(path)
+    if path.is_file():
+        try:
+            manifests = [json.loads(path.read_text())]
+        except (OSError, ValueError):
+            manifests = []
+    else:
+        manifests = run_manifests(path)
+    out: dict = {}
+    for manifest in manifests:
+        try:
+            specs = manifest.get("sweep", {}).get("specs", {})
+        except AttributeError:
+            continue  # not a manifest this reader understands: the points are priced by name
+        for name, entry in (specs or {}).items():
+            out[name] = Target(entry["kind"], name, spec_from_table(entry["kind"], name, entry["spec"], "manifest"))
+    return out
+
+
 DEVICE_FAULT = "device fault: "  # reason prefix of a point whose CUDA error killed the context
 
 

@@ -1,4 +1,4 @@
-"""Measured tensor-parallel points beside `analytic.tp.predict_tp` (issue 9).
+"""Measured tensor-parallel points beside `analytic.predict.predict_tp`.
 
 A TP point is priced per rank (its shard of the weights, its collectives), so it cannot share the
 single-GPU comparison's predictor. For every target that was measured with tp > 1, this joins all
@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from analytic.hardware import GPUS
+from analytic.predict import predict_tp
+from perfbench.sizes import format_size
 
 POINT = ["gpu", "target_kind", "name", "phase", "batch", "seqlen"]
 COLUMNS = ["gpu", "target_kind", "name", "phase", "batch", "seqlen", "tp", "mode", "status", "time_ms",
@@ -52,9 +56,6 @@ def tp_comparison(frame: pd.DataFrame, calibration="default", mode: str = "graph
     same point (NaN where tp=1 was not measured or did not fit). `allreduce` overrides the
     calibration's interconnect figures (a fresh `measure_allreduce` result).
     """
-    from analytic.hardware import GPUS
-    from analytic.tp import predict_tp
-
     rows = tp_points(frame, mode)
     rows = rows[rows["gpu"].isin(list(GPUS))]
     if rows.empty:
@@ -83,8 +84,6 @@ def tp_comparison(frame: pd.DataFrame, calibration="default", mode: str = "graph
 
 def display_tp_table(table: pd.DataFrame) -> pd.DataFrame:
     """The TP comparison as people read it: ms, signed %, shares, speed-ups as text."""
-    from perfbench.sizes import format_size
-
     def num(v, fmt):
         return "–" if v is None or not np.isfinite(v) else fmt.format(v)
 

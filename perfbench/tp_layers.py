@@ -1,7 +1,7 @@
 """One rank's shard of the real (or reference) layers and models, built from the shared specs.
 
-The split is the one `analytic.tp` costs (Megatron-style, no sequence parallelism):
-- attention / MLP: the layer of the per-rank spec (`analytic.tp.shard_layer`: n_heads/N and
+The split is the one `analytic.tp` costs (Megatron-style, no sequence parallelism, `models.sharding`):
+- attention / MLP: the layer of the per-rank spec (`models.sharding.shard_layer`: n_heads/N and
   n_kv_heads/N heads, or ffn_hidden/N units) wrapped in `TPMixer`, which all-reduces the
   row-parallel output projection's partial sums. The output bias lives on rank 0 only.
 - Mamba-2, real: `mamba_ssm.Mamba2(process_group=..., sequence_parallel=False)` (column-parallel
@@ -27,11 +27,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from analytic.tp import check_tp, shard_layer, shard_model
 from models.reference import RefMamba, build_reference_layer
+from models.sharding import check_tp, shard_layer, shard_model
 from models.specs import ModelSpec
-from models.torch_layers import Mamba2Layer
-from models.stack import ModelSteps, blocks_and_final_norm
+from models.stack import ModelSteps, blocks_and_final_norm, fused_norm_available
+from models.torch_layers import KernelUnavailable, Mamba2Layer, build_layer, weights_module
 
 OUTPUT_PROJ = {"attention": "out_proj", "mlp": "fc2", "mamba": "out_proj", "mamba2": "out_proj"}
 
@@ -103,8 +103,6 @@ def build_tp_layer(spec, rank: int, tp: int, group, device="cuda", dtype=torch.b
     local = shard_layer(spec, tp)
     if spec.kind == "mamba":
         if not reference:
-            from models.torch_layers import KernelUnavailable
-
             raise KernelUnavailable("Mamba-1 has no tensor-parallel layer in mamba_ssm (perfbench "
                                     "models its split; measure it with --cpu-reference)")
         return TPMixer(TPRefMamba(local, group, device=device, dtype=dtype), spec, rank, group)
@@ -113,8 +111,6 @@ def build_tp_layer(spec, rank: int, tp: int, group, device="cuda", dtype=torch.b
     if reference:
         inner = build_reference_layer(local, device=device, dtype=dtype)
     else:
-        from models.torch_layers import build_layer
-
         inner = build_layer(local, device=device, dtype=dtype, attn_backend=attn_backend)
     return TPMixer(inner, spec, rank, group)
 
@@ -256,8 +252,6 @@ class TPLanguageModel(ModelSteps, nn.Module):
 
 def build_tp_model(spec: ModelSpec, rank: int, tp: int, group, device="cuda", dtype=torch.bfloat16,
                    reference: bool = False, attn_backend: str | None = None) -> TPLanguageModel:
-    from models.stack import fused_norm_available
-
     mixers = [build_tp_layer(s, rank, tp, group, device, dtype, reference, attn_backend) for s in spec.layers]
     fused = not reference and fused_norm_available(device)
     return TPLanguageModel(spec, mixers, rank, tp, group, device, dtype, fused_norm=fused)
@@ -265,8 +259,6 @@ def build_tp_model(spec: ModelSpec, rank: int, tp: int, group, device="cuda", dt
 
 def load_sharded_model(tp_model: TPLanguageModel, full_model: nn.Module, rank: int, tp: int) -> None:
     """Copy rank `rank`'s share of a one-GPU `models.stack.LanguageModel`'s weights into tp_model."""
-    from models.torch_layers import weights_module
-
     spec = tp_model.spec
     part = spec.vocab_size // tp
     rows = slice(rank * part, (rank + 1) * part)

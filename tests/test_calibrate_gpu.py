@@ -216,3 +216,90 @@ def test_add_norm_is_timed_cold_at_decode_rows_and_fits_its_family(torch):
     if gpu in ("h100", "h200"):
         data = read_calibration_data(bundled_path(gpu))
         from_dict({**data, "samples": {**data["samples"], **kernels["samples"]}})
+
+
+SHAPE_FAMILY_TRIMS = {  # one or two specs and sizes each, so the test runs in seconds
+    "selective_scan_shapes": {"SPECS": slice(0, 5, 4), "SIZES": slice(0, 1)},
+    "ssd_shapes": {"SPECS": slice(0, 1), "SIZES": slice(0, 1)},
+    "state_update_shapes": {"MAMBA2_SPECS": slice(0, 1), "MAMBA1_SPECS": slice(0, 1), "BATCHES": slice(0, 2)},
+    "conv1d_shapes": {"SPECS": slice(0, 2), "PREFILL": slice(0, 1), "BATCHES": slice(0, 1)},
+    "attention_prefill_shapes": {"SPECS": slice(0, 4, 3), "SIZES": slice(0, 1)},
+    "attention_decode_shapes": {"SPECS": slice(0, 4, 3), "POINTS": slice(0, 1)},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHAPE_FAMILY_TRIMS))
+def test_a_shape_family_records_the_spec_it_ran_and_its_kernels_time(torch, monkeypatch, name):
+    """Each `*_shapes` benchmark on this GPU, trimmed: a sample per planned point, each with its exact
+    spec (the ops it names rebuild from it), a positive time, and the bundled model's time for it
+    within a factor of 5 either way (the model has not seen these shapes: a sanity bound, not accuracy)."""
+    from analytic.calibration import bundled_path, load_calibration
+    from analytic.efficiency import ceilings, op_time
+    from analytic.fit import sample_ops
+    from analytic.hardware import get_gpu, gpu_key_from_name
+    from perfbench.calibration.bench import Timer
+    from perfbench.calibration.kernels import FAMILIES
+    from perfbench.calibration.run import measure_kernels
+    from analytic.fit import spec_fields
+
+    pytest.importorskip("mamba_ssm")
+    family = FAMILIES[name]
+    for constant, part in SHAPE_FAMILY_TRIMS[name].items():
+        monkeypatch.setattr(family, constant, getattr(family, constant)[part])
+    kernels = measure_kernels(torch, Timer(torch), log=lambda *_: None, only={name})
+    assert not kernels["failures"]
+    samples = kernels["samples"][name]
+    assert len(samples) == len(family.plan())
+    assert [s["spec"] for s in samples] == [spec_fields(stub["spec"]) for stub in family.plan()]
+    assert all(s["time_s"] > 0 and sample_ops(s) for s in samples)
+    gpu = gpu_key_from_name(torch.cuda.get_device_properties(0).name)
+    if gpu in ("h100", "h200"):
+        ceil = ceilings(get_gpu(gpu), load_calibration(bundled_path(gpu), gpu))
+        for s in samples:
+            predicted = sum(float(op_time(op, ceil)[0][0]) for op in sample_ops(s))
+            assert 0.2 < predicted / s["time_s"] < 5.0, s
+
+
+def test_design_grid_samples_measure_into_a_valid_gemm_section(torch):
+    """A tiny subset of the design-space GEMM grid (a dt_proj-like short K, an x_proj-like narrow N, a
+    gated-FFN width; decode and prefill M) measured on this GPU: positive times, never faster than the
+    datasheet peak, more rows never much faster, and the section a valid calibration's."""
+    from analytic.calibration import bundled_path, from_dict, read_calibration_data
+    from analytic.hardware import get_gpu, gpu_key_from_name
+    from perfbench.calibration import gemm as gemm_grid
+    from perfbench.calibration.bench import Timer
+
+    gpu = gpu_key_from_name(torch.cuda.get_device_properties(0).name)
+    if gpu not in ("h100", "h200"):
+        pytest.skip(f"no bundled calibration for {gpu}")
+    points = [(m, n, k) for n, k in ((8192, 64), (256, 8192), (32768, 4096)) for m in (1, 1024, 16384)]
+    assert set(points) <= set(gemm_grid.design_grid())
+    samples = gemm_grid.measure_gemms(torch, Timer(torch), lambda *_: None, mem_budget_bytes=8e9, points=points)
+    assert sorted((g["m"], g["n"], g["k"]) for g in samples) == sorted(points)
+    peak = get_gpu(gpu).peak_bf16_flops
+    for g in samples:
+        assert 0 < g["time_s"] and 2 * g["m"] * g["n"] * g["k"] / g["time_s"] < peak
+    by_shape = {}
+    for g in samples:
+        by_shape.setdefault((g["n"], g["k"]), []).append((g["m"], g["time_s"]))
+    for rows in by_shape.values():
+        times = [t for _m, t in sorted(rows)]
+        assert times[-1] > 0.9 * times[0]
+    data = read_calibration_data(bundled_path(gpu))
+    from_dict({**data, "gemm": data["gemm"] + samples, "gemm_peak_flops": gemm_grid.gemm_peak(data["gemm"] + samples)})
+
+
+def test_targeted_calibration_measures_a_models_gemms_into_the_bundled_file(torch):
+    """`perfbench calibrate --layer mlp`'s GPU part: the layer's two GEMMs over decode and prefill M,
+    added to the bundled calibration of this GPU kind, a valid file."""
+    from analytic.calibration import from_dict
+    from perfbench.calibration.targeted import calibrate_targets, targeted_points
+    from perfbench.commands.selection import resolve_targets
+
+    targets = resolve_targets(layer="mlp")
+    data = calibrate_targets(targets, log=lambda *_: None)
+    cal = from_dict(data)
+    measured = {(int(m), n, k) for m, n, k, _t in cal.gemm}
+    assert set(targeted_points(targets)) <= measured
+    assert data["provenance"]["targeted"]["targets"] == ["mlp"]
+    assert data["provenance"]["targeted"]["gemm_samples"] == len(targeted_points(targets))

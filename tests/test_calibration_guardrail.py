@@ -13,10 +13,7 @@ import pytest
 
 from analytic.calibration import bundled_path, read_calibration_data
 
-try:  # the calibration code is moving into a package (perfbench/calibration/)
-    from perfbench.calibration import fit_calibration
-except ImportError:
-    from perfbench.calibrate import fit_calibration
+from perfbench.calibration.run import fit_calibration
 
 
 def _differences(stored, refit, path="") -> list[str]:

@@ -188,3 +188,23 @@ def test_results_with_only_failed_points_say_so(tmp_path, monkeypatch):
     at = _open(_app(tmp_path, monkeypatch).run(), "views/overview.py")
     assert not at.exception
     assert len(at.error) == 1 and "no ok points" in at.error[0].value
+
+
+def test_whatif_hf_config_path_becomes_the_base_model(synthetic_results_dir, monkeypatch):
+    at = _open(_app(synthetic_results_dir, monkeypatch).run(), "views/whatif.py")
+    at.radio(key="whatif_source").set_value("Hugging Face config")
+    at = _open(at, "views/whatif.py")
+    at.text_input(key="whatif_hf_path").set_value(str(Path(__file__).parent / "data" / "hf" / "Qwen2.5-0.5B"))
+    at = _open(at, "views/whatif.py")
+    _assert_clean(at)
+    assert any("*-*-" in c.value for c in at.caption)
+
+
+def test_whatif_hf_config_bad_path_is_one_error_line(synthetic_results_dir, monkeypatch, tmp_path):
+    at = _open(_app(synthetic_results_dir, monkeypatch).run(), "views/whatif.py")
+    at.radio(key="whatif_source").set_value("Hugging Face config")
+    at = _open(at, "views/whatif.py")
+    at.text_input(key="whatif_hf_path").set_value(str(tmp_path / "missing"))
+    at = _open(at, "views/whatif.py")
+    assert not at.exception
+    assert len(at.error) == 1 and "not found" in at.error[0].value

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from dashboards.whatif_spec import Edits, apply_edits, attention_count, with_attention_count
+from dashboards.whatif_spec import Edits, apply_edits, attention_count, hf_base, with_attention_count
+from models.hf import load_hf_config
 from models.registry import HYBRID_PATTERN, get_model
 from models.specs import SpecError
 
@@ -50,3 +53,21 @@ def test_transformer_with_fewer_attention_layers_gains_mamba2_layers():
 def test_an_impossible_head_dim_is_a_spec_error():
     with pytest.raises(SpecError, match="headdim"):
         apply_edits(get_model("mamba2-8b"), Edits(headdim=96))
+
+
+HF_DATA = Path(__file__).parent / "data" / "hf"
+
+
+def test_hf_base_from_a_path_is_the_imported_model():
+    assert hf_base(str(HF_DATA / "Qwen3-8B")) == load_hf_config(HF_DATA / "Qwen3-8B")
+
+
+def test_hf_base_from_an_upload_is_named_as_asked():
+    payload = (HF_DATA / "Meta-Llama-3-8B" / "config.json").read_bytes()
+    spec = hf_base(upload=payload, upload_name="my-llama")
+    assert spec.name == "my-llama" and spec.layers == load_hf_config(HF_DATA / "Meta-Llama-3-8B").layers
+
+
+def test_hf_base_without_a_path_or_upload_is_a_spec_error():
+    with pytest.raises(SpecError, match="give the path"):
+        hf_base("  ")

@@ -80,3 +80,14 @@ def test_named_layer_with_overrides_on_the_cli(tmp_path):
                            str(path), "--set", "headdim=128", "--format", "csv"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "small-state[headdim=128]" in done.stdout
+
+
+def test_the_models_file_example_in_the_docs_loads(tmp_path):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
+    path = _write(tmp_path, re.search(r"```toml\n(.*?)```", text, re.S).group(1))
+    loaded = load_models_file(path)
+    assert set(loaded.models) == {"my-hybrid", "mamba2-2.7b"} and set(loaded.layers) == {"small-state"}
+    assert loaded.models["my-hybrid"].mamba2.d_state == 64

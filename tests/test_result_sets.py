@@ -71,3 +71,30 @@ def test_compare_cli_takes_a_result_set_by_name(monkeypatch, capsys):
     out, err = capsys.readouterr()
     assert exit_info.value.code in (0, None)
     assert "results/h100-holdout18" in err and "attention-mha" in out and "mamba2" not in out
+
+
+def _packed_root(tmp_path: Path) -> Path:
+    root = tmp_path / "results"
+    root.mkdir()
+    for name in ("index.toml", "manifests.json", "h100.parquet", "h200.parquet", "h200-tp.parquet"):
+        (root / name).symlink_to(bundled_root() / name)
+    return root
+
+
+def test_run_with_a_result_set_writes_its_run_into_the_set_and_resumes_past_a_damaged_file(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("torch")
+    from perfbench import cli
+
+    root = _packed_root(tmp_path)
+    argv = ["perfbench", "run", "--cpu-reference", "--layer", "mlp", "--phase", "decode", "--batch", "1",
+            "--seqlen", "16", "--out", str(root), "--result-set", "h100-holdout19", "--resume"]
+    for _ in range(2):
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main()
+        assert exit_info.value.code in (0, None)
+        (root / "h100-holdout19" / "run-damaged.parquet").write_bytes(b"PAR1 cut short")
+    out, err = capsys.readouterr()
+    assert "already recorded" in out and "warning: skipped damaged results file" in err
+    frame = load_results(root / "h100-holdout19")
+    assert (frame["gpu"] == "cpu").sum() == 1 and (frame["gpu"] == "h100").sum() > 1

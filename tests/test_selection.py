@@ -100,3 +100,19 @@ def test_predict_shows_the_overridden_name():
     result = CliRunner().invoke(app, ["predict", "--layer", "mamba2", "--set", "d_state=64", "--format", "csv"])
     assert result.exit_code == 0, result.output
     assert "mamba2[d_state=64]" in result.output
+
+
+def test_trace_children_get_the_selection_and_each_point_its_own_target():
+    from pathlib import Path
+
+    from perfbench.traces.capture import TraceRequest, run_arguments
+
+    selected = resolve_selection(layer="mamba2,mlp", sets=["d_model=1024"])
+    request = TraceRequest(kind="layer", targets=tuple(t.name for t, _ in selected), phases=("decode",),
+                           batches=(1,), seqlens=(64,),
+                           selection=tuple(selection_arguments(layer="mamba2,mlp", sets=["d_model=1024"])),
+                           selectors=tuple(tuple(a) for _, a in selected), resolved=tuple(t for t, _ in selected))
+    whole = run_arguments(request, Path("r"))
+    assert whole[:4] == ["--layer", "mamba2,mlp", "--set", "d_model=1024"]
+    point = run_arguments(request, Path("r"), [("mlp[d_model=1024]", "decode", 1, 64)])
+    assert point[:4] == ["--layer", "mlp", "--set", "d_model=1024"]

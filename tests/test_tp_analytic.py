@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 
 from analytic.calibration import Calibration
-from analytic.memory import max_batch, memory_footprint
-from analytic.predict import COLUMNS, predict
-from analytic.tp import (ALLGATHER, ALLREDUCE, Mamba2Shard, MambaShard, breakdown_tp, fit_allreduce,
-                         interconnect, max_batch_tp, memory_per_gpu, predict_tp, rank_ops, shard_layer,
-                         tp_gemm_shapes, tp_scaling)
+from analytic.collectives import fit_allreduce, interconnect
 from analytic.hardware import get_gpu
+from analytic.memory import ALLOCATOR_HEADROOM, largest_batch, max_batch, memory_footprint, memory_per_gpu
+from analytic.ops import ALLGATHER, ALLREDUCE
+from analytic.predict import COLUMNS, breakdown_tp, predict, predict_tp, tp_scaling
+from analytic.tp import rank_ops, tp_gemm_shapes
 from models.registry import BUILTIN_LAYERS, PAPER_MODELS, get_layer, get_model
+from models.sharding import Mamba2Shard, MambaShard, shard_layer
 from models.specs import Mamba2Spec, SpecError
 
 GRID = dict(batch=[1, 16, 64], seqlen=[4096, 32768])
@@ -68,8 +69,10 @@ def test_memory_per_gpu_at_tp1_is_the_single_gpu_footprint(name):
 def test_largest_batch_grows_with_tp_and_matches_the_single_gpu_search_at_tp1():
     spec = get_model("transformer-8b")
     gpu = get_gpu("h200")
-    sizes = [max_batch_tp(spec, 32768, gpu, tp) for tp in (1, 2, 4, 8)]
-    assert sizes[0] == max_batch(spec, 32768, gpu)
+    sizes = [max_batch(spec, 32768, gpu, tp=tp) for tp in (1, 2, 4, 8)]
+    budget = gpu.mem_bytes * ALLOCATOR_HEADROOM
+    assert sizes[0] == largest_batch(lambda b: float(memory_footprint(spec, b, 32768, phase="decode")["total_bytes"])
+                                     <= budget)
     assert sizes == sorted(sizes) and sizes[-1] > 4 * max(sizes[0], 1)
 
 
@@ -220,3 +223,14 @@ def test_tp_gemm_shapes_cover_the_sharded_projections():
     assert (spec.qkv_dim // 2, spec.d_model) in shapes
     assert (spec.d_model, spec.q_dim // 2) in shapes
     assert (128000, 4096) in shapes
+
+
+@pytest.mark.parametrize("name", ["mamba2", "mamba"])
+def test_a_mamba_shard_is_the_spec_with_only_the_split_fields_changed(name):
+    spec = get_layer(name)
+    shard = shard_layer(spec, 4)
+    assert isinstance(shard, type(spec))
+    changed = {f for f in ("d_model", "d_state", "d_conv", "expand", "headdim", "ngroups", "chunk_size", "dt_rank",
+                           "conv_bias", "bias", "rmsnorm") if hasattr(spec, f) and getattr(shard, f) != getattr(spec, f)}
+    assert changed == ({"ngroups"} if name == "mamba2" else set())
+    assert shard.d_inner * 4 == spec.d_inner

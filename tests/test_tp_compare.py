@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from analytic.predict import predict
-from analytic.tp import predict_tp
+from analytic.predict import predict, predict_tp
 from perfbench.cli import app
 from perfbench.compare import bundled_tp_results_dir, compare, select_points
 from perfbench.tp_compare import display_tp_table, tp_comparison, tp_points

@@ -1,7 +1,7 @@
 """Per-layer cost formulas: one file per layer type, prefill beside decode, as the papers write them.
 
 `layer_ops(spec, phase, batch, seqlen)` returns the list of `Op`s of one layer (the mixer alone,
-as the harness times it: no pre-norm, no residual); `analytic.predict` adds norms, residuals,
+as the harness times it: no pre-norm, no residual); `analytic.composition` adds norms, residuals,
 embedding and LM head for whole models.
 """
 

@@ -76,7 +76,8 @@ def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
     bytes_ = e * tokens * (2 * h * hd + 2 * hkv * hd)  # read Q, K, V; write O
     core = Op("flash_attention", ATTN_PREFILL, flops, bytes_, 1,
               {"tile_flops": tile_flops, "ctas": b * h * n_tiles, "seqlen": L, "n_tiles": n_tiles,
-               "tile_flop": 4.0 * hd * TILE * TILE})
+               "tile_flop": 4.0 * hd * TILE * TILE, "head_dim": hd,
+               "hparams": {"head_dim": hd, "gqa_ratio": h // hkv}})
     # SDPA's flash and cuDNN kernels write O in (B, L, H, hd) memory order, so the transpose back to
     # (B, L, H*hd) is a view: no copy kernel runs before out_proj (H100 kernel traces, 2026-11-24).
     return [_qkv_proj(spec, tokens, e), *_qk_norm(spec, tokens, e), *_rope(spec, tokens, e),
@@ -93,7 +94,8 @@ def decode(spec, batch, seqlen, e: int = 2) -> list[Op]:
     # The G query heads that share a KV head ride as G query rows of one CTA (models.torch_layers
     # folds them; FlashAttention-2 decode does the same), so B * n_kv_heads CTAs stream the cache.
     core = Op("attention_decode", ATTN_DECODE, flops, kv_read + e * b * 2 * h * hd, 1,
-              {"ctas": b * hkv, "kv_bytes": kv_read, "seqlen": ctx, "head_dim": hd})
+              {"ctas": b * hkv, "kv_bytes": kv_read, "seqlen": ctx, "head_dim": hd,
+               "hparams": {"head_dim": hd, "gqa_ratio": h // hkv}})
     # k and v stored into the cache: both kernels touch it cold.
     append = elementwise("kv_append", b * 2 * hkv * hd, b * 2 * hkv * hd, 0.0, e, kernels=2, cold_kernels=2)
     # Folding q is a view (q is a column slice of the QKV output): H100 decode traces show no kernel

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from analytic.families.state_update import programs
 from analytic.ops import CONV1D, LD_A_T, SELECTIVE_SCAN, SSU_MAMBA1, STATE_UPDATE, Op, elementwise, gemm
 
 FP32 = 4
@@ -47,13 +48,14 @@ def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
         gemm("in_proj", T, 2 * di, spec.d_model, e, ld=T),
         elementwise("A_prep", di * N + 0 * T, di * N + 0 * T, 1.0, FP32, kernels=2),
         Op("conv1d", CONV1D, 2.0 * spec.d_conv * T * di, e * 2 * T * di + e * di * spec.d_conv, 1,
-           {"elements": T * di}),
+           {"elements": T * di, "hparams": {"channels": di, "d_conv": spec.d_conv}}),
         gemm("x_proj", T, r + 2 * N, di, e),
         gemm("dt_proj", T, di, r, e, ld=T),
         elementwise("BC_contiguous", 2 * T * N, 2 * T * N, 0.0, e, kernels=2),
         Op("selective_scan", SELECTIVE_SCAN, 9.0 * scan_elements,
            e * T * (4 * di + 2 * N) + saved_states, 1, {"scan_elements": scan_elements, "padded_elements": padded_elements, "chunk": chunk,
-            "even": (L % chunk) == 0, "tokens": T, "seqlen": L}),
+            "even": (L % chunk) == 0, "tokens": T, "seqlen": L, "d_state": N, "blocks": b * di,
+            "hparams": {"d_state": N, "d_inner": di}}),
         # The scan writes its (B, d_inner, L) output in delta's (d_inner, B*L) order, so out_proj reads
         # it as a transposed (B*L, d_inner) view in place (a "TT" GEMM in H100 traces, no copy kernel),
         # leading dimension B*L: an unaligned B*L slows it as it does in_proj (perfbench/calibration/gemm_unaligned.py).
@@ -68,13 +70,15 @@ def decode(spec, batch, seqlen, e: int = 2, state_bytes: int = 2) -> list[Op]:
     return [
         gemm("in_proj", b, 2 * di, spec.d_model, e),
         Op("conv1d_update", CONV1D, 2.0 * w * b * di, e * (2 * b * di * w + 2 * b * di + di * w), 1,
-           {"elements": b * di * w, "written_bytes": e * b * di * (w + 1)}),
+           {"elements": b * di * w, "written_bytes": e * b * di * (w + 1),
+            "hparams": {"channels": di, "d_conv": w}}),
         gemm("x_proj", b, r + 2 * N, di, e),
         gemm("dt_proj", b, di, r, e),
         elementwise("A_prep", di * N + 0 * b, di * N + 0 * b, 1.0, FP32, kernels=2, cold_kernels=1),  # exp(A_log)
         Op("selective_state_update", STATE_UPDATE, 9.0 * state,
            2 * state_bytes * state + FP32 * di * N + e * b * (4 * di + 2 * N), 1,
            {"state_elements": state, "batch": b, "family": SSU_MAMBA1,
-            "written_bytes": state_bytes * state + e * b * di}),
+            "written_bytes": state_bytes * state + e * b * di, "ctas": programs(b, 1, di, N),
+            "hparams": {"d_state": N, "d_inner": di}}),
         gemm("out_proj", b, spec.d_model, di, e),
     ]

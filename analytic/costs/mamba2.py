@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from analytic.families.state_update import programs
 from analytic.ops import CONV1D, SSD, STATE_UPDATE, Op, elementwise, gemm
 
 FP32 = 4
@@ -34,11 +35,11 @@ def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
     di, cd = spec.d_inner, spec.conv_dim
     chunks = b * np.ceil(L / Q)
     state_elems = chunks * H * P * N
-    ssd = {"tokens": T, "chunks": chunks}
+    ssd = {"tokens": T, "chunks": chunks, "hparams": {"headdim": P, "d_state": N, "ngroups": G, "chunk_size": Q}}
     ops = [
         gemm("in_proj", T, spec.d_in_proj, spec.d_model, e),
         Op("conv1d", CONV1D, 2.0 * spec.d_conv * T * cd, e * 2 * T * cd + e * cd * spec.d_conv, 1,
-           {"elements": T * cd}),
+           {"elements": T * cd, "hparams": {"channels": cd, "d_conv": spec.d_conv}}),
         Op("ssd_chunk_cumsum", SSD, 4.0 * T * H, e * T * H + FP32 * 2 * T * H, 1, ssd),
         Op("ssd_chunk_state", SSD, 2.0 * T * H * P * N,
            e * T * (G * N + H * P) + FP32 * 2 * T * H + FP32 * state_elems, 1, ssd),
@@ -61,11 +62,12 @@ def decode(spec, batch, seqlen, e: int = 2, state_bytes: int = 2) -> list[Op]:
     return [
         gemm("in_proj", b, spec.d_in_proj, spec.d_model, e),
         Op("conv1d_update", CONV1D, 2.0 * w * b * cd, e * (2 * b * cd * w + 2 * b * cd + cd * w), 1,
-           {"elements": b * cd * w, "written_bytes": e * b * cd * (w + 1)}),
+           {"elements": b * cd * w, "written_bytes": e * b * cd * (w + 1), "hparams": {"channels": cd, "d_conv": w}}),
         elementwise("dt_A_prep", b * H + H, b * H + H, 2.0, FP32, kernels=3, cold_kernels=1),  # exp(A_log)
         Op("selective_state_update", STATE_UPDATE, 7.0 * state,
            2 * state_bytes * state + e * b * (2 * di + 2 * G * N) + FP32 * b * H, 1,
-           {"state_elements": state, "batch": b, "written_bytes": state_bytes * state + e * b * di}),
+           {"state_elements": state, "batch": b, "written_bytes": state_bytes * state + e * b * di,
+            "ctas": programs(b, H, P, N), "hparams": {"headdim": P, "d_state": N, "ngroups": G}}),
         elementwise("gated_rmsnorm", 2 * b * di, b * di, 6.0, e, cold_kernels=1),  # its weight
         gemm("out_proj", b, spec.d_model, di, e),
     ]

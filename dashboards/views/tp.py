@@ -1,7 +1,7 @@
 """Tensor parallelism (issue 9): predicted step time over TP degrees split into compute and
 collectives, memory per GPU and the largest batch that fits, with measured TP points beside them.
 
-Predictions are analytic.tp.tp_scaling (Megatron-style sharding, ring all-reduce); measured points
+Predictions are analytic.predict.tp_scaling (Megatron-style sharding, ring all-reduce); measured points
 are results rows with their `tp` column, when a `perfbench run --tp N` has produced any.
 """
 
@@ -12,7 +12,9 @@ import streamlit as st
 
 from analytic.calibration import resolve
 from analytic.hardware import GPUS, get_gpu
-from analytic.tp import interconnect, memory_per_gpu, tp_scaling
+from analytic.collectives import interconnect
+from analytic.memory import memory_per_gpu
+from analytic.predict import tp_scaling
 from dashboards import data
 from perfbench.compare import bundled_tp_results_dir
 from perfbench.tp_compare import has_tp_points, with_tp
@@ -86,7 +88,7 @@ def scaling(model: str, phase: str, batch: int, context: int, gpu: str, degrees:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def memory(model: str, phase: str, batch: int, context: int, degrees: tuple) -> pd.DataFrame:
-    """analytic.tp.memory_per_gpu's parts per degree (degrees that cannot shard the model left out)."""
+    """analytic.memory.memory_per_gpu's parts per degree (degrees that cannot shard the model left out)."""
     rows = []
     for tp in degrees:
         try:

@@ -11,7 +11,7 @@ from analytic.hardware import GPUS, get_gpu
 from analytic.memory import max_batch
 from analytic.predict import breakdown, predict
 from dashboards import data
-from dashboards.whatif_spec import Edits, apply_edits, attention_count
+from dashboards.whatif_spec import Edits, apply_edits, attention_count, hf_base
 from models.registry import PAPER_MODELS, get_model
 from perfbench import figures
 from perfbench.errors import USER_ERRORS
@@ -22,11 +22,26 @@ CONTEXTS = [1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072]
 st.title("What-if: edit a config, see the prediction")
 
 top = st.columns([2, 1, 2])
-base_name = top[0].selectbox("Base model", PAPER_MODELS, index=PAPER_MODELS.index("mamba2-hybrid-8b"),
-                             key="whatif_base")
+source = top[0].radio("Base model from", ["built in", "Hugging Face config"], horizontal=True,
+                      key="whatif_source")
 gpu = top[1].selectbox("GPU", list(GPUS), format_func=str.upper, key="whatif_gpu")
 upload = top[2].file_uploader("Calibration file (optional, JSON)", type=["json"], key="whatif_cal")
-base = get_model(base_name)
+if source == "built in":
+    base_name = top[0].selectbox("Base model", PAPER_MODELS, index=PAPER_MODELS.index("mamba2-hybrid-8b"),
+                                 key="whatif_base")
+    base = get_model(base_name)
+else:
+    hf_cols = st.columns([2, 2, 1])
+    hf_path = hf_cols[0].text_input("config.json or model directory", key="whatif_hf_path",
+                                    placeholder="tests/data/hf/Qwen3-8B")
+    hf_upload = hf_cols[1].file_uploader("or upload a config.json", type=["json"], key="whatif_hf_upload")
+    hf_name = hf_cols[2].text_input("name", value="uploaded-model", key="whatif_hf_name")
+    try:
+        base = hf_base(hf_path, hf_upload.getvalue() if hf_upload is not None else None, hf_name.strip() or "uploaded")
+    except USER_ERRORS as exc:
+        st.error(str(exc))
+        st.stop()
+    base_name = base.name
 
 
 def calibration_arg() -> str:
@@ -39,6 +54,13 @@ def calibration_arg() -> str:
         path.write_bytes(payload)
     return str(path)
 
+
+EDIT_KEYS = ("whatif_d_state", "whatif_expand", "whatif_headdim", "whatif_n_attention", "whatif_n_kv",
+             "whatif_ffn", "whatif_pattern")
+if st.session_state.get("whatif_base_seen") != (base.name, base.source):
+    for key in EDIT_KEYS:  # a new base: its own values, not the last model's edits
+        st.session_state.pop(key, None)
+    st.session_state["whatif_base_seen"] = (base.name, base.source)
 
 st.markdown("**Config** — starts at the base model's values")
 cols = st.columns(7)

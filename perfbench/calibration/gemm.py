@@ -1,7 +1,8 @@
 """The bf16 GEMM grid (`gemm`): time over M for every (N, K) the built-in layers and the LM head use,
-plus generic square shapes; compute-bound shapes power-capped after a rest (bench.time_gemm), weight
-streams as graph replays on rotated weight copies. Also the GEMM class's roofline, fitted without the
-table, which prices shapes off the grid."""
+plus generic square shapes, plus a design-space grid (N x K x M products spanning the models people
+build: analytic/gemm_model.py interpolates between its points); compute-bound shapes power-capped
+after a rest (bench.time_gemm), weight streams as graph replays on rotated weight copies. Also the
+GEMM class's roofline, fitted without the table, which prices shapes off the grid."""
 
 from __future__ import annotations
 
@@ -9,16 +10,31 @@ from dataclasses import replace
 
 import numpy as np
 
+from analytic.calibration import default_calibration
 from analytic.costs import layer_ops
-from analytic.efficiency import Ceilings
+from analytic.efficiency import Ceilings, ceilings
 from analytic.fit import fit_class
+from analytic.hardware import get_gpu, gpu_key_from_name
 from analytic.ops import GEMM
 from models.registry import BUILTIN_LAYERS, VOCAB
-from perfbench.calibration.bench import Timer, device_ridge, gemm_compute_bound, randn, rotation_copies, time_gemm
+from perfbench.calibration.bench import (CAP_S, DEFAULT_RIDGE, POINT_REST_S, TARGET_TIMED_S, WARM_S, Timer,
+                                         device_ridge, gemm_compute_bound, randn, rotation_copies, time_gemm)
 
 SECTION = "gemm"
 M_GRID = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 GENERIC_NK = ((1024, 1024), (2048, 2048), (4096, 4096), (8192, 8192), (3072, 1024), (1024, 3072))
+# The design space (d_model 1024-8192): N covers x_proj's dt_rank + 2 d_state (128-640), every width,
+# the attention qkv (up to 3 d), in_proj (2 d_inner + heads, up to ~8 d), FFN widths up to 6 d and gated
+# fc1 (2 x FFN: ~98K at d 8192) and vocabularies 32K-256K; K covers dt_rank (64-512, dt_proj's K), d_model,
+# d_inner (2 d) and FFN widths up to 6 x 8192. Factor-2 steps in N where shapes are common; M in
+# factor-4 steps from a decode step of one sequence to 64K prefill tokens.
+DESIGN_N = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144)
+DESIGN_K = (64, 256, 1024, 2048, 4096, 8192, 16384, 49152)
+DESIGN_M = (1, 16, 64, 256, 1024, 4096, 16384, 65536)
+LM_HEAD_MIN_N = 100_000  # vocab-wide GEMMs run only at the LM head's M (batch rows): up to 256
+LM_HEAD_MAX_M = 256
+MAX_CALL_FLOPS = 1.5e14  # one call at most ~0.2 s on an H100
+MAX_WEIGHT_BYTES = 4.3e9  # a 256K vocabulary at d_model 8192 in bf16
 
 
 def builtin_gemm_ops() -> list:
@@ -35,19 +51,67 @@ def gemm_shapes() -> list[tuple[int, int]]:
     return sorted(shapes)
 
 
-def measure_gemms(torch, timer: Timer, log, mem_budget_bytes: float, ridge: float | None = None) -> list:
+def paper_grid() -> list[tuple[int, int, int]]:
+    """(M, N, K) of the built-in layers' and LM head's shapes over M_GRID (what calibrations have measured
+    since the start: the paper's layers are predicted on their own shapes)."""
+    return [(m, n, k) for n, k in gemm_shapes() for m in M_GRID if m <= (LM_HEAD_MAX_M if n >= LM_HEAD_MIN_N else 65536)]
+
+
+def design_grid() -> list[tuple[int, int, int]]:
+    """(M, N, K) of the design-space product DESIGN_N x DESIGN_K x DESIGN_M, without the calls no model
+    makes or that take too long: vocab-wide N past the LM head's M, weights over MAX_WEIGHT_BYTES, a
+    call over MAX_CALL_FLOPS."""
+    return [(m, n, k) for n in DESIGN_N for k in DESIGN_K for m in DESIGN_M
+            if not (n >= LM_HEAD_MIN_N and m > LM_HEAD_MAX_M) and 2 * n * k <= MAX_WEIGHT_BYTES
+            and 2.0 * m * n * k <= MAX_CALL_FLOPS]
+
+
+def grid_points() -> list[tuple[int, int, int]]:
+    """Every (M, N, K) the default calibration measures: the paper's shapes and the design space."""
+    return sorted(set(paper_grid()) | set(design_grid()))
+
+
+def call_seconds(m: int, n: int, k: int, ceil) -> float:
+    """One rotation of a sample (its weight copies, each called once) as `ceil` predicts it."""
+    from analytic.efficiency import op_time
+    from analytic.ops import gemm
+
+    return rotation_copies(2 * n * k) * float(op_time(gemm("g", np.array([float(m)]), n, k), ceil)[0][0])
+
+
+def sample_seconds(call_s: float, compute_bound: bool) -> float:
+    """Wall seconds one grid sample keeps the GPU busy under bench.time_gemm: Timer's warm-up (WARM_S or
+    a few calls), one call to size the repeats, three trials of `reps` calls (TARGET_TIMED_S each), graph
+    capture and inputs (~0.05 s); a compute-bound one first rests POINT_REST_S and runs CAP_S capped."""
+    reps = min(200.0, max(1.0 if call_s > TARGET_TIMED_S else 3.0, TARGET_TIMED_S / max(call_s, 1e-7)))
+    timer_s = max(WARM_S, 4 * call_s) + call_s + 3 * reps * call_s + 0.05
+    return timer_s + (POINT_REST_S + CAP_S if compute_bound else 0.0)
+
+
+def estimate_seconds(points, ceil, ridge: float = DEFAULT_RIDGE) -> float:
+    """GPU seconds measuring these (M, N, K) takes, each call timed at what `ceil` (a calibration's
+    ceilings for the same GPU kind) predicts."""
+    return sum(sample_seconds(call_seconds(m, n, k, ceil), gemm_compute_bound(m, n, k, ridge)) for m, n, k in points)
+
+
+def measure_gemms(torch, timer: Timer, log, mem_budget_bytes: float, ridge: float | None = None,
+                  points=None) -> list:
+    """[{m, n, k, time_s}] of `points` ((M, N, K); default grid_points()), shape by shape."""
     import torch.nn.functional as F
 
     ridge = device_ridge(torch) if ridge is None else ridge
+    by_shape: dict = {}
+    for m, n, k in sorted(grid_points() if points is None else points, key=lambda p: (p[1], p[2], p[0])):
+        by_shape.setdefault((n, k), []).append(m)
     out = []
-    for n, k in gemm_shapes():
+    for (n, k), m_values in by_shape.items():
         w_bytes = 2 * n * k
         copies = rotation_copies(w_bytes)
         weights = [randn(torch, n, k, scale=0.02) for _ in range(copies)]
-        m_values = [m for m in M_GRID if m <= (256 if n >= 100_000 else 65536)]
+        measured = 0
         for m in m_values:
             need = 2 * (m * k + m * n) * 2
-            if need > mem_budget_bytes or 2.0 * m * n * k > 4e13:
+            if need > mem_budget_bytes or 2.0 * m * n * k > MAX_CALL_FLOPS:
                 continue
             x = randn(torch, m, k)
 
@@ -57,17 +121,32 @@ def measure_gemms(torch, timer: Timer, log, mem_budget_bytes: float, ridge: floa
                     F.linear(x, w)
             t = time_gemm(timer, run_all, gemm_compute_bound(m, n, k, ridge)) / copies
             out.append({"m": m, "n": n, "k": k, "time_s": t})
+            measured += 1
             del x
-        log(f"gemm N={n:6d} K={k:5d}: M=1 {out[-len(m_values)]['time_s'] * 1e6:.1f} us, "
-            f"best {max(2 * g['m'] * g['n'] * g['k'] / g['time_s'] for g in out if g['n'] == n and g['k'] == k) / 1e12:.0f} TFLOP/s")
+        if measured:
+            log(f"gemm N={n:6d} K={k:5d}: M={out[-measured]['m']} {out[-measured]['time_s'] * 1e6:.1f} us, "
+                f"best {max(2 * g['m'] * g['n'] * g['k'] / g['time_s'] for g in out[-measured:]) / 1e12:.0f} TFLOP/s")
         del weights
         torch.cuda.empty_cache()
     return out
 
 
-def measure_section(torch, timer: Timer, log) -> list:
-    """The grid, inputs within half of this GPU's memory."""
-    return measure_gemms(torch, timer, log, mem_budget_bytes=0.5 * torch.cuda.get_device_properties(0).total_memory)
+def measure_section(torch, timer: Timer, log, points=None) -> list:
+    """The grid (or `points`), inputs within half of this GPU's memory; logs its estimated time first,
+    from the bundled calibration of this GPU kind where there is one."""
+    points = grid_points() if points is None else list(points)
+    props = torch.cuda.get_device_properties(0)
+    estimate = estimated_section_seconds(points, gpu_key_from_name(props.name))
+    log(f"gemm: {len(points)} samples" + (f", about {estimate / 60:.1f} min" if estimate else ""))
+    return measure_gemms(torch, timer, log, mem_budget_bytes=0.5 * props.total_memory, points=points)
+
+
+def estimated_section_seconds(points, gpu: str) -> float | None:
+    """estimate_seconds against the bundled calibration of `gpu` (None without one)."""
+    cal = default_calibration(gpu)
+    if cal is None:
+        return None
+    return estimate_seconds(points, ceilings(get_gpu(gpu), cal), get_gpu(gpu).peak_bf16_flops / get_gpu(gpu).mem_bw_bytes_s)
 
 
 def gemm_peak(gemm: list[dict]) -> float:

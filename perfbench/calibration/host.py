@@ -96,7 +96,7 @@ def measure_model_host(torch, log, samples: int = MODEL_HOST_SAMPLES) -> dict[st
     from models.torch_layers import randomize_
 
     out: dict[str, list[float]] = {}
-    for name in PAPER_MODELS:  # the context-length variants run the same Python (analytic.predict.host_path)
+    for name in PAPER_MODELS:  # the context-length variants run the same Python (analytic.host_chain.host_path)
         spec = BUILTIN_MODELS[name]
         try:
             model = build_model(spec).eval().requires_grad_(False)

@@ -20,15 +20,16 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from analytic.calibration import FORMAT, VERSION, from_dict
+from analytic.calibration import FORMAT, VERSION, bundled_path, from_dict, read_calibration_data
 from analytic.efficiency import ceilings
 from analytic.fit import fit_class, sample_ops
 from analytic.hardware import get_gpu, gpu_key_from_name
 from analytic.ops import ELEMENTWISE
-from perfbench.calibration import (gemm, gemm_relu_input, gemm_unaligned, host, power, step, sustained,
+from perfbench.calibration import (gemm, gemm_relu_input, gemm_unaligned, host, power, step, sustained, targeted,
                                    writeback)
 from perfbench.calibration.bench import Timer, cuda_torch, versions
 from perfbench.calibration.copy_bandwidth import measure_copy
+from perfbench.calibration.estimate import estimate_lines
 from perfbench.calibration.kernels import FAMILIES, KERNEL_FAMILIES
 from perfbench.calibration.kernels.common import KernelBench
 from perfbench.calibration.launch import measure_launch
@@ -81,17 +82,18 @@ def measure_kernels(torch, timer: Timer, log, only: set[str] | None = None) -> d
 
 
 def samples_by_family(samples: dict) -> dict:
-    """Samples regrouped by the ceilings their ops run at: a layer sample whose op names a kernel
-    family (e.g. Mamba-1's state update, filed under its class by calibrations before 2026-11-24)
-    fits that family's ceilings, not its class's."""
+    """Samples regrouped by the ceilings their ops run at: a layer sample fits its op's kernel family
+    where the op names one (e.g. Mamba-1's state update, filed under its class by calibrations before
+    2026-11-24), else its op's class (the `*_shapes` families' samples join their class's)."""
     grouped: dict[str, list] = {}
     for key, items in samples.items():
         for sample in items:
-            family = None
+            group = key
             if "layer" in sample:
                 ops = sample_ops(sample)
-                family = ops[0].shape.get("family") if ops and ops[0].shape else None
-            grouped.setdefault(family or key, []).append(sample)
+                if ops:
+                    group = (ops[0].shape or {}).get("family") or ops[0].op_class
+            grouped.setdefault(group, []).append(sample)
     return grouped
 
 
@@ -170,18 +172,19 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
 def calibrate(log=print, skip_kernels: bool = False, targets=None) -> dict:
     """Run every microbenchmark on the current CUDA device; return the calibration dict.
 
-    `targets`: the registry Targets (`perfbench.commands.selection.resolve_targets`) whose kernels a
-    targeted calibration would measure. Not built yet: any target is refused before the GPU is touched.
+    `targets`: the registry Targets (`perfbench.commands.selection.resolve_targets`): measure only the
+    GEMMs and kernel configurations their ops use, into the bundled calibration (targeted.py).
     """
     if targets:
-        names = ", ".join(t.name for t in targets)
-        raise PerfbenchError(f"targeted calibration (for {names}) is not implemented yet: "
-                             "run `perfbench calibrate` without --model/--layer/--hf-config")
+        return fit_calibration(targeted.calibrate_targets(targets, log), log)
     torch = cuda_torch()
     torch.manual_seed(0)
     props = torch.cuda.get_device_properties(0)
     gpu_key = gpu_key_from_name(props.name)
     timer = Timer(torch)
+    if bundled_path(gpu_key).exists():
+        for line in estimate_lines(read_calibration_data(bundled_path(gpu_key))):
+            log(line)
     started = time.perf_counter()
     copy_bw, copy_curve = measure_copy(torch, timer, log)
     launch = measure_launch(torch, log)

@@ -7,6 +7,7 @@ import importlib
 # (command name, module under perfbench.commands, function name)
 _TABLE = (
     ("models", "models", "models_command"),
+    ("import-hf", "import_hf", "import_hf_command"),
     ("predict", "predict", "predict_command"),
     ("run", "run", "run_command"),
     ("calibrate", "calibrate", "calibrate_command"),

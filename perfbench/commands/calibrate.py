@@ -44,6 +44,9 @@ def calibrate_command(
     hf_config: HfConfigOption = None,
     name: NameOption = None,
     sets: SetOption = None,
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the estimated GPU time and exit (no GPU needed): of "
+                                 "re-measuring --remeasure's kernel families into --refit FILE, else of a whole "
+                                 "calibration like FILE or like each bundled one"),
 ) -> None:
     """Microbenchmark copy bandwidth, the bf16 GEMM grid, SSM/attention kernels and launch cost."""
     from perfbench.calibration.host import pooled_host_figures
@@ -53,9 +56,17 @@ def calibrate_command(
     from perfbench.errors import PerfbenchError
 
     families = [f.strip() for item in remeasure or [] for f in item.split(",") if f.strip()]
-    if families and refit is None:
+    if families and refit is None and not dry_run:
         raise PerfbenchError("--remeasure needs --refit FILE: the calibration whose samples it replaces")
     check_kernel_families(families)  # before reading the file or looking for a GPU
+    if dry_run:
+        from perfbench.calibration.estimate import estimate_lines
+
+        sources = [refit] if refit is not None else [bundled_path(gpu) for gpu in ("h100", "h200")]
+        for source in sources:
+            for line in estimate_lines(read_calibration_data(source), families or None):
+                typer.echo(line)
+        return
     targets = (resolve_targets(model, layer, models_file, hf_config, sets, name)
                if (model, layer, hf_config) != (None, None, None) else None)
     if targets and refit is not None:

@@ -47,12 +47,7 @@ def predict_command(
             if show_breakdown:
                 for b in batches:
                     for L in seqlens:
-                        if tp > 1:
-                            from analytic.tp import breakdown_tp
-
-                            rows = breakdown_tp(target, ph, b, L, gpu, calibration, tp)
-                        else:
-                            rows = breakdown(target, ph, b, L, gpu, calibration, graphs=not eager)
+                        rows = breakdown(target, ph, b, L, gpu, calibration, graphs=not eager, tp=tp)
                         frames.append(rows.assign(phase=ph, batch=b, seqlen=L, gpu=gpu, tp=tp))
             else:
                 frames.append(predict(target, ph, batches, seqlens, gpu, calibration, tp, not eager))

@@ -64,6 +64,7 @@ def run_command(
 
     import torch
 
+    from models.registry import spec_table
     from models.torch_layers import ATTN_BACKENDS
     from perfbench.harness import SweepOptions, make_points
     from perfbench.results import RunWriter, done_keys
@@ -87,7 +88,9 @@ def run_command(
         out = resolve_results_path(out if (out / INDEX_FILE).is_file() else None, result_set, out)
     done = done_keys(out) if resume else set()
     manifest = {"command": "perfbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-                "sweep": {"targets": [f"{t.kind}:{t.name}" for t in targets], "phases": phases,
+                "sweep": {"targets": [f"{t.kind}:{t.name}" for t in targets],
+                          "specs": {t.name: {"kind": t.kind, "spec": spec_table(t.spec)} for t in targets},
+                          "phases": phases,
                           "batches": batches, "seqlens": seqlens, "graphs": graphs,
                           "reference": cpu_reference, "attn_backend": attn_backend,
                           "timing": asdict(timing),

@@ -16,7 +16,7 @@ PREFILL_SIZES = ((1, 384), (1, 1536), (3, 1024), (1, 6144), (3, 3072), (6, 6144)
 @dataclass
 class KernelBench:
     """One family's measurement: the CUDA torch, the shared timer, the log, and the samples it fills
-    ({op class: [sample, ...]})."""
+    ({key: [sample, ...]}: an op class, a kernel family, or a family's spread over hyper-parameters)."""
 
     torch: object
     timer: Timer
@@ -30,6 +30,12 @@ class KernelBench:
             sample["kind"] = BUILTIN_LAYERS[sample["layer"]].kind
             sample["spec"] = spec_fields(BUILTIN_LAYERS[sample["layer"]])
         self.keep(op_class, sample)
+
+    def add_spec(self, key: str, spec, sample: dict) -> None:
+        """Keep a sample of a kernel run at `spec`'s exact hyper-parameters (not a built-in layer's):
+        the sample records every field of the spec, so a refit times exactly the ops it ran."""
+        self.keep(key, {"layer": spec.kind, "kind": spec.kind, "spec": spec_fields(spec), **sample,
+                        "mode": self.timer.last_mode})
 
     def keep(self, op_class: str, sample: dict) -> None:
         """Keep a sample as it is (no timing mode or spec: the conv1d samples, as calibrations hold them)."""

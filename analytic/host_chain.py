@@ -1,0 +1,63 @@
+"""The host's launch chain of an eagerly launched step (prefill, decode without CUDA graphs).
+
+The host runs ahead of the GPU until the GPU starves, so an eager step takes the longer of the two
+(`analytic.pipeline`). The chain is each layer's calibrated Python path where `perfbench calibrate`
+timed it (perfbench/host_chain.py), else per-kernel launch costs (`analytic.efficiency.host_time`).
+"""
+
+from __future__ import annotations
+
+from analytic.composition import ADD_NORM_CHAIN, CountedOp
+from analytic.efficiency import Ceilings, host_time
+from analytic.ops import ADD_NORM
+from models.registry import BUILTIN_MODELS, PAPER_MODELS
+from models.specs import ModelSpec
+
+
+def host_key(layer_spec) -> str:
+    """Which calibrated host path a layer takes: its kind; attention with RoPE runs more ops."""
+    if layer_spec.kind == "attention" and layer_spec.rotary_fraction > 0:
+        return "attention-mha"
+    return layer_spec.kind
+
+
+def host_path(model: ModelSpec) -> tuple:
+    """What a model's host launch chain depends on: which layer paths run, in which order (not the
+    tensors' sizes): the context-length variants and a re-sized model share the paper model's."""
+    return model.pattern, tuple(host_key(layer) for layer in model.layers)
+
+
+def host_seconds(kind: str, spec, phase: str, ops: list[CountedOp], ceil: Ceilings) -> float:
+    """Host launch chain of an eager step: each layer's calibrated Python path where measured
+    (`perfbench calibrate` times each layer's host chain alone), else per-kernel launch costs.
+
+    A layer timed alone (CUDA events around the call) shows only the host work between its first
+    and last kernel; inside a model every layer's whole chain (wall clock) falls between the
+    model's first and last kernel. So layers use the first figure and models the second. A built-in
+    model timed whole in the calibration (and any model on its Python path, `host_path`) takes that
+    chain, as a point is timed: its pieces' chains add up to only 0.7-0.9 of it.
+    """
+    layers = [spec] if kind == "layer" else list(spec.layers)
+    primary, other = ((ceil.layer_host_s, ceil.layer_host_wall_s) if kind == "layer"
+                      else (ceil.layer_host_wall_s, ceil.layer_host_s))
+    if kind == "model":  # a model with a calibrated whole chain on the same Python path takes it
+        path = host_path(spec)
+        for name in PAPER_MODELS:
+            whole = ceil.layer_host_s.get(f"{name}/{phase}", ceil.layer_host_wall_s.get(f"{name}/{phase}"))
+            if whole is not None and host_path(BUILTIN_MODELS[name]) == path:
+                return whole
+    measured = {}
+    for layer in layers:
+        key = f"{host_key(layer)}/{phase}"
+        value = primary.get(key, other.get(key))
+        if value is not None:
+            measured[layer.kind] = measured.get(layer.kind, 0.0) + value
+    # A model's fused add + norm (before each block and at the end): its own calibrated chain.
+    norm_key = f"{ADD_NORM_CHAIN}/{phase}"
+    add_norm_s = primary.get(norm_key, other.get(norm_key))
+    is_norm = [add_norm_s is not None and c.op.shape.get("family") == ADD_NORM for c in ops]
+    norms = sum(c.count for c, norm in zip(ops, is_norm) if norm) * (add_norm_s or 0.0)
+    # Ops a layer's calibrated chain does not run (q/k norms of a Qwen3-style attention) add their launches.
+    unmeasured = sum(host_time(c.op, ceil) * c.count for c, norm in zip(ops, is_norm)
+                     if (c.group not in measured or (c.op.shape or {}).get("beyond_host_chain")) and not norm)
+    return sum(measured.values()) + norms + unmeasured

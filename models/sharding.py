@@ -1,0 +1,101 @@
+"""One rank's share of a layer or model under tensor parallelism: the per-rank specs.
+
+Megatron-style sharding (Shoeybi et al., arXiv 1909.08053, §3), without sequence parallelism:
+- attention: n_heads/N query heads and n_kv_heads/N KV heads per rank (QKV column-parallel over
+  heads, the output projection row-parallel);
+- MLP: ffn_hidden/N units (fc1 column-parallel, fc2 row-parallel);
+- Mamba-2: nheads/N heads and ngroups/N groups per rank, as `mamba_ssm.Mamba2(process_group=...)`
+  splits them (in_proj column-parallel, conv, SSD scan, gated norm and state local, out_proj row-parallel);
+- Mamba-1: d_inner/N channels; dt_rank and d_state stay whole (mamba_ssm has no TP Mamba-1);
+- embedding and LM head: vocabulary-parallel, V/N rows per rank.
+Norms and the residual stream stay replicated.
+
+A shard is the layer's own spec with the split fields replaced (`dataclasses.replace`), so every
+derived size (conv_dim, d_in_proj, params, state bytes) comes from the spec class itself. Mamba's
+d_inner is derived (expand * d_model), so its shards are the spec subclassed with the degree `tp`
+dividing d_inner: the same fields, the same properties, one number changed. The cost model
+(`analytic.tp`), the memory model and the real and reference layers (`perfbench.tp_layers`) all
+shard through here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+from models.specs import LETTERS, Mamba2Spec, MambaSpec, ModelSpec, SpecError
+
+
+@dataclass(frozen=True)
+class Mamba2Shard(Mamba2Spec):
+    """One rank's Mamba-2 mixer: d_inner/N channels, hence nheads/N heads of headdim; ngroups is
+    already the rank's own (ngroups/N)."""
+
+    tp: int = 1
+
+    @property
+    def d_inner(self) -> int:
+        return self.expand * self.d_model // self.tp
+
+
+@dataclass(frozen=True)
+class MambaShard(MambaSpec):
+    """One rank's Mamba-1 mixer: d_inner/N channels; dt_rank and d_state stay whole."""
+
+    tp: int = 1
+
+    @property
+    def d_inner(self) -> int:
+        return self.expand * self.d_model // self.tp
+
+
+def check_tp(tp) -> int:
+    """`tp` as an int, or a one-line SpecError unless it is a positive integer."""
+    if isinstance(tp, bool) or not hasattr(tp, "__index__") or tp < 1:
+        raise SpecError(f"tp must be a positive integer, got {tp!r}")
+    return int(tp)
+
+
+def _divides(tp: int, what: str, value: int, where: str) -> None:
+    if value % tp:
+        raise SpecError(f"tp={tp}: {where} has {value} {what}, not divisible by {tp}")
+
+
+def _subclassed(spec, shard_class, tp: int, **changes):
+    """`spec` as its shard class at degree `tp`, with `changes` to its fields."""
+    values = {f.name: getattr(spec, f.name) for f in fields(spec) if f.init}
+    return shard_class(**{**values, **changes, "tp": tp})
+
+
+def shard_layer(spec, tp: int, where: str | None = None):
+    """The per-rank spec of a mixer at tensor-parallel degree `tp` (the spec itself at tp=1)."""
+    tp = check_tp(tp)
+    if tp == 1:
+        return spec
+    where = where or spec.kind
+    if spec.kind == "attention":
+        _divides(tp, "query heads", spec.n_heads, where)
+        _divides(tp, "KV heads", spec.n_kv_heads, where)
+        return replace(spec, n_heads=spec.n_heads // tp, n_kv_heads=spec.n_kv_heads // tp)
+    if spec.kind == "mlp":
+        _divides(tp, "hidden units (ffn_hidden)", spec.ffn_hidden, where)
+        return replace(spec, ffn_hidden=spec.ffn_hidden // tp)
+    if spec.kind == "mamba2":
+        _divides(tp, "heads", spec.nheads, where)
+        _divides(tp, "groups", spec.ngroups, where)
+        return _subclassed(spec, Mamba2Shard, tp, ngroups=spec.ngroups // tp)
+    if spec.kind == "mamba":
+        _divides(tp, "inner channels (d_inner)", spec.d_inner, where)
+        return _subclassed(spec, MambaShard, tp)
+    raise SpecError(f"cannot shard a {spec.kind!r} layer")
+
+
+def shard_model(spec: ModelSpec, tp: int) -> ModelSpec:
+    """One rank's model: vocabulary V/N, each mixer the pattern uses replaced by its shard (a
+    ModelSpec like any other, so op lists and memory footprints apply to it unchanged)."""
+    tp = check_tp(tp)
+    if tp == 1:
+        return spec
+    kinds = [LETTERS[letter] for letter in dict.fromkeys(spec.pattern)]  # first-appearance order
+    shards = {kind: shard_layer(getattr(spec, kind), tp, f"{spec.name} {kind}") for kind in kinds}
+    _divides(tp, "vocabulary entries", spec.vocab_size, f"{spec.name} embedding/LM head")
+    return replace(spec, vocab_size=spec.vocab_size // tp, **shards)

@@ -1,0 +1,50 @@
+"""FlashAttention decode over head dim (64, 128, 256) and query/KV-head ratio (1-8), timed as
+`attention_decode` is (Timer.point): the key block (256/128/64 keys by head dim), the CTAs
+(batch x KV heads) and the split-KV heuristic all move with these."""
+
+from __future__ import annotations
+
+from models.specs import AttentionSpec
+from perfbench.calibration.bench import randn, rotation
+from perfbench.calibration.kernels.attention_decode import MAX_KV_BYTES
+from perfbench.calibration.kernels.attention_prefill_shapes import SPECS as PREFILL_SPECS
+from perfbench.calibration.kernels.common import KernelBench
+
+NAME = "attention_decode_shapes"
+CLASSES = (NAME,)
+SPECS = (*PREFILL_SPECS, AttentionSpec(d_model=4096, n_heads=32, n_kv_heads=16, head_dim=128))
+POINTS = ((1, 2100), (3, 6144), (12, 1536), (34, 3072), (96, 768), (9, 12288))  # (batch, context)
+
+
+def measure(bench: KernelBench) -> None:
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    torch, timer = bench.torch, bench.timer
+    for spec in SPECS:
+        H, Hkv, hd = spec.n_heads, spec.n_kv_heads, spec.head_dim
+        for b, ctx in POINTS:
+            kv_bytes = b * (ctx + 1) * Hkv * hd * 2 * 2
+            if kv_bytes > MAX_KV_BYTES:
+                continue
+
+            def make(b=b, ctx=ctx):
+                q = randn(torch, b, Hkv, H // Hkv, hd)
+                k, v = randn(torch, b, Hkv, ctx + 1, hd), randn(torch, b, Hkv, ctx + 1, hd)
+
+                def call():
+                    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+                        return F.scaled_dot_product_attention(q, k, v)
+                return call
+            run_all, copies = rotation(make, kv_bytes)
+            t = timer.point(run_all) / copies
+            bench.add_spec(NAME, spec, {"phase": "decode", "batch": b, "seqlen": ctx, "ops": ["attention_decode"],
+                                        "time_s": t, "timing": "point"})
+        bench.log(f"  attention decode hd={hd} heads={H}/{Hkv}: done")
+
+
+def plan() -> list[dict]:
+    """Every sample measure() takes, without its time."""
+    return [{"spec": spec, "phase": "decode", "batch": b, "seqlen": ctx, "ops": ["attention_decode"], "timing": "point"}
+            for spec in SPECS for b, ctx in POINTS
+            if b * (ctx + 1) * spec.n_kv_heads * spec.head_dim * 2 * 2 <= MAX_KV_BYTES]
