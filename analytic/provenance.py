@@ -15,9 +15,12 @@
     datasheet      no calibration: the vendor's peaks
 
 Each rule is a function (op, layer spec or None, Calibration) -> codes, kept in RULES by kernel family
-or op class (family first, as `efficiency.by_family` looks ceilings up): the GEMM model over (M, N, K)
-and the per-family hyper-parameter calibration replace their entries with functions answering for
-their own ops (`register_rule`), and nothing else changes.
+or op class (family first, as `efficiency.by_family` looks ceilings up). GEMMs ask the GEMM model
+over (M, N, K) (analytic.gemm_model.gemm_op_provenance: measured shapes bracketing the op in every
+dimension); the kernel families ask analytic.coverage (the op's kernel hyper-parameters on a sample,
+inside the sampled ranges, or outside), falling back to comparing the layer spec with the sampled
+layers' (FAMILY_KEYS) for a family coverage does not index (RoPE) or a calibration whose samples
+carry no hyper-parameters. A term that learns its own coverage replaces its entry (`register_rule`).
 
 A point's provenance (`point_provenance`) is the weakest among its ops that hold at least
 PROVENANCE_SHARE of its predicted time: an op holding less cannot move the point by more than its
@@ -32,6 +35,9 @@ from typing import Callable
 import numpy as np
 
 from analytic.calibration import Calibration
+from analytic.coverage import FAMILY_COVERAGE, INSIDE, OUTSIDE, SAMPLE, CoverageIndex
+from analytic.gemm_model import build_gemm_model, gemm_op_provenance
+from analytic.hardware import get_gpu
 from analytic.ops import (ADD_NORM, ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWISE, GEMM, ROPE, SELECTIVE_SCAN,
                           SSD, SSU_MAMBA1, STATE_UPDATE, Op)
 
@@ -106,16 +112,41 @@ def kernel_family_provenance(op: Op, layer_spec, calibration: Calibration) -> np
 
 
 def gemm_provenance(op: Op, _layer_spec, calibration: Calibration) -> np.ndarray:
-    """The bf16 GEMM table as today's model reads it (efficiency._gemm_time): per measured (N, K), times
-    over M. Calibrated at a measured M, interpolated between (or past the largest: compute-bound, linear
-    in M), extrapolated for an (N, K) off the table (scaled from its nearest shape by N x K)."""
-    m = np.asarray(op.shape["m"], dtype=np.float64)
-    measured = np.array(sorted({g[0] for g in calibration.gemm if (g[1], g[2]) == (op.shape["n"], op.shape["k"])}))
-    if measured.size < 2:
-        return np.full(m.shape, EXTRAPOLATED, dtype=np.int8)
-    on_sample = np.isin(m, measured)
-    inside = m >= measured[0]
-    return np.where(on_sample, CALIBRATED, np.where(inside, INTERPOLATED, EXTRAPOLATED)).astype(np.int8)
+    """The GEMM model over (M, N, K) (analytic.gemm_model): calibrated on a measured (M, N, K),
+    interpolated where measured shapes bracket it in every dimension, else extrapolated."""
+    gpu = get_gpu(calibration.gpu)
+    model = build_gemm_model(calibration.gemm, gpu.sm_count, calibration.gemm_peak_flops,
+                             calibration.copy_bandwidth_bytes_s)
+    return codes_of(gemm_op_provenance(op, model))
+
+
+def codes_of(names) -> np.ndarray:
+    """Provenance names (as analytic.gemm_model returns them) as PROVENANCES codes."""
+    names = np.asarray(names, dtype=object)
+    return np.select([names == p for p in PROVENANCES], range(len(PROVENANCES)), EXTRAPOLATED).astype(np.int8)
+
+
+COVERAGE_CODES = {SAMPLE: CALIBRATED, INSIDE: INTERPOLATED, OUTSIDE: EXTRAPOLATED}
+_COVERAGE_INDEXES: dict = {}  # id(calibration) -> (calibration, its CoverageIndex), a few at a time
+
+
+def coverage_index(calibration: Calibration) -> CoverageIndex:
+    """analytic.coverage's index of a calibration's sampled hyper-parameters, built once per calibration."""
+    cached = _COVERAGE_INDEXES.get(id(calibration))
+    if cached is None or cached[0] is not calibration:
+        if len(_COVERAGE_INDEXES) >= 8:
+            _COVERAGE_INDEXES.clear()
+        cached = _COVERAGE_INDEXES[id(calibration)] = (calibration, CoverageIndex.from_calibration(calibration))
+    return cached[1]
+
+
+def family_provenance(op: Op, layer_spec, calibration: Calibration) -> np.ndarray:
+    """A kernel family by analytic.coverage (its kernel's hyper-parameters on a sample, inside the sampled
+    ranges, or outside); kernel_family_provenance where coverage has no answer."""
+    where = coverage_index(calibration).of(op) if family_of(op) in FAMILY_COVERAGE else None
+    if where is None:
+        return kernel_family_provenance(op, layer_spec, calibration)
+    return np.full(np.shape(op.flops), COVERAGE_CODES[where], dtype=np.int8)
 
 
 def fitted_roofline_provenance(op: Op, _layer_spec, _calibration: Calibration) -> np.ndarray:
@@ -129,6 +160,7 @@ RULES: dict[str, Rule] = {
     ELEMENTWISE: fitted_roofline_provenance,
     ADD_NORM: fitted_roofline_provenance,
     **{family: kernel_family_provenance for family in FAMILY_KEYS},
+    **{family: family_provenance for family in FAMILY_COVERAGE},
 }
 
 

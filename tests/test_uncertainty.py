@@ -12,8 +12,9 @@ import pytest
 
 from analytic.calibration import CalibrationError, bundled_path, default_calibration, from_dict, load_calibration
 from analytic.ops import GEMM, SSD, gemm
-from analytic.predict import breakdown, counted_ops, predict
-from analytic.provenance import (CALIBRATED, EXTRAPOLATED, INTERPOLATED, RULES, labels, op_provenance,
+from analytic.predict import breakdown, predict
+from analytic.tp import rank_ops
+from analytic.provenance import (CALIBRATED, EXTRAPOLATED, INTERPOLATED, RULES, kernel_family_provenance, labels, op_provenance,
                                  point_provenance, register_rule)
 from analytic.uncertainty import Term, point_interval
 from models.registry import get_layer
@@ -62,8 +63,9 @@ def test_without_a_calibration_every_point_is_datasheet():
     assert (frame["time_hi_ms"] > frame["time_ms"]).all()
 
 
-def test_a_gemm_off_the_measured_shapes_is_extrapolated():
-    op = gemm("w", np.array([64.0]), 5000, 3000)
+def test_a_gemm_outside_the_measured_ranges_is_extrapolated():
+    widest_n = max(n for _m, n, _k, _t in CAL.gemm)
+    op = gemm("w", np.array([64.0]), 2 * widest_n, 4096)
     assert op_provenance(op, None, CAL)[0] == EXTRAPOLATED
 
 
@@ -75,14 +77,23 @@ def test_a_gemm_between_measured_rows_is_interpolated_and_on_one_calibrated():
 
 def test_a_kernel_at_an_unmeasured_head_dim_is_extrapolated():
     spec = dataclasses.replace(get_layer("mamba2"), headdim=128)
-    ops = [c for c in counted_ops("layer", spec, "prefill", np.array([4.0]), np.array([2048.0])) if c.op.op_class == SSD]
+    compute, _comm = rank_ops("layer", spec, "prefill", np.array([4.0]), np.array([2048.0]), 1)
+    ops = [c for c in compute if c.op.op_class == SSD]
     assert ops and all(op_provenance(c.op, spec, CAL)[0] == EXTRAPOLATED for c in ops)
 
 
-def test_a_kernel_at_another_width_only_is_interpolated():
-    spec = Mamba2Spec(d_model=2048)  # same head dim, state size, groups and chunk as the measured 8B layer
-    frame = breakdown(spec, "prefill", 4, 2048)
-    assert set(frame.loc[frame["op_class"] == SSD, "provenance"]) == {"interpolated"}
+def test_a_kernel_between_sampled_hyper_parameters_is_interpolated():
+    spec = dataclasses.replace(get_layer("attention"), n_kv_heads=16)  # GQA ratio 2: between the sampled 1 and 4
+    frame = breakdown(spec, "decode", 4, 2048)
+    assert set(frame.loc[frame["op_class"] == "attention_decode", "provenance"]) == {"interpolated"}
+
+
+def test_a_family_coverage_does_not_index_falls_back_to_the_layer_specs():
+    spec = Mamba2Spec(d_model=2048)  # the fallback: same kernel-shape hyper-parameters, another width
+    compute, _comm = rank_ops("layer", spec, "prefill", np.array([4.0]), np.array([2048.0]), 1)
+    op = next(c.op for c in compute if c.op.op_class == SSD)
+    assert kernel_family_provenance(op, spec, CAL)[0] == INTERPOLATED
+    assert kernel_family_provenance(op, dataclasses.replace(spec, d_state=64), CAL)[0] == EXTRAPOLATED
 
 
 def test_no_calibration_makes_every_op_datasheet():
@@ -99,7 +110,7 @@ def test_a_registered_rule_answers_for_its_ops():
     before = RULES[GEMM]
     try:
         register_rule(GEMM, lambda op, _spec, _cal: np.full(np.shape(op.flops), CALIBRATED, dtype=np.int8))
-        assert op_provenance(gemm("w", np.array([64.0]), 5000, 3000), None, CAL)[0] == CALIBRATED
+        assert op_provenance(gemm("w", np.array([64.0]), 10 ** 7, 3000), None, CAL)[0] == CALIBRATED
     finally:
         register_rule(GEMM, before)
 
