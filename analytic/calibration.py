@@ -43,8 +43,9 @@ the cost model. JSON, versioned, with provenance. Fields:
     uncertainty              optional {classes: {"<term class>/<phase>": {q10, q50, q90, n}}, sets: [...],
                              created}: percentiles of log(measured / predicted) per term class (an op class,
                              or step / host / eager / all) over never-fitted held-out result sets, and their
-                             share-weighted point count n (perfbench/uncertainty.py; read by
-                             analytic/uncertainty.py)
+                             share-weighted point count n; leave_one_out: {interpolated, extrapolated}
+                             quantiles of the GEMM grid's shapes each predicted without its own samples
+                             (perfbench/uncertainty.py; read by analytic/uncertainty.py)
 """
 
 from __future__ import annotations
@@ -212,7 +213,8 @@ def from_dict(data: dict, source: str = "") -> Calibration:
 
 def uncertainty_section(section, where: str) -> dict:
     """The validated `uncertainty` section: each class key "<term class>/<phase>" with finite
-    q10 <= q50 <= q90 and n >= 0; `sets` a list of names. One-line CalibrationError otherwise."""
+    q10 <= q50 <= q90 and n >= 0; `sets` a list of names; optional `leave_one_out` {interpolated,
+    extrapolated} quantiles of the same form. One-line CalibrationError otherwise."""
     if not section:
         return {}
     if not isinstance(section, dict) or not isinstance(section.get("classes"), dict):
@@ -223,17 +225,27 @@ def uncertainty_section(section, where: str) -> dict:
         if term not in UNCERTAINTY_TERMS or phase not in UNCERTAINTY_PHASES:
             raise CalibrationError(f"{where}: uncertainty class {key!r} is not <term>/<phase> "
                                    f"(terms: {', '.join(UNCERTAINTY_TERMS)}; phases: prefill, decode)")
-        try:
-            q10, q50, q90, n = (float(entry[k]) for k in ("q10", "q50", "q90", "n"))
-        except (KeyError, TypeError, ValueError):
-            raise CalibrationError(f"{where}: uncertainty.{key} needs numbers q10, q50, q90 and n") from None
-        if not (all(math.isfinite(v) for v in (q10, q50, q90, n)) and q10 <= q50 <= q90 and n >= 0):
-            raise CalibrationError(f"{where}: uncertainty.{key} needs finite q10 <= q50 <= q90 and n >= 0")
-        classes[str(key)] = {"q10": q10, "q50": q50, "q90": q90, "n": n}
+        classes[str(key)] = _quantile_entry(entry, f"{where}: uncertainty.{key}")
     sets = section.get("sets", [])
     if not isinstance(sets, list) or not all(isinstance(s, str) for s in sets):
         raise CalibrationError(f"{where}: uncertainty.sets must be a list of result set names")
-    return {"classes": classes, "sets": list(sets), "created": str(section.get("created", ""))}
+    loo = section.get("leave_one_out", {})
+    if not isinstance(loo, dict) or set(loo) - {"interpolated", "extrapolated"}:
+        raise CalibrationError(f"{where}: uncertainty.leave_one_out takes only interpolated and extrapolated entries")
+    loo = {key: _quantile_entry(entry, f"{where}: uncertainty.leave_one_out.{key}") for key, entry in loo.items()}
+    return {"classes": classes, "sets": list(sets), "created": str(section.get("created", "")),
+            **({"leave_one_out": loo} if loo else {})}
+
+
+def _quantile_entry(entry, what: str) -> dict:
+    """{q10, q50, q90, n} as floats: finite, q10 <= q50 <= q90, n >= 0; one-line CalibrationError otherwise."""
+    try:
+        q10, q50, q90, n = (float(entry[k]) for k in ("q10", "q50", "q90", "n"))
+    except (KeyError, TypeError, ValueError):
+        raise CalibrationError(f"{what} needs numbers q10, q50, q90 and n") from None
+    if not (all(math.isfinite(v) for v in (q10, q50, q90, n)) and q10 <= q50 <= q90 and n >= 0):
+        raise CalibrationError(f"{what} needs finite q10 <= q50 <= q90 and n >= 0")
+    return {"q10": q10, "q50": q50, "q90": q90, "n": n}
 
 
 def write_calibration_data(path: Path, data: dict) -> Path:

@@ -1,15 +1,16 @@
 """Where each op's time comes from: a measured sample, between samples, outside them, or the datasheet.
 
 `op_provenance(op, layer_spec, calibration)` answers per (batch, seqlen) point, as an int8 code array
-(PROVENANCES indexes it, weakest last):
+(CODE_LABELS names each code, weakest last; `labels` turns codes into the four public PROVENANCES):
 
     calibrated     the calibration measured this op's shape (GEMM: its (N, K) at this M; a kernel
                    family: a layer with exactly these hyper-parameters)
-    interpolated   inside the measured ranges (GEMM: a measured (N, K) between measured M, or past
-                   the largest M, where a compute-bound GEMM's time grows linearly in M; a kernel
-                   family: the hyper-parameters that set its kernel's shape were measured, others,
-                   which only set how many CTAs run, differ; elementwise passes: a roofline fitted
-                   over sizes)
+    interpolated   inside the measured ranges. Two codes, one label: along a measured shape
+                   (INTERPOLATED: a measured (N, K) between measured M; elementwise passes, a roofline
+                   fitted over sizes), or between measured shapes (BETWEEN: an (N, K) that measured
+                   shapes bracket; a kernel family's hyper-parameters inside the sampled ranges), whose
+                   error the held-out sets (all at measured shapes) do not show, so its interval is
+                   widened more (analytic/uncertainty.py)
     extrapolated   outside them (GEMM: an (N, K) off the table, scaled from the nearest one by N x K;
                    a kernel family: a hyper-parameter that sets its kernel's shape was never measured)
     datasheet      no calibration: the vendor's peaks
@@ -42,7 +43,8 @@ from analytic.ops import (ADD_NORM, ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWI
                           SSD, SSU_MAMBA1, STATE_UPDATE, Op)
 
 PROVENANCES = ("calibrated", "interpolated", "extrapolated", "datasheet")
-CALIBRATED, INTERPOLATED, EXTRAPOLATED, DATASHEET = range(4)
+CALIBRATED, INTERPOLATED, BETWEEN, EXTRAPOLATED, DATASHEET = range(5)
+CODE_LABELS = ("calibrated", "interpolated", "interpolated", "extrapolated", "datasheet")
 PROVENANCE_SHARE = 0.05  # ops under this share of a point's time do not set its provenance
 
 # Per kernel family (or class): (hyper-parameters that set the kernel's shape: tile sizes, loop trip
@@ -94,8 +96,9 @@ def sampled_specs(calibration: Calibration, family: str) -> list[dict]:
 
 def kernel_family_provenance(op: Op, layer_spec, calibration: Calibration) -> np.ndarray:
     """A kernel family timed on its own at some layers' hyper-parameters: calibrated at a sampled
-    layer's, interpolated where only the CTA-count hyper-parameters differ, extrapolated where one that
-    sets the kernel's shape does (or the family was never sampled, or the op's layer is unknown)."""
+    layer's, interpolated (between shapes) where only the CTA-count hyper-parameters differ,
+    extrapolated where one that sets the kernel's shape does (or the family was never sampled, or the
+    op's layer is unknown)."""
     family = family_of(op)
     keys = FAMILY_KEYS.get(family) or FAMILY_KEYS.get(op.op_class)
     samples = sampled_specs(calibration, family) or sampled_specs(calibration, op.op_class)
@@ -107,7 +110,7 @@ def kernel_family_provenance(op: Op, layer_spec, calibration: Calibration) -> np
         if any(all(s.get(k) == values.get(k) for k in scale_keys) for s in same_shape):
             code = CALIBRATED
         elif same_shape:
-            code = INTERPOLATED
+            code = BETWEEN
     return np.full(np.shape(op.flops), code, dtype=np.int8)
 
 
@@ -117,16 +120,18 @@ def gemm_provenance(op: Op, _layer_spec, calibration: Calibration) -> np.ndarray
     gpu = get_gpu(calibration.gpu)
     model = build_gemm_model(calibration.gemm, gpu.sm_count, calibration.gemm_peak_flops,
                              calibration.copy_bandwidth_bytes_s)
-    return codes_of(gemm_op_provenance(op, model))
+    measured_shape = model is not None and (int(op.shape["n"]), int(op.shape["k"])) in model.tables
+    return codes_of(gemm_op_provenance(op, model), INTERPOLATED if measured_shape else BETWEEN)
 
 
-def codes_of(names) -> np.ndarray:
-    """Provenance names (as analytic.gemm_model returns them) as PROVENANCES codes."""
+def codes_of(names, interpolated: int = INTERPOLATED) -> np.ndarray:
+    """Provenance names (as analytic.gemm_model returns them) as codes; `interpolated` says which."""
     names = np.asarray(names, dtype=object)
-    return np.select([names == p for p in PROVENANCES], range(len(PROVENANCES)), EXTRAPOLATED).astype(np.int8)
+    codes = (CALIBRATED, interpolated, EXTRAPOLATED, DATASHEET)
+    return np.select([names == p for p in PROVENANCES], codes, EXTRAPOLATED).astype(np.int8)
 
 
-COVERAGE_CODES = {SAMPLE: CALIBRATED, INSIDE: INTERPOLATED, OUTSIDE: EXTRAPOLATED}
+COVERAGE_CODES = {SAMPLE: CALIBRATED, INSIDE: BETWEEN, OUTSIDE: EXTRAPOLATED}
 _COVERAGE_INDEXES: dict = {}  # id(calibration) -> (calibration, its CoverageIndex), a few at a time
 
 
@@ -200,4 +205,4 @@ def point_provenance(codes: list[np.ndarray], seconds: list[np.ndarray]) -> np.n
 
 
 def labels(codes) -> np.ndarray:
-    return np.asarray(PROVENANCES, dtype=object)[np.asarray(codes, dtype=np.int64)]
+    return np.asarray(CODE_LABELS, dtype=object)[np.asarray(codes, dtype=np.int64)]

@@ -9,8 +9,9 @@ term's provenance, are combined by the terms' shares of the predicted time:
 
     log(lo / predicted) = min(0, sum_c share_c lo_c),   log(hi / predicted) = max(0, sum_c share_c hi_c)
 
-with lo_c = q50 - f (q50 - q10), hi_c = q50 + f (q90 - q50), f = 1 calibrated, INTERPOLATED_WIDENING
-interpolated, EXTRAPOLATED_WIDENING extrapolated (and half-widths at least EXTRAPOLATED_MIN_LOG). The
+with lo_c = q50 - f (q50 - q10), hi_c = q50 + f (q90 - q50), f from WIDENING by provenance, and for
+terms between measured shapes or extrapolated at least the calibration's own leave-one-shape-out
+error either side (see WIDENING). The
 interval always holds the point prediction (the min/max with 0). Summing quantiles by share (rather
 than in quadrature) treats the classes' errors of one point as moving together, which they do when
 the board's clock or the host's load moves them all; it is the same rule the quantiles were fitted
@@ -30,22 +31,24 @@ from analytic.calibration import EAGER_TERM, HOST_TERM, POOLED_TERM, STEP_TERM, 
 from analytic.host_chain import host_path
 from analytic.ops import COLLECTIVE_CLASSES
 from analytic.pipeline import StepTime
-from analytic.provenance import (CALIBRATED, DATASHEET, EXTRAPOLATED, INTERPOLATED, layer_specs, op_provenance,
-                                 point_provenance)
+from analytic.provenance import (BETWEEN, CALIBRATED, DATASHEET, EXTRAPOLATED, INTERPOLATED, layer_specs,
+                                 op_provenance, point_provenance)
 from models.registry import BUILTIN_MODELS, PAPER_MODELS
 
 # Term classes beyond the op classes (analytic.ops.OP_CLASSES); POOLED: the section's row over every
 # point, the fallback for a class it lacks.
 STEP, HOST, EAGER, POOLED = STEP_TERM, HOST_TERM, EAGER_TERM, POOLED_TERM
-# Widening of a term's spread by provenance. Interpolated: a little (the held-out sets, mostly on
-# measured shapes, already hold interpolation in M and in batch x length). Extrapolated: the model
-# scales a neighbour's measured time (GEMM: by N x K) or assumes a kernel's rate carries over to a
-# shape never run; its error is not in any held-out set, so it gets twice the spread and at least
-# +-10 %, the size of the misses the GEMM table's N x K scaling and unmeasured d_state / head-dim
-# kernels showed in issue 26's what-if runs (5-6 % median, 14-15 % p90).
-WIDENING = {CALIBRATED: 1.0, INTERPOLATED: 1.1, EXTRAPOLATED: 2.0}
-INTERPOLATED_WIDENING, EXTRAPOLATED_WIDENING = WIDENING[INTERPOLATED], WIDENING[EXTRAPOLATED]
-EXTRAPOLATED_MIN_LOG = 0.10
+# Widening of a term's spread by provenance. Interpolated along a measured shape: a little (the
+# held-out sets, all at measured shapes, already hold interpolation in M and in batch x length).
+# Between measured shapes (provenance.BETWEEN) and extrapolated: the model carries measured rates to a
+# shape never run, an error no held-out set shows. Its size is the calibration's own: each (N, K) of its
+# GEMM grid left out and predicted from the rest (perfbench/uncertainty.py `leave_one_out`, stored in
+# the section as leave_one_out.{interpolated, extrapolated}: q10 / q50 / q90 of log(measured / predicted)
+# by the reduced model's provenance). The term's bounds reach at least that far beside its class's
+# q50, and an extrapolated term's class spread is doubled too. Without those quantiles: +-LOO_FALLBACK
+# (the bundled grids' 80th percentile |error| left out, 0.085 H100 and 0.131 H200, 2026-12-07).
+WIDENING = {CALIBRATED: 1.0, INTERPOLATED: 1.1, BETWEEN: 1.1, EXTRAPOLATED: 2.0}
+LOO_FALLBACK = 0.11
 # A calibration without an uncertainty section (a fresh `perfbench calibrate`): +-10 %, issue 26's p90
 # target for what-if points, then widened by provenance as above.
 FALLBACK = (-0.10, 0.0, 0.10)
@@ -84,22 +87,34 @@ def class_quantiles(calibration: Calibration | None, key: str) -> tuple[float, f
     return entry["q10"], entry["q50"], entry["q90"]
 
 
-def widened(q: tuple[float, float, float], code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A term's (lo, hi) log bounds for provenance codes: the spread about q50 times WIDENING, at least
-    EXTRAPOLATED_MIN_LOG either side when extrapolated. Datasheet terms take their quantiles as they are."""
+def widened(q: tuple[float, float, float], code: np.ndarray, calibration: Calibration | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """A term's (lo, hi) log bounds for provenance codes: the spread about q50 times WIDENING; between
+    measured shapes or extrapolated, also at least the calibration's leave-one-shape-out quantiles
+    either side of q50. Datasheet terms take their quantiles as they are."""
     q10, q50, q90 = q
     code = np.asarray(code)
-    factor = np.select([code == INTERPOLATED, code == EXTRAPOLATED], [INTERPOLATED_WIDENING, EXTRAPOLATED_WIDENING], 1.0)
+    factor = np.select([code == c for c in WIDENING], list(WIDENING.values()), 1.0)
     lo, hi = q50 - factor * (q50 - q10), q50 + factor * (q90 - q50)
-    extrapolated = code == EXTRAPOLATED
-    lo = np.where(extrapolated, np.minimum(lo, q50 - EXTRAPOLATED_MIN_LOG), lo)
-    hi = np.where(extrapolated, np.maximum(hi, q50 + EXTRAPOLATED_MIN_LOG), hi)
+    for level in (BETWEEN, EXTRAPOLATED):
+        reach_lo, reach_hi = leave_one_out_reach(calibration, level)
+        on = code == level
+        lo, hi = np.where(on, np.minimum(lo, q50 + reach_lo), lo), np.where(on, np.maximum(hi, q50 + reach_hi), hi)
     return lo, hi
+
+
+def leave_one_out_reach(calibration: Calibration | None, level: int) -> tuple[float, float]:
+    """(q10, q90) of log(measured / predicted) for GEMM shapes left out of the calibration's grid whose
+    reduced-model provenance was `level` (between shapes: "interpolated"; "extrapolated"), else
+    +-LOO_FALLBACK."""
+    section = (calibration.uncertainty or {}).get("leave_one_out", {}) if calibration is not None else {}
+    entry = section.get("extrapolated" if level == EXTRAPOLATED else "interpolated")
+    return (entry["q10"], entry["q90"]) if entry else (-LOO_FALLBACK, LOO_FALLBACK)
 
 
 def term_bounds(term: Term, calibration: Calibration | None) -> tuple[np.ndarray, np.ndarray]:
     """A term's own (lo, hi) log bounds (a --breakdown row's interval)."""
-    return widened(class_quantiles(calibration, term.key), term.provenance)
+    return widened(class_quantiles(calibration, term.key), term.provenance, calibration)
 
 
 def point_interval(terms: list[Term], time_s, calibration: Calibration | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 
 from analytic.calibration import POOLED_TERM, Calibration, from_dict, uncertainty_section
+from analytic.gemm_model import build_gemm_model
+from analytic.hardware import get_gpu
 from analytic.predict import SHARE_PREFIX, predict
 from perfbench.compare import CALIBRATED, MODES, inside_interval, join_predictions, load_measured, select_points
 from perfbench.errors import PerfbenchError
@@ -80,8 +82,9 @@ def residual_points(sets: list[Path], calibration: Calibration) -> pd.DataFrame:
     return out
 
 
-def fit_section(points: pd.DataFrame, sets: list[str], created: str = "") -> dict:
-    """The `uncertainty` section from residual_points' frame (see the module docstring)."""
+def fit_section(points: pd.DataFrame, sets: list[str], created: str = "", leave_one_out: dict | None = None) -> dict:
+    """The `uncertainty` section from residual_points' frame (see the module docstring), with the
+    calibration's leave-one-shape-out GEMM quantiles (`leave_one_out`) where given."""
     classes = {}
     for column in sorted(c for c in points.columns if c.startswith(SHARE_PREFIX)):
         weights = points[column].to_numpy()
@@ -91,7 +94,33 @@ def fit_section(points: pd.DataFrame, sets: list[str], created: str = "") -> dic
     for phase, group in points.groupby("phase"):
         q10, q50, q90 = weighted_quantiles(group["residual"], np.ones(len(group)))
         classes[f"{POOLED_TERM}/{phase}"] = {"q10": q10, "q50": q50, "q90": q90, "n": float(len(group))}
-    return uncertainty_section({"classes": classes, "sets": list(sets), "created": created}, "uncertainty fit")
+    return uncertainty_section({"classes": classes, "sets": list(sets), "created": created,
+                                **({"leave_one_out": leave_one_out} if leave_one_out else {})}, "uncertainty fit")
+
+
+def leave_one_out(calibration: Calibration) -> dict:
+    """How far the GEMM model carries measured times to a shape it never ran: each (N, K) of the
+    calibration's grid predicted by the model built from the others (analytic.gemm_model), its samples'
+    log(measured / predicted) grouped by the reduced model's provenance there (interpolated: other shapes
+    bracket it; extrapolated), as {provenance: {q10, q50, q90, n}}. The calibration's own samples, never
+    evaluation points; analytic.uncertainty widens terms between measured shapes and extrapolated ones by it."""
+    sm_count = get_gpu(calibration.gpu).sm_count
+    errors: dict[str, list] = {}
+    for n, k in sorted({(g[1], g[2]) for g in calibration.gemm}):
+        rest = tuple(g for g in calibration.gemm if (g[1], g[2]) != (n, k))
+        model = build_gemm_model(rest, sm_count, calibration.gemm_peak_flops, calibration.copy_bandwidth_bytes_s)
+        if model is None:
+            continue
+        own = np.array([(g[0], g[3]) for g in calibration.gemm if (g[1], g[2]) == (n, k)])
+        residual = np.log(own[:, 1] / model.time_s(own[:, 0], n, k))
+        for where, r in zip(model.provenance(own[:, 0], n, k), residual):
+            errors.setdefault(str(where), []).append(float(r))
+    out = {}
+    for where in ("interpolated", "extrapolated"):
+        if len(errors.get(where, [])) >= MIN_WEIGHT:
+            q10, q50, q90 = weighted_quantiles(errors[where], np.ones(len(errors[where])))
+            out[where] = {"q10": q10, "q50": q50, "q90": q90, "n": float(len(errors[where]))}
+    return out
 
 
 def check_held_out(sets: list[Path]) -> None:
@@ -110,7 +139,8 @@ def with_uncertainty(data: dict, sets: list[Path], created: str = "") -> dict:
     """A calibration file's dict with its `uncertainty` section fitted on `sets` (replacing any)."""
     check_held_out(sets)
     calibration = from_dict({k: v for k, v in data.items() if k != "uncertainty"}, "calibration")
-    section = fit_section(residual_points(sets, calibration), [set_name(p) for p in sets], created)
+    section = fit_section(residual_points(sets, calibration), [set_name(p) for p in sets], created,
+                          leave_one_out(calibration))
     return {**data, "uncertainty": section}
 
 
@@ -133,6 +163,7 @@ def coverage(sets: list[Path], calibration: Calibration) -> pd.DataFrame:
 def split_coverage(fit_sets: list[Path], check_sets: list[Path], calibration: Calibration) -> tuple[dict, float, int]:
     """(section fitted on fit_sets, coverage on check_sets, points checked): the honest test, on sets
     the quantiles never saw."""
-    section = fit_section(residual_points(fit_sets, calibration), [set_name(p) for p in fit_sets])
+    section = fit_section(residual_points(fit_sets, calibration), [set_name(p) for p in fit_sets],
+                          leave_one_out=leave_one_out(calibration))
     checked = residual_points(check_sets, replace(calibration, uncertainty=section))
     return section, float(inside_interval(checked).mean()), int(len(checked))

@@ -14,7 +14,7 @@ from analytic.calibration import CalibrationError, bundled_path, default_calibra
 from analytic.ops import GEMM, SSD, gemm
 from analytic.predict import breakdown, predict
 from analytic.tp import rank_ops
-from analytic.provenance import (CALIBRATED, EXTRAPOLATED, INTERPOLATED, RULES, kernel_family_provenance, labels, op_provenance,
+from analytic.provenance import (BETWEEN, CALIBRATED, EXTRAPOLATED, INTERPOLATED, RULES, kernel_family_provenance, labels, op_provenance,
                                  point_provenance, register_rule)
 from analytic.uncertainty import Term, point_interval
 from models.registry import get_layer
@@ -26,7 +26,8 @@ CAL = default_calibration("h100")
 
 def _section(**classes) -> dict:
     return {"classes": classes or {"gemm/prefill": {"q10": -0.05, "q50": 0.0, "q90": 0.04, "n": 10}},
-            "sets": ["results/h100-holdout"]}
+            "sets": ["results/h100-holdout"],
+            "leave_one_out": {"extrapolated": {"q10": -0.1, "q50": 0.0, "q90": 0.15, "n": 50}}}
 
 
 @pytest.mark.parametrize("target, phase, graphs", [
@@ -47,6 +48,26 @@ def test_interval_widens_for_an_extrapolated_op():
     lo_e, hi_e, codes = point_interval(extrapolated, time_s, CAL)
     assert lo_e[0] < lo_c[0] and hi_e[0] > hi_c[0]
     assert labels(codes)[0] == "extrapolated"
+
+
+def test_interpolating_between_measured_shapes_widens_more_than_along_one():
+    seconds, time_s = [np.array([1.0])], np.array([1.0])
+    along = point_interval([Term("gemm/prefill", seconds[0], np.array([INTERPOLATED]))], time_s, CAL)
+    between = point_interval([Term("gemm/prefill", seconds[0], np.array([BETWEEN]))], time_s, CAL)
+    assert between[0][0] < along[0][0] and between[1][0] > along[1][0]
+    assert labels(between[2])[0] == labels(along[2])[0] == "interpolated"
+
+
+def test_a_gemm_bracketed_by_other_measured_shapes_is_between_them():
+    assert op_provenance(gemm("w", np.array([64.0]), 5000, 3000), None, CAL)[0] == BETWEEN
+
+
+def test_leave_one_out_quantiles_come_from_the_calibrations_own_gemm_grid():
+    from perfbench.uncertainty import leave_one_out
+
+    loo = leave_one_out(CAL)
+    assert set(loo) <= {"interpolated", "extrapolated"} and loo
+    assert all(entry["q10"] <= entry["q50"] <= entry["q90"] and entry["n"] >= 3 for entry in loo.values())
 
 
 def test_a_layer_at_an_unmeasured_state_size_gets_a_wider_interval():
@@ -92,12 +113,12 @@ def test_a_family_coverage_does_not_index_falls_back_to_the_layer_specs():
     spec = Mamba2Spec(d_model=2048)  # the fallback: same kernel-shape hyper-parameters, another width
     compute, _comm = rank_ops("layer", spec, "prefill", np.array([4.0]), np.array([2048.0]), 1)
     op = next(c.op for c in compute if c.op.op_class == SSD)
-    assert kernel_family_provenance(op, spec, CAL)[0] == INTERPOLATED
+    assert kernel_family_provenance(op, spec, CAL)[0] == BETWEEN
     assert kernel_family_provenance(op, dataclasses.replace(spec, d_state=64), CAL)[0] == EXTRAPOLATED
 
 
 def test_no_calibration_makes_every_op_datasheet():
-    assert op_provenance(gemm("w", np.array([64.0]), 4096, 4096), None, None)[0] == 3
+    assert labels(op_provenance(gemm("w", np.array([64.0]), 4096, 4096), None, None))[0] == "datasheet"
 
 
 def test_a_point_takes_the_weakest_provenance_among_its_large_terms():
@@ -135,6 +156,8 @@ def test_the_uncertainty_section_round_trips(tmp_path):
     ({"classes": {"gemm/prefill": {"q10": "low", "q50": 0.0, "q90": 0.1, "n": 3}}}, "needs numbers"),
     ({"classes": {"gemm/prefill": {"q10": -0.1, "q50": 0.0, "q90": 0.1, "n": 3}}, "sets": "h100"}, "list of result set"),
     ({"classes": []}, "needs a classes object"),
+    ({"classes": {}, "leave_one_out": {"calibrated": {"q10": 0, "q50": 0, "q90": 0, "n": 1}}}, "only interpolated"),
+    ({"classes": {}, "leave_one_out": {"extrapolated": {"q10": 0.2, "q50": 0, "q90": 0.1, "n": 1}}}, "q10 <= q50"),
 ])
 def test_bad_uncertainty_entries_give_one_line_errors(section, message):
     with pytest.raises(CalibrationError) as err:
