@@ -166,7 +166,7 @@ def step_time(target, phase: str, batch, seqlen, gpu: str = "h100", calibration=
     # 6. the step: a CUDA graph's replay, or the host's launch chain where it outlasts the GPU
     if eager:
         host_s = host_seconds(kind, spec, phase, compute, ceil)
-        host_s = host_s + sum(c.op.kernels * c.count * ceil.eager_kernel_s for c in comm)
+        host_s = host_s + sum(c.op.kernels * c.count * ceil.eager_kernel_s for c in comm) + np.zeros(b.size)
         host_bound = host_s > gpu_s
         total_s = np.maximum(gpu_s, host_s)
     else:

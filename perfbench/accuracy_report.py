@@ -207,8 +207,21 @@ def replace_block(text: str, block: str, where: str) -> str:
     return head + block + rest.split(README_END, 1)[1]
 
 
+SNAPSHOT_FIELDS = ("n", "median_abs_err", "p90_abs_err")
+
+
 def snapshot_json(acc: Accuracy) -> str:
-    return json.dumps(snapshot(acc), indent=1, sort_keys=True) + "\n"
+    """The snapshot, one line per set: {"set": {"kind:name:phase:timing": [n, median, p90]}}."""
+    lines = [json.dumps(name) + ": " + json.dumps({k: [v[f] for f in SNAPSHOT_FIELDS] for k, v in groups.items()},
+                                                   separators=(",", ":"))
+             for name, groups in snapshot(acc).items()]
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
+def load_snapshot(text: str) -> dict:
+    """snapshot_json's text back as snapshot()'s dict."""
+    return {name: {k: dict(zip(SNAPSHOT_FIELDS, v)) for k, v in groups.items()}
+            for name, groups in json.loads(text).items()}
 
 
 def gate_failures(current: dict, recorded: dict, tolerance: float = SNAPSHOT_TOLERANCE) -> list[str]:
@@ -226,4 +239,4 @@ def gate_failures(current: dict, recorded: dict, tolerance: float = SNAPSHOT_TOL
 
 
 __all__ = ["Accuracy", "DATASHEET", "compute", "render", "readme_block", "replace_block", "snapshot",
-           "snapshot_json", "gate_failures"]
+           "snapshot_json", "load_snapshot", "gate_failures"]

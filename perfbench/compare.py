@@ -127,6 +127,9 @@ def load_measured(path: str | Path) -> pd.DataFrame:
                                  "or run `perfbench run` on a GPU")
         raise PerfbenchError(f"results directory not found: {path}")
     frame = _read_one(path) if path.is_file() else _load_results_frame(path)
+    if frame.empty and frame.attrs.get("skipped"):
+        raise PerfbenchError(f"no readable results in {path}: skipped damaged "
+                             + ", ".join(frame.attrs["skipped"]))
     if frame.empty:
         what = "no bundled results yet" if path.resolve() == bundled_results_dir().resolve() \
             else "no results"

@@ -4,7 +4,7 @@ The sets measured for this repository (44 directories of run-<id>.parquet + mani
 one zstd Parquet file per GPU with a `set` column, so the tracked tree stays small (issue 27). The
 index lists each set once: name, GPU, file, start and end (from its runs' manifests), grid, purpose
 and `fitted` (whether anything was ever fitted to it or tuned on it; `note` says where that is unsure).
-The manifests live in `results/manifests.json`, keyed by set.
+The manifests live in `results/manifests.json.gz` (compact JSON, gzip), keyed by set.
 
 A path `results/<name>` names set `<name>` when `results/index.toml` lists it, whether or not a
 directory of that name exists: `perfbench compare results/h100` reads the packed rows, and any
@@ -13,6 +13,7 @@ run-<id>.parquet a later `perfbench run --out results/h100` writes there is read
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,7 +27,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 INDEX_FILE = "index.toml"
-MANIFESTS_FILE = "manifests.json"
+MANIFESTS_FILE = "manifests.json.gz"
 SET_COLUMN = "set"
 
 
@@ -115,15 +116,22 @@ def read_set(result_set: ResultSet):
 
 def set_manifests(result_set: ResultSet) -> list[dict]:
     """The run manifests of a packed set (empty when the manifests file is missing or unreadable)."""
-    return _manifests(str(result_set.root / MANIFESTS_FILE)).get(result_set.name, [])
+    return read_manifests(str(result_set.root / MANIFESTS_FILE)).get(result_set.name, [])
 
 
 @lru_cache(maxsize=4)
-def _manifests(path: str) -> dict:
+def read_manifests(path: str) -> dict:
+    """{set: [manifest, ...]} of a packed manifests file ({} when missing or unreadable)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        return json.loads(gzip.decompress(Path(path).read_bytes()))
+    except (OSError, EOFError, ValueError):
         return {}
+
+
+def write_manifests(path: Path, manifests: dict) -> None:
+    """Compact JSON, gzip with no timestamp (the same manifests give the same bytes)."""
+    text = json.dumps(dict(sorted(manifests.items())), separators=(",", ":")) + "\n"
+    Path(path).write_bytes(gzip.compress(text.encode(), compresslevel=9, mtime=0))
 
 
 def resolve_results_path(path: Path | None, result_set: str | None, default: Path) -> Path:

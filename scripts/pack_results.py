@@ -3,7 +3,7 @@
     python scripts/pack_results.py results/h100-holdout22 [more set dirs] --purpose "..." [--fitted]
 
 Each set's rows join `results/<gpu>.parquet` (`results/<gpu>-tp.parquet` for tensor-parallel sets)
-with a `set` column, its manifests join `results/manifests.json`, and `results/index.toml` gains an
+with a `set` column, its manifests join `results/manifests.json.gz`, and `results/index.toml` gains an
 entry (start and end from the manifests, the grid from the rows). The directories are then yours to
 delete. Packing a set already in the index replaces it. zstd level 19: the files are written once.
 """
@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfbench.result_sets import INDEX_FILE, MANIFESTS_FILE, SET_COLUMN, read_index  # noqa: E402
+from perfbench.result_sets import (INDEX_FILE, MANIFESTS_FILE, SET_COLUMN, read_manifests, read_index,  # noqa: E402
+                                   write_manifests)
 from perfbench.results import SCHEMA  # noqa: E402
 
 
@@ -47,7 +48,7 @@ def toml_string(text: str) -> str:
 def write_index(root: Path, entries: list[dict]) -> None:
     lines = ["# The bundled result sets (perfbench/result_sets.py). `fitted`: was anything ever fitted to",
              "# the set or tuned while looking at it; `note` says where that is unsure. Rows live in `file`",
-             "# with a `set` column; manifests in manifests.json. `perfbench compare results/<name>` reads one.",
+             "# with a `set` column; manifests in manifests.json.gz. `perfbench compare results/<name>` reads one.",
              ""]
     for entry in entries:
         lines.append("[[sets]]")
@@ -64,7 +65,7 @@ def pack(set_dirs: list[Path], root: Path, purpose: dict[str, str], fitted: dict
     old = {s.name: dict(name=s.name, gpu=s.gpu, file=s.file, start=s.start, end=s.end, grid=s.grid,
                         purpose=s.purpose, fitted=s.fitted, note=s.note) for s in read_index(root)}
     manifests_path = root / MANIFESTS_FILE
-    manifests = json.loads(manifests_path.read_text()) if manifests_path.is_file() else {}
+    manifests = dict(read_manifests(str(manifests_path)))
     new_tables: dict[str, list[pa.Table]] = {}
     for directory in set_dirs:
         name = directory.name
@@ -93,7 +94,7 @@ def pack(set_dirs: list[Path], root: Path, purpose: dict[str, str], fitted: dict
         order = sorted(range(combined.num_rows), key=lambda i: (combined.column(SET_COLUMN)[i].as_py(),
                                                                  combined.column("run_id")[i].as_py(), i))
         pq.write_table(combined.take(pa.array(order)), target, compression="zstd", compression_level=19)
-    manifests_path.write_text(json.dumps(dict(sorted(manifests.items())), separators=(",", ":")) + "\n")
+    write_manifests(manifests_path, manifests)
     write_index(root, sorted(old.values(), key=lambda e: (e["gpu"], e["start"])))
 
 

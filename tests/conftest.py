@@ -23,6 +23,12 @@ def tiny_specs() -> dict:
         "attention": AttentionSpec(d_model=32, n_heads=4, n_kv_heads=2, head_dim=8, rotary_fraction=0.5),
         "attention-mha": AttentionSpec(d_model=32, n_heads=4, n_kv_heads=4, head_dim=8),
         "mlp": MLPSpec(d_model=16, ffn_hidden=24),
+        # Dense-decoder extensions: Qwen2 q/k/v biases, Qwen3 q/k norm (both with full RoPE), SwiGLU.
+        "attention-qkv-bias": AttentionSpec(d_model=32, n_heads=4, n_kv_heads=2, head_dim=8, rotary_fraction=1.0,
+                                            rope_base=1e6, qkv_bias=True),
+        "attention-qk-norm": AttentionSpec(d_model=32, n_heads=4, n_kv_heads=2, head_dim=16, rotary_fraction=1.0,
+                                           rope_base=1e6, qk_norm=True),
+        "mlp-swiglu": MLPSpec(d_model=32, ffn_hidden=48, activation="silu", gated=True),
     }
 
 

@@ -7,7 +7,6 @@ a change to the model that moves one fails here until `perfbench accuracy` is re
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -36,14 +35,18 @@ def test_readme_accuracy_block_is_what_the_command_writes(accuracy):
 
 
 def test_never_fitted_set_medians_hold_the_recorded_snapshot(accuracy):
-    failures = report.gate_failures(report.snapshot(accuracy), json.loads(SNAPSHOT.read_text()))
+    failures = report.gate_failures(report.snapshot(accuracy), report.load_snapshot(SNAPSHOT.read_text()))
     assert not failures, "accuracy moved (re-run `perfbench accuracy` if intended):\n" + "\n".join(failures)
 
 
 def test_snapshot_holds_only_never_fitted_sets():
     fitted = {s.name for s in read_index(bundled_root()) if s.fitted}
-    recorded = set(json.loads(SNAPSHOT.read_text()))
+    recorded = set(report.load_snapshot(SNAPSHOT.read_text()))
     assert recorded and not recorded & fitted
+
+
+def test_snapshot_file_round_trips(accuracy):
+    assert report.load_snapshot(report.snapshot_json(accuracy)) == report.snapshot(accuracy)
 
 
 def test_gate_fails_on_a_median_moved_by_more_than_a_point():

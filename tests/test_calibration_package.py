@@ -81,3 +81,27 @@ def test_no_calibration_module_imports_the_orchestrator_or_forms_a_circle():
         done.add(name)
     for name in graph:
         visit(name, [])
+
+
+def test_dry_run_prints_each_bundled_gpus_estimate_without_a_gpu():
+    from typer.testing import CliRunner
+
+    from perfbench.cli import app
+
+    result = CliRunner().invoke(app, ["calibrate", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "estimated GPU time on h100" in result.output and "estimated GPU time on h200" in result.output
+    assert result.output.count("total") == 2
+
+
+def test_dry_run_of_a_remeasure_estimates_only_those_families():
+    from typer.testing import CliRunner
+
+    from analytic.calibration import bundled_path
+    from perfbench.cli import app
+
+    result = CliRunner().invoke(app, ["calibrate", "--dry-run", "--refit", str(bundled_path("h100")),
+                                      "--remeasure", "ssd_shapes,elementwise"])
+    assert result.exit_code == 0, result.output
+    named = [line.split()[0] for line in result.output.splitlines()[1:]]
+    assert sorted(named) == ["elementwise", "ssd_shapes", "total"]

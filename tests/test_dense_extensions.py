@@ -1,6 +1,6 @@
 """Dense-decoder spec extensions (Qwen2 q/k/v biases, Qwen3 q/k norm, full RoPE, SwiGLU, tied
-embeddings): parameter counts, the real CPU layer against the reference, FLOPs against torch's
-FLOP counter, and the analytic ops they add."""
+embeddings): parameter counts, FLOPs against torch's FLOP counter, and the analytic ops they add.
+The real CPU layers against the reference: tests/test_layers_reference.py (tiny_specs)."""
 
 from __future__ import annotations
 
@@ -26,18 +26,6 @@ SWIGLU = MLPSpec(d_model=32, ffn_hidden=48, activation="silu", gated=True)
 SPECS = {"qwen2-attention": QWEN2_ATTENTION, "qwen3-attention": QWEN3_ATTENTION, "swiglu": SWIGLU}
 
 
-def _randomized(module, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.3 + (1.0 if p.ndim == 1 else 0.0))
-    return module
-
-
-def _rel(a, b):
-    return ((a - b).norm() / b.norm()).item()
-
-
 @pytest.mark.parametrize("name", list(SPECS))
 def test_reference_parameter_count_matches_the_spec(name):
     spec = SPECS[name]
@@ -53,30 +41,6 @@ def test_qkv_bias_has_no_output_bias():
 def test_qk_norm_adds_two_head_dim_weights():
     plain = AttentionSpec(d_model=32, n_heads=4, n_kv_heads=2, head_dim=16)
     assert QWEN3_ATTENTION.params - plain.params == 2 * 16
-
-
-@pytest.mark.parametrize("name", list(SPECS))
-def test_real_cpu_layer_matches_reference_in_prefill_and_decode(name):
-    spec = SPECS[name]
-    ref = _randomized(build_reference_layer(spec, dtype=torch.float64))
-    real = build_layer(spec, device="cpu", dtype=torch.float64, attn_backend="math")
-    real.load_state_dict(ref.state_dict())
-    x = torch.randn(2, 9, spec.d_model, dtype=torch.float64)
-    with torch.no_grad():
-        assert _rel(real(x), ref(x)) < 1e-10
-        _, ref_cache = ref.forward_with_cache(x[:, :8])
-        cache = real.allocate_cache(2, 8, dtype=torch.float64)
-        for mine, theirs in zip(cache, ref_cache):
-            mine.copy_(theirs)
-        assert _rel(real.decode(x[:, 8:], cache), ref(x)[:, 8:]) < 1e-10
-
-
-def test_qk_norm_reference_decode_continues_the_prefill():
-    ref = _randomized(build_reference_layer(QWEN3_ATTENTION, dtype=torch.float64))
-    x = torch.randn(2, 7, 32, dtype=torch.float64)
-    with torch.no_grad():
-        _, cache = ref.forward_with_cache(x[:, :6])
-        assert _rel(ref.decode(x[:, 6:], cache), ref(x)[:, 6:]) < 1e-10
 
 
 def test_qk_norm_normalises_each_head_of_q():

@@ -10,7 +10,8 @@ from models.reference import apply_rope, build_reference_layer, rope_tables, rot
 from models.registry import BUILTIN_LAYERS  # noqa: E402
 from models.torch_layers import build_layer, estimate_layer_bytes, randomize_  # noqa: E402
 
-KINDS = ("mamba", "mamba2", "attention", "attention-mha", "mlp")
+KINDS = ("mamba", "mamba2", "attention", "attention-mha", "mlp", "attention-qkv-bias", "attention-qk-norm",
+         "mlp-swiglu")
 
 
 def _randomized(module, scale=0.3, seed=0):
@@ -67,7 +68,8 @@ def test_rope_rotates_only_the_rotary_fraction(tiny_specs):
     assert torch.allclose(out[..., :rd].norm(dim=-1), x[..., :rd].norm(dim=-1))  # a rotation
 
 
-@pytest.mark.parametrize("kind", ["attention", "attention-mha", "mlp"])
+@pytest.mark.parametrize("kind", ["attention", "attention-mha", "mlp", "attention-qkv-bias", "attention-qk-norm",
+                                  "mlp-swiglu"])
 def test_real_cpu_layer_matches_reference(tiny_specs, kind):
     spec = tiny_specs[kind]
     ref = _randomized(build_reference_layer(spec, dtype=torch.float64))

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from analytic.calibration import bundled_path, from_dict, read_calibration_data
 from perfbench.cli import app
 from perfbench.errors import PerfbenchError
-from perfbench.calibration.pooling import pooled_gemm_grid, pooled_power
+from perfbench.calibration.kernels import FAMILIES
+from perfbench.calibration.pooling import pooled_gemm_grid, pooled_kernel_samples, pooled_power
 
 
 def _lease(when: str, scale: float, gpu: str = "h100", **power) -> dict:
@@ -76,3 +77,37 @@ def test_calibrate_pools_from_the_command_line(tmp_path):
     assert len(written["gemm"][0]["lease_times_s"]) == 3
     assert written["provenance"]["power_pooled_from"] == ["t1", "t2"]
     assert written["gemm"][0]["time_s"] == pytest.approx(_lease("t1", 1.0)["gemm"][0]["time_s"])
+
+
+def _family_run(data: dict, family: str, key: str, factor: float, when: str) -> dict:
+    """A copy of `data` whose `family` was re-measured at `when`, every sample of `key` `factor` slower."""
+    provenance = {**data["provenance"], "remeasured": {**data["provenance"].get("remeasured", {}),
+                                                       family: {"created": when}}}
+    samples = {**data["samples"], key: [dict(s, time_s=s["time_s"] * factor) for s in data["samples"][key]]}
+    return {**data, "samples": samples, "provenance": provenance}
+
+
+def test_kernel_samples_pool_by_median_over_their_familys_runs():
+    data = read_calibration_data(bundled_path("h100"))
+    others = {"a": _family_run(data, "elementwise", "elementwise", 1.1, "2030-01-01T00:00:00Z"),
+              "b": _family_run(data, "elementwise", "elementwise", 1.3, "2030-01-02T00:00:00Z")}
+    pooled = pooled_kernel_samples(data, others, {n: f.CLASSES for n, f in FAMILIES.items()})
+    for old, new in zip(data["samples"]["elementwise"], pooled["samples"]["elementwise"]):
+        assert new["time_s"] == pytest.approx(old["time_s"] * 1.1)
+        assert len(new["run_times_s"]) == 3
+    assert len(pooled["provenance"]["elementwise_pooled_from"]) == 3
+
+
+def test_a_family_no_copy_remeasured_is_counted_once():
+    data = read_calibration_data(bundled_path("h100"))
+    others = {"a": _family_run(data, "elementwise", "elementwise", 1.1, "2030-01-01T00:00:00Z")}
+    pooled = pooled_kernel_samples(data, others, {n: f.CLASSES for n, f in FAMILIES.items()})
+    assert all(len(s["run_times_s"]) == 1 for s in pooled["samples"]["rope"])
+    assert [s["time_s"] for s in pooled["samples"]["rope"]] == [s["time_s"] for s in data["samples"]["rope"]]
+
+
+def test_pooling_kernel_samples_refuses_another_gpus_file():
+    data = read_calibration_data(bundled_path("h100"))
+    with pytest.raises(PerfbenchError, match="not 'h100'"):
+        pooled_kernel_samples(data, {"h200": read_calibration_data(bundled_path("h200"))},
+                              {n: f.CLASSES for n, f in FAMILIES.items()})

@@ -76,7 +76,7 @@ def test_compare_cli_takes_a_result_set_by_name(monkeypatch, capsys):
 def _packed_root(tmp_path: Path) -> Path:
     root = tmp_path / "results"
     root.mkdir()
-    for name in ("index.toml", "manifests.json", "h100.parquet", "h200.parquet", "h200-tp.parquet"):
+    for name in ("index.toml", "manifests.json.gz", "h100.parquet", "h200.parquet", "h200-tp.parquet"):
         (root / name).symlink_to(bundled_root() / name)
     return root
 
@@ -98,3 +98,11 @@ def test_run_with_a_result_set_writes_its_run_into_the_set_and_resumes_past_a_da
     assert "already recorded" in out and "warning: skipped damaged results file" in err
     frame = load_results(root / "h100-holdout19")
     assert (frame["gpu"] == "cpu").sum() == 1 and (frame["gpu"] == "h100").sum() > 1
+
+
+def test_a_damaged_manifest_is_reported_beside_the_readable_ones(tmp_path):
+    write_run(tmp_path, [row("mlp", "decode", 1, 64, 1.0)])
+    (tmp_path / "run-20990101T000000Z-dead.json").write_text("{not json")
+    manifests = run_manifests(tmp_path)
+    broken = [m for m in manifests if "error" in m]
+    assert len(manifests) == 2 and len(broken) == 1 and broken[0]["run_id"] == "20990101T000000Z-dead"

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from analytic.predict import predict, predict_tp
 from perfbench.cli import app
 from perfbench.compare import bundled_tp_results_dir, compare, select_points
+from perfbench.results import results_exist
 from perfbench.tp_compare import display_tp_table, tp_comparison, tp_points
 from results_factory import row, write_run
 
@@ -74,7 +75,7 @@ def test_cli_prints_the_tp_table_and_the_html_report_has_its_section(tmp_path):
     assert "Tensor parallelism (per rank" in html.read_text()
 
 
-@pytest.mark.skipif(not Path(bundled_tp_results_dir()).is_dir(), reason="bundled TP results not present")
+@pytest.mark.skipif(not results_exist(bundled_tp_results_dir()), reason="bundled TP results not present")
 def test_bundled_two_h200_results_compare_at_both_degrees():
     table = compare(bundled_tp_results_dir()).tensor_parallel
     ok = table[table["status"] == "ok"]

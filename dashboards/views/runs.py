@@ -41,7 +41,7 @@ def run_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def manifests(results_dir: str, run_ids: list[str]) -> dict[str, dict]:
-    """The chosen runs' manifests (a packed set's from results/manifests.json, else run-<id>.json)."""
+    """The chosen runs' manifests (a packed set's from results/manifests.json.gz, else run-<id>.json)."""
     from perfbench.results import run_manifests
 
     wanted = set(run_ids)

@@ -283,7 +283,7 @@ def timed_seconds(call_s: float, protocol: str = "timer") -> float:
     warm-up and three trials; "power_limited": a rest and CAP_S at the limit first; "point": Timer.point's
     rested windows), for the calibration's time estimate."""
     reps = min(200.0, max(1.0 if call_s > TARGET_TIMED_S else 3.0, TARGET_TIMED_S / max(call_s, 1e-7)))
-    timer_s = max(WARM_S, 4 * call_s) + 3 * reps * call_s + 0.05  # + capture and inputs
+    timer_s = max(WARM_S, 4 * call_s) + call_s + 3 * reps * call_s + 0.05  # a call sizes reps; capture, inputs
     if protocol == "point":
         return POINT_WINDOWS * (POINT_REST_S + max(POINT_TIMING.target_s, POINT_TIMING.min_repeats * call_s)) + 0.05
     if protocol == "power_limited":

@@ -3,7 +3,7 @@ every memory-bound op class starts its fit from (`copy_bandwidth_bytes_s`, `copy
 
 from __future__ import annotations
 
-from perfbench.calibration.bench import Timer, randn
+from perfbench.calibration.bench import Timer, randn, timed_seconds
 
 
 def measure_copy(torch, timer: Timer, log) -> tuple[float, list]:
@@ -18,3 +18,8 @@ def measure_copy(torch, timer: Timer, log) -> tuple[float, list]:
         del src, dst
     best = max(c["bytes"] / c["time_s"] for c in curve if c["bytes"] >= 256 * 2**20)
     return best, curve
+
+
+def estimate_s(data: dict, ceil, ridge: float) -> float:
+    """GPU seconds of the copy sizes, at their stored times."""
+    return sum(timed_seconds(c["time_s"]) for c in data.get("copy_curve", []))

@@ -1,19 +1,30 @@
 """How long `perfbench calibrate` keeps the GPU busy, estimated before it runs (`--dry-run`, and the
-first line of its log).
+first lines of its log).
 
-The sections and kernel families a bundled calibration holds took its `provenance.duration_s`. Each
-`*_shapes` family adds its planned samples (kernels.<family>.plan()), each timed as its protocol
-times it (bench.timed_seconds) at the time the cost model, calibrated by that same file, predicts
-for it; SSD adds the Triton autotuning of each new configuration."""
+Each section's module estimates its own benchmark (`estimate_s`) from what a calibration file of the
+same GPU holds: its grid's and samples' times, each under the protocol that times it
+(bench.timed_seconds: warm-up, trials, rests, power-capped stretches). The paper-shape kernel families
+take their stored samples' times; each `*_shapes` family its planned samples (kernels.<family>.plan())
+at the time the cost model, calibrated by that same file, predicts for them; a family's SETUP_S adds
+what it spends before timing (SSD: the Triton autotuning of each configuration)."""
 
 from __future__ import annotations
 
 from analytic.calibration import from_dict
 from analytic.efficiency import ceilings, op_time
-from analytic.fit import sample_ops, spec_fields
+from analytic.fit import sample_ops
 from analytic.hardware import get_gpu
+from perfbench.calibration import (copy_bandwidth, gemm, gemm_relu_input, gemm_unaligned, host, launch, power, step,
+                                   sustained, writeback)
 from perfbench.calibration.bench import POWER_LIMITED_MIN_S, timed_seconds
-from perfbench.calibration.kernels import FAMILIES, ssd_shapes
+from perfbench.calibration.kernels import FAMILIES
+from perfbench.calibration.kernels.common import spec_sample
+
+
+# Every section a whole calibration measures, by the name `--remeasure` takes (copy and launch: whole runs only).
+SECTIONS = {"copy": copy_bandwidth, "launch": launch, "gemm": gemm, "gemm_unaligned": gemm_unaligned,
+            "gemm_relu_input": gemm_relu_input, "power": power, "writeback": writeback, "step": step,
+            "sustained": sustained, "host": host}
 
 
 def sample_seconds(sample: dict, call_s: float) -> float:
@@ -29,10 +40,8 @@ def planned_seconds(family, ceil) -> float:
     """GPU seconds of one `*_shapes` family's planned samples, at the cost model's time for each."""
     total = 0.0
     for stub in family.plan():
-        sample = {**stub, "layer": stub["spec"].kind, "kind": stub["spec"].kind, "spec": spec_fields(stub["spec"])}
+        sample = spec_sample(stub["spec"], {k: v for k, v in stub.items() if k != "spec"})
         total += sample_seconds(sample, sum(float(op_time(op, ceil)[0][0]) for op in sample_ops(sample)))
-    if family is ssd_shapes:
-        total += ssd_shapes.SPEC_SETUP_S * len(ssd_shapes.SPECS)
     return total
 
 
@@ -42,29 +51,31 @@ def measured_seconds(samples: list[dict]) -> float:
 
 
 def estimate(data: dict, only: list[str] | None = None) -> dict[str, float]:
-    """{name: GPU seconds} of a calibration like `data` (a calibration dict of the same GPU kind) and
-    "total": a whole one (the file's own duration plus the `*_shapes` families it lacks) or, with
-    `only`, a re-measurement of those kernel families (sections other than kernel families: not
-    estimated, left out)."""
+    """{name: GPU seconds} of each section and kernel family of a calibration like `data` (a calibration
+    dict of the same GPU kind), and "total": all of them, or with `only` those named. Sections and the
+    paper-shape families at the times `data` stored, `*_shapes` families at the model's times."""
     cal = from_dict(data, "estimate")
-    ceil = ceilings(get_gpu(cal.gpu), cal)
+    gpu = get_gpu(cal.gpu)
+    ceil, ridge = ceilings(gpu, cal), gpu.peak_bf16_flops / gpu.mem_bw_bytes_s
     out: dict[str, float] = {}
-    if only is None:
-        out["bundled sections and families"] = float(cal.provenance.get("duration_s", 0.0))
+    for name, module in SECTIONS.items():
+        if only is None or name in only:
+            out[name] = module.estimate_s(data, ceil, ridge)
     for name, family in FAMILIES.items():
-        stored = [s for key in family.CLASSES for s in cal.samples.get(key, [])]
-        if only is None and stored:
-            continue
         if only is not None and name not in only:
             continue
-        out[name] = measured_seconds(stored) if stored and not hasattr(family, "plan") else planned_seconds(family, ceil)
+        stored = [s for key in family.CLASSES for s in cal.samples.get(key, [])]
+        out[name] = (planned_seconds(family, ceil) if hasattr(family, "plan") else measured_seconds(stored)) \
+            + getattr(family, "SETUP_S", 0.0)
     out["total"] = sum(out.values())
     return out
 
 
 def estimate_lines(data: dict, only: list[str] | None = None) -> list[str]:
     figures = estimate(data, only)
-    head = (f"estimated GPU time on {data['gpu']}: " + ("re-measuring " + ", ".join(only) if only is not None else
-            f"{figures['bundled sections and families']:.0f} s as its calibration file measured, plus the "
-            "families it lacks"))
+    measured = data.get("provenance", {}).get("duration_s")
+    head = f"estimated GPU time on {data['gpu']}" + (
+        f", re-measuring {', '.join(only)}:" if only is not None else
+        f" for a whole calibration (this file's first run took {measured:.0f} s, before the sections added since):"
+        if measured else ":")
     return [head] + [f"  {name:32s} {seconds:7.0f} s" for name, seconds in figures.items()]

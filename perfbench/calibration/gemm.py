@@ -17,8 +17,8 @@ from analytic.fit import fit_class
 from analytic.hardware import get_gpu, gpu_key_from_name
 from analytic.ops import GEMM
 from models.registry import BUILTIN_LAYERS, VOCAB
-from perfbench.calibration.bench import (CAP_S, DEFAULT_RIDGE, POINT_REST_S, TARGET_TIMED_S, WARM_S, Timer,
-                                         device_ridge, gemm_compute_bound, randn, rotation_copies, time_gemm)
+from perfbench.calibration.bench import (DEFAULT_RIDGE, Timer, device_ridge, gemm_compute_bound, randn, rotation_copies,
+                                         time_gemm, timed_seconds)
 
 SECTION = "gemm"
 M_GRID = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
@@ -80,12 +80,9 @@ def call_seconds(m: int, n: int, k: int, ceil) -> float:
 
 
 def sample_seconds(call_s: float, compute_bound: bool) -> float:
-    """Wall seconds one grid sample keeps the GPU busy under bench.time_gemm: Timer's warm-up (WARM_S or
-    a few calls), one call to size the repeats, three trials of `reps` calls (TARGET_TIMED_S each), graph
-    capture and inputs (~0.05 s); a compute-bound one first rests POINT_REST_S and runs CAP_S capped."""
-    reps = min(200.0, max(1.0 if call_s > TARGET_TIMED_S else 3.0, TARGET_TIMED_S / max(call_s, 1e-7)))
-    timer_s = max(WARM_S, 4 * call_s) + call_s + 3 * reps * call_s + 0.05
-    return timer_s + (POINT_REST_S + CAP_S if compute_bound else 0.0)
+    """Wall seconds one grid sample keeps the GPU busy under bench.time_gemm (bench.timed_seconds: a
+    compute-bound one first rests and runs capped)."""
+    return timed_seconds(call_s, "power_limited" if compute_bound else "timer")
 
 
 def estimate_seconds(points, ceil, ridge: float = DEFAULT_RIDGE) -> float:
@@ -157,3 +154,14 @@ def gemm_peak(gemm: list[dict]) -> float:
 def fit_gemm_class(gemm: list[dict], base: Ceilings) -> dict:
     """The GEMM class's roofline, the fallback for shapes off the measured table: fitted without the table."""
     return fit_class(GEMM, [{"class": GEMM, **g} for g in gemm], replace(base, gemm_table={}))
+
+
+def gemm_call_seconds(entry: dict, ridge: float) -> float:
+    """Wall seconds of re-measuring one stored entry: its rotated calls at the stored time."""
+    m, n, k = int(entry["m"]), int(entry["n"]), int(entry["k"])
+    return sample_seconds(float(entry["time_s"]) * rotation_copies(2 * n * k), gemm_compute_bound(m, n, k, ridge))
+
+
+def estimate_s(data: dict, ceil, ridge: float) -> float:
+    """GPU seconds of the default grid (grid_points()) at the times `ceil` predicts."""
+    return estimate_seconds(grid_points(), ceil, ridge)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from perfbench.calibration.bench import device_ridge, gemm_compute_bound, randn, time_gemm
+from perfbench.calibration.bench import device_ridge, gemm_compute_bound, randn, time_gemm, timed_seconds
 from perfbench.calibration.gemm import builtin_gemm_ops
 
 SECTION = "gemm_relu_input"
@@ -71,3 +71,10 @@ def measure_relu_input_gemms(torch, timer, log, ridge: float | None = None) -> l
 
 def measure_section(torch, timer, log) -> list[dict]:
     return measure_relu_input_gemms(torch, timer, log)
+
+
+def estimate_s(data: dict, ceil, ridge: float) -> float:
+    """GPU seconds of re-measuring the ReLU-input GEMMs `data` holds: each round times both inputs."""
+    return sum(RELU_INPUT_ROUNDS * (timed_seconds(g["dense_s"], protocol) + timed_seconds(g["relu_s"], protocol))
+               for g in data.get("gemm_relu_input", [])
+               for protocol in ["power_limited" if gemm_compute_bound(g["m"], g["n"], g["k"], ridge) else "timer"])

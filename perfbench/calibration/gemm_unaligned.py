@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from analytic.ops import LD_A_T
 from perfbench.calibration.bench import device_ridge, gemm_compute_bound, randn, rotated_calls, run_each, time_gemm
-from perfbench.calibration.gemm import builtin_gemm_ops
+from perfbench.calibration.gemm import builtin_gemm_ops, gemm_call_seconds
 
 SECTION = "gemm_unaligned"
 
@@ -64,3 +64,8 @@ def measure_unaligned_gemms(torch, timer, log, ridge: float | None = None) -> li
 
 def measure_section(torch, timer, log) -> list[dict]:
     return measure_unaligned_gemms(torch, timer, log)
+
+
+def estimate_s(data: dict, ceil, ridge: float) -> float:
+    """GPU seconds of re-measuring the unaligned GEMMs `data` holds, at their stored times."""
+    return sum(gemm_call_seconds(g, ridge) for g in data.get("gemm_unaligned", []))

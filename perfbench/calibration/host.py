@@ -22,10 +22,10 @@ import statistics
 import time
 
 from analytic.composition import ADD_NORM_CHAIN
-from models.registry import BUILTIN_LAYERS
-from perfbench.errors import exception_line
+from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS, PAPER_MODELS
 from perfbench.calibration.bench import randn
 from perfbench.calibration.pooling import add_pool_sources, pool_sources
+from perfbench.errors import exception_line
 from perfbench.timing import TimingOptions, measure
 
 HOST_TOKENS = 64  # a prompt so short that the GPU work hides under the host's launch chain
@@ -91,7 +91,6 @@ def measure_model_host(torch, log, samples: int = MODEL_HOST_SAMPLES) -> dict[st
     chains timed alone (H100 2026-11-24T16:02Z: Transformer 8B 47 ms against 34, Mamba-2 8B 112 against
     101), so the built-in models are timed whole. One model is resident at a time (an 8B model is
     16 GB), so its windows are consecutive, fewer and shorter than the layers'."""
-    from models.registry import BUILTIN_MODELS, PAPER_MODELS
     from models.stack import build_model
     from models.torch_layers import randomize_
 
@@ -146,7 +145,6 @@ def _sample_chains(torch, calls: dict, samples: int, timing: TimingOptions, wall
 def _add_norm_calls(torch) -> dict:
     """The models' add + norm as `models.stack` builds it (fused where mamba_ssm's Triton norm runs),
     on the built-in models' width, with a residual (every block but the first has one)."""
-    from models.registry import BUILTIN_MODELS
     from models.stack import AddNorm, fused_norm_available
     spec = BUILTIN_MODELS["mamba2-hybrid-8b"]
     device = torch.device("cuda")
@@ -196,3 +194,22 @@ def _samples_of(data: dict, key: str) -> list[float]:
     value = data.get("launch", {}).get(key)
     return [] if value is None else [float(value)]
 
+
+def _window_s(chain_s: float, timing: TimingOptions, wall_calls: int) -> float:
+    """One window of a chain: the rest, the harness's timed calls, then the back-to-back calls."""
+    repeats = min(timing.max_repeats, max(timing.min_repeats, timing.target_s / max(chain_s, 1e-6)))
+    return HOST_REST_S + (timing.warmup + repeats + wall_calls) * chain_s
+
+
+def estimate_s(data: dict, ceil, ridge: float) -> float:
+    """GPU seconds of sampling the chains `data` holds (its `launch` medians): the layers' and the add +
+    norm's HOST_SAMPLES windows each, the models' MODEL_HOST_SAMPLES (plus building each 8B model, ~20 s)."""
+    total = 0.0
+    for key, chain_s in data.get("launch", {}).items():
+        if not key.startswith("host/"):
+            continue
+        if key.split("/")[1] in PAPER_MODELS:
+            total += MODEL_HOST_SAMPLES * _window_s(chain_s, MODEL_HOST_TIMING, MODEL_WALL_CALLS)
+        else:
+            total += HOST_SAMPLES * _window_s(chain_s, HOST_TIMING, WALL_CALLS)
+    return total + 20.0 * len(PAPER_MODELS)

@@ -13,6 +13,7 @@ the GEMM's burst) move from run to run too (H100 elementwise 461 and 497 W, two 
 
 from __future__ import annotations
 
+import json
 import statistics
 
 from perfbench.calibration.gemm import gemm_peak
@@ -85,3 +86,40 @@ def pooled_power(data: dict, others: dict[str, dict]) -> dict:
     power = {key: statistics.median(values) for key, values in samples.items()}
     provenance = {**data.get("provenance", {}), "power_pooled_from": runs}
     return {**data, "power": power, "power_samples": samples, "provenance": provenance}
+
+
+def _sample_identity(sample: dict) -> str:
+    """What makes two kernel samples the same measurement: every field but their times."""
+    return json.dumps({k: v for k, v in sample.items() if k not in ("time_s", "run_times_s")}, sort_keys=True)
+
+
+def pooled_kernel_samples(data: dict, others: dict[str, dict], families: dict[str, tuple]) -> dict:
+    """`data` with each kernel sample's time the median over the runs of that family in `data` and the
+    `others` calibrations of the same GPU kind (`families`: name -> the sample keys it fills). A run is a
+    family's measurement (its `--remeasure`, else the file's creation): one a file shares with the pool
+    already (an untouched family of a copy) is not counted twice. Each sample keeps its runs' times in
+    `run_times_s`; samples another run lacks keep the runs that have them."""
+    samples = {key: [dict(s) for s in items] for key, items in data.get("samples", {}).items()}
+    provenance = dict(data.get("provenance", {}))
+    for family, keys in families.items():
+        pooled_key = f"{family}_pooled_from"
+        runs = pool_sources(data, family, pooled_key)
+        times = {(key, _sample_identity(s)): [float(t) for t in s.get("run_times_s") or [s["time_s"]]]
+                 for key in keys for s in samples.get(key, [])}
+        if not times:
+            continue
+        for name, other in others.items():
+            check_same_gpu(name, data, other)
+            theirs = pool_sources(other, family, pooled_key)
+            if set(theirs) & set(runs):
+                continue
+            runs.extend(theirs)
+            for key in keys:
+                for s in other.get("samples", {}).get(key, []):
+                    if (key, _sample_identity(s)) in times:
+                        times[(key, _sample_identity(s))].extend(float(t) for t in s.get("run_times_s") or [s["time_s"]])
+        for key in keys:
+            samples[key] = [{**s, "time_s": statistics.median(times[(key, _sample_identity(s))]),
+                             "run_times_s": times[(key, _sample_identity(s))]} for s in samples.get(key, [])]
+        provenance[pooled_key] = runs
+    return {**data, "samples": samples, "provenance": provenance}

@@ -10,7 +10,7 @@ from typing import Callable
 
 from analytic.ops import ATTN_PREFILL, CONV1D, ELEMENTWISE, ROPE, SELECTIVE_SCAN, SSD
 from models.registry import BUILTIN_LAYERS
-from perfbench.calibration.bench import PowerMeter, Timer, randn
+from perfbench.calibration.bench import PowerMeter, Timer, randn, timed_seconds
 
 SECTION = "power"
 BURST_SHAPE = (8192, 16384, 4096)  # (M, N, K): the 8B MLP's fc1 at 8K tokens, ~1 ms of tensor-core work
@@ -154,3 +154,9 @@ def measure_power(torch, timer: Timer, meter: PowerMeter, log) -> dict:
 
 def measure_section(torch, timer: Timer, log) -> dict:
     return measure_power(torch, timer, PowerMeter(), log)
+
+
+def estimate_s(data: dict, ceil, ridge: float) -> float:
+    """GPU seconds of the power figures: a settling rest, idle, the GEMM back to back (two windows),
+    between idle gaps, and one window per kernel family."""
+    return 0.5 + POWER_WINDOW_S * (1 + 2 + 1 + 6) + timed_seconds(1e-3)

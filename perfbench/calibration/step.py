@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import statistics
 
-from perfbench.calibration.bench import randn, rotated_calls, run_each
+from perfbench.calibration.bench import randn, rotated_calls, run_each, timed_seconds
 from perfbench.timing import TimingOptions, capture_graph, measure
 
 SECTION = "step"
@@ -98,3 +98,9 @@ def measure_section(torch, timer, log) -> dict:
 def refit_section(section: dict) -> dict:
     """The section with its figures refitted from its samples."""
     return {**section, **fit_step_overhead(section["samples"])}
+
+
+def estimate_s(data: dict, ceil, ridge: float) -> float:
+    """GPU seconds of the decode-step chains: four kernels alone, then each chain's rested window."""
+    chains = 1 + 2 * len(STEP_SMALL)
+    return 4 * timed_seconds(1e-5) + chains * (STEP_TIMING.rest_s + STEP_TIMING.target_s + 0.05)

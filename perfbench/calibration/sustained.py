@@ -79,3 +79,8 @@ def measure_sustained(torch, timer, log) -> dict:
 
 def measure_section(torch, timer, log) -> dict:
     return measure_sustained(torch, timer, log)
+
+
+def estimate_s(data: dict, ceil, ridge: float) -> float:
+    """GPU seconds of the sustained-clock run: a rest, then SUSTAIN_S back to back."""
+    return POINT_REST_S + SUSTAIN_S

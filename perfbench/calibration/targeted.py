@@ -24,7 +24,7 @@ import numpy as np
 
 from analytic.calibration import bundled_path, read_calibration_data
 from analytic.ops import GEMM
-from analytic.tp import rank_ops
+from analytic.composition import step_ops
 from models.registry import Target
 from perfbench.calibration import gemm as gemm_grid
 from perfbench.errors import PerfbenchError
@@ -47,11 +47,11 @@ class GemmUse:
 
 def model_gemm_shapes(targets) -> list[GemmUse]:
     """Every (N, K) the targets' GEMM ops use, in prefill and decode (each `models.registry.Target`: a
-    layer or a model; the cost model's own op lists, one GPU's: analytic.tp.rank_ops)."""
+    layer or a model; the cost model's own op lists, analytic.composition.step_ops)."""
     uses: dict = {}
     for target in targets:
         for phase in ("prefill", "decode"):
-            for c in rank_ops(target.kind, target.spec, phase, SHAPE_PROBE_BATCH, SHAPE_PROBE_SEQLEN, 1)[0]:
+            for c in step_ops(target.kind, target.spec, phase, SHAPE_PROBE_BATCH, SHAPE_PROBE_SEQLEN):
                 if c.op.op_class != GEMM:
                     continue
                 key = (int(c.op.shape["n"]), int(c.op.shape["k"]))

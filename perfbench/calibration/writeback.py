@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from perfbench.calibration.bench import Timer, randn, rotated_calls, run_each
+from perfbench.calibration.bench import Timer, randn, rotated_calls, run_each, timed_seconds
 
 SECTION = "writeback"
 
@@ -70,3 +70,8 @@ def measure_section(torch, timer: Timer, log) -> dict:
 def refit_section(section: dict) -> dict:
     """The section with its figures refitted from its samples."""
     return {**section, **fit_writeback(section["samples"])}
+
+
+def estimate_s(data: dict, ceil, ridge: float) -> float:
+    """GPU seconds of the write-back pairs: per size the stores, the pair, and the GEMV once (short kernels)."""
+    return (2 * len(WRITEBACK_MB) + 1) * timed_seconds(1e-5)

@@ -38,6 +38,9 @@ def calibrate_command(
                                                           "never fitted to (held out): write the uncertainty section, the "
                                                           "quantiles of log(measured / predicted) per term class, from their "
                                                           "points on this GPU, predicted with this file (repeatable)"),
+    samples_from: Optional[list[Path]] = typer.Option(None, "--samples-from", help="earlier calibration files of the "
+                                                      "same GPU kind: each kernel family sample becomes the median over "
+                                                      "the runs of its family in them and this file"),
     model: ModelOption = None,
     layer: LayerOption = None,
     models_file: ModelsFileOption = None,
@@ -50,7 +53,8 @@ def calibrate_command(
 ) -> None:
     """Microbenchmark copy bandwidth, the bf16 GEMM grid, SSM/attention kernels and launch cost."""
     from perfbench.calibration.host import pooled_host_figures
-    from perfbench.calibration.pooling import pooled_gemm_grid, pooled_power
+    from perfbench.calibration.kernels import FAMILIES
+    from perfbench.calibration.pooling import pooled_gemm_grid, pooled_kernel_samples, pooled_power
     from perfbench.calibration.run import calibrate, check_kernel_families, fit_calibration
     from perfbench.calibration.run import remeasure as remeasure_families
     from perfbench.errors import PerfbenchError
@@ -79,6 +83,10 @@ def calibrate_command(
         data = calibrate(log=typer.echo, skip_kernels=skip_kernels, targets=targets)
     if gemm_from:
         data = fit_calibration(pooled_gemm_grid(data, {str(p): read_calibration_data(p) for p in gemm_from}),
+                               log=typer.echo)
+    if samples_from:
+        others = {str(p): read_calibration_data(p) for p in samples_from}
+        data = fit_calibration(pooled_kernel_samples(data, others, {n: f.CLASSES for n, f in FAMILIES.items()}),
                                log=typer.echo)
     if power_from:
         data = pooled_power(data, {str(p): read_calibration_data(p) for p in power_from})

@@ -20,31 +20,40 @@ DECODE_CONTEXTS = (768, 1536, 2100, 3072, 4200, 6144, 12288)
 MAX_KV_BYTES = 4e9
 
 
-def measure(bench: KernelBench) -> None:
+def cache_bytes(batch: int, ctx: int, spec) -> int:
+    """bf16 K and V of `ctx` cached tokens and the new one, for every KV head."""
+    return batch * (ctx + 1) * spec.n_kv_heads * spec.head_dim * 2 * 2
+
+
+def time_decode(bench: KernelBench, spec, batch: int, ctx: int) -> float:
+    """Seconds of one SDPA decode call against a `ctx`-token cache, on rotated caches, timed as
+    `perfbench run` times a decode point (Timer.point)."""
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    torch, timer = bench.torch, bench.timer
+    torch, H, Hkv, hd = bench.torch, spec.n_heads, spec.n_kv_heads, spec.head_dim
+
+    def make():
+        # As models.torch_layers runs it: the G query heads of a KV head as G query rows.
+        q = randn(torch, batch, Hkv, H // Hkv, hd)
+        k, v = randn(torch, batch, Hkv, ctx + 1, hd), randn(torch, batch, Hkv, ctx + 1, hd)
+
+        def call():
+            with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+                return F.scaled_dot_product_attention(q, k, v)
+        return call
+    run_all, copies = rotation(make, cache_bytes(batch, ctx, spec))
+    return bench.timer.point(run_all) / copies
+
+
+def measure(bench: KernelBench) -> None:
     for layer in ("attention", "attention-mha"):
         spec = BUILTIN_LAYERS[layer]
-        H, Hkv, hd = spec.n_heads, spec.n_kv_heads, spec.head_dim
         for b in DECODE_BATCHES:
             for ctx in DECODE_CONTEXTS:
-                kv_bytes = b * (ctx + 1) * Hkv * hd * 2 * 2
-                if kv_bytes > MAX_KV_BYTES:
+                if cache_bytes(b, ctx, spec) > MAX_KV_BYTES:
                     continue
-
-                def make(b=b, ctx=ctx):
-                    # As models.torch_layers runs it: the G query heads of a KV head as G query rows.
-                    q = randn(torch, b, Hkv, H // Hkv, hd)
-                    k, v = randn(torch, b, Hkv, ctx + 1, hd), randn(torch, b, Hkv, ctx + 1, hd)
-
-                    def call():
-                        with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
-                            return F.scaled_dot_product_attention(q, k, v)
-                    return call
-                run_all, copies = rotation(make, kv_bytes)
-                t = timer.point(run_all) / copies
+                t = time_decode(bench, spec, b, ctx)
                 bench.add(ATTN_DECODE, {"layer": layer, "phase": "decode", "batch": b, "seqlen": ctx,
                                         "ops": ["attention_decode"], "time_s": t, "timing": "point"})
         bench.log(f"  {layer} decode: {bench.count(ATTN_DECODE)} samples")

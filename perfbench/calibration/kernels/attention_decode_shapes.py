@@ -5,8 +5,7 @@
 from __future__ import annotations
 
 from models.specs import AttentionSpec
-from perfbench.calibration.bench import randn, rotation
-from perfbench.calibration.kernels.attention_decode import MAX_KV_BYTES
+from perfbench.calibration.kernels.attention_decode import MAX_KV_BYTES, cache_bytes, time_decode
 from perfbench.calibration.kernels.attention_prefill_shapes import SPECS as PREFILL_SPECS
 from perfbench.calibration.kernels.common import KernelBench
 
@@ -17,34 +16,18 @@ POINTS = ((1, 2100), (3, 6144), (12, 1536), (34, 3072), (96, 768), (9, 12288))  
 
 
 def measure(bench: KernelBench) -> None:
-    import torch.nn.functional as F
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    torch, timer = bench.torch, bench.timer
     for spec in SPECS:
-        H, Hkv, hd = spec.n_heads, spec.n_kv_heads, spec.head_dim
         for b, ctx in POINTS:
-            kv_bytes = b * (ctx + 1) * Hkv * hd * 2 * 2
-            if kv_bytes > MAX_KV_BYTES:
+            if cache_bytes(b, ctx, spec) > MAX_KV_BYTES:
                 continue
-
-            def make(b=b, ctx=ctx):
-                q = randn(torch, b, Hkv, H // Hkv, hd)
-                k, v = randn(torch, b, Hkv, ctx + 1, hd), randn(torch, b, Hkv, ctx + 1, hd)
-
-                def call():
-                    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
-                        return F.scaled_dot_product_attention(q, k, v)
-                return call
-            run_all, copies = rotation(make, kv_bytes)
-            t = timer.point(run_all) / copies
+            t = time_decode(bench, spec, b, ctx)
             bench.add_spec(NAME, spec, {"phase": "decode", "batch": b, "seqlen": ctx, "ops": ["attention_decode"],
                                         "time_s": t, "timing": "point"})
-        bench.log(f"  attention decode hd={hd} heads={H}/{Hkv}: done")
+        bench.log(f"  attention decode hd={spec.head_dim} heads={spec.n_heads}/{spec.n_kv_heads}: done")
 
 
 def plan() -> list[dict]:
     """Every sample measure() takes, without its time."""
     return [{"spec": spec, "phase": "decode", "batch": b, "seqlen": ctx, "ops": ["attention_decode"], "timing": "point"}
             for spec in SPECS for b, ctx in POINTS
-            if b * (ctx + 1) * spec.n_kv_heads * spec.head_dim * 2 * 2 <= MAX_KV_BYTES]
+            if cache_bytes(b, ctx, spec) <= MAX_KV_BYTES]

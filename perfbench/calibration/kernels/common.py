@@ -32,10 +32,9 @@ class KernelBench:
         self.keep(op_class, sample)
 
     def add_spec(self, key: str, spec, sample: dict) -> None:
-        """Keep a sample of a kernel run at `spec`'s exact hyper-parameters (not a built-in layer's):
-        the sample records every field of the spec, so a refit times exactly the ops it ran."""
-        self.keep(key, {"layer": spec.kind, "kind": spec.kind, "spec": spec_fields(spec), **sample,
-                        "mode": self.timer.last_mode})
+        """Keep a sample of a kernel run at `spec`'s exact hyper-parameters (not a built-in layer's),
+        with how it was timed."""
+        self.keep(key, {**spec_sample(spec, sample), "mode": self.timer.last_mode})
 
     def keep(self, op_class: str, sample: dict) -> None:
         """Keep a sample as it is (no timing mode or spec: the conv1d samples, as calibrations hold them)."""
@@ -43,3 +42,8 @@ class KernelBench:
 
     def count(self, op_class: str) -> int:
         return len(self.samples.get(op_class, []))
+
+
+def spec_sample(spec, sample: dict) -> dict:
+    """A sample that records every field of the spec its kernel ran, so a refit times exactly its ops."""
+    return {"layer": spec.kind, "kind": spec.kind, "spec": spec_fields(spec), **sample}

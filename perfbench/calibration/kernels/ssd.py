@@ -9,6 +9,7 @@ from perfbench.calibration.kernels.common import KernelBench
 
 NAME = "ssd"
 CLASSES = (SSD,)
+SETUP_S = 10.0  # the Triton autotuning of the layer's configuration on its first call (time estimate)
 
 
 def ssd_sizes() -> list[tuple[int, int]]:
