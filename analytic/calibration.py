@@ -40,22 +40,34 @@ the cost model. JSON, versioned, with provenance. Fields:
     host_samples             optional {"host/name/phase" | "host_wall/name/phase": [s, ...]}: every window
                              of each host launch chain (a layer's, the models' add + norm's, a built-in
                              model's whole); `launch` holds their median (perfbench/calibration/host.py)
+    uncertainty              optional {classes: {"<term class>/<phase>": {q10, q50, q90, n}}, sets: [...],
+                             created}: percentiles of log(measured / predicted) per term class (an op class,
+                             or step / host / eager / all) over never-fitted held-out result sets, and their
+                             share-weighted point count n; leave_one_out: {interpolated, extrapolated}
+                             quantiles of the GEMM grid's shapes each predicted without its own samples
+                             (perfbench/uncertainty.py; read by analytic/uncertainty.py)
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from analytic.ops import LD_LAYOUTS
+from analytic.ops import LD_LAYOUTS, OP_CLASSES
 from models.specs import SpecError
 
 FORMAT = "perfbench-calibration"
 VERSION = 1
 STEP_KEYS = ("base_s", "kernel_s", "cold_kernel_s")
 REQUIRED = ("gpu", "copy_bandwidth_bytes_s", "gemm_peak_flops", "gemm", "launch", "op_classes")
+# Term classes of a prediction interval (analytic/uncertainty.py): the op classes, a decode graph's step
+# overhead, the host chain beyond the GPU (or a host-bound point), an eager decode step, and every point.
+STEP_TERM, HOST_TERM, EAGER_TERM, POOLED_TERM = "step", "host", "eager", "all"
+UNCERTAINTY_TERMS = OP_CLASSES + (STEP_TERM, HOST_TERM, EAGER_TERM, POOLED_TERM)
+UNCERTAINTY_PHASES = ("prefill", "decode")
 
 
 class CalibrationError(SpecError):
@@ -82,6 +94,7 @@ class Calibration:
     gemm_unaligned: tuple = ()  # of (m, n, k, layout, align_bytes, time_s)
     gemm_relu_input: tuple = ()  # of (m, n, k, dense_s, relu_s)
     sustained: dict = field(default_factory=dict)  # {elapsed_s: [...], slowdown: [...], call_s}
+    uncertainty: dict = field(default_factory=dict)  # {classes: {key: {q10, q50, q90, n}}, sets, created}
 
     def to_dict(self) -> dict:
         return {
@@ -100,6 +113,7 @@ class Calibration:
             **({"gemm_relu_input": [dict(m=m, n=n, k=k, dense_s=d, relu_s=r) for m, n, k, d, r in self.gemm_relu_input]}
                if self.gemm_relu_input else {}),
             **({"sustained": self.sustained} if self.sustained else {}),
+            **({"uncertainty": self.uncertainty} if self.uncertainty else {}),
         }
 
     def save(self, path: Path) -> Path:
@@ -188,12 +202,50 @@ def from_dict(data: dict, source: str = "") -> Calibration:
     for key in ("graph_kernel_s", "eager_kernel_s"):
         if key not in launch:
             raise CalibrationError(f"{where}: launch.{key} missing")
+    uncertainty = uncertainty_section(data.get("uncertainty", {}), where)
     return Calibration(gpu=str(data["gpu"]), gpu_name=str(data.get("gpu_name", "")),
                        copy_bandwidth_bytes_s=copy_bw, gemm_peak_flops=peak, gemm=gemm,
                        launch=launch, op_classes=op_classes, created=str(data.get("created", "")),
                        provenance=provenance, samples=samples, allreduce=allreduce, source=source,
                        power=power, writeback=writeback, step=step, gemm_unaligned=unaligned,
-                       gemm_relu_input=relu_input, sustained=sustained)
+                       gemm_relu_input=relu_input, sustained=sustained, uncertainty=uncertainty)
+
+
+def uncertainty_section(section, where: str) -> dict:
+    """The validated `uncertainty` section: each class key "<term class>/<phase>" with finite
+    q10 <= q50 <= q90 and n >= 0; `sets` a list of names; optional `leave_one_out` {interpolated,
+    extrapolated} quantiles of the same form. One-line CalibrationError otherwise."""
+    if not section:
+        return {}
+    if not isinstance(section, dict) or not isinstance(section.get("classes"), dict):
+        raise CalibrationError(f"{where}: uncertainty needs a classes object")
+    classes = {}
+    for key, entry in section["classes"].items():
+        term, _, phase = str(key).partition("/")
+        if term not in UNCERTAINTY_TERMS or phase not in UNCERTAINTY_PHASES:
+            raise CalibrationError(f"{where}: uncertainty class {key!r} is not <term>/<phase> "
+                                   f"(terms: {', '.join(UNCERTAINTY_TERMS)}; phases: prefill, decode)")
+        classes[str(key)] = _quantile_entry(entry, f"{where}: uncertainty.{key}")
+    sets = section.get("sets", [])
+    if not isinstance(sets, list) or not all(isinstance(s, str) for s in sets):
+        raise CalibrationError(f"{where}: uncertainty.sets must be a list of result set names")
+    loo = section.get("leave_one_out", {})
+    if not isinstance(loo, dict) or set(loo) - {"interpolated", "extrapolated"}:
+        raise CalibrationError(f"{where}: uncertainty.leave_one_out takes only interpolated and extrapolated entries")
+    loo = {key: _quantile_entry(entry, f"{where}: uncertainty.leave_one_out.{key}") for key, entry in loo.items()}
+    return {"classes": classes, "sets": list(sets), "created": str(section.get("created", "")),
+            **({"leave_one_out": loo} if loo else {})}
+
+
+def _quantile_entry(entry, what: str) -> dict:
+    """{q10, q50, q90, n} as floats: finite, q10 <= q50 <= q90, n >= 0; one-line CalibrationError otherwise."""
+    try:
+        q10, q50, q90, n = (float(entry[k]) for k in ("q10", "q50", "q90", "n"))
+    except (KeyError, TypeError, ValueError):
+        raise CalibrationError(f"{what} needs numbers q10, q50, q90 and n") from None
+    if not (all(math.isfinite(v) for v in (q10, q50, q90, n)) and q10 <= q50 <= q90 and n >= 0):
+        raise CalibrationError(f"{what} needs finite q10 <= q50 <= q90 and n >= 0")
+    return {"q10": q10, "q50": q50, "q90": q90, "n": n}
 
 
 def write_calibration_data(path: Path, data: dict) -> Path:

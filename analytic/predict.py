@@ -22,10 +22,12 @@ from analytic.hardware import get_gpu
 from analytic.memory import fits_in_memory, footprint_bytes, max_batch
 from analytic.ops import COLLECTIVE_CLASSES, NEW_MIXER_FAMILIES
 from analytic.pipeline import OP_BOUNDS, StepTime, resolve_target, step_time
+from analytic.provenance import labels
+from analytic.uncertainty import record_interval, record_terms, shares, step_term, term_bounds
 from models.specs import SpecError
 
 COLUMNS = ["target_kind", "name", "phase", "batch", "seqlen", "gpu", "calibrated", "mode", "tp",
-           "time_ms", "flops", "bytes", "bound", "intensity", "n_kernels", "tokens_per_s",
+           "time_ms", "time_lo_ms", "time_hi_ms", "provenance", "flops", "bytes", "bound", "intensity", "n_kernels", "tokens_per_s",
            "memory_bytes", "fits"]
 TP_COLUMNS = ["allreduce_ms", "allreduce_share"]  # added where tp > 1 (always by predict_tp)
 SCALING_COLUMNS = ["name", "phase", "batch", "seqlen", "gpu", "tp", "time_ms", "allreduce_ms",
@@ -33,14 +35,25 @@ SCALING_COLUMNS = ["name", "phase", "batch", "seqlen", "gpu", "tp", "time_ms", "
                    "reason"]
 POINT_BOUNDS = (*BOUND_LABELS, "host")
 STEP_GROUP = "step"
+SHARE_PREFIX = "share:"  # predict(..., with_shares=True): one column per term class, its share of time_ms
 
 
 def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu: str = "h100",
-            calibration="default", tp: int = 1, graphs: bool = True, allreduce: dict | None = None) -> pd.DataFrame:
+            calibration="default", tp: int = 1, graphs: bool = True, allreduce: dict | None = None,
+            with_shares: bool = False) -> pd.DataFrame:
     """One row per (batch, seqlen) point; see COLUMNS (and TP_COLUMNS where tp > 1).
-    `calibration`: 'default', 'none', path or object. Per GPU where tp > 1 (`predict_tp`)."""
+    `calibration`: 'default', 'none', path or object. Per GPU where tp > 1 (`predict_tp`).
+
+    time_lo_ms / time_hi_ms: the interval the measured time should fall in ~80 % of the time, and
+    provenance: calibrated / interpolated / extrapolated / datasheet (analytic/uncertainty.py,
+    analytic/provenance.py). `with_shares`: also each term class's share of time_ms (SHARE_PREFIX
+    columns, what perfbench/uncertainty.py attributes residuals by)."""
     record = step_time(target, phase, batch, seqlen, gpu, calibration, tp, graphs, allreduce)
-    return _points(record, with_collectives=record.tp > 1)
+    frame = _points(record, with_collectives=record.tp > 1)
+    if with_shares:
+        for key, share in shares(record_terms(record)).items():
+            frame[SHARE_PREFIX + key] = np.broadcast_to(share, frame.shape[:1])
+    return frame
 
 
 def predict_tp(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu: str = "h100",
@@ -61,10 +74,12 @@ def _points(record: StepTime, with_collectives: bool) -> pd.DataFrame:
     n_kernels = sum(o.op.kernels * o.count for o in record.ops)
     memory = footprint_bytes(record.target_kind, record.spec, record.phase, b, L, record.tp)
     tokens = b * L if record.phase == "prefill" else b
+    lo_s, hi_s, provenance = record_interval(record)
     columns = {
         "target_kind": record.target_kind, "name": record.name, "phase": record.phase, "batch": b.astype(int),
         "seqlen": L.astype(int), "gpu": record.gpu, "calibrated": record.calibrated, "mode": record.mode,
-        "tp": record.tp, "time_ms": time_s * 1e3, "flops": flops, "bytes": bytes_,
+        "tp": record.tp, "time_ms": time_s * 1e3, "time_lo_ms": lo_s * 1e3, "time_hi_ms": hi_s * 1e3,
+        "provenance": labels(provenance), "flops": flops, "bytes": bytes_,
         "bound": point_bound(record), "intensity": flops / bytes_,
         "n_kernels": np.broadcast_to(n_kernels, b.shape).astype(int), "tokens_per_s": tokens / time_s,
         "memory_bytes": memory, "fits": fits_in_memory(memory, get_gpu(record.gpu)),
@@ -131,7 +146,20 @@ def _op_rows(record: StepTime, with_step: bool, with_collectives: bool) -> pd.Da
                      **({"message_bytes": 0.0} if with_collectives else {}), "time_ms": step_s * 1e3, "bound": bound})
     frame = pd.DataFrame(rows)
     frame["share"] = frame["time_ms"] / frame["time_ms"].sum()
+    terms = record_terms(record)[:len(record.ops)] + ([step_term(record)] if len(rows) > len(record.ops) else [])
+    _with_op_intervals(frame, terms, record.calibration)
     return frame
+
+
+def _with_op_intervals(frame: pd.DataFrame, terms: list, cal) -> None:
+    """Each breakdown row's own interval and provenance: its term class's quantiles widened by its
+    provenance (analytic.uncertainty.term_bounds), about its time (the record's first point)."""
+    bounds = [term_bounds(term, cal) for term in terms]
+    lo = np.array([float(np.ravel(lo)[0]) for lo, _hi in bounds])
+    hi = np.array([float(np.ravel(hi)[0]) for _lo, hi in bounds])
+    frame["time_lo_ms"] = frame["time_ms"] * np.exp(np.minimum(lo, 0.0))
+    frame["time_hi_ms"] = frame["time_ms"] * np.exp(np.maximum(hi, 0.0))
+    frame["provenance"] = labels([int(np.ravel(term.provenance)[0]) for term in terms])
 
 
 def tp_scaling(target, phase: str, batch: int, seqlen: int, gpu: str = "h100", tps=(1, 2, 4, 8),

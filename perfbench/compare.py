@@ -27,9 +27,10 @@ KEYS = ["gpu", "target_kind", "name", "phase", "batch", "seqlen"]
 GROUP = ["gpu", "target_kind", "name", "phase"]
 METRIC_COLUMNS = ["target_kind", "name", "phase", "gpu", "mode", "prediction", "n",
                   "median_abs_err", "p90_abs_err", "bias", "worst_err", "worst_batch",
-                  "worst_seqlen", "worst_point", "host_bound"]
-PREDICTED_COLUMNS = ["time_ms", "flops", "bytes", "bound", "intensity", "n_kernels", "tokens_per_s",
-                     "memory_bytes", "calibrated"]
+                  "worst_seqlen", "worst_point", "host_bound", "interval_coverage"]
+PREDICTED_COLUMNS = ["time_ms", "time_lo_ms", "time_hi_ms", "provenance", "flops", "bytes", "bound", "intensity",
+                     "n_kernels", "tokens_per_s", "memory_bytes", "calibrated"]
+SHARE_PREFIX = "share:"  # analytic.predict.SHARE_PREFIX: a predictor's per-term-class shares, kept as they are
 
 Predictor = Callable[..., pd.DataFrame]
 
@@ -223,7 +224,7 @@ def join_predictions(points: pd.DataFrame, calibration: str | Path | None = "def
         except (*USER_ERRORS, ValueError, KeyError) as exc:
             notes.append(f"skipped {len(group)} {name} {phase} points: cannot predict ({exc})")
             continue
-        pred = pred[["batch", "seqlen"] + [c for c in PREDICTED_COLUMNS if c in pred.columns]]
+        pred = pred[["batch", "seqlen"] + [c for c in pred.columns if c in PREDICTED_COLUMNS or c.startswith(SHARE_PREFIX)]]
         pred = pred.rename(columns={c: f"{c}_pred" for c in PREDICTED_COLUMNS})
         pred = pred.astype({"batch": "int64", "seqlen": "int64"})
         merged = group.astype({"batch": "int64", "seqlen": "int64"}).merge(
@@ -265,9 +266,22 @@ def error_metrics(joined: pd.DataFrame, err: str = "err") -> pd.DataFrame:
             "worst_seqlen": int(worst["seqlen"]),
             "worst_point": _point_label(int(worst["batch"]), int(worst["seqlen"])),
             "host_bound": int((group["bound_pred"] == "host").sum()) if "bound_pred" in group else 0,
+            "interval_coverage": interval_coverage(group),
         })
     metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     return sort_targets(metrics)
+
+
+def inside_interval(joined: pd.DataFrame) -> pd.Series:
+    """Whether each measured time lies in its predicted [time_lo_ms, time_hi_ms] (analytic/uncertainty.py)."""
+    return (joined["time_ms"] >= joined["time_lo_ms_pred"]) & (joined["time_ms"] <= joined["time_hi_ms_pred"])
+
+
+def interval_coverage(joined: pd.DataFrame) -> float:
+    """The fraction of measured points inside their predicted interval (meant to be ~0.8); NaN without one."""
+    if "time_lo_ms_pred" not in joined or not len(joined) or joined["time_lo_ms_pred"].isna().all():
+        return float("nan")
+    return float(inside_interval(joined).mean())
 
 
 def _point_label(batch: int, seqlen: int) -> str:
@@ -427,10 +441,12 @@ def display_table(metrics: pd.DataFrame) -> pd.DataFrame:
                "median |err|": _pct(r["median_abs_err"]), "p90 |err|": _pct(r["p90_abs_err"]),
                "bias": _pct(r["bias"], True),
                "worst point": f"{r['worst_point']} ({_pct(r['worst_err'], True)})",
-               "host-bound": int(r.get("host_bound", 0) or 0)}
+               "host-bound": int(r.get("host_bound", 0) or 0),
+               "in interval": _pct(r.get("interval_coverage"))}
         if side:
             row["datasheet median"] = _pct(r["datasheet_median_abs_err"])
             row["datasheet p90"] = _pct(r["datasheet_p90_abs_err"])
         rows.append(row)
-    columns = ["target", "phase", "gpu", "mode", "n", "median |err|", "p90 |err|", "bias", "worst point", "host-bound"]
+    columns = ["target", "phase", "gpu", "mode", "n", "median |err|", "p90 |err|", "bias", "worst point", "host-bound",
+               "in interval"]
     return pd.DataFrame(rows, columns=columns + (["datasheet median", "datasheet p90"] if side else []))

@@ -139,6 +139,31 @@ def empty_figure(message: str) -> go.Figure:
     return fig
 
 
+# --------------------------------------------------------------------------- prediction intervals
+
+def interval_bounds(frame: pd.DataFrame, y: str, suffix: str = "") -> tuple[np.ndarray, np.ndarray] | None:
+    """(lower, upper) of a predicted quantity's ~80 % interval (analytic/uncertainty.py), or None where
+    the frame has none: time_lo_ms / time_hi_ms for a time; a rate (tokens_per_s) by the inverse ratios."""
+    lo, hi = f"time_lo_ms{suffix}", f"time_hi_ms{suffix}"
+    if not {lo, hi} <= set(frame.columns) or frame[lo].isna().all():
+        return None
+    if y.startswith("time_ms"):
+        return frame[lo].to_numpy(), frame[hi].to_numpy()
+    values, time = frame[y].to_numpy(), frame[f"time_ms{suffix}"].to_numpy()
+    return values * time / frame[hi].to_numpy(), values * time / frame[lo].to_numpy()
+
+
+def add_interval_band(fig: go.Figure, x, bounds, colour: str, group: str, **where) -> None:
+    """A shaded band between a prediction's interval bounds, drawn under its line."""
+    if bounds is None:
+        return
+    lo, hi = bounds
+    x = np.asarray(x)
+    fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([hi, lo[::-1]]), fill="toself",
+                             fillcolor=colour, opacity=0.12, line=dict(width=0), hoverinfo="skip",
+                             legendgroup=group, showlegend=False, name=f"{group} predicted interval"), **where)
+
+
 # --------------------------------------------------------------------------- measured vs predicted
 
 def curves_figure(points: pd.DataFrame, title: str = "") -> go.Figure:
@@ -172,6 +197,7 @@ def curves_figure(points: pd.DataFrame, title: str = "") -> go.Figure:
                            "(p10 %{customdata[2]:.4g}, p90 %{customdata[3]:.4g})<br>"
                            "predicted %{customdata[0]:.4g} ms<br>error %{customdata[1]:+.1f}%"
                            "<extra></extra>")), row=1, col=1)
+        add_interval_band(fig, x, interval_bounds(group, "time_ms_pred", "_pred"), colour, label, row=1, col=1)
         fig.add_trace(go.Scatter(
             x=x, y=group["time_ms_pred"], **predicted_line(len(x)), name=f"{label} predicted", legendgroup=label,
             line=dict(color=colour, width=2), marker_color=colour, showlegend=True,
@@ -193,7 +219,7 @@ def curves_figure(points: pd.DataFrame, title: str = "") -> go.Figure:
                      title_text=_y_title(phase, kind), row=1, col=1)
     fig.update_yaxes(title_text="error (%)", zeroline=False, row=2, col=1)
     fig.update_layout(**LAYOUT, title=title or None, height=660)
-    _top_legend(fig, "● measured (band p10–p90) · ─ predicted")
+    _top_legend(fig, "● measured (band p10–p90) · ─ predicted (light band: its ~80 % interval)")
     return fig
 
 
@@ -297,6 +323,7 @@ def model_curves_figure(predicted: pd.DataFrame, measured: pd.DataFrame | None, 
     """One line per model (predicted) and open markers (measured) against context length."""
     fig = go.Figure()
     for name, group in predicted.sort_values("seqlen").groupby("name", sort=False):
+        add_interval_band(fig, group["seqlen"], interval_bounds(group, y), model_colour(name), name)
         fig.add_trace(go.Scatter(x=group["seqlen"], y=group[y], **predicted_line(len(group)), name=name,
                                  legendgroup=name, line=dict(color=model_colour(name), width=2.5),
                                  marker_color=model_colour(name),
@@ -424,6 +451,8 @@ def whatif_figure(base: pd.DataFrame, edited: pd.DataFrame, y: str, y_title: str
     fig = go.Figure()
     for frame, label, dash in ((edited, "edited", "solid"), (base, "base", "dash")):
         for batch, group in frame.sort_values("seqlen").groupby("batch", sort=True):
+            if dash == "solid":
+                add_interval_band(fig, group["seqlen"], interval_bounds(group, y), batch_colour(batch), f"B={batch}")
             fig.add_trace(go.Scatter(
                 x=group["seqlen"], y=group[y], mode="lines+markers", name=f"B={batch} {label}",
                 legendgroup=f"B={batch}", line=dict(color=batch_colour(batch), width=2.5 if dash == "solid" else 1.5,

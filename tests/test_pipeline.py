@@ -109,11 +109,11 @@ def test_collectives_stage_is_the_allreduce_column():
 def test_tp_breakdown_keeps_its_columns_and_gains_a_step_row():
     rows = breakdown("transformer-8b", "decode", 16, 4096, "h200", graphs=True, tp=2)
     assert list(rows.columns) == ["name", "tp", "group", "op", "op_class", "count", "kernels", "flops", "bytes",
-                                  "message_bytes", "time_ms", "bound", "share"]
+                                  "message_bytes", "time_ms", "bound", "share", "time_lo_ms", "time_hi_ms", "provenance"]
     assert rows["group"].iloc[-1] == "step"
 
 
 def test_one_gpu_breakdown_keeps_its_columns():
     rows = breakdown("mlp", "decode", 1, 4096, "h100", graphs=True)
     assert list(rows.columns) == ["name", "group", "op", "op_class", "count", "kernels", "flops", "bytes",
-                                  "time_ms", "bound", "share"]
+                                  "time_ms", "bound", "share", "time_lo_ms", "time_hi_ms", "provenance"]

@@ -34,6 +34,10 @@ def calibrate_command(
     power_from: Optional[list[Path]] = typer.Option(None, "--power-from", help="earlier calibration files of the same "
                                                     "GPU kind: each power figure becomes the median over their runs and "
                                                     "this file's"),
+    uncertainty_from: Optional[list[Path]] = typer.Option(None, "--uncertainty-from", help="result set directories "
+                                                          "never fitted to (held out): write the uncertainty section, the "
+                                                          "quantiles of log(measured / predicted) per term class, from their "
+                                                          "points on this GPU, predicted with this file (repeatable)"),
     samples_from: Optional[list[Path]] = typer.Option(None, "--samples-from", help="earlier calibration files of the "
                                                       "same GPU kind: each kernel family sample becomes the median over "
                                                       "the runs of its family in them and this file"),
@@ -92,6 +96,13 @@ def calibrate_command(
         data = pooled_power(data, {str(p): read_calibration_data(p) for p in power_from})
     if host_from:
         data = pooled_host_figures(data, {str(p): read_calibration_data(p) for p in host_from})
+    if uncertainty_from:
+        from perfbench.uncertainty import with_uncertainty
+
+        data = with_uncertainty(data, list(uncertainty_from), created=_utc_now())
+        rows = data["uncertainty"]["classes"]
+        typer.echo(f"uncertainty: {len(rows)} term classes from {len(uncertainty_from)} sets "
+                   f"({sum(int(v['n']) for k, v in rows.items() if k.startswith('all/'))} points)")
     target = out or Path("calibrations") / f"{data['gpu']}.json"
     cal = from_dict(data, str(target))  # validate what we are about to write
     written = [target] + ([bundled_path(cal.gpu)] if install else [])
@@ -100,3 +111,8 @@ def calibrate_command(
             write_calibration_data(path, data)
     typer.echo(f"wrote {', '.join(str(p) for p in written)}")
 
+
+def _utc_now() -> str:
+    from perfbench.results import utc_now
+
+    return utc_now()

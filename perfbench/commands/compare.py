@@ -77,7 +77,7 @@ def _header(path: Path, result) -> str:
             "err = (predicted - measured) / measured")
 
 
-_RIGHT = {"n", "median |err|", "p90 |err|", "bias", "datasheet median", "datasheet p90"}
+_RIGHT = {"n", "median |err|", "p90 |err|", "bias", "datasheet median", "datasheet p90", "in interval"}
 
 
 _TP_RIGHT = {"tp", "measured ms", "predicted ms", "err", "all-reduce share", "speedup", "speedup pred",

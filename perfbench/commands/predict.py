@@ -13,7 +13,7 @@ from perfbench.commands.selection import (HfConfigOption, LayerOption, ModelOpti
 from perfbench.output import emit
 from perfbench.sizes import parse_names, parse_sizes
 
-TABLE_COLUMNS = ["name", "phase", "batch", "seqlen", "gpu", "time_ms", "tokens_per_s", "flops", "bytes",
+TABLE_COLUMNS = ["name", "phase", "batch", "seqlen", "gpu", "time_ms", "time_lo_ms", "time_hi_ms", "provenance", "tokens_per_s", "flops", "bytes",
                  "intensity", "bound", "n_kernels", "memory_bytes", "fits"]
 
 
