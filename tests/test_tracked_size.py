@@ -17,9 +17,10 @@ LIMIT_BYTES = int(2.5 * 2**20)
 def _tracked_files() -> list[Path]:
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
-    done = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True)
-    if done.returncode != 0:
-        pytest.skip("not a git checkout")
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=ROOT, capture_output=True, text=True)
+    if top.returncode != 0 or Path(top.stdout.strip()).resolve() != ROOT:
+        pytest.skip("not a git checkout of this repository")
+    done = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
     return [ROOT / name for name in done.stdout.decode().split("\0") if name]
 
 
