@@ -22,7 +22,7 @@ measure() {  # STAGE_S run options...
     2>&1 | grep -vE "^\s*$" | tail -n 3 | tee -a "$OUT/session.log"
 }
 cal="$STATE/$gpu-design.json"
-[ -f "$cal" ] || cp "analytic/calibrations/$gpu.json" "$cal"
+[ -f "$cal" ] || python3 -c "import sys; from pathlib import Path; from analytic.calibration import bundled_path, read_calibration_data, write_calibration_data; write_calibration_data(Path(sys.argv[2]), read_calibration_data(bundled_path(sys.argv[1])))" "$gpu" "$cal"
 for section in "$@"; do
   echo "== $section $(date -u +%H:%M:%SZ)" | tee -a "$OUT/session.log"
   case $section in

@@ -349,3 +349,20 @@ def test_only_power_limited_kernels_rest_before_they_are_timed(monkeypatch):
     calls.clear()
     time_power_limited(Timer(), lambda: calls.append("run"), graph=False)  # FlashAttention's prefill
     assert calls[0] == "rest 0.3" and calls[-1] == "timed eagerly"
+
+
+def test_a_gzipped_calibration_round_trips_and_a_damaged_one_is_one_line(tmp_path):
+    """The bundled files are gzipped JSON: written deterministically (same content, same bytes), read back
+    equal, and a truncated one is a one-line CalibrationError."""
+    from analytic.calibration import (CalibrationError, bundled_path, read_calibration_data,
+                                      write_calibration_data)
+
+    data = read_calibration_data(bundled_path("h100"))
+    first = write_calibration_data(tmp_path / "a.json.gz", data).read_bytes()
+    second = write_calibration_data(tmp_path / "b.json.gz", data).read_bytes()
+    assert first == second and first[:2] == b"\x1f\x8b"
+    assert read_calibration_data(tmp_path / "a.json.gz") == data
+    (tmp_path / "bad.json.gz").write_bytes(first[: len(first) // 2])
+    with pytest.raises(CalibrationError, match="bad.json.gz") as err:
+        read_calibration_data(tmp_path / "bad.json.gz")
+    assert "\n" not in str(err.value)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytic.calibration import CalibrationError, bundled_path, from_dict, load_calibration
+from analytic.calibration import CalibrationError, bundled_path, from_dict, load_calibration, read_calibration_data
 from analytic.costs import layer_ops
 from analytic.costs.mamba import scan_chunk
 from analytic.efficiency import ceilings, op_ceiling, op_time, table_rate
@@ -83,7 +83,7 @@ def test_an_uneven_length_takes_the_uneven_path():
 
 
 def test_scan_rate_table_comes_from_samples_of_the_8b_spec_only():
-    cal = json.loads(bundled_path("h100").read_text())
+    cal = read_calibration_data(bundled_path("h100"))
     samples = cal["samples"]["selective_scan"]
     table = scan_rate_table(samples, 1e-6)
     assert set(table) == {"even", "uneven"}
@@ -93,7 +93,7 @@ def test_scan_rate_table_comes_from_samples_of_the_8b_spec_only():
 
 
 def test_rate_table_round_trips_and_bad_tables_are_one_line_errors(tmp_path):
-    data = json.loads(bundled_path("h100").read_text())
+    data = read_calibration_data(bundled_path("h100"))
     cal = from_dict(data, "bundled")
     assert cal.op_classes["selective_scan"]["rate_table"]["even"]["seqlen"][0] == 128
     broken = json.loads(json.dumps(data))
