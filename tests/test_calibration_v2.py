@@ -15,6 +15,7 @@ from analytic.calibration import CalibrationError, bundled_path, from_dict, load
 from analytic.costs import layer_ops
 from analytic.costs.mamba import scan_chunk
 from analytic.efficiency import ceilings, op_ceiling, op_time, table_rate
+from analytic.families.selective_scan import BLOCK_SLOTS, STATE_OVERHEAD
 from analytic.fit import scan_rate_table
 from analytic.hardware import get_gpu
 from analytic.ops import ELEMENTWISE, ROPE
@@ -70,7 +71,12 @@ def test_scan_time_uses_the_table_rate_on_padded_elements():
     table = c.extra["rate_table"]
     op = _scan_op(4, 8192)
     rate = table_rate(table["even"], 8192, 4 * 8192)
-    expected = c.t0_s + 9.0 * op.shape["padded_elements"] / rate
+    # 9 FLOPs a padded (token, channel, state), times the fitted per-channel share (n0 states over
+    # d_state) and the idle slots of the last wave of blocks (analytic.families.selective_scan).
+    n0, slots = c.extra.get(STATE_OVERHEAD, 0.0), c.extra.get(BLOCK_SLOTS, 0.0)
+    blocks = max(float(np.ravel(op.shape["blocks"])[0]), 1.0) if slots else 1.0
+    wave = np.ceil(blocks / slots) * slots / blocks if slots else 1.0
+    expected = c.t0_s + 9.0 * op.shape["padded_elements"] * (op.shape["d_state"] + n0) / op.shape["d_state"] * wave / rate
     assert float(op_time(op, ceil)[0][0]) == pytest.approx(float(np.ravel(expected)[0]), rel=1e-9)
 
 

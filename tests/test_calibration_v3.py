@@ -72,13 +72,15 @@ def test_a_split_call_pays_the_combine_kernel_per_split():
     assert _decode_attention(ceil, 64, 4096) == _decode_attention(bare, 64, 4096)
 
 
-def test_attention_decode_never_beats_the_copy_ceiling():
+def test_attention_decode_never_beats_the_hbm_peak():
+    """Reading the cache alone may outrun a copy (which also writes: the bundled H100 decode samples
+    stream up to ~3.3 TB/s against a 3.0 TB/s copy), never the HBM's datasheet peak."""
     ceil = ceilings(get_gpu("h100"), load_calibration(bundled_path("h100")))
     for b in (1, 3, 17, 48, 96, 200):
         for L in (512, 3000, 32768):
             ops = layer_ops(BUILTIN_LAYERS["attention"], "decode", np.array([float(b)]), np.array([float(L)]))
             op = next(o for o in ops if o.op_class == ATTN_DECODE)
-            assert float(op_time(op, ceil)[0][0]) >= float(op.shape["kv_bytes"][0]) / ceil.copy_bw_bytes_s
+            assert float(op_time(op, ceil)[0][0]) >= float(op.shape["kv_bytes"][0]) / ceil.gpu.mem_bw_bytes_s
 
 
 def _cal(created: str, gpu: str = "h100", **launch) -> dict:

@@ -151,7 +151,7 @@ def test_samples_of_a_shape_family_fit_with_their_class_or_family():
 def test_an_op_is_on_a_sample_inside_or_outside_the_sampled_hyperparameters(h100_data):
     bundled = load_calibration(bundled_path("h100"), "h100")
     assert selective_scan_coverage(_scan(BUILTIN_LAYERS["mamba"]), bundled) == SAMPLE
-    assert selective_scan_coverage(_scan(MambaSpec(d_model=4096, d_state=16)), bundled) == OUTSIDE
+    assert selective_scan_coverage(_scan(MambaSpec(d_model=4096, d_state=512)), bundled) == OUTSIDE  # sampled 16-256
     spread = [_sample(stub) for stub in selective_scan_shapes.plan()]
     widened = CoverageIndex.from_calibration(replace(bundled, samples={**bundled.samples, "selective_scan_shapes": spread}))
     assert widened.of(_scan(MambaSpec(d_model=4096, d_state=48))) == INSIDE
