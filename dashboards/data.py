@@ -73,7 +73,7 @@ def sidebar() -> None:
 def signature(path: str) -> tuple:
     """Files, sizes and mtimes `path` reads (a packed set's file, then run files and manifests):
     the cache key that changes when a run lands."""
-    from perfbench.results import source_files
+    from perfbench.measure.results import source_files
 
     root = Path(path)
     files = source_files(root)

@@ -52,9 +52,9 @@ def bundled_tp_results_dir() -> Path:
 # --------------------------------------------------------------------------- adapters
 
 def _load_results_frame(path: Path) -> pd.DataFrame:
-    """All runs under `path`: `perfbench.results.load_results` once it exists, Parquet otherwise."""
+    """All runs under `path`: `perfbench.measure.results.load_results` once it exists, Parquet otherwise."""
     try:
-        from perfbench.results import load_results
+        from perfbench.measure.results import load_results
     except ImportError:
         load_results = None
     if load_results is not None:
@@ -80,9 +80,9 @@ def predict_grid(target: str, phase: str, batch: list[int], seqlen: list[int], g
 
 def recorded_predictor(results: str | Path) -> Predictor:
     """`predict_grid` that prices a target the registry does not know (an imported, overridden or
-    file-defined one) from the spec its run recorded (`perfbench.results.recorded_targets`)."""
+    file-defined one) from the spec its run recorded (`perfbench.measure.results.recorded_targets`)."""
     from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS
-    from perfbench.results import recorded_targets
+    from perfbench.measure.results import recorded_targets
 
     recorded = {name: target for name, target in recorded_targets(results).items()
                 if name not in BUILTIN_MODELS and name not in BUILTIN_LAYERS}
@@ -118,7 +118,7 @@ def analytic_gpus() -> tuple[str, ...]:
 def load_measured(path: str | Path) -> pd.DataFrame:
     """Every row of a results directory (or results/<set> of a results index); a one-line
     PerfbenchError when there is nothing to read."""
-    from perfbench.results import results_exist
+    from perfbench.measure.results import results_exist
 
     path = Path(path)
     if not results_exist(path):

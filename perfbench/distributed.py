@@ -44,12 +44,12 @@ from typing import Callable
 from analytic.collectives import fit_allreduce
 from models.sharding import check_tp, shard_layer, shard_model
 from perfbench.errors import PerfbenchError, require
-from perfbench.harness import (DTYPES, Point, SweepOptions, SweepReport, Target, is_oom, kernel_facts, make_points,
+from perfbench.measure.harness import (DTYPES, Point, SweepOptions, SweepReport, Target, is_oom, kernel_facts, make_points,
                                one_line, point_call, result_row)
-from perfbench.nvtx_ranges import measured_range
-from perfbench.results import RunWriter, done_keys
-from perfbench.telemetry import GpuTelemetry, env_versions, gpu_key
-from perfbench.timing import Timing, capture_graph, choose_repeats, l2_flusher
+from perfbench.measure.nvtx_ranges import measured_range
+from perfbench.measure.results import RunWriter, done_keys
+from perfbench.measure.telemetry import GpuTelemetry, env_versions, gpu_key
+from perfbench.measure.timing import Timing, capture_graph, choose_repeats, l2_flusher
 
 FINAL_STATUSES = ("ok", "oom", "skipped")
 # NVLink multicast (NVLS) off unless set otherwise: on shared multi-GPU hosts a program using it can
@@ -328,7 +328,7 @@ def _outcome(exc: BaseException | None):
 
 
 def capture_graph_tp(fn: Callable, warmup: int = 2):
-    """`perfbench.timing.capture_graph` for steps holding NCCL collectives: capture in thread-local
+    """`perfbench.measure.timing.capture_graph` for steps holding NCCL collectives: capture in thread-local
     mode, so the process group's watchdog thread querying its events does not void the capture."""
     return capture_graph(fn, warmup, capture_error_mode="thread_local")
 
@@ -351,7 +351,7 @@ def measure_lockstep(fn: Callable, options, cuda: bool, device, tp: int, range_n
         sync()
         return time.perf_counter() - start
 
-    if options.rest_s > 0:  # as perfbench.timing.measure: the power limiter forgets the last point
+    if options.rest_s > 0:  # as perfbench.measure.timing.measure: the power limiter forgets the last point
         sync()
         time.sleep(options.rest_s)
     dist.barrier()

@@ -124,9 +124,9 @@ def leave_one_out(calibration: Calibration) -> dict:
 
 
 def check_held_out(sets: list[Path]) -> None:
-    """Refuse a set results/index.toml marks as fitted (perfbench/result_sets.py): the quantiles must
+    """Refuse a set results/index.toml marks as fitted (perfbench/measure/result_sets.py): the quantiles must
     come from points the model was never fitted or tuned to, or the intervals come out too narrow."""
-    from perfbench.result_sets import find_set
+    from perfbench.measure.result_sets import find_set
 
     for path in sets:
         indexed = find_set(path)

@@ -62,7 +62,7 @@ stage_report() {  # perfbench compare's tensor-parallel table, with a fresh all-
 import json, sys
 from pathlib import Path
 import pandas as pd
-from perfbench.results import load_results
+from perfbench.measure.results import load_results
 from perfbench.tp_compare import display_tp_table, tp_comparison, tp_summary
 
 out, cal = Path(sys.argv[1]), sys.argv[2]

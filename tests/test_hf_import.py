@@ -222,11 +222,11 @@ def test_run_builds_a_tiny_hf_dense_model_on_the_cpu_reference(tmp_path):
                 "--repeats", "1", "--max-repeats", "1", "--warmup", "0", "--target-ms", "1", "--out",
                 str(tmp_path / "results"))
     assert done.returncode == 0, done.stderr[-2000:]
-    from perfbench.results import load_results
+    from perfbench.measure.results import load_results
 
     frame = load_results(tmp_path / "results")
     assert set(frame["name"]) == {"tiny-qwen3"} and set(frame["status"]) == {"ok"}
-    from perfbench.results import recorded_targets
+    from perfbench.measure.results import recorded_targets
 
     assert recorded_targets(tmp_path / "results")["tiny-qwen3"].spec == load_hf_config(config.parent)
 

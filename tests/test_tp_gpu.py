@@ -65,9 +65,9 @@ def test_sharded_real_model_matches_one_gpu(two_gpus, mamba_ssm):
 
 def test_tp_sweep_on_two_gpus_records_graph_decode_nccl_and_topology(two_gpus, mamba_ssm, tmp_path):
     from perfbench.distributed import run_tp
-    from perfbench.harness import SweepOptions, Target
-    from perfbench.results import load_results
-    from perfbench.timing import TimingOptions
+    from perfbench.measure.harness import SweepOptions, Target
+    from perfbench.measure.results import load_results
+    from perfbench.measure.timing import TimingOptions
 
     targets = [Target("model", "small-hybrid", _hybrid()), Target("layer", "mamba", MambaSpec(d_model=D))]
     options = SweepOptions(device="cuda", dtype="bfloat16", graphs=True,

@@ -113,6 +113,6 @@ def calibrate_command(
 
 
 def _utc_now() -> str:
-    from perfbench.results import utc_now
+    from perfbench.measure.results import utc_now
 
     return utc_now()

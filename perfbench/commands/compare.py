@@ -39,7 +39,7 @@ def compare_command(
         raise PerfbenchError(f"unknown format {fmt!r} ({', '.join(FORMATS)})")
     if html is not None:  # before the comparison's work, not after it
         require("plotly", "perfbench compare --html")
-    from perfbench.result_sets import resolve_results_path
+    from perfbench.measure.result_sets import resolve_results_path
 
     path = resolve_results_path(results_dir, result_set, bundled_results_dir())
     result = compare(path, gpu=gpu, calibration=calibration, mode=mode)

@@ -43,7 +43,7 @@ def dashboard_command(
     require("plotly", "perfbench dashboard")
     if not app_path().is_file():
         raise PerfbenchError(f"dashboard app not found at {app_path()} (run from a source checkout)")
-    from perfbench.result_sets import resolve_results_path
+    from perfbench.measure.result_sets import resolve_results_path
 
     path = resolve_results_path(results_dir, result_set, bundled_results_dir()).resolve()
     env = dict(os.environ, PERFBENCH_RESULTS=str(path))
