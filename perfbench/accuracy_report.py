@@ -101,7 +101,7 @@ def compute(root: Path, only_never_fitted: bool = False) -> Accuracy:
 
 
 def _tp_line(result_set: ResultSet) -> str:
-    from perfbench.tp_compare import tp_comparison, tp_summary
+    from perfbench.tp.compare import tp_comparison, tp_summary
 
     return tp_summary(tp_comparison(read_set(result_set), calibration="default", mode="graph"))
 

@@ -162,7 +162,7 @@ def select_points(frame: pd.DataFrame, mode: str = "graph", gpu: str | None = No
     sort = [c for c in ("timestamp", "run_id") if c in ok.columns]
     if sort:
         ok = ok.sort_values(sort)
-    from perfbench.tp_compare import with_tp
+    from perfbench.tp.compare import with_tp
 
     ok = with_tp(ok).drop_duplicates(KEYS + ["tp"], keep="last")  # a TP=2 point is another point
     return ok.reset_index(drop=True)
@@ -201,7 +201,7 @@ def join_predictions(points: pd.DataFrame, calibration: str | Path | None = "def
     notes: list[str] = []
     parts: list[pd.DataFrame] = []
     resolved: dict[str, tuple] = {}
-    from perfbench.tp_compare import with_tp
+    from perfbench.tp.compare import with_tp
 
     sharded = with_tp(points)["tp"] != 1
     if sharded.any():
@@ -322,7 +322,7 @@ class Comparison:
     prediction: str
     mode: str
     notes: tuple[str, ...] = field(default=())
-    tensor_parallel: pd.DataFrame = field(default_factory=pd.DataFrame)  # perfbench.tp_compare's table
+    tensor_parallel: pd.DataFrame = field(default_factory=pd.DataFrame)  # perfbench.tp.compare's table
 
 
 def compare(results: str | Path | pd.DataFrame, gpu: str | None = None,
@@ -376,8 +376,8 @@ def _other_mode_notes(frame: pd.DataFrame, mode: str, gpu: str | None) -> tuple[
 
 
 def _tensor_parallel(frame: pd.DataFrame, gpu: str | None, calibration, mode: str) -> pd.DataFrame:
-    """perfbench.tp_compare's table for the points measured with tp > 1 (empty when there are none)."""
-    from perfbench.tp_compare import has_tp_points, tp_comparison
+    """perfbench.tp.compare's table for the points measured with tp > 1 (empty when there are none)."""
+    from perfbench.tp.compare import has_tp_points, tp_comparison
 
     if gpu is not None:
         frame = frame[frame["gpu"] == gpu]

@@ -72,7 +72,7 @@ def build_sections(comparison) -> list[tuple[str, list]]:
                 predicted, measured, "Decode speedup, measured (markers) and predicted (lines)")]))
     tp_table = getattr(comparison, "tensor_parallel", pd.DataFrame())
     if not tp_table.empty:
-        from perfbench.tp_compare import display_tp_table, tp_summary
+        from perfbench.tp.compare import display_tp_table, tp_summary
 
         sections.append(("Tensor parallelism (per rank, analytic.tp)", [
             f"<p>{html.escape(tp_summary(tp_table))}</p>",

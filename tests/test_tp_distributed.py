@@ -16,7 +16,7 @@ if not torch.distributed.is_available() or not torch.distributed.is_gloo_availab
     pytest.skip("needs torch.distributed with gloo", allow_module_level=True)
 
 from models.specs import AttentionSpec, MLPSpec, SpecError  # noqa: E402
-from perfbench.distributed import (LaunchOptions, Ranks, check_devices, done_keys_tp, measure_allreduce,  # noqa: E402
+from perfbench.tp.distributed import (LaunchOptions, Ranks, check_devices, done_keys_tp, measure_allreduce,  # noqa: E402
                                    run_tp, summarize_topology, verify_sharded_layers)
 from perfbench.errors import PerfbenchError  # noqa: E402
 from perfbench.measure.harness import SweepOptions, Target  # noqa: E402

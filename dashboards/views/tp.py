@@ -17,7 +17,7 @@ from analytic.memory import memory_per_gpu
 from analytic.predict import tp_scaling
 from dashboards import data
 from perfbench.compare import bundled_tp_results_dir
-from perfbench.tp_compare import has_tp_points, with_tp
+from perfbench.tp.compare import has_tp_points, with_tp
 from models.registry import PAPER_MODELS, get_model
 from models.specs import SpecError
 from perfbench.errors import USER_ERRORS

@@ -88,7 +88,7 @@ def _tensor_parallel_rows(result):
     """(title line, display rows) of the comparison's tensor-parallel table, or (None, None)."""
     if result.tensor_parallel.empty:
         return None, None
-    from perfbench.tp_compare import display_tp_table, tp_summary
+    from perfbench.tp.compare import display_tp_table, tp_summary
 
     return ("Tensor parallel (per rank, analytic.tp): " + tp_summary(result.tensor_parallel),
             display_tp_table(result.tensor_parallel))

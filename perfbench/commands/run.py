@@ -99,7 +99,7 @@ def run_command(
     if tp != 1:
         from rich.console import Console
 
-        from perfbench.distributed import run_tp
+        from perfbench.tp.distributed import run_tp
 
         console, started = Console(stderr=True, width=160), time.perf_counter()
         manifest["sweep"]["tp"] = tp

@@ -2,7 +2,7 @@
 
 - `run_tp`: the `perfbench run --tp N` sweep. N processes (torch.multiprocessing, spawn) join one
   process group (NCCL on GPUs, one GPU per rank; gloo on CPU for the reference layers); each builds
-  its shard of every target (`perfbench.tp_layers`) from the same specs, and for every point runs
+  its shard of every target (`perfbench.tp.layers`) from the same specs, and for every point runs
   the same calls in lock-step: a first call, warm-up, repeats agreed across ranks (the largest
   estimate decides), then the timed calls with their collectives inside the timed region; the
   decode step is one CUDA graph holding its all-reduces. A point's time per call is the slowest
@@ -395,7 +395,7 @@ class TPWorkload:
         import torch
         import torch.distributed as dist
 
-        from perfbench.tp_layers import build_tp_layer, build_tp_model
+        from perfbench.tp.layers import build_tp_layer, build_tp_model
 
         self.target, self.options, self.rank, self.tp, self.device = target, options, rank, tp, device
         self.dtype = getattr(torch, options.dtype)
@@ -413,7 +413,7 @@ class TPWorkload:
         return [self.module] if self.target.kind == "layer" else [b.mixer for b in self.module.blocks]
 
     def kernels(self) -> dict:
-        from perfbench.tp_layers import TPMixer
+        from perfbench.tp.layers import TPMixer
 
         layers = [m.inner if isinstance(m, TPMixer) else m for m in self._mixers()]
         return kernel_facts(self.target.kind, self.module, layers, self.options.reference)
@@ -611,7 +611,7 @@ def run_tp(targets: list[Target], phases, batches, seqlens, tp: int, options: Sw
     topo_text, topo_summary = topology(tp) if backend == "nccl" else ("", "")
     launch = LaunchOptions(tp, backend, init_timeout_s, idle_timeout_s, crash_at)
     base = dict(manifest or {})
-    base.setdefault("command", "perfbench.distributed.run_tp")
+    base.setdefault("command", "perfbench.tp.distributed.run_tp")
     writer = RunWriter(out, {**base, "tp": tp, "backend": backend, "topology": topo_text})
     rows, status, ranks = [], "complete", None
     by_index = dict(todo)
@@ -850,7 +850,7 @@ def _verify_job(rank: int, launch: LaunchOptions, device, payload, send) -> None
     import torch.distributed as dist
 
     from models.torch_layers import weights_module
-    from perfbench.tp_layers import (build_tp_layer, build_tp_model, load_sharded_model, shard_layer_cache,
+    from perfbench.tp.layers import (build_tp_layer, build_tp_model, load_sharded_model, shard_layer_cache,
                                      shard_layer_state, tp_weights_module)
 
     layers, model, reference, dtype_name, batch, seqlen, attn_backend = payload
