@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from perfbench import accuracy_report as report
+from perfbench.report import accuracy as report
 from perfbench.measure.result_sets import bundled_root, read_index
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -234,7 +234,7 @@ def test_run_builds_a_tiny_hf_dense_model_on_the_cpu_reference(tmp_path):
 def test_compare_prices_a_recorded_target_the_registry_does_not_know(tmp_path):
     from analytic.predict import predict
     from models.registry import spec_table
-    from perfbench.compare import recorded_predictor
+    from perfbench.report.compare import recorded_predictor
 
     spec = load_hf_config(_config("Nemotron-H-8B-Base-8K"))
     manifest = {"sweep": {"specs": {spec.name: {"kind": "model", "spec": spec_table(spec)}}}}

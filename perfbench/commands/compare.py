@@ -33,7 +33,7 @@ def compare_command(
 
     err = (predicted - measured) / measured. Only ok points count; decode uses --mode.
     """
-    from perfbench.compare import bundled_results_dir, compare, metrics_csv, metrics_records
+    from perfbench.report.compare import bundled_results_dir, compare, metrics_csv, metrics_records
 
     if fmt not in FORMATS:
         raise PerfbenchError(f"unknown format {fmt!r} ({', '.join(FORMATS)})")
@@ -64,7 +64,7 @@ def compare_command(
         if tp_rows is not None:
             _print_rows(tp_title, tp_rows, _TP_RIGHT)
     if html is not None:
-        from perfbench.report_html import write_report
+        from perfbench.report.html_page import write_report
 
         write_report(result, html, source=str(path))
         print(f"wrote {html}", file=sys.stderr)
@@ -95,7 +95,7 @@ def _tensor_parallel_rows(result):
 
 
 def _markdown(metrics) -> str:
-    from perfbench.compare import display_table
+    from perfbench.report.compare import display_table
 
     return _markdown_table(display_table(metrics), _RIGHT)
 
@@ -110,7 +110,7 @@ def _markdown_table(table, right: set) -> str:
 
 
 def _print_table(header: str, metrics) -> None:
-    from perfbench.compare import display_table
+    from perfbench.report.compare import display_table
 
     _print_rows(header, display_table(metrics), _RIGHT)
 

@@ -37,7 +37,7 @@ def dashboard_command(
         None, "--result-set", help="A set of results/index.toml by name (e.g. h200)."),
 ) -> None:
     """Serve the dashboard: accuracy, curves, roofline, whole models, what-if, runs."""
-    from perfbench.compare import bundled_results_dir
+    from perfbench.report.compare import bundled_results_dir
 
     require("streamlit", "perfbench dashboard")
     require("plotly", "perfbench dashboard")

@@ -32,7 +32,7 @@ from analytic.calibration import POOLED_TERM, Calibration, from_dict, uncertaint
 from analytic.gemm_model import build_gemm_model
 from analytic.hardware import get_gpu
 from analytic.predict import SHARE_PREFIX, predict
-from perfbench.compare import CALIBRATED, MODES, inside_interval, join_predictions, load_measured, select_points
+from perfbench.report.compare import CALIBRATED, MODES, inside_interval, join_predictions, load_measured, select_points
 from perfbench.errors import PerfbenchError
 
 QUANTILES = (0.1, 0.5, 0.9)
