@@ -76,6 +76,7 @@ def print_table(frame: pd.DataFrame, title: str | None = None, *, keep: Iterable
     from rich.cells import cell_len
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     stream = stream or sys.stdout
     width = terminal_width(stream) if width is None else width
@@ -96,7 +97,7 @@ def print_table(frame: pd.DataFrame, title: str | None = None, *, keep: Iterable
                          min_width=None if column in fold else widths[column])
     index = {c: i for i, c in enumerate(columns)}
     for row in cells:
-        table.add_row(*(row[index[c]] for c in shown))
+        table.add_row(*(Text(row[index[c]]) for c in shown))  # plain text: `mamba2[d_state=64]` is no markup
     needed = 1 + sum(widths[c] + 3 for c in shown)
     console = Console(file=stream, width=needed if width is None else max(width, 1 + sum(
         (_FOLD_MIN if c in fold else widths[c]) + 3 for c in shown)), soft_wrap=False)

@@ -276,3 +276,33 @@ def test_mamba_8b_gemm_flops_match_flop_counter_on_meta(torch, name, build):
     with torch.device("meta"):
         counted = _counted(torch, lambda: build(torch, spec, torch.empty(b, L, spec.d_model)))
     assert counted["mm"] == _sum(_ops(spec, "prefill", b, L), GEMM)
+
+
+def test_gated_mlp_activation_bytes_are_what_the_reference_layers_kernels_move(torch):
+    """The act_gate op's bytes equal the elements the reference MLP's elementwise kernels read and
+    write between fc1 and fc2 (act(gate) over a strided view, then the product with up), counted by
+    a dispatch mode on the CPU in bf16."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from models.reference import RefMLP
+
+    spec = MLPSpec(d_model=32, ffn_hidden=48, gated=True, activation="silu")
+    moved = []
+
+    class CountElementwise(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            name = func.__name__.split(".")[0]
+            if name in ("silu", "mul"):
+                tensors = [a for a in args if isinstance(a, torch.Tensor)]
+                moved.append(sum(t.numel() * t.element_size() for t in tensors) + out.numel() * out.element_size())
+            return out
+
+    b, L = 2, 5
+    layer = RefMLP(spec, dtype=torch.bfloat16)
+    x = torch.randn(b, L, spec.d_model, dtype=torch.bfloat16)
+    with torch.no_grad(), CountElementwise():
+        layer(x)
+    act = [op for op in _ops(spec, "prefill", b, L) if op.name == "act_gate"]
+    assert len(moved) == 2 and len(act) == 1
+    assert float(act[0].bytes_[0]) == sum(moved)

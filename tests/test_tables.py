@@ -107,3 +107,8 @@ def test_compare_json_and_csv_carry_the_same_fields(monkeypatch):
     assert set().union(*records) == set(csv.columns)
     for record, (_, line) in zip(records, csv.iterrows()):
         assert record["name"] == line["name"] and record["median_abs_err"] == pytest.approx(line["median_abs_err"])
+
+
+def test_a_name_with_brackets_is_printed_whole_not_read_as_markup():
+    frame = pd.DataFrame({"name": ["mamba2[d_state=64,headdim=128]"], "time_ms": [0.19]})
+    assert "mamba2[d_state=64,headdim=128]" in _render(frame, 250)

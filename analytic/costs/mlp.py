@@ -1,8 +1,10 @@
 """MLP block costs: fc1 -> activation -> fc2 (Megatron's squared-ReLU MLP, arXiv 2406.07887 §3).
 
 Prefill over T = B*L tokens, decode over T = B tokens; the formulas are the same with T changed.
-Squared ReLU runs as two elementwise kernels in eager PyTorch (relu, then square); a gated MLP
-adds a multiply of the two halves.
+Squared ReLU runs as two elementwise kernels in eager PyTorch (relu, then square). A gated MLP
+(SwiGLU: models.reference.RefMLP) splits fc1's output into views `gate, up` (no copy) and runs two
+kernels: act(gate), reading the T*f gate elements (strided) and writing T*f, then act * up, reading
+2*T*f and writing T*f: 3*T*f elements read and 2*T*f written in all.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ def _ops(spec, tokens: np.ndarray, e: int) -> list[Op]:
     f = spec.ffn_hidden
     ops = [gemm("fc1", tokens, spec.fc1_out, spec.d_model, e)]
     if spec.gated:
-        ops.append(elementwise("act_gate", tokens * 2 * f, tokens * f, 4.0, e, kernels=2))
+        # act(gate) then act * up: 4 FLOPs a SiLU element and 1 a product, over 2*T*f outputs.
+        ops.append(elementwise("act_gate", tokens * 3 * f, tokens * 2 * f, 2.5, e, kernels=2))
     elif spec.activation == "squared_relu":
         # relu(x) then x*x: each reads and writes T*f elements.
         ops.append(elementwise("squared_relu", tokens * 2 * f, tokens * 2 * f, 1.0, e, kernels=2))
