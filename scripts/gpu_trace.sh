@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real captures for issue 5 (`perfbench trace`) on the GPU machine, one prefill and one decode
 # point per layer type (mamba, mamba2, attention, mlp): Nsight Systems, Nsight Compute, and a
-# torch.profiler trace; then small copies for tests/data/ and the Parquet tables into $OUT.
+# torch.profiler trace; then small gzipped copies for tests/data/ (the form the tests read) and the
+# Parquet tables into $OUT.
 #
 # From the repository root, each stage in its own device command (each fits in < 10 min; traces/
 # survives between commands while the machine stays warm):
@@ -63,6 +64,7 @@ stage_collect() {
   f=$(newest "$TRACES/*/*_decode.sqlite"); [ -n "$f" ] && python3 -m perfbench.traces.trim sqlite "$f" "$OUT/data/nsys_layers_decode.sqlite" --max-kernels 40
   f=$(newest "$TRACES/*/mamba2_decode_B_64_L_4096.ncu.csv"); [ -n "$f" ] && python3 -m perfbench.traces.trim ncu "$f" "$OUT/data/ncu_mamba2_decode.ncu.csv" --max-kernels 48
   f=$(newest "$TRACES/*/*.torch.json"); [ -n "$f" ] && python3 -m perfbench.traces.trim torch "$f" "$OUT/data/torch_mamba2_decode.torch.json" --max-kernels 40
+  gzip -9 -n -f "$OUT"/data/*.sqlite "$OUT"/data/*.ncu.csv "$OUT"/data/*.torch.json 2>/dev/null || true
   cp "$TRACES"/store/*.parquet "$OUT/store/" 2>/dev/null || true
   for m in "$TRACES"/*/trace.json; do cp "$m" "$OUT/manifests/$(basename "$(dirname "$m")").json"; done
   python3 -m perfbench.traces.summary "$TRACES" | tee "$OUT/summary.md"

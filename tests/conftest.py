@@ -1,9 +1,12 @@
 """Shared fixtures: tiny specs of every layer kind and a tiny hybrid model, a CUDA guard, and a
-synthetic H100 results directory for the dashboard tests."""
+synthetic H100 results directory for the dashboard tests, and `unpack` for the gzipped captures
+in tests/data (stored compressed to keep the tracked tree small; the parsers read the real bytes)."""
 
 from __future__ import annotations
 
+import gzip
 import os
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +15,18 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from models.specs import AttentionSpec, Mamba2Spec, MambaSpec, MLPSpec, ModelSpec
+
+
+@pytest.fixture
+def unpack(tmp_path):
+    """`unpack(path.gz)` -> a temporary copy of the capture's original bytes, named without `.gz`."""
+
+    def _unpack(path: Path) -> Path:
+        out = tmp_path / path.name.removesuffix(".gz")
+        out.write_bytes(gzip.decompress(path.read_bytes()))
+        return out
+
+    return _unpack
 
 
 @pytest.fixture

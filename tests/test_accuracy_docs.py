@@ -1,12 +1,13 @@
 """docs/accuracy.md, the README's accuracy block and the accuracy gate, from results/index.toml.
 
 The committed files must be what `perfbench accuracy` writes now, and every never-fitted set's
-median |err| per target x phase must stay within one point of tests/data/accuracy_snapshot.json:
+median |err| per target x phase must stay within one point of tests/data/accuracy_snapshot.json.gz:
 a change to the model that moves one fails here until `perfbench accuracy` is re-run and committed.
 """
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from perfbench.report import accuracy as report
 from perfbench.measure.result_sets import bundled_root, read_index
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAPSHOT = ROOT / "tests" / "data" / "accuracy_snapshot.json"
+SNAPSHOT = ROOT / "tests" / "data" / "accuracy_snapshot.json.gz"
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +36,13 @@ def test_readme_accuracy_block_is_what_the_command_writes(accuracy):
 
 
 def test_never_fitted_set_medians_hold_the_recorded_snapshot(accuracy):
-    failures = report.gate_failures(report.snapshot(accuracy), report.load_snapshot(SNAPSHOT.read_text()))
+    failures = report.gate_failures(report.snapshot(accuracy), report.load_snapshot(gzip.decompress(SNAPSHOT.read_bytes()).decode()))
     assert not failures, "accuracy moved (re-run `perfbench accuracy` if intended):\n" + "\n".join(failures)
 
 
 def test_snapshot_holds_only_never_fitted_sets():
     fitted = {s.name for s in read_index(bundled_root()) if s.fitted}
-    recorded = set(report.load_snapshot(SNAPSHOT.read_text()))
+    recorded = set(report.load_snapshot(gzip.decompress(SNAPSHOT.read_bytes()).decode()))
     assert recorded and not recorded & fitted
 
 
@@ -76,3 +77,11 @@ def test_a_readme_without_markers_is_a_one_line_error():
 
     with pytest.raises(PerfbenchError, match="no accuracy markers"):
         report.replace_block("no markers here", "NEW", "README.md")
+
+
+def test_command_writes_a_gzipped_snapshot_that_loads_back(accuracy, tmp_path):
+    from perfbench.commands.accuracy import accuracy_command
+
+    path = tmp_path / "snapshot.json.gz"
+    accuracy_command(out=tmp_path / "accuracy.md", readme=None, snapshot=path, results_root=bundled_root())
+    assert report.load_snapshot(gzip.decompress(path.read_bytes()).decode()) == report.snapshot(accuracy)

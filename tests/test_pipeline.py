@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from analytic.pipeline import STAGES, step_time
 from analytic.predict import breakdown, predict
 from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS
 
-PINNED = json.loads((Path(__file__).parent / "data" / "pipeline_tp1.json").read_text())
+PINNED = json.loads(gzip.decompress((Path(__file__).parent / "data" / "pipeline_tp1.json.gz").read_bytes()))
 TARGETS = list(BUILTIN_MODELS) + list(BUILTIN_LAYERS)
 MODES = [("prefill", False), ("decode", True), ("decode", False)]  # (phase, CUDA graphs)
 

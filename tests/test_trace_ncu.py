@@ -188,20 +188,21 @@ def test_trimming_a_csv_keeps_header_units_and_first_launches(tmp_path):
     assert ncu.parse_ncu_csv(small)["launch"].tolist() == list(range(8))
 
 
-REAL = sorted(DATA.glob("*.ncu.csv"))
+REAL = sorted(DATA.glob("*.ncu.csv.gz"))
 
 
 @pytest.mark.skipif(not REAL, reason="no real ncu capture in tests/data yet")
-@pytest.mark.parametrize("path", REAL, ids=[p.name for p in REAL])
-def test_real_ncu_csv_has_dram_bytes_for_every_launch(path):
+@pytest.mark.parametrize("packed", REAL, ids=[p.name for p in REAL])
+def test_real_ncu_csv_has_dram_bytes_for_every_launch(packed, unpack):
+    path = unpack(packed)
     launches = ncu.parse_ncu_csv(path)
     assert not launches.empty and (launches[ncu.DRAM_READ] >= 0).all()
     assert path.stat().st_size < 1 << 20
 
 
-@pytest.mark.skipif(not (DATA / "ncu_mamba2_decode.ncu.csv").exists(), reason="no real ncu capture yet")
-def test_real_mamba2_decode_counts_tensor_flops_in_its_gemms_and_whole_steps():
-    kernels = ncu.counted(ncu.parse_ncu_csv(DATA / "ncu_mamba2_decode.ncu.csv"), RANGE)
+@pytest.mark.skipif(not (DATA / "ncu_mamba2_decode.ncu.csv.gz").exists(), reason="no real ncu capture yet")
+def test_real_mamba2_decode_counts_tensor_flops_in_its_gemms_and_whole_steps(unpack):
+    kernels = ncu.counted(ncu.parse_ncu_csv(unpack(DATA / "ncu_mamba2_decode.ncu.csv.gz")), RANGE)
     assert kernels["step"].max() >= 0  # at least one whole step in the window
     gemm = kernels[kernels["op_class"] == "gemm"]
     # cuBLAS's split-K GEMMs end in a reduction kernel that sums partial tiles without tensor cores.

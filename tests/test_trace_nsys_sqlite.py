@@ -136,12 +136,13 @@ def test_trimming_keeps_whole_steps_and_the_per_step_numbers(tmp_path):
     assert after["count"].sum() < before["count"].sum()
 
 
-REAL = sorted(DATA.glob("*.sqlite"))
+REAL = sorted(DATA.glob("*.sqlite.gz"))
 
 
 @pytest.mark.skipif(not REAL, reason="no real nsys capture in tests/data yet")
-@pytest.mark.parametrize("path", REAL, ids=[p.name for p in REAL])
-def test_real_capture_parses_to_point_ranges_with_gpu_kernels(path):
+@pytest.mark.parametrize("packed", REAL, ids=[p.name for p in REAL])
+def test_real_capture_parses_to_point_ranges_with_gpu_kernels(packed, unpack):
+    path = unpack(packed)
     frame = parse_nsys_sqlite(path)
     assert not frame.empty
     assert (frame["device"] == "cuda").all() and (frame["gpu_time_ms"] > 0).all()

@@ -126,12 +126,13 @@ def test_trimming_a_torch_trace_keeps_the_per_step_numbers(cpu_trace, tmp_path):
     assert small.stat().st_size < cpu_trace[0].stat().st_size
 
 
-REAL = sorted(DATA.glob("*.torch.json"))
+REAL = sorted(DATA.glob("*.torch.json.gz"))
 
 
 @pytest.mark.skipif(not REAL, reason="no real torch.profiler capture in tests/data yet")
-@pytest.mark.parametrize("path", REAL, ids=[p.name for p in REAL])
-def test_real_torch_capture_parses(path):
+@pytest.mark.parametrize("packed", REAL, ids=[p.name for p in REAL])
+def test_real_torch_capture_parses(packed, unpack):
+    path = unpack(packed)
     frame = parse_torch_trace(path)
     assert not frame.empty and (frame["gpu_time_ms"] > 0).all()
     assert path.stat().st_size < 1 << 20

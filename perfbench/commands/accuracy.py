@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import sys
 from pathlib import Path
 from typing import Optional
@@ -18,8 +19,9 @@ def accuracy_command(
     readme: Optional[Path] = typer.Option(
         ROOT / "README.md", "--readme", help="A file whose accuracy block (between the markers) is refreshed."),
     snapshot: Optional[Path] = typer.Option(
-        ROOT / "tests" / "data" / "accuracy_snapshot.json", "--snapshot",
-        help="The accuracy gate's record: median / p90 / n per never-fitted set x target x phase."),
+        ROOT / "tests" / "data" / "accuracy_snapshot.json.gz", "--snapshot",
+        help="The accuracy gate's record: median / p90 / n per never-fitted set x target x phase "
+             "(gzipped when the path ends in .gz)."),
     results_root: Path = typer.Option(ROOT / "results", "--results-root",
                                       help="The results root holding index.toml."),
 ) -> None:
@@ -40,5 +42,13 @@ def accuracy_command(
     for path, text in targets:
         with file_errors(path):
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            _write(path, text)
         print(f"wrote {path}", file=sys.stderr)
+
+
+def _write(path: Path, text: str) -> None:
+    """Text as is, or gzipped with mtime 0 when the path ends in .gz, so equal text is equal bytes."""
+    if path.suffix == ".gz":
+        path.write_bytes(gzip.compress(text.encode(), compresslevel=9, mtime=0))
+    else:
+        path.write_text(text)

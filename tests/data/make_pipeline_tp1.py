@@ -1,20 +1,22 @@
-"""Writes tests/data/pipeline_tp1.json: one-GPU predictions and breakdowns pinned for the pipeline test.
+"""Writes tests/data/pipeline_tp1.json.gz: one-GPU predictions and breakdowns pinned for the pipeline test.
 
 Generated once with the code from before `analytic/pipeline.py` (commit 2c69337, where `predict`,
 `breakdown`, `predict_tp` and `breakdown_tp` each ran the stages themselves), so
 tests/test_pipeline.py can hold the one pipeline to the four copies' one-GPU values. Run from the
 repository root: `PYTHONPATH=$PWD python3 tests/data/make_pipeline_tp1.py`. Running it again
-rewrites the pin with today's code: do so only on purpose, when a cost formula changes.
+rewrites the pin with today's code: do so only on purpose, when a cost formula changes. Gzipped
+(mtime 0, so the same pin is the same bytes) to keep the tracked tree small (issue 27).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
 from analytic.predict import breakdown, predict
 
-OUT = Path(__file__).with_name("pipeline_tp1.json")
+OUT = Path(__file__).with_name("pipeline_tp1.json.gz")
 TARGETS = ["transformer-8b", "transformer-8b-128k", "mamba-8b", "mamba2-8b", "mamba2-hybrid-8b",
            "mamba", "mamba2", "attention", "attention-mha", "mlp"]
 SETTINGS = [("h100", "default"), ("h200", "default"), ("h100", "none")]
@@ -43,5 +45,6 @@ def pinned() -> dict:
 
 
 if __name__ == "__main__":
-    OUT.write_text(json.dumps(pinned(), separators=(",", ":")) + "\n")
+    text = json.dumps(pinned(), separators=(",", ":")) + "\n"
+    OUT.write_bytes(gzip.compress(text.encode(), compresslevel=9, mtime=0))
     print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
