@@ -45,7 +45,7 @@ the cost model. JSON, versioned, with provenance. Fields:
                              or step / host / eager / all) over never-fitted held-out result sets, and their
                              share-weighted point count n; leave_one_out: {interpolated, extrapolated}
                              quantiles of the GEMM grid's shapes each predicted without its own samples
-                             (perfbench/uncertainty.py; read by analytic/uncertainty.py)
+                             (perfbench/calibration/uncertainty.py; read by analytic/uncertainty.py)
 """
 
 from __future__ import annotations

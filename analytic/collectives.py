@@ -64,7 +64,7 @@ def fit_allreduce(samples: Sequence[dict], n_gpus: int) -> dict:
     bandwidth. Samples timed between GEMVs (mode "between": what a decode step pays per call, less
     than back to back) then set the latency alone, as their median time less the bandwidth term;
     `latency_back_to_back_s` keeps the other. Used by `perfbench calibrate` through
-    `perfbench.distributed.measure_allreduce`.
+    `perfbench.tp.distributed.measure_allreduce`.
     """
     n = check_tp(n_gpus)
     if n < 2:

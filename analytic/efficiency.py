@@ -614,7 +614,7 @@ POWER_LIMITED_FRACTION = 0.95  # an op drawing this share of the limit or more i
 
 def median_call_elapsed_s(call_s) -> np.ndarray:
     """Seconds from a point's first call to its median timed call under `perfbench run`'s defaults
-    (perfbench.timing.measure): the first call, one warm-up call and a second while they took under
+    (perfbench.measure.timing.measure): the first call, one warm-up call and a second while they took under
     half the target, then enough repeats for the target, 5 to 200."""
     call_s = np.maximum(np.asarray(call_s, dtype=np.float64), 1e-9)
     warmups = np.where(call_s < RUN_TARGET_S / 2, RUN_WARMUP, 1)

@@ -47,7 +47,7 @@ def predict(target, phase: str, batch: Sequence[int], seqlen: Sequence[int], gpu
     time_lo_ms / time_hi_ms: the interval the measured time should fall in ~80 % of the time, and
     provenance: calibrated / interpolated / extrapolated / datasheet (analytic/uncertainty.py,
     analytic/provenance.py). `with_shares`: also each term class's share of time_ms (SHARE_PREFIX
-    columns, what perfbench/uncertainty.py attributes residuals by)."""
+    columns, what perfbench/calibration/uncertainty.py attributes residuals by)."""
     record = step_time(target, phase, batch, seqlen, gpu, calibration, tp, graphs, allreduce)
     frame = _points(record, with_collectives=record.tp > 1)
     if with_shares:

@@ -56,7 +56,7 @@ def rank_ops(kind: str, spec, phase: str, batch: np.ndarray, seqlen: np.ndarray,
         return compute, comm
     last = b + 0.0 * L
     d, vocab = spec.d_model, spec.vocab_size
-    # Vocabulary-parallel embedding (perfbench.tp_layers.VocabParallelEmbedding): ids - start, two
+    # Vocabulary-parallel embedding (perfbench.tp.layers.VocabParallelEmbedding): ids - start, two
     # compares, an and, a clamp, the mask cast (6 passes over T ids), the lookup (already in
     # model_ops), and a multiply by the mask over the (T, d) output: hand-counted here.
     compute.append(CountedOp("embedding", elementwise("vocab_mask", tokens * d + 6 * tokens,

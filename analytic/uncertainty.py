@@ -1,7 +1,7 @@
 """Prediction intervals: where the measured time of a point should fall about 80 % of the time.
 
 The calibration's optional `uncertainty` section (written by `perfbench calibrate --uncertainty-from`,
-perfbench/uncertainty.py; validated in analytic.calibration) holds, per term class and phase
+perfbench/calibration/uncertainty.py; validated in analytic.calibration) holds, per term class and phase
 ("gemm/prefill", "host/decode", ...), the 10th, 50th and 90th percentiles of r = log(measured /
 predicted) over never-fitted held-out points. A point is a sum of terms (its ops' seconds, a decode
 step's graph overhead, the host chain beyond the GPU); each term's class quantiles, widened by the
@@ -15,7 +15,7 @@ error either side (see WIDENING). The
 interval always holds the point prediction (the min/max with 0). Summing quantiles by share (rather
 than in quadrature) treats the classes' errors of one point as moving together, which they do when
 the board's clock or the host's load moves them all; it is the same rule the quantiles were fitted
-under (perfbench/uncertainty.py), so a point with the mix of the fitted points gets their spread.
+under (perfbench/calibration/uncertainty.py), so a point with the mix of the fitted points gets their spread.
 
 A point the model predicts host-bound, and an eager decode step, is one term of its own class
 ("host/<phase>", "eager/decode"): its time is the Python launch chain's, whose error is the host's.
@@ -42,7 +42,7 @@ STEP, HOST, EAGER, POOLED = STEP_TERM, HOST_TERM, EAGER_TERM, POOLED_TERM
 # held-out sets, all at measured shapes, already hold interpolation in M and in batch x length).
 # Between measured shapes (provenance.BETWEEN) and extrapolated: the model carries measured rates to a
 # shape never run, an error no held-out set shows. Its size is the calibration's own: each (N, K) of its
-# GEMM grid left out and predicted from the rest (perfbench/uncertainty.py `leave_one_out`, stored in
+# GEMM grid left out and predicted from the rest (perfbench/calibration/uncertainty.py `leave_one_out`, stored in
 # the section as leave_one_out.{interpolated, extrapolated}: q10 / q50 / q90 of log(measured / predicted)
 # by the reduced model's provenance). The term's bounds reach at least that far beside its class's
 # q50, and an extrapolated term's class spread is doubled too. Without those quantiles: +-LOO_FALLBACK
@@ -201,7 +201,7 @@ def step_term(record: StepTime) -> Term:
 
 
 def shares(terms: list[Term]) -> dict[str, np.ndarray]:
-    """Each term class's share of the points' time (what perfbench/uncertainty.py attributes by)."""
+    """Each term class's share of the points' time (what perfbench/calibration/uncertainty.py attributes by)."""
     total = np.maximum(sum(np.asarray(t.seconds, dtype=np.float64) for t in terms), 1e-300)
     out: dict[str, np.ndarray] = {}
     for term in terms:

@@ -19,7 +19,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS  # noqa: E402
-from perfbench.compare import compare  # noqa: E402
+from perfbench.report.compare import compare  # noqa: E402
 
 
 def joined_points(results: str, calibration: str) -> pd.DataFrame:

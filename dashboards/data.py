@@ -30,7 +30,7 @@ def default_results_dir() -> str:
         return argv[argv.index("--results") + 1]
     if os.environ.get(ENV_VAR):
         return os.environ[ENV_VAR]
-    from perfbench.compare import bundled_results_dir
+    from perfbench.report.compare import bundled_results_dir
 
     return str(bundled_results_dir())
 
@@ -73,7 +73,7 @@ def sidebar() -> None:
 def signature(path: str) -> tuple:
     """Files, sizes and mtimes `path` reads (a packed set's file, then run files and manifests):
     the cache key that changes when a run lands."""
-    from perfbench.results import source_files
+    from perfbench.measure.results import source_files
 
     root = Path(path)
     files = source_files(root)
@@ -88,14 +88,14 @@ def signature(path: str) -> tuple:
 
 @st.cache_data(show_spinner="Loading results…", max_entries=8)
 def _load(path: str, sig: tuple) -> pd.DataFrame:
-    from perfbench.compare import load_measured
+    from perfbench.report.compare import load_measured
 
     return load_measured(path)
 
 
 @st.cache_data(show_spinner="Predicting every measured point…", max_entries=16)
 def _compare(path: str, sig: tuple, calibration: str, mode: str, gpu: str | None):
-    from perfbench.compare import compare
+    from perfbench.report.compare import compare
 
     return compare(_load(path, sig), gpu=gpu, calibration=calibration, mode=mode)
 

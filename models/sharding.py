@@ -19,7 +19,7 @@ A shard is the layer's own spec with the split fields replaced (`dataclasses.rep
 derived size (conv_dim, d_in_proj, params, state bytes) comes from the spec class itself. Mamba's
 d_inner is derived (expand * d_model), so its shards are the spec subclassed with the degree `tp`
 dividing d_inner: the same fields, the same properties, one number changed. The cost model
-(`analytic.tp`), the memory model and the real and reference layers (`perfbench.tp_layers`) all
+(`analytic.tp`), the memory model and the real and reference layers (`perfbench.tp.layers`) all
 shard through here.
 """
 

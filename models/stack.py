@@ -78,7 +78,7 @@ class Block(nn.Module):
 
 class ModelSteps:
     """Prefill and decode over `embedding`, `blocks`, `norm_f` and `_logits`, shared by the
-    single-GPU model and its tensor-parallel shard (`perfbench.tp_layers.TPLanguageModel`)."""
+    single-GPU model and its tensor-parallel shard (`perfbench.tp.layers.TPLanguageModel`)."""
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.prefill(input_ids)

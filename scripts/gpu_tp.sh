@@ -9,7 +9,7 @@
 #   scripts/gpu_tp.sh tp1        TP=1 on GPU0: transformer-8b and mamba2-hybrid-8b, decode B 1,16,64 at
 #                                4K and 32K (CUDA graphs) and prefill B=1 at 4K -> $OUT/results-tp1
 #   scripts/gpu_tp.sh tp2        the same points at TP=2 over both GPUs (NCCL) -> $OUT/results-tp2
-#   scripts/gpu_tp.sh report     measured vs predicted (perfbench.tp_compare: analytic.tp per rank) for every
+#   scripts/gpu_tp.sh report     measured vs predicted (perfbench.tp.compare: analytic.tp per rank) for every
 #                                point, with the all-reduce share -> $OUT/tp_compare.csv (runs on a CPU too;
 #                                `perfbench compare results/h200-tp` gives the same table for the bundled run)
 #   scripts/gpu_tp.sh all        everything above in one command (about 5 minutes on two H200s)
@@ -37,7 +37,7 @@ stage_check() {
 stage_allreduce() {  # python3 -c, not a stdin script: the spawned ranks re-import __main__ by path
   python3 -c '
 import json, sys
-from perfbench.distributed import measure_allreduce
+from perfbench.tp.distributed import measure_allreduce
 result = measure_allreduce(tp=2)
 open(sys.argv[1], "w").write(json.dumps(result, indent=1) + "\n")
 ' "$OUT/allreduce.json" 2>&1 | tee "$OUT/allreduce.log"
@@ -62,8 +62,8 @@ stage_report() {  # perfbench compare's tensor-parallel table, with a fresh all-
 import json, sys
 from pathlib import Path
 import pandas as pd
-from perfbench.results import load_results
-from perfbench.tp_compare import display_tp_table, tp_comparison, tp_summary
+from perfbench.measure.results import load_results
+from perfbench.tp.compare import display_tp_table, tp_comparison, tp_summary
 
 out, cal = Path(sys.argv[1]), sys.argv[2]
 link_file = out / "allreduce.json"

@@ -20,9 +20,9 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfbench.result_sets import (INDEX_FILE, MANIFESTS_FILE, SET_COLUMN, read_manifests, read_index,  # noqa: E402
+from perfbench.measure.result_sets import (INDEX_FILE, MANIFESTS_FILE, SET_COLUMN, read_manifests, read_index,  # noqa: E402
                                    write_manifests)
-from perfbench.results import SCHEMA  # noqa: E402
+from perfbench.measure.results import SCHEMA  # noqa: E402
 
 
 def grid_of(table: pa.Table) -> str:
@@ -46,7 +46,7 @@ def toml_string(text: str) -> str:
 
 
 def write_index(root: Path, entries: list[dict]) -> None:
-    lines = ["# The bundled result sets (perfbench/result_sets.py). `fitted`: was anything ever fitted to",
+    lines = ["# The bundled result sets (perfbench/measure/result_sets.py). `fitted`: was anything ever fitted to",
              "# the set or tuned while looking at it; `note` says where that is unsure. Rows live in `file`",
              "# with a `set` column; manifests in manifests.json.gz. `perfbench compare results/<name>` reads one.",
              ""]

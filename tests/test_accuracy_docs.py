@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from perfbench import accuracy_report as report
-from perfbench.result_sets import bundled_root, read_index
+from perfbench.report import accuracy as report
+from perfbench.measure.result_sets import bundled_root, read_index
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = ROOT / "tests" / "data" / "accuracy_snapshot.json.gz"

@@ -39,7 +39,7 @@ def test_point_timing_counts_each_call_once(torch):
     """Timer.point (attention decode's protocol: rest, then the harness's window) times per call:
     a callable doing the same copy twice takes about twice as long, whatever the replay batching."""
     from perfbench.calibration.bench import Timer
-    from perfbench.timing import TimingOptions
+    from perfbench.measure.timing import TimingOptions
 
     src = torch.randn(64 << 20, device="cuda", dtype=torch.bfloat16)  # 128 MiB: HBM-bound copies
     dst = torch.empty_like(src)

@@ -154,7 +154,7 @@ def test_graph_decode_pays_the_replay_once_and_never_beats_the_host_launch_perio
 def test_microbenchmark_sizes_stay_inside_the_kernels_limits():
     from perfbench.calibration.kernels.selective_scan import scan_sizes
     from perfbench.calibration.kernels.ssd import ssd_sizes
-    from perfbench.harness import kernel_limit
+    from perfbench.measure.harness import kernel_limit
 
     mamba2 = BUILTIN_LAYERS["mamba2"]
     for b, L in ssd_sizes():

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perfbench import compare as cmp
+from perfbench.report import compare as cmp
 from perfbench.errors import PerfbenchError
 from results_factory import row, write_run
 

@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("plotly")
 
-from perfbench import compare as cmp  # noqa: E402
-from perfbench import model_views as mv  # noqa: E402
-from perfbench.figures import value_axis  # noqa: E402
-from perfbench.report_html import write_report  # noqa: E402
+from perfbench.report import compare as cmp  # noqa: E402
+from perfbench.report import model_views as mv  # noqa: E402
+from perfbench.report.figures import value_axis  # noqa: E402
+from perfbench.report.html_page import write_report  # noqa: E402
 from results_factory import row  # noqa: E402
 from test_compare import FakeModel, _results  # noqa: E402
 
@@ -101,7 +101,7 @@ def test_roofline_uses_the_calibrations_measured_ceilings_first(tmp_path):
 
 
 def test_share_of_the_roofline_is_achieved_over_the_lower_roof():
-    from perfbench.figures import roofline_points
+    from perfbench.report.figures import roofline_points
 
     # 1e12 FLOPs and 1e9 bytes in 1 ms: 1e15 FLOP/s achieved at intensity 1000 (compute roof 2e15)
     points = pd.DataFrame({"time_ms": [1.0], "flops_pred": [1e12], "bytes_pred": [1e9]})
@@ -118,7 +118,7 @@ def _speedup_frame():
 
 
 def test_speedup_chart_draws_lines_only_where_both_models_fit():
-    from perfbench.figures import speedup_figure
+    from perfbench.report.figures import speedup_figure
 
     fig = speedup_figure(mv.decode_speedup(_speedup_frame()))
     line = next(t for t in fig.data if t.name == "B=8 predicted")
@@ -126,7 +126,7 @@ def test_speedup_chart_draws_lines_only_where_both_models_fit():
 
 
 def test_speedup_chart_marks_where_the_transformer_runs_out_of_memory():
-    from perfbench.figures import speedup_figure
+    from perfbench.report.figures import speedup_figure
 
     fig = speedup_figure(mv.decode_speedup(_speedup_frame()))
     marks = [t for t in fig.data if t.meta == "transformer-oom"]
@@ -134,6 +134,6 @@ def test_speedup_chart_marks_where_the_transformer_runs_out_of_memory():
 
 
 def test_speedup_caption_says_only_where_both_fit():
-    from perfbench.figures import SPEEDUP_CAPTION
+    from perfbench.report.figures import SPEEDUP_CAPTION
 
     assert "only where both fit" in SPEEDUP_CAPTION and "out of memory" in SPEEDUP_CAPTION

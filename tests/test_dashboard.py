@@ -11,7 +11,7 @@ pytest.importorskip("streamlit")
 pytest.importorskip("plotly")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from perfbench.results import source_files  # noqa: E402
+from perfbench.measure.results import source_files  # noqa: E402
 from results_factory import row, synthetic_sweep, write_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

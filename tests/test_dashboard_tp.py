@@ -38,9 +38,9 @@ def _open(results: Path, monkeypatch, bundled: Path | None = None) -> AppTest:
     """The page on `results`; `bundled` replaces the shipped two-H200 TP dataset (results/h200-tp)."""
     monkeypatch.setenv("PERFBENCH_RESULTS", str(results))
     if bundled is not None:
-        import perfbench.compare
+        import perfbench.report.compare
 
-        monkeypatch.setattr(perfbench.compare, "bundled_tp_results_dir", lambda: bundled)
+        monkeypatch.setattr(perfbench.report.compare, "bundled_tp_results_dir", lambda: bundled)
     return AppTest.from_file(str(APP), default_timeout=60).run().switch_page(PAGE).run()
 
 

@@ -135,7 +135,7 @@ def test_file_errors_names_the_path_and_the_reason():
 
 
 def test_a_failed_write_keeps_the_rows_already_written(tmp_path, monkeypatch):
-    from perfbench import results
+    from perfbench.measure import results
     from results_factory import synthetic_sweep
 
     rows = synthetic_sweep()[:2]
@@ -178,8 +178,8 @@ def test_predict_with_batch_two_to_the_seventy_is_one_line_and_exit_2():
 
 def test_a_sweep_with_no_point_measured_exits_2_and_keeps_its_rows(tmp_path, monkeypatch):
     pytest.importorskip("torch")
-    from perfbench import harness
-    from perfbench.results import load_results
+    from perfbench.measure import harness
+    from perfbench.measure.results import load_results
 
     def broken(target, options):
         raise RuntimeError("this layer cannot be built")

@@ -8,10 +8,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from perfbench import nvtx_ranges  # noqa: E402
-from perfbench.harness import SweepOptions, Target, TorchWorkload, make_points, run_sweep  # noqa: E402
-from perfbench.results import COLUMNS, RunWriter, done_keys, load_results  # noqa: E402
-from perfbench.timing import TimingOptions  # noqa: E402
+from perfbench.measure import nvtx_ranges  # noqa: E402
+from perfbench.measure.harness import SweepOptions, Target, TorchWorkload, make_points, run_sweep  # noqa: E402
+from perfbench.measure.results import COLUMNS, RunWriter, done_keys, load_results  # noqa: E402
+from perfbench.measure.timing import TimingOptions  # noqa: E402
 
 FAST = TimingOptions(warmup=1, min_repeats=3, max_repeats=3, target_s=0.001)
 
@@ -226,7 +226,7 @@ def test_known_kernel_limit_is_a_recorded_skip_before_the_point_runs(tmp_path, t
 
 def test_mamba2_ssd_index_limit_follows_elements_of_x():
     from models.registry import BUILTIN_LAYERS, get_model
-    from perfbench.harness import kernel_limit
+    from perfbench.measure.harness import kernel_limit
 
     mamba2 = BUILTIN_LAYERS["mamba2"]  # 128 heads x 64: 8192 elements of x per token
     assert kernel_limit("layer", mamba2, 64, 4096) == ""  # 2**31 exactly ran on the H100
@@ -241,7 +241,7 @@ def test_mamba2_ssd_index_limit_follows_elements_of_x():
 
 
 def test_a_device_fault_keeps_the_rows_and_stops_with_one_line(tmp_path, tiny_specs, monkeypatch):
-    from perfbench import harness
+    from perfbench.measure import harness
     from perfbench.errors import PerfbenchError
 
     calls = {"n": 0}
@@ -265,7 +265,7 @@ def test_a_device_fault_keeps_the_rows_and_stops_with_one_line(tmp_path, tiny_sp
     manifest = json.loads(next(tmp_path.glob("run-*.json")).read_text())
     assert manifest["status"] == "interrupted"
     # --resume goes on past the faulted point (it would fault again) but retries an ordinary error
-    from perfbench.results import done_keys, point_key
+    from perfbench.measure.results import done_keys, point_key
     done = done_keys(tmp_path)
     assert point_key(frame.iloc[1].to_dict()) in done and len(done) == 2
     frame.loc[1, "reason"] = "RuntimeError: something transient"
@@ -277,7 +277,7 @@ def test_each_point_rests_first_and_records_it(tmp_path, tiny_specs, monkeypatch
     """With a rest set, every point sleeps once before its first call and its row says how long."""
     import dataclasses
 
-    import perfbench.timing as timing_module
+    import perfbench.measure.timing as timing_module
 
     slept = []
     monkeypatch.setattr(timing_module.time, "sleep", lambda s: slept.append(s))

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 torch = pytest.importorskip("torch")
 
 from perfbench.cli import app  # noqa: E402
-from perfbench.results import load_results  # noqa: E402
+from perfbench.measure.results import load_results  # noqa: E402
 
 TINY_TOML = """
 [models.tiny]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perfbench.timing import Timing, TimingOptions, choose_repeats, measure, quantile
+from perfbench.measure.timing import Timing, TimingOptions, choose_repeats, measure, quantile
 
 
 def test_quantile_matches_numpy_linear():
@@ -66,7 +66,7 @@ def test_warmup_zero_uses_the_first_call_as_the_only_warmup():
 
 def test_rest_comes_once_before_the_first_call(monkeypatch):
     """A point rests (so the power limiter forgets the point before) once, before any call of it."""
-    import perfbench.timing as timing_module
+    import perfbench.measure.timing as timing_module
 
     events = []
     monkeypatch.setattr(timing_module.time, "sleep", lambda s: events.append(("sleep", s)))
@@ -78,7 +78,7 @@ def test_rest_comes_once_before_the_first_call(monkeypatch):
 
 
 def test_no_rest_by_default(monkeypatch):
-    import perfbench.timing as timing_module
+    import perfbench.measure.timing as timing_module
 
     slept = []
     monkeypatch.setattr(timing_module.time, "sleep", lambda s: slept.append(s))

@@ -222,11 +222,11 @@ def test_run_builds_a_tiny_hf_dense_model_on_the_cpu_reference(tmp_path):
                 "--repeats", "1", "--max-repeats", "1", "--warmup", "0", "--target-ms", "1", "--out",
                 str(tmp_path / "results"))
     assert done.returncode == 0, done.stderr[-2000:]
-    from perfbench.results import load_results
+    from perfbench.measure.results import load_results
 
     frame = load_results(tmp_path / "results")
     assert set(frame["name"]) == {"tiny-qwen3"} and set(frame["status"]) == {"ok"}
-    from perfbench.results import recorded_targets
+    from perfbench.measure.results import recorded_targets
 
     assert recorded_targets(tmp_path / "results")["tiny-qwen3"].spec == load_hf_config(config.parent)
 
@@ -234,7 +234,7 @@ def test_run_builds_a_tiny_hf_dense_model_on_the_cpu_reference(tmp_path):
 def test_compare_prices_a_recorded_target_the_registry_does_not_know(tmp_path):
     from analytic.predict import predict
     from models.registry import spec_table
-    from perfbench.compare import recorded_predictor
+    from perfbench.report.compare import recorded_predictor
 
     spec = load_hf_config(_config("Nemotron-H-8B-Base-8K"))
     manifest = {"sweep": {"specs": {spec.name: {"kind": "model", "spec": spec_table(spec)}}}}

@@ -102,7 +102,7 @@ def test_real_decode_matches_reference(cuda, kind, backend):
 @pytest.mark.parametrize("kind", ["mamba", "mamba2", "attention", "mlp", "attention-qk-norm", "attention-qkv-bias"])
 def test_graph_replay_equals_eager_decode(cuda, kind):
     from models.torch_layers import randomize_
-    from perfbench.timing import capture_graph
+    from perfbench.measure.timing import capture_graph
 
     torch = cuda
     _needs_mamba(kind)
@@ -130,9 +130,9 @@ def test_graph_replay_equals_eager_decode(cuda, kind):
 
 def test_two_point_sweep_writes_valid_results(cuda, tmp_path):
     from models.registry import get_layer
-    from perfbench.harness import SweepOptions, Target, make_points, run_sweep
-    from perfbench.results import COLUMNS, RunWriter, load_results
-    from perfbench.timing import TimingOptions
+    from perfbench.measure.harness import SweepOptions, Target, make_points, run_sweep
+    from perfbench.measure.results import COLUMNS, RunWriter, load_results
+    from perfbench.measure.timing import TimingOptions
 
     target = Target("layer", "mlp", get_layer("mlp"))
     options = SweepOptions(timing=TimingOptions(min_repeats=3, max_repeats=20, target_s=0.02))

@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("plotly")
 
-from perfbench.compare import bundled_results_dir, compare  # noqa: E402
-from perfbench.figures import curves_figure, value_axis  # noqa: E402
-from perfbench.report_html import build_sections  # noqa: E402
+from perfbench.report.compare import bundled_results_dir, compare  # noqa: E402
+from perfbench.report.figures import curves_figure, value_axis  # noqa: E402
+from perfbench.report.html_page import build_sections  # noqa: E402
 
 
 def _figures():

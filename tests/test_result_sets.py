@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from perfbench.errors import PerfbenchError
-from perfbench.result_sets import bundled_root, find_set, named_set, read_index, resolve_results_path
-from perfbench.results import load_results, results_exist, run_manifests
+from perfbench.measure.result_sets import bundled_root, find_set, named_set, read_index, resolve_results_path
+from perfbench.measure.results import load_results, results_exist, run_manifests
 from results_factory import row, write_run
 
 ROOT = Path(__file__).resolve().parents[1]

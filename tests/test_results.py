@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from perfbench.errors import PerfbenchError
-from perfbench.results import (COLUMNS, SCHEMA, DamagedResultsWarning, RunWriter, done_keys, load_results, new_run_id,
+from perfbench.measure.results import (COLUMNS, SCHEMA, DamagedResultsWarning, RunWriter, done_keys, load_results, new_run_id,
                                point_key)
 
 CONTRACT_COLUMNS = (

@@ -98,7 +98,7 @@ def test_real_8b_model_on_gpu_decodes_with_graphs(cuda, name):
     if spec.count("mamba") or spec.count("mamba2"):
         pytest.importorskip("mamba_ssm")
     from models.torch_layers import randomize_
-    from perfbench.timing import capture_graph
+    from perfbench.measure.timing import capture_graph
 
     model = build_model(spec, device="cuda", dtype=torch.bfloat16).eval()
     assert count_parameters(model) == spec.params

@@ -36,7 +36,7 @@ def test_the_protocol_constants_are_perfbench_runs_defaults():
 
 
 def test_the_median_call_comes_later_the_longer_a_call_is():
-    """perfbench.timing.measure: short calls fill the 0.2 s target, long ones run 1 + 1 warm-up + 5."""
+    """perfbench.measure.timing.measure: short calls fill the 0.2 s target, long ones run 1 + 1 warm-up + 5."""
     elapsed = median_call_elapsed_s(np.array([1e-3, 0.01, 0.05, 0.2, 1.0]))
     assert np.all(np.diff(elapsed) > 0)
     assert elapsed[0] == pytest.approx(1e-3 * (1 + 2 + 100))  # 200 repeats, the median at 100

@@ -92,7 +92,7 @@ def test_compare_at_250_columns_shows_every_column(monkeypatch):
 
 
 def test_compare_says_how_many_eager_decode_points_it_left_out():
-    from perfbench.compare import compare
+    from perfbench.report.compare import compare
     from results_factory import synthetic_sweep
 
     frame = pd.DataFrame(synthetic_sweep())

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from analytic.predict import predict, predict_tp
 from perfbench.cli import app
-from perfbench.compare import bundled_tp_results_dir, compare, select_points
-from perfbench.results import results_exist
-from perfbench.tp_compare import display_tp_table, tp_comparison, tp_points
+from perfbench.report.compare import bundled_tp_results_dir, compare, select_points
+from perfbench.measure.results import results_exist
+from perfbench.tp.compare import display_tp_table, tp_comparison, tp_points
 from results_factory import row, write_run
 
 POINT = ("transformer-8b", "decode", 16, 4096)

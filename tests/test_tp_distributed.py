@@ -16,12 +16,12 @@ if not torch.distributed.is_available() or not torch.distributed.is_gloo_availab
     pytest.skip("needs torch.distributed with gloo", allow_module_level=True)
 
 from models.specs import AttentionSpec, MLPSpec, SpecError  # noqa: E402
-from perfbench.distributed import (LaunchOptions, Ranks, check_devices, done_keys_tp, measure_allreduce,  # noqa: E402
+from perfbench.tp.distributed import (LaunchOptions, Ranks, check_devices, done_keys_tp, measure_allreduce,  # noqa: E402
                                    run_tp, summarize_topology, verify_sharded_layers)
 from perfbench.errors import PerfbenchError  # noqa: E402
-from perfbench.harness import SweepOptions, Target  # noqa: E402
-from perfbench.results import COLUMNS, load_results  # noqa: E402
-from perfbench.timing import TimingOptions  # noqa: E402
+from perfbench.measure.harness import SweepOptions, Target  # noqa: E402
+from perfbench.measure.results import COLUMNS, load_results  # noqa: E402
+from perfbench.measure.timing import TimingOptions  # noqa: E402
 
 FAST = TimingOptions(warmup=1, min_repeats=2, max_repeats=2, target_s=0.001, nvtx=False)
 

@@ -45,7 +45,7 @@ def _hybrid() -> ModelSpec:
 
 
 def test_sharded_real_layers_match_one_gpu(two_gpus, mamba_ssm):
-    from perfbench.distributed import verify_sharded_layers
+    from perfbench.tp.distributed import verify_sharded_layers
 
     errors = verify_sharded_layers(LAYERS, tp=2, reference=False, dtype="bfloat16", batch=2, seqlen=256)
     assert set(errors) == set(LAYERS)
@@ -55,7 +55,7 @@ def test_sharded_real_layers_match_one_gpu(two_gpus, mamba_ssm):
 
 
 def test_sharded_real_model_matches_one_gpu(two_gpus, mamba_ssm):
-    from perfbench.distributed import verify_sharded_layers
+    from perfbench.tp.distributed import verify_sharded_layers
 
     errors = verify_sharded_layers({}, tp=2, model=_hybrid(), reference=False, dtype="bfloat16", batch=2,
                                    seqlen=256)
@@ -64,10 +64,10 @@ def test_sharded_real_model_matches_one_gpu(two_gpus, mamba_ssm):
 
 
 def test_tp_sweep_on_two_gpus_records_graph_decode_nccl_and_topology(two_gpus, mamba_ssm, tmp_path):
-    from perfbench.distributed import run_tp
-    from perfbench.harness import SweepOptions, Target
-    from perfbench.results import load_results
-    from perfbench.timing import TimingOptions
+    from perfbench.tp.distributed import run_tp
+    from perfbench.measure.harness import SweepOptions, Target
+    from perfbench.measure.results import load_results
+    from perfbench.measure.timing import TimingOptions
 
     targets = [Target("model", "small-hybrid", _hybrid()), Target("layer", "mamba", MambaSpec(d_model=D))]
     options = SweepOptions(device="cuda", dtype="bfloat16", graphs=True,

@@ -179,7 +179,7 @@ def test_torch_profiler_trace_of_a_real_cpu_run_matches_the_harness_ranges(tmp_p
     assert done.returncode == 0, done.stderr[-2000:]
     directory = _only_trace(out)
     breakdown = pd.read_parquet(directory / "breakdown.parquet")
-    from perfbench.results import load_results
+    from perfbench.measure.results import load_results
 
     results = load_results(directory / "results")
     assert set(breakdown["nvtx_range"]) == set(results["nvtx_range"]) == {"tiny-mlp/decode/B=2/L=8"}

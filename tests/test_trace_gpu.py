@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from perfbench.nvtx_ranges import range_name
+from perfbench.measure.nvtx_ranges import range_name
 
 pytestmark = pytest.mark.gpu
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ def _trace(tmp_path: Path, *args: str) -> Path:
 
 
 def _harness_ranges(directory: Path, results: Path | None = None) -> set[str]:
-    from perfbench.results import load_results
+    from perfbench.measure.results import load_results
 
     frame = load_results(results or directory / "results")
     return set(frame.loc[frame["status"] == "ok", "nvtx_range"])

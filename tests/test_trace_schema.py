@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from perfbench.errors import PerfbenchError
-from perfbench.nvtx_ranges import range_name
+from perfbench.measure.nvtx_ranges import range_name
 from perfbench.traces.kernels import classify_kernel, short_kernel_name, steps_in, whole_steps
 from perfbench.traces.schema import (BREAKDOWN_COLUMNS, conform, load_breakdowns, parse_range_name,
                                      write_parquet)

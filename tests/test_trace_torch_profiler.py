@@ -20,7 +20,7 @@ RANGE = "mlp/prefill/B=2/L=8"
 
 
 def _harness_module(calls: list):
-    """A stand-in for perfbench.nvtx_ranges whose measured_range records that it ran."""
+    """A stand-in for perfbench.measure.nvtx_ranges whose measured_range records that it ran."""
 
     @contextlib.contextmanager
     def measured_range(name, enabled=True):

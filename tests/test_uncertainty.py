@@ -1,5 +1,5 @@
 """Prediction intervals and provenance (issue 26 item 3): analytic/provenance.py, analytic/uncertainty.py,
-the calibration's uncertainty section, and perfbench/uncertainty.py's fit and held-out coverage."""
+the calibration's uncertainty section, and perfbench/calibration/uncertainty.py's fit and held-out coverage."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_a_gemm_bracketed_by_other_measured_shapes_is_between_them():
 
 
 def test_leave_one_out_quantiles_come_from_the_calibrations_own_gemm_grid():
-    from perfbench.uncertainty import leave_one_out
+    from perfbench.calibration.uncertainty import leave_one_out
 
     loo = leave_one_out(CAL)
     assert set(loo) <= {"interpolated", "extrapolated"} and loo
@@ -176,20 +176,20 @@ def test_the_bundled_files_carry_a_section_fitted_on_named_sets():
 
 
 def test_weighted_quantiles_with_equal_weights_are_midpoint_percentiles():
-    from perfbench.uncertainty import weighted_quantiles
+    from perfbench.calibration.uncertainty import weighted_quantiles
 
     values = np.random.default_rng(1).normal(size=101)
     assert np.allclose(weighted_quantiles(values, np.ones(101)), np.percentile(values, [10, 50, 90], method="hazen"))
 
 
 def test_weighted_quantiles_ignore_points_of_no_share():
-    from perfbench.uncertainty import weighted_quantiles
+    from perfbench.calibration.uncertainty import weighted_quantiles
 
     assert weighted_quantiles([0.0, 0.1, 5.0], [1.0, 1.0, 0.0], (0.5,)) == [pytest.approx(0.05)]
 
 
 def test_coverage_on_held_out_sets_is_computed():
-    from perfbench.uncertainty import split_coverage
+    from perfbench.calibration.uncertainty import split_coverage
 
     section, covered, n = split_coverage([RESULTS / "h100-holdout15"], [RESULTS / "h100-holdout17"], CAL)
     assert section["sets"] == ["results/h100-holdout15"]
@@ -197,7 +197,7 @@ def test_coverage_on_held_out_sets_is_computed():
 
 
 def test_compare_reports_interval_coverage_per_group():
-    from perfbench.compare import compare, metrics_records
+    from perfbench.report.compare import compare, metrics_records
 
     result = compare(RESULTS / "h100-holdout17")
     assert result.metrics["interval_coverage"].between(0.0, 1.0).all()
@@ -218,8 +218,8 @@ def test_calibrate_uncertainty_from_writes_the_section(tmp_path):
 
 
 def test_measured_vs_predicted_curves_shade_the_predicted_interval():
-    from perfbench import figures
-    from perfbench.compare import compare
+    from perfbench.report import figures
+    from perfbench.report.compare import compare
 
     joined = compare(RESULTS / "h100-holdout17").joined
     points = joined[(joined["name"] == "mamba2") & (joined["phase"] == "prefill")]
@@ -228,7 +228,7 @@ def test_measured_vs_predicted_curves_shade_the_predicted_interval():
 
 
 def test_model_curves_shade_the_interval_of_a_rate_too():
-    from perfbench import figures
+    from perfbench.report import figures
 
     frame = predict("mamba2-hybrid-8b", "decode", [4], [1024, 4096])
     lo, hi = figures.interval_bounds(frame, "tokens_per_s")

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from dashboards import data
-from perfbench import figures
+from perfbench.report import figures
 
 st.title("Curves: measured vs predicted")
 result = data.comparison_or_stop()

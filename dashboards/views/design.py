@@ -7,7 +7,7 @@ from analytic.design import SSM_KINDS, design_models, design_sweep, pareto_front
 from analytic.hardware import GPUS, get_gpu
 from dashboards import data
 from models.registry import BUILTIN_MODELS, PAPER_MODELS
-from perfbench import figures
+from perfbench.report import figures
 from perfbench.errors import USER_ERRORS
 from perfbench.sizes import format_size
 

@@ -6,8 +6,8 @@ import streamlit as st
 from analytic.hardware import get_gpu
 from dashboards import data
 from models.registry import PAPER_MODELS
-from perfbench import figures
-from perfbench import model_views as mv
+from perfbench.report import figures
+from perfbench.report import model_views as mv
 from perfbench.sizes import format_size
 
 st.title("Whole 8B models")

@@ -3,8 +3,8 @@
 import streamlit as st
 
 from dashboards import data
-from perfbench import figures
-from perfbench.compare import display_table
+from perfbench.report import figures
+from perfbench.report.compare import display_table
 
 st.title("Measured vs predicted: accuracy")
 result = data.comparison_or_stop()

@@ -3,8 +3,8 @@
 import streamlit as st
 
 from dashboards import data
-from perfbench import figures
-from perfbench.compare import roofline_ceilings
+from perfbench.report import figures
+from perfbench.report.compare import roofline_ceilings
 
 st.title("Roofline")
 result = data.comparison_or_stop()

@@ -42,7 +42,7 @@ def run_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def manifests(results_dir: str, run_ids: list[str]) -> dict[str, dict]:
     """The chosen runs' manifests (a packed set's from results/manifests.json.gz, else run-<id>.json)."""
-    from perfbench.results import run_manifests
+    from perfbench.measure.results import run_manifests
 
     wanted = set(run_ids)
     return {m["run_id"]: m for m in run_manifests(results_dir) if m.get("run_id") in wanted}

@@ -16,19 +16,19 @@ from analytic.collectives import interconnect
 from analytic.memory import memory_per_gpu
 from analytic.predict import tp_scaling
 from dashboards import data
-from perfbench.compare import bundled_tp_results_dir
-from perfbench.tp_compare import has_tp_points, with_tp
+from perfbench.report.compare import bundled_tp_results_dir
+from perfbench.tp.compare import has_tp_points, with_tp
 from models.registry import PAPER_MODELS, get_model
 from models.specs import SpecError
 from perfbench.errors import USER_ERRORS
-from perfbench.figures import LAYOUT, value_axis
+from perfbench.report.figures import LAYOUT, value_axis
 from perfbench.sizes import format_size
 
 DEGREES = (1, 2, 4, 8)
 BATCHES = (1, 8, 16, 32, 64, 128, 256)
 CONTEXTS = (1024, 4096, 8192, 16384, 32768, 65536, 131072)
 COMPUTE, COMM, MEASURED = "#1f77b4", "#ff7f0e", "#000000"
-# perfbench.figures' look, legend in a row above the plot
+# perfbench.report.figures' look, legend in a row above the plot
 STYLE = {**LAYOUT, "legend": dict(title_text="", orientation="h", yanchor="bottom", y=1.02, x=0),
          "margin": dict(l=70, r=30, t=110, b=60)}
 MEMORY_PARTS = (("weights_bytes", "weights", "#9e9e9e"), ("kv_cache_bytes", "KV cache", "#d62728"),

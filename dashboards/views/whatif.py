@@ -13,7 +13,7 @@ from analytic.predict import breakdown, predict
 from dashboards import data
 from dashboards.whatif_spec import Edits, apply_edits, attention_count, hf_base
 from models.registry import PAPER_MODELS, get_model
-from perfbench import figures
+from perfbench.report import figures
 from perfbench.errors import USER_ERRORS
 from perfbench.sizes import format_size
 

@@ -17,7 +17,7 @@ from typing import Callable
 from analytic.hardware import get_gpu, gpu_key_from_name
 from models.specs import SpecError
 from perfbench.errors import PerfbenchError, require
-from perfbench.timing import TimingOptions, capture_graph, measure
+from perfbench.measure.timing import TimingOptions, capture_graph, measure
 
 TARGET_TIMED_S = 0.05  # timed work per trial
 WARM_S = 0.05  # sustained warm-up before timing

@@ -26,7 +26,7 @@ from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS, PAPER_MODELS
 from perfbench.calibration.bench import randn
 from perfbench.calibration.pooling import add_pool_sources, pool_sources
 from perfbench.errors import exception_line
-from perfbench.timing import TimingOptions, measure
+from perfbench.measure.timing import TimingOptions, measure
 
 HOST_TOKENS = 64  # a prompt so short that the GPU work hides under the host's launch chain
 HOST_TIMING = TimingOptions(warmup=5, min_repeats=20, max_repeats=100, target_s=0.02, nvtx=False)

@@ -34,7 +34,7 @@ from perfbench.calibration.kernels import FAMILIES, KERNEL_FAMILIES
 from perfbench.calibration.kernels.common import KernelBench
 from perfbench.calibration.launch import measure_launch
 from perfbench.calibration.pooling import forget_pools
-from perfbench.distributed import measure_allreduce
+from perfbench.tp.distributed import measure_allreduce
 from perfbench.errors import PerfbenchError, exception_line
 
 # Measurements that fill their own section of the file (the GEMM grid, the power figures, the L2

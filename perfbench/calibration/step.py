@@ -20,7 +20,7 @@ from __future__ import annotations
 import statistics
 
 from perfbench.calibration.bench import randn, rotated_calls, run_each, timed_seconds
-from perfbench.timing import TimingOptions, capture_graph, measure
+from perfbench.measure.timing import TimingOptions, capture_graph, measure
 
 SECTION = "step"
 

@@ -29,7 +29,7 @@ def accuracy_command(
 
     Deterministic: running it twice writes the same bytes (the tests check the committed files).
     """
-    from perfbench import accuracy_report as report
+    from perfbench.report import accuracy as report
 
     acc = report.compute(results_root)
     targets = [(out, report.render(acc))]

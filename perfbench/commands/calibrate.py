@@ -97,7 +97,7 @@ def calibrate_command(
     if host_from:
         data = pooled_host_figures(data, {str(p): read_calibration_data(p) for p in host_from})
     if uncertainty_from:
-        from perfbench.uncertainty import with_uncertainty
+        from perfbench.calibration.uncertainty import with_uncertainty
 
         data = with_uncertainty(data, list(uncertainty_from), created=_utc_now())
         rows = data["uncertainty"]["classes"]
@@ -113,6 +113,6 @@ def calibrate_command(
 
 
 def _utc_now() -> str:
-    from perfbench.results import utc_now
+    from perfbench.measure.results import utc_now
 
     return utc_now()

@@ -23,7 +23,7 @@ def environment() -> dict:
 
     torch = require("torch", "perfbench env")
     from models.torch_layers import conv_backend, default_attn_backend, module_version
-    from perfbench.telemetry import GpuTelemetry, env_versions, gpu_key, sdpa_backends_enabled
+    from perfbench.measure.telemetry import GpuTelemetry, env_versions, gpu_key, sdpa_backends_enabled
 
     cuda = torch.cuda.is_available()
     info: dict = {"versions": env_versions()}

@@ -67,9 +67,9 @@ def run_command(
     torch = require("torch", "perfbench run")
     from models.registry import spec_table
     from models.torch_layers import ATTN_BACKENDS
-    from perfbench.harness import SweepOptions, make_points
-    from perfbench.results import RunWriter, done_keys
-    from perfbench.timing import TimingOptions
+    from perfbench.measure.harness import SweepOptions, make_points
+    from perfbench.measure.results import RunWriter, done_keys
+    from perfbench.measure.timing import TimingOptions
 
     if attn_backend is not None and attn_backend not in ATTN_BACKENDS:
         raise PerfbenchError(f"unknown --attn-backend {attn_backend!r} ({', '.join(ATTN_BACKENDS)})")
@@ -84,7 +84,7 @@ def run_command(
                            attn_backend=attn_backend, reference=cpu_reference)
     points = make_points(targets, phases, batches, seqlens, options)
     if result_set is not None:
-        from perfbench.result_sets import INDEX_FILE, resolve_results_path
+        from perfbench.measure.result_sets import INDEX_FILE, resolve_results_path
 
         out = resolve_results_path(out if (out / INDEX_FILE).is_file() else None, result_set, out)
     done = done_keys(out) if resume else set()
@@ -99,7 +99,7 @@ def run_command(
     if tp != 1:
         from rich.console import Console
 
-        from perfbench.distributed import run_tp
+        from perfbench.tp.distributed import run_tp
 
         console, started = Console(stderr=True, width=160), time.perf_counter()
         manifest["sweep"]["tp"] = tp
@@ -141,7 +141,7 @@ def _run_with_progress(targets, points, options, writer, done):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from perfbench.harness import run_sweep
+    from perfbench.measure.harness import run_sweep
 
     console = Console(stderr=True)
     if not console.is_terminal:

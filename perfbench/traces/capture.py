@@ -119,9 +119,9 @@ def run_arguments(request: TraceRequest, results_dir: Path, points=None) -> list
 
 
 def read_results(results_dir: Path) -> pd.DataFrame:
-    """The child's results (perfbench.results.load_results; plain Parquet if it is absent)."""
+    """The child's results (perfbench.measure.results.load_results; plain Parquet if it is absent)."""
     try:
-        from perfbench.results import load_results
+        from perfbench.measure.results import load_results
     except ImportError:
         files = sorted(Path(results_dir).rglob("run-*.parquet"))
         return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()

@@ -2,9 +2,9 @@
 
     python -m perfbench.traces.child --trace OUT.json -- <perfbench run arguments>
 
-Every harness range (`perfbench.nvtx_ranges.measured_range(name)`) is also entered as
+Every harness range (`perfbench.measure.nvtx_ranges.measured_range(name)`) is also entered as
 `torch.profiler.record_function(name)`, so the Chrome trace carries the NVTX names. The patch is
-made before the CLI (and with it the harness) is imported, so `from perfbench.nvtx_ranges import
+made before the CLI (and with it the harness) is imported, so `from perfbench.measure.nvtx_ranges import
 measured_range` in the harness picks it up too.
 """
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m perfbench.traces.child")
     parser.add_argument("--trace", type=Path, required=True, help="Chrome trace JSON to write")
     options = parser.parse_args(argv[:split])
-    import perfbench.nvtx_ranges as nvtx_ranges
+    import perfbench.measure.nvtx_ranges as nvtx_ranges
 
     patch_measured_range(nvtx_ranges)
     return profile_call(lambda: _run_cli(argv[split + 1:]), options.trace)

@@ -1,6 +1,6 @@
 """Plotly figures over the trace frames, for the dashboard's "Predicted vs counted" page.
 
-Like perfbench/figures.py: frames in, a `plotly.graph_objects.Figure` out, no file reads.
+Like perfbench/report/figures.py: frames in, a `plotly.graph_objects.Figure` out, no file reads.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Kernel breakdown (`traces/<trace_id>/breakdown.parquet`, and `breakdown-<trace_i
   source str          "nsys" | "torch_profiler"
   device str          "cuda" (GPU kernels) | "cpu" (torch.profiler CPU ops, where no GPU ran)
   results_run_id str  run_id of the `perfbench run` results measured under the trace ("" if none)
-  nvtx_range str      e.g. "mamba2/decode/B=64/L=4096" (perfbench.nvtx_ranges naming)
+  nvtx_range str      e.g. "mamba2/decode/B=64/L=4096" (perfbench.measure.nvtx_ranges naming)
   name, phase str; batch, seqlen int   parsed from nvtx_range
   kernel str          short kernel name (nsys `shortName`; templates and arguments stripped)
   kernel_full str     demangled name as the tool reports it
@@ -34,7 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from perfbench.errors import PerfbenchError, file_errors
-from perfbench.nvtx_ranges import DOMAIN, range_name  # the harness's spelling, one source
+from perfbench.measure.nvtx_ranges import DOMAIN, range_name  # the harness's spelling, one source
 
 # `<name>/<phase>/B=<batch>/L=<seqlen>`, the harness's range names (contracts: NVTX).
 _RANGE = re.compile(r"^(?P<name>[^/]+)/(?P<phase>prefill|decode)/B=(?P<batch>\d+)/L=(?P<seqlen>\d+)$")
@@ -71,7 +71,7 @@ __all__ = ["DOMAIN", "range_name", "parse_range_name", "load_breakdowns", "load_
 
 def parse_range_name(text: str) -> dict | None:
     """'mamba2/decode/B=64/L=4096' -> {name, phase, batch, seqlen}; None for any other range
-    (the inverse of perfbench.nvtx_ranges.range_name)."""
+    (the inverse of perfbench.measure.nvtx_ranges.range_name)."""
     match = _RANGE.match(str(text).strip())
     if not match:
         return None

@@ -10,7 +10,7 @@ from analytic.ops import ADD_NORM, ELEMENTWISE
 from models.registry import BUILTIN_LAYERS
 from perfbench.calibration.bench import randn
 from perfbench.calibration.kernels.common import KernelBench
-from perfbench.timing import l2_flusher
+from perfbench.measure.timing import l2_flusher
 
 NAME = "add_norm"
 CLASSES = (ADD_NORM,)

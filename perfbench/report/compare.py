@@ -19,7 +19,14 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from perfbench.errors import PerfbenchError
+from analytic.calibration import default_calibration, load_calibration
+from analytic.hardware import GPUS, get_gpu
+from analytic.predict import predict
+from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS, PAPER_MODELS
+from perfbench.errors import USER_ERRORS, PerfbenchError
+from perfbench.measure.results import load_results, recorded_targets, results_exist
+from perfbench.sizes import format_size
+from perfbench.tp.compare import has_tp_points, tp_comparison, with_tp
 
 MODES = ("graph", "eager")
 CALIBRATED, DATASHEET = "calibrated", "datasheet"
@@ -36,7 +43,7 @@ Predictor = Callable[..., pd.DataFrame]
 
 
 def repo_root() -> Path:
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]
 
 
 def bundled_results_dir() -> Path:
@@ -52,38 +59,20 @@ def bundled_tp_results_dir() -> Path:
 # --------------------------------------------------------------------------- adapters
 
 def _load_results_frame(path: Path) -> pd.DataFrame:
-    """All runs under `path`: `perfbench.results.load_results` once it exists, Parquet otherwise."""
-    try:
-        from perfbench.results import load_results
-    except ImportError:
-        load_results = None
-    if load_results is not None:
-        return load_results(path)
-    files = sorted(path.rglob("*.parquet"))
-    frames = []
-    for file in files:
-        try:
-            frames.append(pd.read_parquet(file))
-        except Exception as exc:  # pyarrow raises several types for a damaged file
-            raise PerfbenchError(f"corrupt results file {file}: {type(exc).__name__}") from None
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    """All runs under `path` (`perfbench.measure.results.load_results`)."""
+    return load_results(path)
 
 
 def predict_grid(target: str, phase: str, batch: list[int], seqlen: list[int], gpu: str,
                  calibration, graphs: bool) -> pd.DataFrame:
     """Predictions over the outer product batch x seqlen (contract: `analytic.predict.predict`)."""
-    from analytic.predict import predict
-
     return predict(target, phase, batch, seqlen, gpu=gpu, calibration=calibration, tp=1,
                    graphs=graphs)
 
 
 def recorded_predictor(results: str | Path) -> Predictor:
     """`predict_grid` that prices a target the registry does not know (an imported, overridden or
-    file-defined one) from the spec its run recorded (`perfbench.results.recorded_targets`)."""
-    from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS
-    from perfbench.results import recorded_targets
-
+    file-defined one) from the spec its run recorded (`perfbench.measure.results.recorded_targets`)."""
     recorded = {name: target for name, target in recorded_targets(results).items()
                 if name not in BUILTIN_MODELS and name not in BUILTIN_LAYERS}
     return lambda name, *args: predict_grid(recorded.get(name, name), *args)
@@ -96,20 +85,17 @@ def resolve_calibration(gpu: str, calibration: str | Path | None):
     """
     if calibration is None or str(calibration).lower() == "none":
         return None, DATASHEET
-    from analytic import calibration as cal
 
     if str(calibration) == "default":
-        found = cal.default_calibration(gpu)
+        found = default_calibration(gpu)
         return found, (CALIBRATED if found is not None else DATASHEET)
     path = Path(calibration)
     if not path.is_file():
         raise PerfbenchError(f"calibration file not found: {path}")
-    return cal.load_calibration(path, gpu), CALIBRATED
+    return load_calibration(path, gpu), CALIBRATED
 
 
 def analytic_gpus() -> tuple[str, ...]:
-    from analytic.hardware import GPUS
-
     return tuple(GPUS)
 
 
@@ -118,8 +104,6 @@ def analytic_gpus() -> tuple[str, ...]:
 def load_measured(path: str | Path) -> pd.DataFrame:
     """Every row of a results directory (or results/<set> of a results index); a one-line
     PerfbenchError when there is nothing to read."""
-    from perfbench.results import results_exist
-
     path = Path(path)
     if not results_exist(path):
         if path.resolve() == bundled_results_dir().resolve():
@@ -162,7 +146,6 @@ def select_points(frame: pd.DataFrame, mode: str = "graph", gpu: str | None = No
     sort = [c for c in ("timestamp", "run_id") if c in ok.columns]
     if sort:
         ok = ok.sort_values(sort)
-    from perfbench.tp_compare import with_tp
 
     ok = with_tp(ok).drop_duplicates(KEYS + ["tp"], keep="last")  # a TP=2 point is another point
     return ok.reset_index(drop=True)
@@ -193,15 +176,12 @@ def join_predictions(points: pd.DataFrame, calibration: str | Path | None = "def
     Points whose GPU has no analytic spec, or whose target the model cannot price, are dropped with a
     note rather than failing the whole comparison.
     """
-    from perfbench.errors import USER_ERRORS
-
     predictor = predictor or predict_grid
     resolver = resolver or resolve_calibration
     known = analytic_gpus() if known_gpus is None else known_gpus
     notes: list[str] = []
     parts: list[pd.DataFrame] = []
     resolved: dict[str, tuple] = {}
-    from perfbench.tp_compare import with_tp
 
     sharded = with_tp(points)["tp"] != 1
     if sharded.any():
@@ -285,15 +265,11 @@ def interval_coverage(joined: pd.DataFrame) -> float:
 
 
 def _point_label(batch: int, seqlen: int) -> str:
-    from perfbench.sizes import format_size
-
     return f"B={batch} L={format_size(seqlen)}"
 
 
 def sort_targets(frame: pd.DataFrame) -> pd.DataFrame:
     """Layers in registry order, then models in the paper's order; prefill before decode."""
-    from models.registry import BUILTIN_LAYERS, PAPER_MODELS
-
     order = {name: i for i, name in enumerate(list(BUILTIN_LAYERS) + list(PAPER_MODELS))}
     if frame.empty:
         return frame.reset_index(drop=True)
@@ -322,7 +298,7 @@ class Comparison:
     prediction: str
     mode: str
     notes: tuple[str, ...] = field(default=())
-    tensor_parallel: pd.DataFrame = field(default_factory=pd.DataFrame)  # perfbench.tp_compare's table
+    tensor_parallel: pd.DataFrame = field(default_factory=pd.DataFrame)  # perfbench.tp.compare's table
 
 
 def compare(results: str | Path | pd.DataFrame, gpu: str | None = None,
@@ -376,9 +352,7 @@ def _other_mode_notes(frame: pd.DataFrame, mode: str, gpu: str | None) -> tuple[
 
 
 def _tensor_parallel(frame: pd.DataFrame, gpu: str | None, calibration, mode: str) -> pd.DataFrame:
-    """perfbench.tp_compare's table for the points measured with tp > 1 (empty when there are none)."""
-    from perfbench.tp_compare import has_tp_points, tp_comparison
-
+    """perfbench.tp.compare's table for the points measured with tp > 1 (empty when there are none)."""
     if gpu is not None:
         frame = frame[frame["gpu"] == gpu]
     if not has_tp_points(frame):
@@ -413,8 +387,6 @@ def metrics_csv(metrics: pd.DataFrame) -> str:
 
 def roofline_ceilings(gpu: str, calibration: str | Path | None = "default") -> list[tuple[str, float, float]]:
     """(label, peak FLOP/s, bandwidth bytes/s): measured (calibration) first if any, then datasheet."""
-    from analytic.hardware import get_gpu
-
     spec = get_gpu(gpu)
     out = []
     cal, label = resolve_calibration(gpu, calibration)

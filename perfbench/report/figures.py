@@ -482,7 +482,7 @@ def breakdown_figure(frames: dict[str, pd.DataFrame], title: str = "") -> go.Fig
 
 
 def tp_points_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
-    """Measured tensor-parallel points (perfbench.tp_compare's table) beside their predictions.
+    """Measured tensor-parallel points (perfbench.tp.compare's table) beside their predictions.
 
     One category per point (target, phase, batch, context), one bar group per TP degree: the bar is
     the prediction split into compute and all-reduce, the diamond the measured median. Points

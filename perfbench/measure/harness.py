@@ -3,8 +3,8 @@
 For every point: estimate its memory and skip it (recorded, with the reason) if it cannot fit;
 otherwise build random inputs (never zeros) and, for decode, caches filled to the context with
 random values; capture the decode step in a CUDA graph (default) or call it eagerly; time it
-(`perfbench.timing`); read telemetry before and after; append one row to the run's Parquet file
-(`perfbench.results`). An out-of-memory error, a missing kernel or any other failure of one point
+(`perfbench.measure.timing`); read telemetry before and after; append one row to the run's Parquet file
+(`perfbench.measure.results`). An out-of-memory error, a missing kernel or any other failure of one point
 becomes a row with status "oom", "skipped" or "error" and the sweep goes on; an interrupt stops
 the sweep with every finished point on disk, and `resume` skips them next time.
 
@@ -23,10 +23,10 @@ from typing import Callable, Iterable
 
 from models.registry import Target  # noqa: F401 - re-exported: the sweep's unit of work
 from perfbench.errors import PerfbenchError
-from perfbench.nvtx_ranges import range_name
-from perfbench.results import DEVICE_FAULT, POINT_KEY, RunWriter, point_key, utc_now
-from perfbench.telemetry import NO_READING
-from perfbench.timing import TimingOptions, capture_graph, l2_flusher, measure
+from perfbench.measure.nvtx_ranges import range_name
+from perfbench.measure.results import DEVICE_FAULT, POINT_KEY, RunWriter, point_key, utc_now
+from perfbench.measure.telemetry import NO_READING, GpuTelemetry, env_versions, gpu_key
+from perfbench.measure.timing import TimingOptions, capture_graph, l2_flusher, measure
 
 PHASES = ("prefill", "decode")
 DTYPES = {"bfloat16": 2, "float16": 2, "float32": 4, "float64": 8}
@@ -253,8 +253,6 @@ class _Device:
     """What the harness needs from the device: sync, memory counters, telemetry, identity."""
 
     def __init__(self, options: SweepOptions, telemetry=None):
-        from perfbench.telemetry import GpuTelemetry, env_versions, gpu_key
-
         self.cuda = options.device == "cuda"
         self.env = env_versions()
         if self.cuda:
@@ -437,7 +435,7 @@ def _time_point(workload, point: Point, options: SweepOptions, device: _Device, 
 
 def result_row(point, options, ident: dict, timing, status, reason, peak, before, after, kernels, extra,
                tp: int = 1) -> dict:
-    """One results-store row (perfbench.results schema) for a point measured on `tp` GPUs; `ident` is
+    """One results-store row (perfbench.measure.results schema) for a point measured on `tp` GPUs; `ident` is
     the measuring GPU's {gpu, gpu_name, driver, env}."""
     nan = float("nan")
     ok = timing is not None

@@ -10,6 +10,12 @@ from __future__ import annotations
 
 import pandas as pd
 
+from analytic.hardware import get_gpu
+from analytic.memory import max_batch, memory_footprint
+from analytic.predict import predict
+from models.registry import BUILTIN_LAYERS, get_model
+from perfbench.sizes import format_size
+
 HYBRID, TRANSFORMER = "mamba2-hybrid-8b", "transformer-8b"
 BATCHES = (1, 8, 32, 64, 128)
 CONTEXTS = (1024, 4096, 16384, 32768, 131072)
@@ -18,8 +24,6 @@ CONTEXTS = (1024, 4096, 16384, 32768, 131072)
 def predict_models(models, phase: str, batches, contexts, gpu: str, calibration="default",
                    graphs: bool = True) -> pd.DataFrame:
     """Predicted rows for each model (a name or ModelSpec) over batches x contexts."""
-    from analytic.predict import predict
-
     frames = [predict(model, phase, list(batches), list(contexts), gpu=gpu, calibration=calibration,
                       graphs=graphs) for model in models]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -27,9 +31,6 @@ def predict_models(models, phase: str, batches, contexts, gpu: str, calibration=
 
 def memory_frame(models, batch: int, contexts, phase: str = "decode") -> pd.DataFrame:
     """Bytes of weights, KV cache, SSM state and activations per model and context."""
-    from analytic.memory import memory_footprint
-    from models.registry import get_model
-
     rows = []
     for model in models:
         spec = get_model(model) if isinstance(model, str) else model
@@ -42,11 +43,6 @@ def memory_frame(models, batch: int, contexts, phase: str = "decode") -> pd.Data
 
 def max_batch_frame(models, contexts, gpu: str) -> pd.DataFrame:
     """Largest decode batch that fits in the GPU's memory, per model (rows) and context (columns)."""
-    from analytic.hardware import get_gpu
-    from analytic.memory import max_batch
-    from models.registry import get_model
-    from perfbench.sizes import format_size
-
     spec_gpu = get_gpu(gpu)
     table = {}
     for model in models:
@@ -80,11 +76,6 @@ def capacity_speedup(contexts, gpu: str, calibration="default", fast: str = HYBR
     This is the throughput comparison behind "up to 8x": a smaller cache lets the hybrid hold
     more sequences, not only step faster per sequence.
     """
-    from analytic.hardware import get_gpu
-    from analytic.memory import max_batch
-    from analytic.predict import predict
-    from models.registry import get_model
-
     spec_gpu = get_gpu(gpu)
     rows = []
     for context in contexts:
@@ -109,8 +100,6 @@ def measured_models(points: pd.DataFrame, phase: str) -> pd.DataFrame:
 
 def measured_max_batch(frame: pd.DataFrame) -> pd.DataFrame:
     """Largest batch measured ok per model and context (decode), from raw results rows."""
-    from perfbench.sizes import format_size
-
     rows = frame[(frame.get("target_kind") == "model") & (frame["phase"] == "decode")
                  & (frame["status"] == "ok")] if not frame.empty else frame
     if rows.empty:
@@ -122,8 +111,6 @@ def measured_max_batch(frame: pd.DataFrame) -> pd.DataFrame:
 
 def layer_names(spec) -> dict[str, int]:
     """How many of each built-in layer a model stacks (its mixers matched to BUILTIN_LAYERS)."""
-    from models.registry import BUILTIN_LAYERS
-
     counts: dict[str, int] = {}
     for layer in spec.layers:
         name = next((n for n, s in BUILTIN_LAYERS.items() if s == layer), None)
@@ -139,8 +126,6 @@ def sum_of_layers(points: pd.DataFrame, model: str, phase: str = "decode") -> pd
     The gap is what composition leaves out or adds (norms, residuals, embedding, LM head, and
     launch gaps between layers); issue 7 wants it known. Rows only where every layer was measured.
     """
-    from models.registry import get_model
-
     columns = ["batch", "seqlen", "model_ms", "layers_ms", "model_over_layers"]
     counts = layer_names(get_model(model))
     ok = points[points["phase"] == phase] if not points.empty else points

@@ -11,7 +11,7 @@
 - CUDA: one pair of CUDA events around each call, read after one synchronize at the end, so the
   host never stalls the stream between repeats; CPU: `time.perf_counter` around each call.
 - Optional L2 flush before each call (a write over twice the L2 size, outside the events).
-- Each timed call sits in an NVTX range (`perfbench.nvtx_ranges`), warm-up calls do not.
+- Each timed call sits in an NVTX range (`perfbench.measure.nvtx_ranges`), warm-up calls do not.
 - Decode steps can be captured into a CUDA graph first (`capture_graph`) and timed as replays.
 """
 
@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from perfbench.nvtx_ranges import measured_range
+from perfbench.measure.nvtx_ranges import measured_range
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from analytic.calibration import POOLED_TERM, Calibration, from_dict, uncertaint
 from analytic.gemm_model import build_gemm_model
 from analytic.hardware import get_gpu
 from analytic.predict import SHARE_PREFIX, predict
-from perfbench.compare import CALIBRATED, MODES, inside_interval, join_predictions, load_measured, select_points
+from perfbench.report.compare import CALIBRATED, MODES, inside_interval, join_predictions, load_measured, select_points
 from perfbench.errors import PerfbenchError
 
 QUANTILES = (0.1, 0.5, 0.9)
@@ -124,9 +124,9 @@ def leave_one_out(calibration: Calibration) -> dict:
 
 
 def check_held_out(sets: list[Path]) -> None:
-    """Refuse a set results/index.toml marks as fitted (perfbench/result_sets.py): the quantiles must
+    """Refuse a set results/index.toml marks as fitted (perfbench/measure/result_sets.py): the quantiles must
     come from points the model was never fitted or tuned to, or the intervals come out too narrow."""
-    from perfbench.result_sets import find_set
+    from perfbench.measure.result_sets import find_set
 
     for path in sets:
         indexed = find_set(path)

@@ -2,7 +2,7 @@
 
 - `run_tp`: the `perfbench run --tp N` sweep. N processes (torch.multiprocessing, spawn) join one
   process group (NCCL on GPUs, one GPU per rank; gloo on CPU for the reference layers); each builds
-  its shard of every target (`perfbench.tp_layers`) from the same specs, and for every point runs
+  its shard of every target (`perfbench.tp.layers`) from the same specs, and for every point runs
   the same calls in lock-step: a first call, warm-up, repeats agreed across ranks (the largest
   estimate decides), then the timed calls with their collectives inside the timed region; the
   decode step is one CUDA graph holding its all-reduces. A point's time per call is the slowest
@@ -44,12 +44,12 @@ from typing import Callable
 from analytic.collectives import fit_allreduce
 from models.sharding import check_tp, shard_layer, shard_model
 from perfbench.errors import PerfbenchError, require
-from perfbench.harness import (DTYPES, Point, SweepOptions, SweepReport, Target, is_oom, kernel_facts, make_points,
+from perfbench.measure.harness import (DTYPES, Point, SweepOptions, SweepReport, Target, is_oom, kernel_facts, make_points,
                                one_line, point_call, result_row)
-from perfbench.nvtx_ranges import measured_range
-from perfbench.results import RunWriter, done_keys
-from perfbench.telemetry import GpuTelemetry, env_versions, gpu_key
-from perfbench.timing import Timing, capture_graph, choose_repeats, l2_flusher
+from perfbench.measure.nvtx_ranges import measured_range
+from perfbench.measure.results import RunWriter, done_keys
+from perfbench.measure.telemetry import GpuTelemetry, env_versions, gpu_key
+from perfbench.measure.timing import Timing, capture_graph, choose_repeats, l2_flusher
 
 FINAL_STATUSES = ("ok", "oom", "skipped")
 # NVLink multicast (NVLS) off unless set otherwise: on shared multi-GPU hosts a program using it can
@@ -328,7 +328,7 @@ def _outcome(exc: BaseException | None):
 
 
 def capture_graph_tp(fn: Callable, warmup: int = 2):
-    """`perfbench.timing.capture_graph` for steps holding NCCL collectives: capture in thread-local
+    """`perfbench.measure.timing.capture_graph` for steps holding NCCL collectives: capture in thread-local
     mode, so the process group's watchdog thread querying its events does not void the capture."""
     return capture_graph(fn, warmup, capture_error_mode="thread_local")
 
@@ -351,7 +351,7 @@ def measure_lockstep(fn: Callable, options, cuda: bool, device, tp: int, range_n
         sync()
         return time.perf_counter() - start
 
-    if options.rest_s > 0:  # as perfbench.timing.measure: the power limiter forgets the last point
+    if options.rest_s > 0:  # as perfbench.measure.timing.measure: the power limiter forgets the last point
         sync()
         time.sleep(options.rest_s)
     dist.barrier()
@@ -395,7 +395,7 @@ class TPWorkload:
         import torch
         import torch.distributed as dist
 
-        from perfbench.tp_layers import build_tp_layer, build_tp_model
+        from perfbench.tp.layers import build_tp_layer, build_tp_model
 
         self.target, self.options, self.rank, self.tp, self.device = target, options, rank, tp, device
         self.dtype = getattr(torch, options.dtype)
@@ -413,7 +413,7 @@ class TPWorkload:
         return [self.module] if self.target.kind == "layer" else [b.mixer for b in self.module.blocks]
 
     def kernels(self) -> dict:
-        from perfbench.tp_layers import TPMixer
+        from perfbench.tp.layers import TPMixer
 
         layers = [m.inner if isinstance(m, TPMixer) else m for m in self._mixers()]
         return kernel_facts(self.target.kind, self.module, layers, self.options.reference)
@@ -611,7 +611,7 @@ def run_tp(targets: list[Target], phases, batches, seqlens, tp: int, options: Sw
     topo_text, topo_summary = topology(tp) if backend == "nccl" else ("", "")
     launch = LaunchOptions(tp, backend, init_timeout_s, idle_timeout_s, crash_at)
     base = dict(manifest or {})
-    base.setdefault("command", "perfbench.distributed.run_tp")
+    base.setdefault("command", "perfbench.tp.distributed.run_tp")
     writer = RunWriter(out, {**base, "tp": tp, "backend": backend, "topology": topo_text})
     rows, status, ranks = [], "complete", None
     by_index = dict(todo)
@@ -850,7 +850,7 @@ def _verify_job(rank: int, launch: LaunchOptions, device, payload, send) -> None
     import torch.distributed as dist
 
     from models.torch_layers import weights_module
-    from perfbench.tp_layers import (build_tp_layer, build_tp_model, load_sharded_model, shard_layer_cache,
+    from perfbench.tp.layers import (build_tp_layer, build_tp_model, load_sharded_model, shard_layer_cache,
                                      shard_layer_state, tp_weights_module)
 
     layers, model, reference, dtype_name, batch, seqlen, attn_backend = payload

@@ -71,8 +71,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from models.registry import Target, spec_from_table
 from perfbench.errors import PerfbenchError, file_errors, writable_directory
-from perfbench.result_sets import find_set, read_set, set_manifests
+from perfbench.measure.result_sets import find_set, read_set, set_manifests
 
 _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 SCHEMA = pa.schema([
@@ -249,8 +250,6 @@ def recorded_targets(path: str | Path) -> dict:
     """name -> models.registry.Target for the specs the runs under `path` recorded in their manifests
     (`sweep.specs`, written by `perfbench run`): what an imported, overridden or file-defined target
     was, so `compare` can price it without its config. A later run's spec wins a name."""
-    from models.registry import Target, spec_from_table
-
     path = Path(path)
     if path.is_file():
         try:

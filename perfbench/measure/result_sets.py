@@ -57,7 +57,7 @@ class ResultSet:
 
 
 def bundled_root() -> Path:
-    return Path(__file__).resolve().parents[1] / "results"
+    return Path(__file__).resolve().parents[2] / "results"
 
 
 def read_index(root: str | Path) -> tuple[ResultSet, ...]:

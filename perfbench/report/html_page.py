@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from perfbench import figures
 from perfbench.errors import file_errors
+from perfbench.report import figures
+from perfbench.report.compare import display_table, roofline_ceilings
+from perfbench.report.model_views import decode_speedup, measured_models
+from perfbench.tp.compare import display_tp_table, tp_summary
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
@@ -30,16 +33,11 @@ th{background:#f6f6f6}
 
 
 def metrics_html(metrics: pd.DataFrame) -> str:
-    from perfbench.compare import display_table
-
     return display_table(metrics).to_html(index=False, border=0, escape=True)
 
 
 def build_sections(comparison) -> list[tuple[str, list]]:
     """(heading, [figure or html string, ...]) in report order."""
-    from perfbench.compare import roofline_ceilings
-    from perfbench.model_views import decode_speedup, measured_models
-
     joined, metrics = comparison.joined, comparison.metrics
     sections: list[tuple[str, list]] = [
         ("Accuracy per target and phase", [metrics_html(metrics),
@@ -72,8 +70,6 @@ def build_sections(comparison) -> list[tuple[str, list]]:
                 predicted, measured, "Decode speedup, measured (markers) and predicted (lines)")]))
     tp_table = getattr(comparison, "tensor_parallel", pd.DataFrame())
     if not tp_table.empty:
-        from perfbench.tp_compare import display_tp_table, tp_summary
-
         sections.append(("Tensor parallelism (per rank, analytic.tp)", [
             f"<p>{html.escape(tp_summary(tp_table))}</p>",
             display_tp_table(tp_table).to_html(index=False, border=0, escape=True),
