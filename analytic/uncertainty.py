@@ -49,7 +49,7 @@ STEP, HOST, EAGER, POOLED = STEP_TERM, HOST_TERM, EAGER_TERM, POOLED_TERM
 # (the bundled grids' 80th percentile |error| left out, 0.085 H100 and 0.131 H200, 2026-12-07).
 WIDENING = {CALIBRATED: 1.0, INTERPOLATED: 1.1, BETWEEN: 1.1, EXTRAPOLATED: 2.0}
 LOO_FALLBACK = 0.11
-# A calibration without an uncertainty section (a fresh `perfbench calibrate`): +-10 %, issue 26's p90
+# A calibration without an uncertainty section (a fresh `perfbench calibrate`): +-10 %, the p90 the what-if targets allow
 # target for what-if points, then widened by provenance as above.
 FALLBACK = (-0.10, 0.0, 0.10)
 # The datasheet roofline (no calibration): the vendor peaks are a floor the kernels rarely reach, so

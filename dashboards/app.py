@@ -28,7 +28,7 @@ PAGES = (
     ("views/design.py", "Design space", ":material/scatter_plot:", "design-space"),
     ("views/runs.py", "Runs", ":material/history:", "runs"),
     ("views/traces.py", "Predicted vs counted", ":material/memory:", "traces"),  # issue: traces
-    ("views/tp.py", "Tensor parallel", ":material/lan:", "tp"),  # issue 9
+    ("views/tp.py", "Tensor parallel", ":material/lan:", "tp"),
 )
 
 

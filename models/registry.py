@@ -1,6 +1,6 @@
 """Named configurations: the paper's four 8B models, their layers, and user models from TOML.
 
-Sources (see ../shared/paper-8b-configs.md): NVIDIA Megatron-LM `examples/mamba/` (train.sh,
+Sources: NVIDIA Megatron-LM `examples/mamba/` (train.sh,
 run_text_gen_server_8b.sh, run_text_gen_server_8b_gpt3.sh), `megatron/core/ssm/mamba_mixer.py`
 defaults, and arXiv 2406.07887 (Waleffe et al., 2024) §3. Parameter counts were checked against
 modules built on an H100 (8,539,869,184 Transformer with RMSNorm; 8,654,517,248 hybrid).

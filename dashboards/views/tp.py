@@ -1,4 +1,4 @@
-"""Tensor parallelism (issue 9): predicted step time over TP degrees split into compute and
+"""Tensor parallelism: predicted step time over TP degrees split into compute and
 collectives, memory per GPU and the largest batch that fits, with measured TP points beside them.
 
 Predictions are analytic.predict.tp_scaling (Megatron-style sharding, ring all-reduce); measured points

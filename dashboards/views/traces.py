@@ -1,4 +1,4 @@
-"""Predicted vs counted (issue 5): which kernels ran inside each measured point's NVTX range, and
+"""Predicted vs counted: which kernels ran inside each measured point's NVTX range, and
 Nsight Compute's DRAM bytes and FLOPs per operation beside the analytic model's.
 
 Reads what `perfbench trace` writes (traces/README.md): breakdown*.parquet and ncu_vs_model*.parquet

@@ -1,7 +1,7 @@
 """The bundled result sets: `results/index.toml` and the consolidated Parquet files it points to.
 
 The sets measured for this repository (44 directories of run-<id>.parquet + manifest) are packed,
-one zstd Parquet file per GPU with a `set` column, so the tracked tree stays small (issue 27). The
+one zstd Parquet file per GPU with a `set` column, so the tracked tree stays small. The
 index lists each set once: name, GPU, file, start and end (from its runs' manifests), grid, purpose
 and `fitted` (whether anything was ever fitted to it or tuned on it; `note` says where that is unsure).
 The manifests live in `results/manifests.json.gz` (compact JSON, gzip), keyed by set.

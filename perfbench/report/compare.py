@@ -47,12 +47,12 @@ def repo_root() -> Path:
 
 
 def bundled_results_dir() -> Path:
-    """The H100 dataset that ships with the repository (issue 4: compare runs on it with no GPU)."""
+    """The H100 dataset that ships with the repository (compare runs on it with no GPU)."""
     return repo_root() / "results" / "h100"
 
 
 def bundled_tp_results_dir() -> Path:
-    """The two-H200 tensor-parallel dataset (issue 9: TP=1 and TP=2 over NCCL) that ships too."""
+    """The two-H200 tensor-parallel dataset (TP=1 and TP=2 over NCCL) that ships too."""
     return repo_root() / "results" / "h200-tp"
 
 
@@ -290,7 +290,7 @@ class Comparison:
     """Everything `perfbench compare` reports: joined points, metrics, and the datasheet baseline.
 
     When the primary prediction is calibrated, `metrics` also carries `datasheet_median_abs_err`,
-    `datasheet_p90_abs_err` and `datasheet_bias` so accuracy can be read side by side (issue 6).
+    `datasheet_p90_abs_err` and `datasheet_bias` so accuracy can be read side by side.
     """
 
     joined: pd.DataFrame

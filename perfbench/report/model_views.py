@@ -124,7 +124,7 @@ def sum_of_layers(points: pd.DataFrame, model: str, phase: str = "decode") -> pd
     """Measured whole-model time vs the sum of its measured layers at the same points.
 
     The gap is what composition leaves out or adds (norms, residuals, embedding, LM head, and
-    launch gaps between layers); issue 7 wants it known. Rows only where every layer was measured.
+    launch gaps between layers); worth knowing. Rows only where every layer was measured.
     """
     columns = ["batch", "seqlen", "model_ms", "layers_ms", "model_over_layers"]
     counts = layer_names(get_model(model))

@@ -48,7 +48,7 @@ FP16_FLOPS = {"smsp__sass_thread_inst_executed_op_hadd_pred_on.sum": 1,
 TENSOR_FLOPS = "sm__ops_path_tensor_src_bf16_dst_fp32.sum"
 METRICS = (DURATION, DRAM_READ, DRAM_WRITE, *FP32_FLOPS, *FP16_FLOPS, TENSOR_FLOPS)
 
-TOLERANCE = 0.20  # counted vs predicted beyond +-20 % is a mismatch (issue 5)
+TOLERANCE = 0.20  # counted vs predicted beyond +-20 % is a mismatch
 NEGLIGIBLE = 0.01  # ... unless both sides are under 1 % of the point's total
 
 NVTX_FILTER = f"regex:{DOMAIN}@.+/"
