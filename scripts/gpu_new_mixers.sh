@@ -16,7 +16,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TRITON_CACHE_AUTOTUNING=1
 OUT=${OUT:-out}
-RESULTS=${RESULTS:-results/scratch/new-mixers}
+gpu=$(python3 -c "import torch; print('h200' if 'H200' in torch.cuda.get_device_name(0) else 'h100')")
+RESULTS=${RESULTS:-$OUT/new-mixers-$gpu}
 mkdir -p "$OUT" "$RESULTS"
 LOG="$OUT/new-mixers.log"
 run() { timeout "${STAGE_S:-120}" python3 -m perfbench run --out "$RESULTS" --resume --target-ms 100 --rest-ms 200 "$@" \
@@ -40,22 +41,28 @@ except KernelUnavailable as exc:
     print(f"mamba3 MIMO: unavailable: {exc}")
 PY
 
-echo "== GPU tests" | tee -a "$LOG"
-timeout 180 python3 -m pytest -q -p no:cacheprovider tests/test_new_mixers_gpu.py \
-    "tests/test_layers_gpu.py::test_real_8b_layer_has_the_spec_parameter_count[mamba3]" \
-    "tests/test_layers_gpu.py::test_real_8b_layer_has_the_spec_parameter_count[gdn]" > "$OUT/pytest.log" 2>&1
-tail -n 3 "$OUT/pytest.log" | tee -a "$LOG"
-
 echo "== layer sweep" | tee -a "$LOG"
-run --layer mamba3,gdn --phase prefill --batch 1,4,16 --seqlen 512,1k,2k,4k,8k,16k,32k
-STAGE_S=90 run --layer mamba3,gdn --phase decode --batch 1,2,4,8,16,32,64,128 --seqlen 1k,8k,32k
+# GDN first: Mamba-3's prefill autotunes its chunk kernel (27 configs) on the first point.
+STAGE_S=75 run --layer gdn --phase prefill --batch 1,4,16 --seqlen 512,1k,2k,4k,8k,16k,32k
+STAGE_S=150 run --layer mamba3 --phase prefill --batch 1,4,16 --seqlen 512,1k,2k,4k,8k,16k,32k
+STAGE_S=100 run --layer mamba3,gdn --phase decode --batch 1,2,4,8,16,32,64,128 --seqlen 1k,8k,32k
+
+echo "== kernel families (into a copy of the bundled calibration)" | tee -a "$LOG"
+timeout 120 python3 -m perfbench calibrate --refit analytic/calibrations/$gpu.json.gz --out "$OUT/mixers-cal-$gpu.json" \
+    --remeasure mamba3,gdn 2>&1 | tee "$OUT/families.log" | grep -E "FAILED|total|wrote" | tail -n 4 | tee -a "$LOG"
 
 echo "== models" | tee -a "$LOG"
 STAGE_S=75 run --model mamba3-hybrid-8b,gdn-hybrid-8b --phase decode --batch 1,16,64 --seqlen 4k
-STAGE_S=45 run --model mamba3-hybrid-8b,gdn-hybrid-8b --phase prefill --batch 1 --seqlen 1k,4k --repeats 3 --warmup 1
+STAGE_S=60 run --model mamba3-hybrid-8b,gdn-hybrid-8b --phase prefill --batch 1 --seqlen 1k,4k --repeats 3 --warmup 1
 
-tar czf "$OUT/results.tgz" "$RESULTS" 2>/dev/null
+echo "== GPU tests" | tee -a "$LOG"
+timeout 100 python3 -m pytest -q -p no:cacheprovider tests/test_new_mixers_gpu.py \
+    tests/test_layers_gpu.py > "$OUT/pytest.log" 2>&1
+tail -n 3 "$OUT/pytest.log" | tee -a "$LOG"
+
 echo "== compare (datasheet roofline: the families are not calibrated yet)" | tee -a "$LOG"
 python3 -m perfbench compare "$RESULTS" --calibration none 2>&1 | tail -n 30 | tee -a "$LOG"
 echo "== compare (bundled calibration; mamba3/gdn kernels at their class's ceilings)" | tee -a "$LOG"
 python3 -m perfbench compare "$RESULTS" 2>&1 | tail -n 30 | tee -a "$LOG"
+echo "== compare (with the mamba3/gdn families measured above)" | tee -a "$LOG"
+[ -f "$OUT/mixers-cal-$gpu.json" ] && python3 -m perfbench compare "$RESULTS" --calibration "$OUT/mixers-cal-$gpu.json" 2>&1 | tail -n 30 | tee -a "$LOG"
