@@ -41,6 +41,7 @@ from analytic.gemm_model import build_gemm_model, gemm_op_provenance
 from analytic.hardware import get_gpu
 from analytic.ops import (ADD_NORM, ATTN_DECODE, ATTN_PREFILL, CONV1D, ELEMENTWISE, GEMM, ROPE, SELECTIVE_SCAN,
                           SSD, SSU_MAMBA1, STATE_UPDATE, Op)
+from models.registry import BUILTIN_LAYERS
 
 PROVENANCES = ("calibrated", "interpolated", "extrapolated", "datasheet")
 CALIBRATED, INTERPOLATED, BETWEEN, EXTRAPOLATED, DATASHEET = range(5)
@@ -82,8 +83,6 @@ def spec_values(spec) -> dict:
 def sampled_specs(calibration: Calibration, family: str) -> list[dict]:
     """The layer hyper-parameters the calibration timed this family at: each sample's `spec`, else the
     built-in layer it names (older samples, and conv1d's, record only the layer's name)."""
-    from models.registry import BUILTIN_LAYERS
-
     out = []
     for sample in calibration.samples.get(family, []):
         if not isinstance(sample, dict):

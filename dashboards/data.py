@@ -18,6 +18,8 @@ import pandas as pd
 import streamlit as st
 
 from perfbench.errors import USER_ERRORS
+from perfbench.measure.results import source_files
+from perfbench.report.compare import bundled_results_dir, compare, load_measured
 
 ENV_VAR = "PERFBENCH_RESULTS"
 MODES = {"graph": "CUDA graphs", "eager": "eager"}
@@ -30,7 +32,6 @@ def default_results_dir() -> str:
         return argv[argv.index("--results") + 1]
     if os.environ.get(ENV_VAR):
         return os.environ[ENV_VAR]
-    from perfbench.report.compare import bundled_results_dir
 
     return str(bundled_results_dir())
 
@@ -73,8 +74,6 @@ def sidebar() -> None:
 def signature(path: str) -> tuple:
     """Files, sizes and mtimes `path` reads (a packed set's file, then run files and manifests):
     the cache key that changes when a run lands."""
-    from perfbench.measure.results import source_files
-
     root = Path(path)
     files = source_files(root)
     if root.is_dir():
@@ -88,15 +87,11 @@ def signature(path: str) -> tuple:
 
 @st.cache_data(show_spinner="Loading results…", max_entries=8)
 def _load(path: str, sig: tuple) -> pd.DataFrame:
-    from perfbench.report.compare import load_measured
-
     return load_measured(path)
 
 
 @st.cache_data(show_spinner="Predicting every measured point…", max_entries=16)
 def _compare(path: str, sig: tuple, calibration: str, mode: str, gpu: str | None):
-    from perfbench.report.compare import compare
-
     return compare(_load(path, sig), gpu=gpu, calibration=calibration, mode=mode)
 
 

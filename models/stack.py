@@ -20,7 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.reference import build_reference_layer
 from models.specs import ModelSpec, NormSpec
+from models.torch_layers import build_layer, cache_bytes, prefill_bytes_per_token
 
 
 def fused_norm_available(device) -> bool:
@@ -140,13 +142,9 @@ def build_model(spec: ModelSpec, device="cuda", dtype=torch.bfloat16, layers: st
                 attn_backend: str | None = None, fused_norm: bool | None = None) -> LanguageModel:
     """The whole model; layers "real" (models.torch_layers) or "reference" (models.reference)."""
     if layers == "real":
-        from models.torch_layers import build_layer
-
         def make(mixer_spec):
             return build_layer(mixer_spec, device=device, dtype=dtype, attn_backend=attn_backend)
     elif layers == "reference":
-        from models.reference import build_reference_layer
-
         def make(mixer_spec):
             return build_reference_layer(mixer_spec, device=device, dtype=dtype)
     else:
@@ -166,8 +164,6 @@ def estimate_model_bytes(spec: ModelSpec, phase: str, batch: int, seqlen: int, d
     Prefill holds the residual stream and the hidden state (2 x d per token) plus the largest
     layer's activations; decode holds every layer's cache at context `seqlen`. Logits are (B, vocab).
     """
-    from models.torch_layers import cache_bytes, prefill_bytes_per_token
-
     weights = spec.params * dtype_bytes
     kinds = {s.kind: s for s in spec.layers}
     per_token = max(prefill_bytes_per_token(s, dtype_bytes) for s in kinds.values())

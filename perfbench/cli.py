@@ -12,6 +12,7 @@ import warnings
 
 import typer
 
+from perfbench.commands import COMMANDS
 from perfbench.errors import USER_ERRORS, os_error_line
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -19,8 +20,6 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 
 
 def _register() -> None:
-    from perfbench.commands import COMMANDS
-
     for name, func in COMMANDS.items():
         app.command(name)(func)
 

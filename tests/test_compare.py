@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from perfbench.commands import compare as compare_command
 from perfbench.report import compare as cmp
 from perfbench.errors import PerfbenchError
 from results_factory import row, write_run
@@ -274,7 +275,8 @@ def test_cli_markdown_is_a_pipe_table(tmp_path, monkeypatch, capsys, fake_analyt
 
 
 def test_cli_without_bundled_data_says_so_in_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cmp, "bundled_results_dir", lambda: tmp_path / "results" / "h100")
+    for module in (cmp, compare_command):
+        monkeypatch.setattr(module, "bundled_results_dir", lambda: tmp_path / "results" / "h100")
     code, out, err = _cli(monkeypatch, capsys)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "no bundled results" in err

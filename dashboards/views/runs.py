@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import data
+from perfbench.measure.results import run_manifests
 
 st.title("Runs and provenance")
 frame = data.results_or_stop()
@@ -42,8 +43,6 @@ def run_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def manifests(results_dir: str, run_ids: list[str]) -> dict[str, dict]:
     """The chosen runs' manifests (a packed set's from results/manifests.json.gz, else run-<id>.json)."""
-    from perfbench.measure.results import run_manifests
-
     wanted = set(run_ids)
     return {m["run_id"]: m for m in run_manifests(results_dir) if m.get("run_id") in wanted}
 

@@ -12,10 +12,10 @@ import numpy as np
 
 from analytic.calibration import default_calibration
 from analytic.costs import layer_ops
-from analytic.efficiency import Ceilings, ceilings
+from analytic.efficiency import Ceilings, ceilings, op_time
 from analytic.fit import fit_class
 from analytic.hardware import get_gpu, gpu_key_from_name
-from analytic.ops import GEMM
+from analytic.ops import GEMM, gemm as gemm_op
 from models.registry import BUILTIN_LAYERS, VOCAB
 from perfbench.calibration.bench import (DEFAULT_RIDGE, Timer, device_ridge, gemm_compute_bound, randn, rotation_copies,
                                          time_gemm, timed_seconds)
@@ -73,10 +73,7 @@ def grid_points() -> list[tuple[int, int, int]]:
 
 def call_seconds(m: int, n: int, k: int, ceil) -> float:
     """One rotation of a sample (its weight copies, each called once) as `ceil` predicts it."""
-    from analytic.efficiency import op_time
-    from analytic.ops import gemm
-
-    return rotation_copies(2 * n * k) * float(op_time(gemm("g", np.array([float(m)]), n, k), ceil)[0][0])
+    return rotation_copies(2 * n * k) * float(op_time(gemm_op("g", np.array([float(m)]), n, k), ceil)[0][0])
 
 
 def sample_seconds(call_s: float, compute_bound: bool) -> float:

@@ -91,7 +91,7 @@ def measure_model_host(torch, log, samples: int = MODEL_HOST_SAMPLES) -> dict[st
     chains timed alone (H100 2026-11-24T16:02Z: Transformer 8B 47 ms against 34, Mamba-2 8B 112 against
     101), so the built-in models are timed whole. One model is resident at a time (an 8B model is
     16 GB), so its windows are consecutive, fewer and shorter than the layers'."""
-    from models.stack import build_model
+    from models.stack import build_model  # torch: keeps the module importable without it
     from models.torch_layers import randomize_
 
     out: dict[str, list[float]] = {}
@@ -145,7 +145,7 @@ def _sample_chains(torch, calls: dict, samples: int, timing: TimingOptions, wall
 def _add_norm_calls(torch) -> dict:
     """The models' add + norm as `models.stack` builds it (fused where mamba_ssm's Triton norm runs),
     on the built-in models' width, with a residual (every block but the first has one)."""
-    from models.stack import AddNorm, fused_norm_available
+    from models.stack import AddNorm, fused_norm_available  # torch
     spec = BUILTIN_MODELS["mamba2-hybrid-8b"]
     device = torch.device("cuda")
     norm = AddNorm(spec.block_norm, device=device, dtype=torch.bfloat16, fused=fused_norm_available(device))

@@ -19,7 +19,7 @@ POWER_WINDOW_S = 1.0  # NVML's energy counter moves in coarse steps: average ove
 
 def _rope_load(torch) -> Callable[[], object]:
     """MHA's RoPE on q and k as its QKV projection leaves them (6 x 6144 tokens), as the layer runs it."""
-    from models.reference import apply_rope, rope_tables
+    from models.reference import apply_rope, rope_tables  # torch
 
     spec = BUILTIN_LAYERS["attention-mha"]
     qkv = randn(torch, 6, 6144, spec.qkv_dim)

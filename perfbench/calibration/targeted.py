@@ -22,11 +22,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analytic.calibration import bundled_path, read_calibration_data
+from analytic.calibration import bundled_path, default_calibration, read_calibration_data
 from analytic.composition import step_ops
+from analytic.efficiency import ceilings
+from analytic.hardware import get_gpu, gpu_key_from_name
 from analytic.ops import GEMM
 from models.registry import Target
 from perfbench.calibration import gemm as gemm_grid
+from perfbench.calibration.bench import Timer, cuda_torch, versions
+from perfbench.calibration.estimate import planned_seconds
+from perfbench.calibration.kernels import FAMILIES
+from perfbench.calibration.kernels.common import KernelBench
 from perfbench.errors import PerfbenchError
 
 TARGET_DECODE_M = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # decode rows: one sequence to a large batch
@@ -115,11 +121,6 @@ def measure_kernel_configurations(bench, configurations: dict, families: dict, l
 def estimated_seconds(targets, gpu: str, families: dict) -> dict[str, float] | None:
     """{"gemm": s, <family>: s, "total": s}: the GPU time of a targeted calibration, each sample at what
     the bundled calibration of `gpu` predicts under its timing protocol (None without a bundled file)."""
-    from analytic.calibration import default_calibration
-    from analytic.efficiency import ceilings
-    from analytic.hardware import get_gpu
-    from perfbench.calibration.estimate import planned_seconds
-
     cal = default_calibration(gpu)
     if cal is None:
         return None
@@ -159,11 +160,6 @@ def with_targeted_samples(base: dict, gemm_samples: list[dict], kernel_samples: 
 def calibrate_targets(targets: list[Target], log=print) -> dict:
     """Measure the targets' GEMMs (and kernel configurations, where their families take them) on this GPU
     and return the bundled calibration of its kind with them (to refit: run.fit_calibration)."""
-    from perfbench.calibration.bench import Timer, cuda_torch, versions
-    from perfbench.calibration.kernels import FAMILIES
-    from perfbench.calibration.kernels.common import KernelBench
-    from analytic.hardware import gpu_key_from_name
-
     torch = cuda_torch()
     torch.manual_seed(0)
     gpu = gpu_key_from_name(torch.cuda.get_device_properties(0).name)

@@ -32,8 +32,9 @@ from analytic.calibration import POOLED_TERM, Calibration, from_dict, uncertaint
 from analytic.gemm_model import build_gemm_model
 from analytic.hardware import get_gpu
 from analytic.predict import SHARE_PREFIX, predict
-from perfbench.report.compare import CALIBRATED, MODES, inside_interval, join_predictions, load_measured, select_points
 from perfbench.errors import PerfbenchError
+from perfbench.measure.result_sets import find_set
+from perfbench.report.compare import CALIBRATED, MODES, inside_interval, join_predictions, load_measured, select_points
 
 QUANTILES = (0.1, 0.5, 0.9)
 MIN_WEIGHT = 3.0  # a class needs this many points' worth of shares for its own row
@@ -126,8 +127,6 @@ def leave_one_out(calibration: Calibration) -> dict:
 def check_held_out(sets: list[Path]) -> None:
     """Refuse a set results/index.toml marks as fitted (perfbench/measure/result_sets.py): the quantiles must
     come from points the model was never fitted or tuned to, or the intervals come out too narrow."""
-    from perfbench.measure.result_sets import find_set
-
     for path in sets:
         indexed = find_set(path)
         if indexed is not None and indexed.fitted:

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from perfbench.errors import PerfbenchError, file_errors
+from perfbench.report import accuracy as report
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,8 +30,6 @@ def accuracy_command(
 
     Deterministic: running it twice writes the same bytes (the tests check the committed files).
     """
-    from perfbench.report import accuracy as report
-
     acc = report.compute(results_root)
     targets = [(out, report.render(acc))]
     if readme is not None:

@@ -7,9 +7,18 @@ from typing import Optional
 
 import typer
 
+from analytic.calibration import bundled_path, from_dict, read_calibration_data, write_calibration_data
+from perfbench.calibration.estimate import estimate_lines
+from perfbench.calibration.host import pooled_host_figures
+from perfbench.calibration.kernels import FAMILIES
+from perfbench.calibration.pooling import pooled_gemm_grid, pooled_kernel_samples, pooled_power
+from perfbench.calibration.run import calibrate, check_kernel_families, fit_calibration
+from perfbench.calibration.run import remeasure as remeasure_families
+from perfbench.calibration.uncertainty import with_uncertainty
 from perfbench.commands.selection import (HfConfigOption, LayerOption, ModelOption, ModelsFileOption, NameOption,
                                           SetOption, resolve_targets)
-from analytic.calibration import bundled_path, from_dict, read_calibration_data, write_calibration_data
+from perfbench.errors import PerfbenchError, file_errors, writable_directory
+from perfbench.measure.results import utc_now
 
 
 def calibrate_command(
@@ -52,20 +61,11 @@ def calibrate_command(
                                  "calibration like FILE or like each bundled one"),
 ) -> None:
     """Microbenchmark copy bandwidth, the bf16 GEMM grid, SSM/attention kernels and launch cost."""
-    from perfbench.calibration.host import pooled_host_figures
-    from perfbench.calibration.kernels import FAMILIES
-    from perfbench.calibration.pooling import pooled_gemm_grid, pooled_kernel_samples, pooled_power
-    from perfbench.calibration.run import calibrate, check_kernel_families, fit_calibration
-    from perfbench.calibration.run import remeasure as remeasure_families
-    from perfbench.errors import PerfbenchError, file_errors, writable_directory
-
     families = [f.strip() for item in remeasure or [] for f in item.split(",") if f.strip()]
     if families and refit is None and not dry_run:
         raise PerfbenchError("--remeasure needs --refit FILE: the calibration whose samples it replaces")
     check_kernel_families(families)  # before reading the file or looking for a GPU
     if dry_run:
-        from perfbench.calibration.estimate import estimate_lines
-
         sources = [refit] if refit is not None else [bundled_path(gpu) for gpu in ("h100", "h200")]
         for source in sources:
             for line in estimate_lines(read_calibration_data(source), families or None):
@@ -97,9 +97,7 @@ def calibrate_command(
     if host_from:
         data = pooled_host_figures(data, {str(p): read_calibration_data(p) for p in host_from})
     if uncertainty_from:
-        from perfbench.calibration.uncertainty import with_uncertainty
-
-        data = with_uncertainty(data, list(uncertainty_from), created=_utc_now())
+        data = with_uncertainty(data, list(uncertainty_from), created=utc_now())
         rows = data["uncertainty"]["classes"]
         typer.echo(f"uncertainty: {len(rows)} term classes from {len(uncertainty_from)} sets "
                    f"({sum(int(v['n']) for k, v in rows.items() if k.startswith('all/'))} points)")
@@ -110,9 +108,3 @@ def calibrate_command(
         with file_errors(path):
             write_calibration_data(path, data)
     typer.echo(f"wrote {', '.join(str(p) for p in written)}")
-
-
-def _utc_now() -> str:
-    from perfbench.measure.results import utc_now
-
-    return utc_now()

@@ -10,6 +10,10 @@ from typing import Optional
 import typer
 
 from perfbench.errors import PerfbenchError, require
+from perfbench.measure.result_sets import resolve_results_path
+from perfbench.output import print_table
+from perfbench.report.compare import bundled_results_dir, compare, display_table, metrics_csv, metrics_records
+from perfbench.tp.compare import display_tp_table, tp_summary
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -33,13 +37,10 @@ def compare_command(
 
     err = (predicted - measured) / measured. Only ok points count; decode uses --mode.
     """
-    from perfbench.report.compare import bundled_results_dir, compare, metrics_csv, metrics_records
-
     if fmt not in FORMATS:
         raise PerfbenchError(f"unknown format {fmt!r} ({', '.join(FORMATS)})")
     if html is not None:  # before the comparison's work, not after it
         require("plotly", "perfbench compare --html")
-    from perfbench.measure.result_sets import resolve_results_path
 
     path = resolve_results_path(results_dir, result_set, bundled_results_dir())
     result = compare(path, gpu=gpu, calibration=calibration, mode=mode)
@@ -64,7 +65,7 @@ def compare_command(
         if tp_rows is not None:
             _print_rows(tp_title, tp_rows, _TP_RIGHT)
     if html is not None:
-        from perfbench.report.html_page import write_report
+        from perfbench.report.html_page import write_report  # plotly: only --html needs it
 
         write_report(result, html, source=str(path))
         print(f"wrote {html}", file=sys.stderr)
@@ -88,15 +89,12 @@ def _tensor_parallel_rows(result):
     """(title line, display rows) of the comparison's tensor-parallel table, or (None, None)."""
     if result.tensor_parallel.empty:
         return None, None
-    from perfbench.tp.compare import display_tp_table, tp_summary
 
     return ("Tensor parallel (per rank, analytic model): " + tp_summary(result.tensor_parallel),
             display_tp_table(result.tensor_parallel))
 
 
 def _markdown(metrics) -> str:
-    from perfbench.report.compare import display_table
-
     return _markdown_table(display_table(metrics), _RIGHT)
 
 
@@ -110,8 +108,6 @@ def _markdown_table(table, right: set) -> str:
 
 
 def _print_table(header: str, metrics) -> None:
-    from perfbench.report.compare import display_table
-
     _print_rows(header, display_table(metrics), _RIGHT)
 
 
@@ -123,8 +119,6 @@ _TP_PRIORITY = ["tp", "measured ms", "predicted ms", "err", "speedup", "speedup 
 
 
 def _print_rows(header: str, table_rows, right: set) -> None:
-    from perfbench.output import print_table
-
     print(header)
     keep = [c for c in ("target", "phase", "point", "tp") if c in table_rows.columns]
     print_table(table_rows, keep=keep, right=right,

@@ -12,6 +12,8 @@ from typing import Optional
 import typer
 
 from perfbench.errors import PerfbenchError, require
+from perfbench.measure.result_sets import resolve_results_path
+from perfbench.report.compare import bundled_results_dir
 
 
 def app_path() -> Path:
@@ -37,13 +39,10 @@ def dashboard_command(
         None, "--result-set", help="A set of results/index.toml by name (e.g. h200)."),
 ) -> None:
     """Serve the dashboard: accuracy, curves, roofline, whole models, what-if, runs."""
-    from perfbench.report.compare import bundled_results_dir
-
     require("streamlit", "perfbench dashboard")
     require("plotly", "perfbench dashboard")
     if not app_path().is_file():
         raise PerfbenchError(f"dashboard app not found at {app_path()} (run from a source checkout)")
-    from perfbench.measure.result_sets import resolve_results_path
 
     path = resolve_results_path(results_dir, result_set, bundled_results_dir()).resolve()
     env = dict(os.environ, PERFBENCH_RESULTS=str(path))

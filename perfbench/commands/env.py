@@ -6,6 +6,10 @@ import json
 
 import typer
 
+from perfbench.errors import require
+from perfbench.measure.telemetry import GpuTelemetry, env_versions, gpu_key, sdpa_backends_enabled
+from perfbench.output import print_table
+
 
 def _importable(module: str, attr: str | None = None) -> bool:
     import importlib
@@ -19,11 +23,8 @@ def _importable(module: str, attr: str | None = None) -> bool:
 
 def environment() -> dict:
     """Versions, GPU identity and the kernel path of each layer kind, as plain data."""
-    from perfbench.errors import require
-
     torch = require("torch", "perfbench env")
     from models.torch_layers import conv_backend, default_attn_backend, module_version
-    from perfbench.measure.telemetry import GpuTelemetry, env_versions, gpu_key, sdpa_backends_enabled
 
     cuda = torch.cuda.is_available()
     info: dict = {"versions": env_versions()}
@@ -74,8 +75,6 @@ def env_command(as_json: bool = typer.Option(False, "--json", help="Print JSON i
         print(json.dumps(info, indent=2))
         return
     import pandas as pd
-
-    from perfbench.output import print_table
 
     rows = [(key, value or "–") for key, value in info["versions"].items()]
     gpu = info["gpu"]

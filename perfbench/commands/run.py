@@ -11,9 +11,17 @@ from typing import Optional
 
 import typer
 
+from models.registry import spec_table
 from perfbench.commands.selection import (HfConfigOption, LayerOption, ModelOption, ModelsFileOption, NameOption,
                                           SetOption, resolve_targets)
-from perfbench.errors import PerfbenchError
+from perfbench.errors import PerfbenchError, require
+from perfbench.measure.harness import SweepOptions, make_points, run_sweep
+from perfbench.measure.result_sets import INDEX_FILE, resolve_results_path
+from perfbench.measure.results import RunWriter, done_keys
+from perfbench.measure.timing import TimingOptions
+from perfbench.output import print_table
+from perfbench.sizes import parse_names, parse_sizes
+from perfbench.tp.distributed import run_tp
 
 
 def run_command(
@@ -54,22 +62,15 @@ def run_command(
     memory, NVML clocks/power/temperature. Points that cannot fit are recorded as skipped; an OOM
     or failure is recorded and the sweep goes on.
     """
-    from perfbench.sizes import parse_names, parse_sizes
-
     targets = resolve_targets(model, layer, models_file, hf_config, sets, name)
     phases = parse_names(phase)
     batches, seqlens = parse_sizes(batch), parse_sizes(seqlen)
     if repeats < 1 or max_repeats < repeats or warmup < 0 or target_ms <= 0 or not rest_ms >= 0:
         raise PerfbenchError("need 1 <= --repeats <= --max-repeats, --warmup >= 0, --target-ms > 0, --rest-ms >= 0")
 
-    from perfbench.errors import require
 
     torch = require("torch", "perfbench run")
-    from models.registry import spec_table
     from models.torch_layers import ATTN_BACKENDS
-    from perfbench.measure.harness import SweepOptions, make_points
-    from perfbench.measure.results import RunWriter, done_keys
-    from perfbench.measure.timing import TimingOptions
 
     if attn_backend is not None and attn_backend not in ATTN_BACKENDS:
         raise PerfbenchError(f"unknown --attn-backend {attn_backend!r} ({', '.join(ATTN_BACKENDS)})")
@@ -84,8 +85,6 @@ def run_command(
                            attn_backend=attn_backend, reference=cpu_reference)
     points = make_points(targets, phases, batches, seqlens, options)
     if result_set is not None:
-        from perfbench.measure.result_sets import INDEX_FILE, resolve_results_path
-
         out = resolve_results_path(out if (out / INDEX_FILE).is_file() else None, result_set, out)
     done = done_keys(out) if resume else set()
     manifest = {"command": "perfbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
@@ -99,7 +98,6 @@ def run_command(
     if tp != 1:
         from rich.console import Console
 
-        from perfbench.tp.distributed import run_tp
 
         console, started = Console(stderr=True, width=160), time.perf_counter()
         manifest["sweep"]["tp"] = tp
@@ -141,7 +139,6 @@ def _run_with_progress(targets, points, options, writer, done):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from perfbench.measure.harness import run_sweep
 
     console = Console(stderr=True)
     if not console.is_terminal:
@@ -167,7 +164,6 @@ def _print_summary(report, wall_s: float) -> None:
 
     import pandas as pd
 
-    from perfbench.output import print_table
 
     groups: dict = {}
     for row in report.rows:

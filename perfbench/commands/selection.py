@@ -15,9 +15,11 @@ from typing import Annotated, List, Optional, Sequence
 
 import typer
 
-
+from models.hf import load_hf_config
+from models.overrides import label, override_layer, override_model, parse_assignments
 from models.registry import BUILTIN_LAYERS, PAPER_MODELS, Target, all_models, get_layer, get_model
 from models.specs import SpecError
+from perfbench.sizes import parse_names
 
 ModelOption = Annotated[Optional[str], typer.Option(
     "--model", help="Model names, comma-separated, or 'all' (the paper's four 8B models); "
@@ -54,9 +56,6 @@ def resolve_selection(model: str | None = None, layer: str | None = None, models
                       name: str | None = None) -> list[tuple[Target, list[str]]]:
     """`resolve_targets`, each target with the command-line arguments that select it alone
     (for a child `perfbench run` of one target, as `perfbench trace --ncu` starts)."""
-    from models.overrides import label, override_layer, override_model, parse_assignments
-    from perfbench.sizes import parse_names
-
     if layer is not None and (model is not None or hf_config is not None):
         raise SpecError("give exactly one kind of target: --layer NAMES, or --model NAMES and/or --hf-config PATH")
     if layer is None and model is None and hf_config is None:
@@ -76,8 +75,6 @@ def resolve_selection(model: str | None = None, layer: str | None = None, models
         names = list(PAPER_MODELS) if names == ["all"] else names
         chosen += [(get_model(n, models_file), ["--model", n, *common]) for n in names]
     if hf_config is not None:
-        from models.hf import load_hf_config
-
         chosen.append((load_hf_config(hf_config, name=name),
                        selection_arguments(hf_config=hf_config, name=name, sets=sets)))
     return [(Target("model", spec.name, spec), args)

@@ -13,7 +13,9 @@ import typer
 from perfbench.commands.selection import (HfConfigOption, LayerOption, ModelOption, ModelsFileOption, NameOption,
                                           SetOption, resolve_selection, selection_arguments)
 from perfbench.errors import PerfbenchError
+from perfbench.output import print_table
 from perfbench.sizes import parse_names, parse_sizes
+from perfbench.traces.capture import TraceRequest, trace
 
 def trace_command(
     model: ModelOption = None,
@@ -38,8 +40,6 @@ def trace_command(
     top: int = typer.Option(8, "--top", help="kernels shown per point"),
 ) -> None:
     """Trace points in a child `perfbench run`: kernels per NVTX range, or counters vs the model."""
-    from perfbench.traces.capture import TraceRequest, trace
-
     if ncu and torch_profiler:
         raise PerfbenchError("--ncu and --torch-profiler exclude each other")
     selected = resolve_selection(model, layer, models_file, hf_config, sets, name)
@@ -57,7 +57,6 @@ def trace_command(
 def _report(result, top: int) -> None:
     from rich.console import Console
 
-    from perfbench.output import print_table
 
     console = Console(soft_wrap=True)
     if result.breakdown is not None:

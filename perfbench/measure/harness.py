@@ -212,7 +212,7 @@ class TorchWorkload:
             from models.torch_layers import estimate_layer_bytes
 
             return estimate_layer_bytes(self.target.spec, point.phase, point.batch, point.seqlen, nbytes)
-        from models.stack import estimate_model_bytes
+        from models.stack import estimate_model_bytes  # models.stack imports torch
 
         return estimate_model_bytes(self.target.spec, point.phase, point.batch, point.seqlen, nbytes)
 

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from perfbench.measure.nvtx_ranges import measured_range
+from perfbench.measure import nvtx_ranges
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ class _Clock:
             for _ in range(repeats):
                 if flush is not None:
                     flush()
-                with measured_range(range_name, enabled=nvtx and range_name is not None):
+                with nvtx_ranges.measured_range(range_name, enabled=nvtx and range_name is not None):
                     start = time.perf_counter()
                     fn()
                     out.append((time.perf_counter() - start) * 1e3)
@@ -127,7 +127,7 @@ class _Clock:
         for i in range(repeats):
             if flush is not None:
                 flush()
-            with measured_range(range_name, enabled=nvtx and range_name is not None):
+            with nvtx_ranges.measured_range(range_name, enabled=nvtx and range_name is not None):
                 starts[i].record()
                 fn()
                 ends[i].record()

@@ -46,7 +46,7 @@ from models.sharding import check_tp, shard_layer, shard_model
 from perfbench.errors import PerfbenchError, require
 from perfbench.measure.harness import (DTYPES, Point, SweepOptions, SweepReport, Target, is_oom, kernel_facts, make_points,
                                one_line, point_call, result_row)
-from perfbench.measure.nvtx_ranges import measured_range
+from perfbench.measure import nvtx_ranges
 from perfbench.measure.results import RunWriter, done_keys
 from perfbench.measure.telemetry import GpuTelemetry, env_versions, gpu_key
 from perfbench.measure.timing import Timing, capture_graph, choose_repeats, l2_flusher
@@ -369,7 +369,7 @@ def measure_lockstep(fn: Callable, options, cuda: bool, device, tp: int, range_n
         for i in range(repeats):
             if flush is not None:
                 flush()
-            with measured_range(range_name, enabled=options.nvtx and range_name is not None):
+            with nvtx_ranges.measured_range(range_name, enabled=options.nvtx and range_name is not None):
                 starts[i].record()
                 fn()
                 ends[i].record()
@@ -377,7 +377,7 @@ def measure_lockstep(fn: Callable, options, cuda: bool, device, tp: int, range_n
         times = [s.elapsed_time(e) for s, e in zip(starts, ends)]
     else:
         for _ in range(repeats):
-            with measured_range(range_name, enabled=options.nvtx and range_name is not None):
+            with nvtx_ranges.measured_range(range_name, enabled=options.nvtx and range_name is not None):
                 start = time.perf_counter()
                 fn()
                 times.append((time.perf_counter() - start) * 1e3)
@@ -426,7 +426,7 @@ class TPWorkload:
             from models.torch_layers import estimate_layer_bytes
 
             return estimate_layer_bytes(shard_layer(spec, self.tp), point.phase, point.batch, point.seqlen, nbytes)
-        from models.stack import estimate_model_bytes
+        from models.stack import estimate_model_bytes  # models.stack imports torch
 
         local = shard_model(spec, self.tp)
         gathered = point.batch * spec.vocab_size * nbytes if self.tp > 1 else 0

@@ -30,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from perfbench.errors import PerfbenchError, file_errors, writable_directory
+from perfbench.measure.results import load_results
 from perfbench.traces import ncu as ncu_mod
 from perfbench.traces import nsys as tools
 from perfbench.traces.nsys_sqlite import parse_nsys_sqlite
@@ -119,12 +120,7 @@ def run_arguments(request: TraceRequest, results_dir: Path, points=None) -> list
 
 
 def read_results(results_dir: Path) -> pd.DataFrame:
-    """The child's results (perfbench.measure.results.load_results; plain Parquet if it is absent)."""
-    try:
-        from perfbench.measure.results import load_results
-    except ImportError:
-        files = sorted(Path(results_dir).rglob("run-*.parquet"))
-        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+    """The child's results (perfbench.measure.results.load_results; empty where it wrote none)."""
     return load_results(results_dir) if Path(results_dir).exists() else pd.DataFrame()
 
 

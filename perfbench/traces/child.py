@@ -3,9 +3,8 @@
     python -m perfbench.traces.child --trace OUT.json -- <perfbench run arguments>
 
 Every harness range (`perfbench.measure.nvtx_ranges.measured_range(name)`) is also entered as
-`torch.profiler.record_function(name)`, so the Chrome trace carries the NVTX names. The patch is
-made before the CLI (and with it the harness) is imported, so `from perfbench.measure.nvtx_ranges import
-measured_range` in the harness picks it up too.
+`torch.profiler.record_function(name)`, so the Chrome trace carries the NVTX names. The harness looks
+`nvtx_ranges.measured_range` up on the module at each call, so the patch takes effect whenever it is made.
 """
 
 from __future__ import annotations
@@ -14,6 +13,10 @@ import argparse
 import contextlib
 import sys
 from pathlib import Path
+
+from perfbench.cli import app
+from perfbench.errors import USER_ERRORS
+from perfbench.measure import nvtx_ranges
 
 
 def patch_measured_range(module) -> None:
@@ -50,9 +53,6 @@ def profile_call(function, trace: Path) -> int:
 
 
 def _run_cli(run_args: list[str]) -> int:
-    from perfbench.cli import app
-    from perfbench.errors import USER_ERRORS
-
     try:
         app(args=["run", *run_args], standalone_mode=False)
     except USER_ERRORS as exc:
@@ -69,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m perfbench.traces.child")
     parser.add_argument("--trace", type=Path, required=True, help="Chrome trace JSON to write")
     options = parser.parse_args(argv[:split])
-    import perfbench.measure.nvtx_ranges as nvtx_ranges
 
     patch_measured_range(nvtx_ranges)
     return profile_call(lambda: _run_cli(argv[split + 1:]), options.trace)

@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from analytic.predict import breakdown as predicted_breakdown
 from perfbench.errors import PerfbenchError
 from perfbench.traces.kernels import classify_kernel, short_kernel_name, whole_steps
 from perfbench.traces.schema import (COMPARISON_COLUMNS, DOMAIN, NCU_KERNEL_COLUMNS, conform, empty,
@@ -270,11 +271,8 @@ Breakdown = Callable[..., pd.DataFrame]
 
 
 def analytic_breakdown(target, phase: str, batch: int, seqlen: int, gpu: str) -> pd.DataFrame:
-    """analytic.predict.breakdown for one point of a target name or registry Target (imported here:
-    analytic/ is the lead's package)."""
-    from analytic.predict import breakdown
-
-    return breakdown(target, phase, int(batch), int(seqlen), gpu, "none")
+    """analytic.predict.breakdown for one point of a target name or registry Target."""
+    return predicted_breakdown(target, phase, int(batch), int(seqlen), gpu, "none")
 
 
 def compare_with_model(kernels: pd.DataFrame, gpu: str = "h100",

@@ -24,6 +24,7 @@ import pandas as pd
 from perfbench.traces.breakdown import assign_instances, point_ranges
 from perfbench.traces.kernels import whole_steps
 from perfbench.traces.nsys_sqlite import DOMAIN_CREATE, _connect, domain_ids, read_kernels, read_ranges
+from perfbench.traces.torch_profiler import load_chrome_trace, trace_tables
 
 KEEP_TABLES = ("StringIds", "NVTX_EVENTS", "CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_RUNTIME",
                "TARGET_INFO_GPU")
@@ -128,8 +129,6 @@ def trim_ncu_csv(source: Path, target: Path, max_kernels: int = 48) -> Path:
 
 def trim_torch_trace(source: Path, target: Path, max_kernels: int = 48) -> Path:
     """The point ranges, their kernels (or top CPU ops) and those kernels' launch calls."""
-    from perfbench.traces.torch_profiler import load_chrome_trace, trace_tables
-
     events = load_chrome_trace(source)
     ranges, kernels, device = trace_tables(events)
     points = point_ranges(ranges)

@@ -12,7 +12,7 @@ CLASSES = (ROPE,)
 
 
 def measure(bench: KernelBench) -> None:
-    from models.reference import apply_rope, rope_tables
+    from models.reference import apply_rope, rope_tables  # torch: the family table loads without it
 
     torch, timer = bench.torch, bench.timer
     spec = BUILTIN_LAYERS["attention-mha"]
