@@ -153,7 +153,7 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
         samples = host.measure_host_chains(torch, log)
         if not samples:
             raise PerfbenchError("re-measuring host gave nothing on this GPU, file left as it was")
-        data = host.with_host_samples(data, samples)
+        data = host.with_host_samples(data, samples, host.lease_probe(torch))
     for section, module in SECTION_MODULES.items():
         if section in families:
             measured = module.measure_section(torch, Timer(torch), log)
@@ -207,7 +207,7 @@ def calibrate(log=print, skip_kernels: bool = False, targets=None) -> dict:
         "copy_bandwidth_bytes_s": copy_bw, "copy_curve": copy_curve, "gemm_peak_flops": peak,
         "gemm": grid, "gemm_unaligned": measured["gemm_unaligned"], "gemm_relu_input": measured["gemm_relu_input"],
         "launch": {**launch, **host.host_figures(host_samples)},
-        **({"host_samples": host_samples} if host_samples else {}),
+        **({"host_samples": host_samples, host.HOST_PROBES: [host.lease_probe(torch)]} if host_samples else {}),
         "op_classes": {}, "samples": kernels["samples"], **({"power": measured["power"]} if measured["power"] else {}),
         "writeback": measured["writeback"], "step": measured["step"], "sustained": measured["sustained"],
     }
