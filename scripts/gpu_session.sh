@@ -5,7 +5,8 @@
 #   suite        the what-if held-out suite (benchmarks/whatif/suite.toml layers and models, plus the
 #                Hugging Face configs of tests/data/hf: Qwen3-8B, Qwen2.5-7B, Llama-3.2-1B, Nemotron-H-8B),
 #                prefill and decode at points off the sweep's powers of two; never fitted   (H100 ~3 min)
-#   families     the kernel families over their hyper-parameters into a copy of the bundled calibration
+#   families     the kernel families over their hyper-parameters and the l2_resident GEMVs (~15 s) into a
+#                copy of the bundled calibration
 #                (H100 ~4 min; estimate H200 168 s: `perfbench calibrate --dry-run --refit F --remeasure ...`)
 #   grid         the design-space GEMM grid into that copy            (H100 ~6 min; estimate H200 415 s)
 #   host         this lease's host: its probe, `calibrate --remeasure host` into that copy (estimate 148 s),
@@ -75,7 +76,7 @@ for section in "$@"; do
       python3 -m perfbench compare "$STATE/whatif-$gpu" 2>&1 | tail -n 60 ;;
     families)
       timeout 420 python3 -m perfbench calibrate --refit "$cal" --out "$cal" --remeasure \
-        selective_scan_shapes,ssd_shapes,state_update_shapes,conv1d_shapes,attention_prefill_shapes,attention_decode_shapes \
+        selective_scan_shapes,ssd_shapes,state_update_shapes,conv1d_shapes,attention_prefill_shapes,attention_decode_shapes,l2_resident \
         2>&1 | tee "$OUT/families.log" | grep -E "FAILED|estimated|total|wrote" | tail -n 12
       cp "$cal" "$OUT/" ;;
     grid)
