@@ -495,7 +495,8 @@ def l2_resident_saving_s(ops, ceil: Ceilings, cold_kernels_in_step: float = 0.0)
     timed alone at small width; never a whole model, whose weights stream): each streaming op reads
     from L2 what its calibrated (cold) time read from HBM, saving what a GEMV of its bytes saved in the
     `l2_resident` samples, and its cold kernels run warm; all scaled by how resident a working set of
-    the step's bytes stayed there. 0 without those samples."""
+    the step's bytes stayed there. 0 without those samples. It is part of the step's overhead, so the
+    CUDA-graph step row of `predict --breakdown` carries it (negative where it outweighs the replay's cost)."""
     if not ceil.l2_resident:
         return 0.0
     sizes, saving, resident = ceil.l2_resident
