@@ -40,6 +40,13 @@ the cost model. JSON, versioned, with provenance. Fields:
     host_samples             optional {"host/name/phase" | "host_wall/name/phase": [s, ...]}: every window
                              of each host launch chain (a layer's, the models' add + norm's, a built-in
                              model's whole); `launch` holds their median (perfbench/calibration/host.py)
+    l2_resident              optional {samples: [{bytes, warm_s, cold_s}], resident: [...]}: a decode GEMV of
+                             `bytes` of weights per call in a graph replayed back to back, on one weight
+                             (resident while it fits in L2) and on rotated copies (cold), and how resident
+                             each working set stayed (perfbench/calibration/l2_resident.py)
+    host_probes              optional [{cpu_model, cpus, python_loop_s, launch_s, launch_device, created}]: the
+                             host each pooled lease's chains were timed on (perfbench/measure/host_probe.py);
+                             a run's probe over their median is its host-speed factor (analytic/host_chain.py)
     uncertainty              optional {classes: {"<term class>/<phase>": {q10, q50, q90, n}}, sets: [...],
                              created}: percentiles of log(measured / predicted) per term class (an op class,
                              or step / host / eager / all) over never-fitted held-out result sets, and their
@@ -97,6 +104,9 @@ class Calibration:
     gemm_relu_input: tuple = ()  # of (m, n, k, dense_s, relu_s)
     sustained: dict = field(default_factory=dict)  # {elapsed_s: [...], slowdown: [...], call_s}
     uncertainty: dict = field(default_factory=dict)  # {classes: {key: {q10, q50, q90, n}}, sets, created}
+    l2_resident: dict = field(default_factory=dict)  # {samples: [{bytes, warm_s, cold_s}], resident: [...]}
+    host_samples: dict = field(default_factory=dict)  # {"host/name/phase": (s, ...)}: every window of each chain
+    host_probes: tuple = ()  # of {launch_s, python_loop_s, cpu_model, ...}: the hosts the chains were timed on
 
     def to_dict(self) -> dict:
         return {
@@ -116,6 +126,9 @@ class Calibration:
                if self.gemm_relu_input else {}),
             **({"sustained": self.sustained} if self.sustained else {}),
             **({"uncertainty": self.uncertainty} if self.uncertainty else {}),
+            **({"l2_resident": self.l2_resident} if self.l2_resident else {}),
+            **({"host_samples": {k: list(v) for k, v in self.host_samples.items()}} if self.host_samples else {}),
+            **({"host_probes": [dict(p) for p in self.host_probes]} if self.host_probes else {}),
         }
 
     def save(self, path: Path) -> Path:
@@ -205,12 +218,56 @@ def from_dict(data: dict, source: str = "") -> Calibration:
         if key not in launch:
             raise CalibrationError(f"{where}: launch.{key} missing")
     uncertainty = uncertainty_section(data.get("uncertainty", {}), where)
+    host_samples, host_probes = host_section(data, where)
+    l2_resident = l2_resident_section(data.get("l2_resident", {}), where)
     return Calibration(gpu=str(data["gpu"]), gpu_name=str(data.get("gpu_name", "")),
                        copy_bandwidth_bytes_s=copy_bw, gemm_peak_flops=peak, gemm=gemm,
                        launch=launch, op_classes=op_classes, created=str(data.get("created", "")),
                        provenance=provenance, samples=samples, allreduce=allreduce, source=source,
                        power=power, writeback=writeback, step=step, gemm_unaligned=unaligned,
-                       gemm_relu_input=relu_input, sustained=sustained, uncertainty=uncertainty)
+                       gemm_relu_input=relu_input, sustained=sustained, uncertainty=uncertainty,
+                       host_samples=host_samples, host_probes=host_probes, l2_resident=l2_resident)
+
+
+def l2_resident_section(section, where: str) -> dict:
+    """The validated `l2_resident` section: samples of positive bytes, warm_s and cold_s in ascending
+    bytes, and one `resident` fraction in [0, 1] per sample."""
+    if not section:
+        return {}
+    try:
+        samples = [{"bytes": float(s["bytes"]), "warm_s": float(s["warm_s"]), "cold_s": float(s["cold_s"])}
+                   for s in section["samples"]]
+        resident = [float(r) for r in section["resident"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CalibrationError(f"{where}: malformed l2_resident ({type(exc).__name__})") from None
+    sizes = [s["bytes"] for s in samples]
+    if (not samples or len(resident) != len(samples) or sizes != sorted(sizes)
+            or any(min(s.values()) <= 0 for s in samples) or any(not 0.0 <= r <= 1.0 for r in resident)):
+        raise CalibrationError(f"{where}: l2_resident needs positive samples in ascending bytes and a "
+                               "resident fraction in [0, 1] for each")
+    return {"samples": samples, "resident": resident}
+
+
+PROBE_TIMES = ("launch_s", "python_loop_s")  # a host probe's times, best measure of launch speed first
+
+
+def host_section(data: dict, where: str) -> tuple[dict, tuple]:
+    """The validated host windows ({key: (positive seconds, ...)}) and host probes (each a dict whose
+    launch_s / python_loop_s, where present, are positive seconds)."""
+    try:
+        samples = {str(k): tuple(float(v) for v in values) for k, values in data.get("host_samples", {}).items()}
+        probes = tuple(dict(p) for p in data.get("host_probes", []))
+        for probe in probes:
+            for key in PROBE_TIMES:
+                if key in probe:
+                    probe[key] = float(probe[key])
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise CalibrationError(f"{where}: malformed host_samples or host_probes ({type(exc).__name__})") from None
+    if any(v <= 0 for values in samples.values() for v in values):
+        raise CalibrationError(f"{where}: host_samples must be positive seconds")
+    if any(probe.get(key, 1.0) <= 0 for probe in probes for key in PROBE_TIMES):
+        raise CalibrationError(f"{where}: host_probes' launch_s and python_loop_s must be positive")
+    return samples, probes
 
 
 def uncertainty_section(section, where: str) -> dict:

@@ -101,6 +101,7 @@ class Ceilings:
     class_clock_ratio: dict = field(default_factory=dict)  # op class -> its SM clock alone / a GEMM's, both at the limit
     max_clock_ratio: float = 0.0  # the board's top SM clock / a GEMM's at the limit (0: gemm_burst_speedup)
     gemm_model: GemmModel | None = None  # the measured grid over (M, N, K) and its physics (analytic.gemm_model)
+    l2_resident: tuple = ()  # (bytes, saving s when resident, resident fraction) arrays: l2_resident_saving_s
 
 
 def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
@@ -145,6 +146,8 @@ def ceilings(gpu: GPUSpec, calibration: Calibration | None) -> Ceilings:
         clocks = {c: float(power[f"{c}_clock_hz"]) for c in OP_CLASSES + FAMILIES if f"{c}_clock_hz" in power}
         ceil = replace(ceil, class_clock_ratio={c: hz / gemm_clock for c, hz in clocks.items() if c != GEMM},
                        max_clock_ratio=max(clocks.values()) / gemm_clock)
+    if cal.l2_resident:
+        ceil = replace(ceil, l2_resident=_l2_resident_curve(cal.l2_resident))
     if cal.gemm_relu_input:
         ceil = replace(ceil, gemm_relu_input=_relu_input_ratios(cal.gemm_relu_input))
     return replace(ceil, gemm_unaligned=_unaligned_ratios(cal.gemm_unaligned, ceil)) if cal.gemm_unaligned else ceil
@@ -478,7 +481,50 @@ def step_overhead_s(ops, ceil: Ceilings) -> float:
     cold = sum(cold_kernels(c.op) * c.count for c in ops)
     further = max(kernels - 2, 0)
     cold = min(cold, further)
-    return ceil.step_base_s + ceil.step_kernel_s * (further - cold) + ceil.step_cold_kernel_s * cold
+    overhead = ceil.step_base_s + ceil.step_kernel_s * (further - cold) + ceil.step_cold_kernel_s * cold
+    return overhead - l2_resident_saving_s(ops, ceil, cold)
+
+
+# Ops that stream a tensor living across decode steps (weights, the KV cache, an SSM state): the ones
+# whose calibrated decode times were taken cold, on rotated copies.
+STREAMING_CLASSES = (GEMM, ATTN_DECODE, STATE_UPDATE)
+
+
+def l2_resident_saving_s(ops, ceil: Ceilings, cold_kernels_in_step: float = 0.0):
+    """What a decode graph replayed back to back saves when its whole working set stays in L2 (a layer
+    timed alone at small width; never a whole model, whose weights stream): each streaming op reads
+    from L2 what its calibrated (cold) time read from HBM, saving what a GEMV of its bytes saved in the
+    `l2_resident` samples, and its cold kernels run warm; all scaled by how resident a working set of
+    the step's bytes stayed there. 0 without those samples. It is part of the step's overhead, so the
+    CUDA-graph step row of `predict --breakdown` carries it (negative where it outweighs the replay's cost)."""
+    if not ceil.l2_resident:
+        return 0.0
+    sizes, saving, resident = ceil.l2_resident
+    step_bytes = sum(np.asarray(c.op.bytes_, dtype=np.float64) * c.count for c in ops)
+    fraction = np.interp(step_bytes, sizes, resident)
+    streaming = 0.0
+    for c in ops:
+        if c.op.op_class in STREAMING_CLASSES:
+            b = np.asarray(c.op.bytes_, dtype=np.float64)
+            per_op = np.interp(np.log(np.maximum(b, sizes[0])), np.log(sizes), saving) * np.minimum(b / sizes[0], 1.0)
+            streaming = streaming + per_op * c.count
+    warm_kernels = cold_kernels_in_step * max(ceil.step_cold_kernel_s - ceil.step_kernel_s, 0.0)
+    return fraction * (streaming + warm_kernels)
+
+
+def _l2_resident_curve(section: dict) -> tuple:
+    """(bytes, saving when wholly resident, resident fraction) from the `l2_resident` samples: a sample's
+    saving over its own resident fraction, where at least half resident (beyond, the largest such)."""
+    samples, resident = section["samples"], np.asarray(section["resident"], dtype=np.float64)
+    sizes = np.array([s["bytes"] for s in samples])
+    saving = np.array([max(s["cold_s"] - s["warm_s"], 0.0) for s in samples])
+    held = resident >= 0.5
+    full = np.where(held, saving / np.maximum(resident, 0.5), np.nan)
+    if held.any():
+        full = np.where(held, full, np.interp(sizes, sizes[held], full[held]))
+    else:
+        full = np.zeros_like(sizes)
+    return sizes, full, resident
 
 
 def by_family(op: Op, table: dict, default):

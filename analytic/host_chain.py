@@ -7,11 +7,68 @@ timed it (perfbench/host_chain.py), else per-kernel launch costs (`analytic.effi
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import statistics
+
+from analytic.calibration import PROBE_TIMES, Calibration
 from analytic.composition import CountedOp
 from analytic.efficiency import Ceilings, host_time
 from analytic.ops import ADD_NORM
 from models.registry import BUILTIN_MODELS, PAPER_MODELS
-from models.specs import ModelSpec
+from models.specs import ModelSpec, SpecError
+
+# Launch figures that are the host's (not the GPU's): they scale with the host's speed and are pooled
+# across leases with the layer chains (perfbench/calibration/host.py).
+HOST_FIGURES = ("eager_kernel_s", "graph_replay_s", "graph_launch_period_s")
+
+
+def is_host_figure(key: str) -> bool:
+    """A `launch` figure the host's speed sets: a chain (host/..., host_wall/...) or a host launch cost."""
+    return key in HOST_FIGURES or key.startswith(("host/", "host_wall/"))
+
+
+def host_speed(calibration: Calibration | None, probe: dict | None) -> float:
+    """How fast a host runs launch chains relative to the hosts the calibration's chains were timed on:
+    the median of the calibration's probes over `probe`'s, in the first probe time both have (2.0:
+    chains take half the time). 1.0 where either side has no probe. The chains of one lease move
+    together (H200 calibration, four leases: every chain 0.47-0.72x of the slowest lease's), so one
+    factor scales them all."""
+    if calibration is None or not probe:
+        return 1.0
+    for key in PROBE_TIMES:
+        ours = [p[key] for p in calibration.host_probes if p.get(key, 0) > 0]
+        theirs = probe.get(key)
+        if ours and theirs and theirs > 0:
+            return statistics.median(ours) / float(theirs)
+    return 1.0
+
+
+def with_host_speed(calibration: Calibration | None, speed: float) -> Calibration | None:
+    """The calibration as seen from a host `speed` times as fast as its own: every host figure (the
+    chains, a kernel's eager launch cost, a graph's launch period) and host window divided by `speed`;
+    the GPU's figures untouched."""
+    if speed <= 0 or not math.isfinite(speed):
+        raise SpecError(f"host speed must be a positive number, not {speed!r}")
+    if calibration is None or speed == 1.0:
+        return calibration
+    launch = {k: (v / speed if is_host_figure(k) else v) for k, v in calibration.launch.items()}
+    samples = {k: tuple(v / speed for v in values) for k, values in calibration.host_samples.items()}
+    return dataclasses.replace(calibration, launch=launch, host_samples=samples)
+
+
+def host_spread(calibration: Calibration | None) -> tuple[float, float] | None:
+    """(q10, q90) of log(window / its chain's median) over every window of every chain the calibration
+    timed (`host/` keys): how far one timing of a chain lands from the figure the model uses, within
+    and across the leases pooled in the file. None without windows."""
+    if calibration is None:
+        return None
+    logs = sorted(math.log(v / statistics.median(values)) for key, values in calibration.host_samples.items()
+                  if key.startswith("host/") and len(values) >= 3 for v in values)
+    if len(logs) < 10:
+        return None
+    deciles = statistics.quantiles(logs, n=10, method="inclusive")
+    return deciles[0], deciles[-1]
 
 # The key of the fused add + norm's host launch chain in a calibration (`host/add_norm/prefill`, ...),
 # sampled beside the layers' chains (perfbench/calibration/host.py).

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytic.calibration import EAGER_TERM, HOST_TERM, POOLED_TERM, STEP_TERM, Calibration
-from analytic.host_chain import host_path
+from analytic.host_chain import host_path, host_spread
 from analytic.ops import COLLECTIVE_CLASSES
 from analytic.pipeline import StepTime
 from analytic.provenance import (BETWEEN, CALIBRATED, DATASHEET, EXTRAPOLATED, INTERPOLATED, layer_specs,
@@ -76,15 +76,20 @@ def term_key(term_class: str, phase: str) -> str:
 
 def class_quantiles(calibration: Calibration | None, key: str) -> tuple[float, float, float]:
     """(q10, q50, q90) of a term class: the section's, else its pooled row of the same phase, else
-    FALLBACK; DATASHEET_QUANTILES without a calibration."""
+    FALLBACK; DATASHEET_QUANTILES without a calibration. A host chain's (host, eager) reaches at least
+    as far beside q50 as the calibration's own host windows spread about their chains' medians
+    (`analytic.host_chain.host_spread`: one timing of a chain on one of the pooled leases), since the
+    held-out sets saw few leases' hosts."""
     if calibration is None:
         return DATASHEET_QUANTILES
     classes = (calibration.uncertainty or {}).get("classes", {})
-    phase = key.rsplit("/", 1)[-1]
+    term, phase = key.rsplit("/", 1)
     entry = classes.get(key) or classes.get(term_key(POOLED, phase))
-    if entry is None:
-        return FALLBACK
-    return entry["q10"], entry["q50"], entry["q90"]
+    q = FALLBACK if entry is None else (entry["q10"], entry["q50"], entry["q90"])
+    spread = host_spread(calibration) if term in (HOST, EAGER) else None
+    if spread is None:
+        return q
+    return min(q[0], q[1] + spread[0]), q[1], max(q[2], q[1] + spread[1])
 
 
 def widened(q: tuple[float, float, float], code: np.ndarray, calibration: Calibration | None = None

@@ -51,6 +51,10 @@ echo "== kernel families (into a copy of the bundled calibration)" | tee -a "$LO
 timeout 120 python3 -m perfbench calibrate --refit analytic/calibrations/$gpu.json.gz --out "$OUT/mixers-cal-$gpu.json" \
     --remeasure mamba3,gdn 2>&1 | tee "$OUT/families.log" | grep -E "FAILED|total|wrote" | tail -n 4 | tee -a "$LOG"
 
+echo "== L2-resident GEMVs (small decode steps)" | tee -a "$LOG"
+timeout 60 python3 -m perfbench calibrate --refit analytic/calibrations/$gpu.json.gz --out "$OUT/l2-cal-$gpu.json" \
+    --remeasure l2_resident 2>&1 | tee "$OUT/l2.log" | grep -E "FAILED|l2|wrote" | tail -n 6 | tee -a "$LOG"
+
 echo "== models" | tee -a "$LOG"
 STAGE_S=75 run --model mamba3-hybrid-8b,gdn-hybrid-8b --phase decode --batch 1,16,64 --seqlen 4k
 STAGE_S=60 run --model mamba3-hybrid-8b,gdn-hybrid-8b --phase prefill --batch 1 --seqlen 1k,4k --repeats 3 --warmup 1
@@ -59,6 +63,8 @@ echo "== GPU tests" | tee -a "$LOG"
 timeout 100 python3 -m pytest -q -p no:cacheprovider tests/test_new_mixers_gpu.py \
     tests/test_layers_gpu.py > "$OUT/pytest.log" 2>&1
 tail -n 3 "$OUT/pytest.log" | tee -a "$LOG"
+timeout 40 python3 -m pytest -q -p no:cacheprovider tests/test_calibrate_gpu.py -k "l2_resident or host_probe" > "$OUT/pytest-cal.log" 2>&1
+tail -n 2 "$OUT/pytest-cal.log" | tee -a "$LOG"
 
 echo "== compare (datasheet roofline: the families are not calibrated yet)" | tee -a "$LOG"
 python3 -m perfbench compare "$RESULTS" --calibration none 2>&1 | tail -n 30 | tee -a "$LOG"

@@ -303,3 +303,24 @@ def test_targeted_calibration_measures_a_models_gemms_into_the_bundled_file(torc
     assert set(targeted_points(targets)) <= measured
     assert data["provenance"]["targeted"]["targets"] == ["mlp"]
     assert data["provenance"]["targeted"]["gemm_samples"] == len(targeted_points(targets))
+
+
+def test_l2_resident_gemvs_run_faster_on_one_weight_than_on_rotated_copies_while_they_fit(torch, monkeypatch):
+    from analytic.calibration import l2_resident_section
+    from perfbench.calibration import l2_resident
+    from perfbench.calibration.bench import Timer
+
+    monkeypatch.setattr(l2_resident, "L2_RESIDENT_MB", (4, 16, 256))
+    section = l2_resident.measure_section(torch, Timer(torch), lambda *_: None)
+    l2_resident_section(section, "gpu test")  # a valid section
+    small, _mid, big = section["samples"]
+    assert small["warm_s"] < small["cold_s"]  # 4 MB stays in L2 between replays
+    assert big["warm_s"] == pytest.approx(big["cold_s"], rel=0.15)  # 256 MB cannot
+    assert section["resident"][0] > section["resident"][-1]
+
+
+def test_the_host_probe_times_cuda_launches(torch):
+    from perfbench.measure.host_probe import host_probe
+
+    probe = host_probe(torch, "cuda")
+    assert probe["launch_device"] == "cuda" and 0 < probe["launch_s"] < 1e-3 and probe["python_loop_s"] > 0

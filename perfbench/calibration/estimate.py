@@ -14,8 +14,8 @@ from analytic.calibration import from_dict
 from analytic.efficiency import ceilings, op_time
 from analytic.fit import sample_ops
 from analytic.hardware import get_gpu
-from perfbench.calibration import (copy_bandwidth, gemm, gemm_relu_input, gemm_unaligned, host, launch, power, step,
-                                   sustained, writeback)
+from perfbench.calibration import (copy_bandwidth, gemm, gemm_relu_input, gemm_unaligned, host, l2_resident, launch,
+                                   power, step, sustained, writeback)
 from perfbench.calibration.bench import POWER_LIMITED_MIN_S, timed_seconds
 from perfbench.calibration.kernels import FAMILIES
 from perfbench.calibration.kernels.common import spec_sample
@@ -24,7 +24,7 @@ from perfbench.calibration.kernels.common import spec_sample
 # Every section a whole calibration measures, by the name `--remeasure` takes (copy and launch: whole runs only).
 SECTIONS = {"copy": copy_bandwidth, "launch": launch, "gemm": gemm, "gemm_unaligned": gemm_unaligned,
             "gemm_relu_input": gemm_relu_input, "power": power, "writeback": writeback, "step": step,
-            "sustained": sustained, "host": host}
+            "sustained": sustained, "l2_resident": l2_resident, "host": host}
 
 
 def sample_seconds(sample: dict, call_s: float) -> float:

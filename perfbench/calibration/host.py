@@ -21,11 +21,13 @@ from __future__ import annotations
 import statistics
 import time
 
-from analytic.host_chain import ADD_NORM_CHAIN
+from analytic.host_chain import ADD_NORM_CHAIN, is_host_figure
 from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS, PAPER_MODELS
 from perfbench.calibration.bench import randn
 from perfbench.calibration.pooling import add_pool_sources, pool_sources
 from perfbench.errors import exception_line
+from perfbench.measure.host_probe import host_probe
+from perfbench.measure.results import utc_now
 from perfbench.measure.timing import TimingOptions, measure
 
 HOST_TOKENS = 64  # a prompt so short that the GPU work hides under the host's launch chain
@@ -36,14 +38,9 @@ WALL_CALLS = 20
 MODEL_HOST_TIMING = TimingOptions(warmup=2, min_repeats=5, max_repeats=5, target_s=0.0, nvtx=False)
 MODEL_HOST_SAMPLES = 7  # a model's chain is 20-120 ms: 7 windows of 5 calls and 5 back to back
 MODEL_WALL_CALLS = 5
-# Launch figures that are the host's (not the GPU's): pooled across leases with the layer chains.
-HOST_FIGURES = ("eager_kernel_s", "graph_replay_s", "graph_launch_period_s")
 HOST_POOLED_FROM = "host_figures_pooled_from"
 HOST_PROVENANCE = ("host_figures_best_of", HOST_POOLED_FROM)  # which leases the figures came from
-
-
-def is_host_figure(key: str) -> bool:
-    return key in HOST_FIGURES or key.startswith(("host/", "host_wall/"))
+HOST_PROBES = "host_probes"  # one `perfbench.measure.host_probe` per lease whose windows the file holds
 
 
 def measure_host_chains(torch, log) -> dict[str, list[float]]:
@@ -160,12 +157,19 @@ def host_figures(samples: dict[str, list[float]]) -> dict[str, float]:
     return {key: statistics.median(values) for key, values in samples.items() if values}
 
 
-def with_host_samples(data: dict, samples: dict[str, list[float]]) -> dict:
-    """`data` with its layer host chains replaced by this lease's windows (`launch` gets their medians)
-    and no record of earlier leases' host figures."""
+def lease_probe(torch) -> dict:
+    """This lease's host speed, taken beside its chains (`perfbench.measure.host_probe`)."""
+    return host_probe(torch, "cuda", when=utc_now())
+
+
+def with_host_samples(data: dict, samples: dict[str, list[float]], probe: dict | None = None) -> dict:
+    """`data` with its layer host chains replaced by this lease's windows (`launch` gets their medians),
+    this lease's host `probe` as its only one, and no record of earlier leases' host figures."""
     provenance = {k: v for k, v in data.get("provenance", {}).items() if k not in HOST_PROVENANCE}
-    return {**data, "launch": {**data["launch"], **host_figures(samples)}, "host_samples": samples,
-            "provenance": provenance}
+    out = {**data, "launch": {**data["launch"], **host_figures(samples)}, "host_samples": samples,
+           "provenance": provenance}
+    out.pop(HOST_PROBES, None)
+    return {**out, HOST_PROBES: [probe]} if probe else out
 
 
 def pooled_host_figures(data: dict, others: dict[str, dict]) -> dict:
@@ -184,7 +188,9 @@ def pooled_host_figures(data: dict, others: dict[str, dict]) -> dict:
     samples = {key: values for key, values in pooled.items() if key.startswith(("host/", "host_wall/"))}
     provenance = {**{k: v for k, v in data.get("provenance", {}).items() if k not in HOST_PROVENANCE},
                   HOST_POOLED_FROM: leases}
-    return {**data, "launch": launch, "host_samples": samples, "provenance": provenance}
+    probes = [p for source in (data, *others.values()) for p in source.get(HOST_PROBES, [])]
+    return {**data, "launch": launch, "host_samples": samples, "provenance": provenance,
+            **({HOST_PROBES: probes} if probes else {})}
 
 
 def _samples_of(data: dict, key: str) -> list[float]:

@@ -25,8 +25,8 @@ from analytic.efficiency import ceilings
 from analytic.fit import fit_class, sample_ops
 from analytic.hardware import get_gpu, gpu_key_from_name
 from analytic.ops import ELEMENTWISE
-from perfbench.calibration import (gemm, gemm_relu_input, gemm_unaligned, host, power, step, sustained, targeted,
-                                   writeback)
+from perfbench.calibration import (gemm, gemm_relu_input, gemm_unaligned, host, l2_resident, power, step, sustained,
+                                   targeted, writeback)
 from perfbench.calibration.bench import Timer, cuda_torch, versions
 from perfbench.calibration.copy_bandwidth import measure_copy
 from perfbench.calibration.estimate import estimate_lines
@@ -42,9 +42,9 @@ from perfbench.errors import PerfbenchError, exception_line
 # as input, the sustained clock), re-measurable like the kernel families; and the layers' host chains
 # ("host"), whose figures go into `launch` and their windows into `host_samples` (host.py).
 SECTION_MODULES = {module.SECTION: module for module in (gemm, power, writeback, step, gemm_unaligned,
-                                                         gemm_relu_input, sustained)}
+                                                         gemm_relu_input, sustained, l2_resident)}
 SECTIONS = tuple(SECTION_MODULES)
-REFITTED_SECTIONS = (writeback, step)  # sections whose figures are fitted from their own samples
+REFITTED_SECTIONS = (writeback, step, l2_resident)  # sections whose figures are fitted from their own samples
 REMEASURABLE = KERNEL_FAMILIES + SECTIONS + ("host",)
 
 
@@ -126,6 +126,8 @@ def fit_calibration(data: dict, log=print) -> dict:
         data["writeback"] = writeback.refit_section(data["writeback"])
         log(f"fit write-back: {data['writeback']['dirty_bytes'] / 1e6:.1f} MB dirty at most, paid at "
             f"{data['writeback']['bw_bytes_s'] / 1e12:.2f} TB/s")
+    if data.get(l2_resident.SECTION, {}).get("samples"):
+        data[l2_resident.SECTION] = l2_resident.refit_section(data[l2_resident.SECTION])
     if data.get("step", {}).get("samples"):
         data["step"] = step.refit_section(data["step"])
         log(f"fit decode step: {data['step']['base_s'] * 1e6:.2f} us per replay, {data['step']['kernel_s'] * 1e6:.2f} us "
@@ -153,7 +155,7 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
         samples = host.measure_host_chains(torch, log)
         if not samples:
             raise PerfbenchError("re-measuring host gave nothing on this GPU, file left as it was")
-        data = host.with_host_samples(data, samples)
+        data = host.with_host_samples(data, samples, host.lease_probe(torch))
     for section, module in SECTION_MODULES.items():
         if section in families:
             measured = module.measure_section(torch, Timer(torch), log)
@@ -193,7 +195,7 @@ def calibrate(log=print, skip_kernels: bool = False, targets=None) -> dict:
     launch = measure_launch(torch, log)
     grid = gemm.measure_section(torch, timer, log)
     measured = {module.SECTION: module.measure_section(torch, timer, log)
-                for module in (gemm_unaligned, gemm_relu_input, power, writeback, step, sustained)}
+                for module in (gemm_unaligned, gemm_relu_input, power, writeback, step, sustained, l2_resident)}
     kernels = {"samples": {}, "failures": {}} if skip_kernels else measure_kernels(torch, timer, log)
     host_samples = {} if skip_kernels else host.measure_host_chains(torch, log)
     peak = gemm.gemm_peak(grid)
@@ -207,9 +209,10 @@ def calibrate(log=print, skip_kernels: bool = False, targets=None) -> dict:
         "copy_bandwidth_bytes_s": copy_bw, "copy_curve": copy_curve, "gemm_peak_flops": peak,
         "gemm": grid, "gemm_unaligned": measured["gemm_unaligned"], "gemm_relu_input": measured["gemm_relu_input"],
         "launch": {**launch, **host.host_figures(host_samples)},
-        **({"host_samples": host_samples} if host_samples else {}),
+        **({"host_samples": host_samples, host.HOST_PROBES: [host.lease_probe(torch)]} if host_samples else {}),
         "op_classes": {}, "samples": kernels["samples"], **({"power": measured["power"]} if measured["power"] else {}),
         "writeback": measured["writeback"], "step": measured["step"], "sustained": measured["sustained"],
+        "l2_resident": measured["l2_resident"],
     }
     if torch.cuda.device_count() >= 2:  # tensor parallelism: ring all-reduce bus bandwidth
         torch.cuda.empty_cache()

@@ -32,6 +32,9 @@ def compare_command(
     result_set: Optional[str] = typer.Option(
         None, "--result-set", help="A set of results/index.toml by name (e.g. h100-holdout19); "
         "RESULTS_DIR, if given, is then the results root holding the index."),
+    host_speed: str = typer.Option(
+        "1", "--host-speed", help="How fast the measuring host ran launch chains relative to the calibration's "
+        "(2 = chains take half the time), or 'run': from the host probes the runs recorded."),
 ) -> None:
     """Join measured points with predictions for the same GPU; print error per target x phase.
 
@@ -43,7 +46,9 @@ def compare_command(
         require("plotly", "perfbench compare --html")
 
     path = resolve_results_path(results_dir, result_set, bundled_results_dir())
-    result = compare(path, gpu=gpu, calibration=calibration, mode=mode)
+    from perfbench.report.compare import parse_host_speed
+    speed = "run" if host_speed == "run" else parse_host_speed(host_speed)
+    result = compare(path, gpu=gpu, calibration=calibration, mode=mode, host_speed=speed)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     header = _header(path, result)

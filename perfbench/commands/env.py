@@ -38,6 +38,8 @@ def environment() -> dict:
                        "l2_mib": round(getattr(props, "L2_cache_size", 0) / 2**20, 1)}
     else:
         info["gpu"] = None
+    from perfbench.measure.host_probe import host_probe
+    info["host"] = host_probe(torch, "cuda" if cuda else "cpu")  # compare launch_s with a calibration's host_probes
     mamba = _importable("mamba_ssm")
     conv = conv_backend()
     state_update = _importable("mamba_ssm.ops.triton.selective_state_update", "selective_state_update")
@@ -81,6 +83,9 @@ def env_command(as_json: bool = typer.Option(False, "--json", help="Print JSON i
     rows.append(("gpu", "none (no CUDA): `perfbench run` needs --cpu-reference" if gpu is None else
                  f"{gpu['name']} ({gpu['key']}), {gpu['memory_gib']} GiB, {gpu['sm_count']} SMs, "
                  f"L2 {gpu['l2_mib']} MiB, driver {gpu['driver']}"))
+    host = info["host"]
+    rows.append(("host", f"{host['cpu_model']}, {host['cpus']} CPUs; launch {host['launch_s'] * 1e6:.2f} us an op "
+                 f"({host['launch_device']}), Python loop {host['python_loop_s'] * 1e3:.2f} ms"))
     print_table(pd.DataFrame(rows, columns=["what", "version"]), "environment", fold=["version"],
                 show_header=False)
     print_table(pd.DataFrame(list(info["kernels"].items()), columns=["layer", "kernel"]),

@@ -6,7 +6,10 @@ from __future__ import annotations
 import pandas as pd
 import typer
 
+from analytic.calibration import resolve
+from analytic.host_chain import with_host_speed
 from analytic.predict import breakdown, describe_calibration, predict
+from perfbench.report.compare import parse_host_speed
 from perfbench.errors import PerfbenchError
 from perfbench.commands.selection import (HfConfigOption, LayerOption, ModelOption, ModelsFileOption, NameOption,
                                           SetOption, resolve_targets)
@@ -26,6 +29,8 @@ def predict_command(
     gpu: str = typer.Option("h100", "--gpu", help="h100 | h200 | a100"),
     calibration: str = typer.Option("default", "--calibration", help="calibration JSON, 'default' (bundled) or 'none' (datasheet)"),
     tp: int = typer.Option(1, "--tp", help="tensor-parallel degree"),
+    host_speed: float = typer.Option(1.0, "--host-speed", help="how fast this host runs launch chains relative to "
+                                     "the calibration's hosts (2 = half the time; `perfbench env` prints this host's probe)"),
     eager: bool = typer.Option(False, "--eager", help="decode without CUDA graphs (host launch cost)"),
     format: str = typer.Option("table", "--format", help="table | csv | json | markdown"),
     show_breakdown: bool = typer.Option(False, "--breakdown", help="per-operation rows for each point"),
@@ -39,6 +44,8 @@ def predict_command(
     if tp < 1:
         raise PerfbenchError(f"--tp must be >= 1, got {tp}")
     phases = parse_names(phase)
+    label = describe_calibration(gpu, calibration)
+    calibration = with_host_speed(resolve(calibration, gpu), parse_host_speed(host_speed))
     frames = []
     for target in resolve_targets(model, layer, models_file, hf_config, sets, name):
         for ph in phases:
@@ -56,7 +63,8 @@ def predict_command(
         key = "model" if (frame["target_kind"] == "model").all() else "layer"
         frame.insert(0, key, frame["name"])
     if format == "table":
-        title = f"perfbench predict on {gpu}: {describe_calibration(gpu, calibration)}"
+        speed = f"; host speed x{host_speed:g}" if host_speed != 1.0 else ""
+        title = f"perfbench predict on {gpu}: {label}{speed}"
         if show_breakdown:
             emit(frame, "table", title=title, keep=["name", "op"],
                  priority=["time_ms", "share", "group", "phase", "batch", "seqlen", "bound", "op_class", "count",

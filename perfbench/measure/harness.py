@@ -23,6 +23,7 @@ from typing import Callable, Iterable
 
 from models.registry import Target  # noqa: F401 - re-exported: the sweep's unit of work
 from perfbench.errors import PerfbenchError
+from perfbench.measure.host_probe import host_probe
 from perfbench.measure.nvtx_ranges import range_name
 from perfbench.measure.results import DEVICE_FAULT, POINT_KEY, RunWriter, point_key, utc_now
 from perfbench.measure.telemetry import NO_READING, GpuTelemetry, env_versions, gpu_key
@@ -316,7 +317,7 @@ def run_sweep(targets: list[Target], points: list[Point], options: SweepOptions,
               on_point: Callable[[Point, dict | None], None] | None = None, telemetry=None) -> SweepReport:
     """Measure `points` (those whose key is not in `done`), appending one row per point to `writer`."""
     device = _Device(options, telemetry)
-    writer.manifest.update({"device": options.device, **device.ident})
+    writer.manifest.update({"device": options.device, **device.ident, "host": run_host_probe(options.device)})
     done = done or set()
     by_name = {(t.kind, t.name): t for t in targets}
     workloads: dict = {}
@@ -363,6 +364,14 @@ def run_sweep(targets: list[Target], points: list[Point], options: SweepOptions,
                 workload.close()
         writer.close(status)
     return SweepReport(writer.run_id, str(writer.parquet_path), rows, skipped_done, status)
+
+
+def run_host_probe(device: str) -> dict:
+    """How fast this run's host launches work (`perfbench.measure.host_probe`), for the manifest: a
+    host-bound point's time is its host's, which differs from lease to lease."""
+    import torch
+
+    return host_probe(torch, "cuda" if device == "cuda" else "cpu", when=utc_now())
 
 
 class DeviceFault(Exception):

@@ -5,7 +5,9 @@ Layout of a results directory (default `results/`; the bundled H100 data is `res
     run-<run_id>.parquet   one row per measured point (schema below)
     run-<run_id>.json      manifest: run_id, command, start, end, device, gpu, gpu_name, env
                            (versions), sweep (targets, phases, batches, seqlens, options),
-                           n_points, n_ok, status ("running", "complete", "interrupted", "failed")
+                           n_points, n_ok, status ("running", "complete", "interrupted", "failed"),
+                           host (the host's CPU and launch speed, `perfbench.measure.host_probe`;
+                           runs from 2026-12-07 on)
 
 run_id is `<UTC time>-<4 hex>`, e.g. `20261123T211500Z-ab12`. A run rewrites its own Parquet file
 (atomically, through a hidden temporary file) after every point, so a killed sweep loses at most

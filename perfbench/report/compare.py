@@ -19,12 +19,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from analytic.calibration import default_calibration, load_calibration
+from analytic.calibration import PROBE_TIMES, default_calibration, load_calibration
+from analytic.host_chain import host_speed as analytic_host_speed, with_host_speed
 from analytic.hardware import GPUS, get_gpu
 from analytic.predict import predict
 from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS, PAPER_MODELS
 from perfbench.errors import USER_ERRORS, PerfbenchError
-from perfbench.measure.results import load_results, recorded_targets, results_exist
+from perfbench.measure.results import load_results, recorded_targets, results_exist, run_manifests
 from perfbench.sizes import format_size
 from perfbench.tp.compare import has_tp_points, tp_comparison, with_tp
 
@@ -304,9 +305,14 @@ class Comparison:
 def compare(results: str | Path | pd.DataFrame, gpu: str | None = None,
             calibration: str | Path | None = "default", mode: str = "graph",
             predictor: Predictor | None = None, resolver=None,
-            known_gpus: tuple[str, ...] | None = None) -> Comparison:
-    """Load (or take) results, predict each ok point, and summarise the errors."""
+            known_gpus: tuple[str, ...] | None = None, host_speed: float | str = 1.0) -> Comparison:
+    """Load (or take) results, predict each ok point, and summarise the errors. `host_speed`: the
+    measuring host's launch speed over the calibration's (`analytic.host_chain.with_host_speed`), or
+    "run": from the host probes the runs' manifests recorded."""
     frame = results if isinstance(results, pd.DataFrame) else load_measured(results)
+    if host_speed != 1.0:
+        resolver = host_speed_resolver(resolver or resolve_calibration, host_speed,
+                                       [] if isinstance(results, pd.DataFrame) else run_manifests(results))
     where = "" if isinstance(results, pd.DataFrame) else f" in {results}"
     points = select_points(frame, mode=mode, gpu=gpu)
     if points.empty:
@@ -334,6 +340,35 @@ def compare(results: str | Path | pd.DataFrame, gpu: str | None = None,
             "bias": "datasheet_bias"}), on=GROUP, how="left")
     return Comparison(joined, metrics, primary.prediction, mode, primary.notes,
                       _tensor_parallel(frame, gpu, calibration, mode))
+
+
+def host_speed_resolver(resolver, host_speed: float | str, manifests: list[dict]):
+    """`resolver` whose calibrations are seen from the measuring host: a given factor, or ("run") the
+    calibration's probes over the median of the runs' recorded ones (1.0 where either has none)."""
+    probes = [m["host"] for m in manifests if isinstance(m.get("host"), dict)]
+
+    def resolve_for_host(gpu: str, calibration):
+        cal, label = resolver(gpu, calibration)
+        if host_speed == "run":
+            probe = {key: float(np.median([p[key] for p in probes if key in p]))
+                     for key in PROBE_TIMES if any(key in p for p in probes)}
+            factor = analytic_host_speed(cal, probe)
+        else:
+            factor = parse_host_speed(host_speed)
+        return with_host_speed(cal, factor), label
+
+    return resolve_for_host
+
+
+def parse_host_speed(value) -> float:
+    """A --host-speed factor: a positive number (1.0 = the calibration's hosts)."""
+    try:
+        factor = float(value)
+    except (TypeError, ValueError):
+        raise PerfbenchError(f"--host-speed takes a positive number or 'run', not {value!r}") from None
+    if not factor > 0 or not np.isfinite(factor):
+        raise PerfbenchError(f"--host-speed must be a positive number, not {value!r}")
+    return factor
 
 
 def _other_mode_notes(frame: pd.DataFrame, mode: str, gpu: str | None) -> tuple[str, ...]:
