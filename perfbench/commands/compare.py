@@ -12,7 +12,8 @@ import typer
 from perfbench.errors import PerfbenchError, require
 from perfbench.measure.result_sets import resolve_results_path
 from perfbench.output import print_table
-from perfbench.report.compare import bundled_results_dir, compare, display_table, metrics_csv, metrics_records
+from perfbench.report.compare import (bundled_results_dir, compare, display_table, metrics_csv, metrics_records,
+                                      parse_host_speed)
 from perfbench.tp.compare import display_tp_table, tp_summary
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -46,7 +47,6 @@ def compare_command(
         require("plotly", "perfbench compare --html")
 
     path = resolve_results_path(results_dir, result_set, bundled_results_dir())
-    from perfbench.report.compare import parse_host_speed
     speed = "run" if host_speed == "run" else parse_host_speed(host_speed)
     result = compare(path, gpu=gpu, calibration=calibration, mode=mode, host_speed=speed)
     for note in result.notes:

@@ -7,6 +7,7 @@ import json
 import typer
 
 from perfbench.errors import require
+from perfbench.measure.host_probe import host_probe
 from perfbench.measure.telemetry import GpuTelemetry, env_versions, gpu_key, sdpa_backends_enabled
 from perfbench.output import print_table
 
@@ -38,7 +39,6 @@ def environment() -> dict:
                        "l2_mib": round(getattr(props, "L2_cache_size", 0) / 2**20, 1)}
     else:
         info["gpu"] = None
-    from perfbench.measure.host_probe import host_probe
     info["host"] = host_probe(torch, "cuda" if cuda else "cpu")  # compare launch_s with a calibration's host_probes
     mamba = _importable("mamba_ssm")
     conv = conv_backend()
