@@ -186,7 +186,7 @@ def test_a_project_module_is_imported_inside_a_function_only_to_keep_an_optional
     assert needless == []
 
 
-def test_the_probe_sees_optional_dependencies_through_other_modules():
+def test_the_probe_tells_a_module_that_pulls_an_optional_dependency_from_one_that_does_not():
     pulls = optional_dependencies_at_import(["models.torch_layers", "models.specs", "dashboards.app"])
     assert "torch" in pulls["models.torch_layers"]
     assert pulls["models.specs"] == []
