@@ -1,0 +1,62 @@
+"""Mamba-3's chunk kernel and decode step over their hyper-parameters: heads (d_model 1024-4096), B/C
+groups, RoPE fraction, and d_state 64 beside the 8B layer's 128, at batches and lengths that leave the
+chunk kernel's B x H sequence-long programs under one wave, near one and over several
+(analytic.families.chunk_programs), and decode batches across the step's waves.
+
+`mamba3_siso_fwd` autotunes 27 configurations (3 stages x 3 warps x 3 register caps) per key
+(CHUNK_SIZE, HEADDIM_QK = next_pow2(d_state), HEADDIM_V = next_pow2(headdim), and flags); heads,
+groups, angles, batch and length are not in the key. The 8B layer's first call on an H100 took 55 s
+(results h100-new-mixers, `first_call_ms`, with angle_dt's 9 configurations): about 40 s a key. So the
+spread holds two keys, (64, 128, 64) and (64, 64, 64); head dim 128 and d_state 256 each add a key
+(EXTRA_SPECS: pass them as `specs`, as a targeted calibration passes its model's)."""
+
+from __future__ import annotations
+
+from models.specs import Mamba3Spec
+from perfbench.calibration.bench import rotation
+from perfbench.calibration.kernels.common import KernelBench
+from perfbench.calibration.kernels.mamba3 import SETUP_S as KEY_SETUP_S, CHUNK_OPS, STEP_OPS, prefill_call, state_bytes, step_call
+
+NAME = "mamba3_shapes"
+CLASSES = (NAME,)
+SPECS = (Mamba3Spec(d_model=4096), Mamba3Spec(d_model=2048), Mamba3Spec(d_model=1024, ngroups=4),
+         Mamba3Spec(d_model=4096, rope_fraction=1.0),
+         Mamba3Spec(d_model=2048, d_state=64), Mamba3Spec(d_model=4096, d_state=64, ngroups=2))
+EXTRA_SPECS = (Mamba3Spec(d_model=4096, headdim=128), Mamba3Spec(d_model=2048, d_state=256))
+SIZES = ((1, 1536), (3, 3072), (8, 2048))  # B x H programs: 16-1024, one to eight waves
+DECODE_BATCHES = (2, 24)
+
+
+def autotune_keys(specs) -> set:
+    """The distinct (chunk size, next_pow2(d_state), next_pow2(headdim)) the chunk kernel tunes for."""
+    return {(s.chunk_size, 1 << (s.d_state - 1).bit_length(), 1 << (s.headdim - 1).bit_length()) for s in specs}
+
+
+SETUP_S = KEY_SETUP_S * len(autotune_keys(SPECS))
+
+
+def plan(specs=None) -> list[dict]:
+    """Every sample measure() takes, without its time."""
+    specs = SPECS if specs is None else specs
+    prefill = [{"spec": s, "phase": "prefill", "batch": b, "seqlen": L, "ops": CHUNK_OPS, "mode": "eager"}
+               for s in specs for b, L in SIZES]
+    decode = [{"spec": s, "phase": "decode", "batch": b, "seqlen": 1024, "ops": STEP_OPS, "mode": "graph"}
+              for s in specs for b in DECODE_BATCHES]
+    return prefill + decode
+
+
+def measure(bench: KernelBench, specs=None) -> None:
+    """`specs`: the layer specs to time (default SPECS)."""
+    torch, timer = bench.torch, bench.timer
+    for spec in (SPECS if specs is None else specs):
+        label = f"heads={spec.nheads} headdim={spec.headdim} d_state={spec.d_state} groups={spec.ngroups} " \
+                f"rope={spec.rope_fraction}"
+        for b, L in SIZES:
+            t = timer(prefill_call(torch, spec, b, L), graph=False)
+            bench.add_spec(NAME, spec, {"phase": "prefill", "batch": b, "seqlen": L, "ops": CHUNK_OPS, "time_s": t})
+            bench.log(f"  mamba3_siso_fwd {label} b={b} L={L}: {t * 1e3:.3f} ms")
+        for b in DECODE_BATCHES:
+            run_all, copies = rotation(lambda b=b: step_call(torch, spec, b), state_bytes(spec, b))
+            t = timer(run_all) / copies
+            bench.add_spec(NAME, spec, {"phase": "decode", "batch": b, "seqlen": 1024, "ops": STEP_OPS, "time_s": t})
+            bench.log(f"  mamba3_siso_step {label} b={b}: {t * 1e6:.1f} us")
