@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from analytic.costs import gdn as gdn_costs
+from analytic.costs import mamba3 as mamba3_costs
 from analytic.costs import layer_ops
 from analytic.ops import CONV1D, GEMM
 from models.registry import BUILTIN_MODELS, get_layer, get_model, load_models_toml
@@ -208,6 +209,17 @@ def test_gdn_decode_step_flops_are_the_reference_matvecs_plus_its_elementwise_up
     step = next(op for op in ops if op.name == "gdn_fused_recurrent")
     assert counted["bmm"] == pytest.approx(gdn_costs.STEP_MATVEC_FLOPS * state)
     assert float(step.flops[0]) == pytest.approx(counted["bmm"] + gdn_costs.STEP_ELEMENTWISE_FLOPS * state)
+
+
+def test_mamba3_decode_step_flops_are_the_reference_matvec_plus_its_elementwise_update(torch):
+    spec = SMALL["mamba3"]
+    layer = _ref(torch, spec)
+    cache = layer.allocate_cache(3, 10)
+    counted = _counted(torch, lambda: layer.decode(torch.randn(3, 1, spec.d_model), cache))
+    state = 3 * spec.nheads * spec.headdim * spec.d_state
+    step = next(op for op in layer_ops(spec, "decode", np.array([3.0]), np.array([10.0])) if op.name == "mamba3_siso_step")
+    assert counted["bmm"] == pytest.approx(mamba3_costs.STEP_MATVEC_FLOPS * state)
+    assert float(step.flops[0]) == pytest.approx(counted["bmm"] + mamba3_costs.STEP_ELEMENTWISE_FLOPS * state)
 
 
 @pytest.mark.parametrize("name", ["mamba3", "gdn"])

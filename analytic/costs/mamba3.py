@@ -62,6 +62,8 @@ PREFILL_PREP_KERNELS, PREFILL_PREP_BYTES = 10, 76  # dt_A_trap_prep's passes and
 DECODE_PREP_KERNELS, DECODE_PREP_BYTES = 8, 60
 # The layer's prefill stores the per-chunk states, Out_v and the decay for a backward pass (docstring).
 STORES_BACKWARD_STATES = True
+STEP_MATVEC_FLOPS = 2.0  # per state element: y = h q
+STEP_ELEMENTWISE_FLOPS = 5.0  # per state element: a h, and the two rank-1 terms' multiply-adds
 
 
 def chunk_flops_per_token_head(spec) -> float:
@@ -139,7 +141,7 @@ def decode(spec, batch, seqlen, e: int = 2) -> list[Op]:
     return [
         gemm("in_proj", b, spec.d_in_proj, spec.d_model, e),
         *_prep(spec, b, e, decode=True),
-        Op("mamba3_siso_step", STATE_UPDATE, 7.0 * state, step_bytes, 1,
+        Op("mamba3_siso_step", STATE_UPDATE, (STEP_MATVEC_FLOPS + STEP_ELEMENTWISE_FLOPS) * state, step_bytes, 1,
            {"state_elements": state, "batch": b, "family": MAMBA3_STEP, "cold_kernels": 1,
             "hparams": _hparams(spec, chunk=False),
             "ctas": b * H,  # one program per (head, sequence), each over its whole (P, N) state
