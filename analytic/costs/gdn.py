@@ -8,11 +8,12 @@ Prefill: in_proj GEMM d -> [q, k, v, z, b, a]; causal_conv1d (silu) over q, k, v
 q and k L2-normed (`l2norm_fwd`, two passes); beta = sigmoid(b); then the chunked delta rule
 (`chunk_gated_delta_rule_fwd`): the gate g = -exp(A_log) softplus(a + dt_bias) cumulated within each
 chunk (`gdn_gate_chunk_cumsum`, fp32) and three kernels, per token and value head:
-    intra (fused k k^T, solve_tril, recompute_w_u)
+    intra (`chunk_gated_delta_rule_fwd_intra` at C = 64: A zeroed, the fused kkt + solve_tril kernel,
+           recompute_w_u: 3 kernels; A is bf16)
           beta k k^T           2 C Dk
           (I + A)^-1           C^2 / 3   (the lower-triangular solve, per token)
           w = A (beta k e^g)   2 C Dk
-          u = A (beta v)       2 C Dv        writes w (Dk), u (Dv) and A (C, fp32)
+          u = A (beta v)       2 C Dv        writes w (Dk), u (Dv) and A (C)
     h     v_new = u - w h      2 Dk Dv
           h = e^g h + k^T v_new 2 Dk Dv      writes one bf16 (Dk, Dv) state per chunk and v_new
     o     q h                  2 Dk Dv
@@ -95,8 +96,10 @@ def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
         elementwise("beta_sigmoid", per_head, per_head, 4.0, FP32),
         # the gate -exp(A_log) softplus(a + dt_bias), cumulated within each chunk (fp32 out)
         Op("gdn_gate_cumsum", SSD, 8.0 * per_head, (e + FP32) * per_head, 1, ssd),
+        # torch.zeros of A, the fused kkt + solve_tril kernel, recompute_w_u: A (bf16, C a row) zeroed,
+        # written and read back
         Op("gdn_chunk_intra", SSD, per_head * (4.0 * C * K + 2.0 * C * V + C * C / 3.0),
-           e * T * (kd + vd) + FP32 * 2 * per_head + e * per_head * (K + V) + FP32 * per_head * C, 1, ssd),
+           e * T * (kd + vd) + FP32 * 2 * per_head + e * per_head * (K + V) + 3 * e * per_head * C, 3, ssd),
         Op("gdn_chunk_h", SSD, per_head * 4.0 * K * V,
            e * T * kd + e * per_head * (K + V) + FP32 * per_head + e * states + e * T * vd, 1,
            {**ssd, "program_ctas": b * Hv * np.ceil(V / STATE_PASSING_BV)}),
