@@ -19,6 +19,9 @@ DECODE_BATCHES = (1, 3, 12, 48, 96)
 # input copies are elementwise passes, timed at their class).
 CHUNK_OPS = ["gdn_gate_cumsum", "gdn_chunk_intra", "gdn_chunk_h", "gdn_chunk_o"]
 STEP_OPS = ["gdn_fused_recurrent"]
+# The first calls autotune fla's chunk kernels (4 to 12 configurations each) for the 8B key: an estimate,
+# no first-call time of fla's kernels is recorded yet.
+SETUP_S = 15.0
 
 
 def _gate(torch, spec) -> dict:

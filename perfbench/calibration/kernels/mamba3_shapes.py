@@ -7,14 +7,15 @@ chunk kernel's B x H sequence-long programs under one wave, near one and over se
 (CHUNK_SIZE, HEADDIM_QK = next_pow2(d_state), HEADDIM_V = next_pow2(headdim), and flags); heads,
 groups, angles, batch and length are not in the key. The 8B layer's first call on an H100 took 55 s
 (results h100-new-mixers, `first_call_ms`, with angle_dt's 9 configurations): about 40 s a key. So the
-spread holds two keys, (64, 128, 64) and (64, 64, 64); head dim 128 and d_state 256 each add a key
-(EXTRA_SPECS: pass them as `specs`, as a targeted calibration passes its model's)."""
+spread holds two keys, the 8B layer's (64, 128, 64), which the `mamba3` family tunes first, and
+(64, 64, 64): about 46 s in all. Head dim 128 and d_state 256 each add a key (EXTRA_SPECS: pass them
+as `specs`, as a targeted calibration passes its model's)."""
 
 from __future__ import annotations
 
+from models.registry import BUILTIN_LAYERS
 from models.specs import Mamba3Spec
-from perfbench.calibration.bench import rotation
-from perfbench.calibration.kernels.common import KernelBench
+from perfbench.calibration.kernels.common import ChunkAndStep, KernelBench, chunk_and_step_plan, measure_chunk_and_step
 from perfbench.calibration.kernels.mamba3 import SETUP_S as KEY_SETUP_S, CHUNK_OPS, STEP_OPS, prefill_call, state_bytes, step_call
 
 NAME = "mamba3_shapes"
@@ -32,31 +33,22 @@ def autotune_keys(specs) -> set:
     return {(s.chunk_size, 1 << (s.d_state - 1).bit_length(), 1 << (s.headdim - 1).bit_length()) for s in specs}
 
 
-SETUP_S = KEY_SETUP_S * len(autotune_keys(SPECS))
+# The 8B layer's key is tuned by the `mamba3` family, which runs first (in a whole calibration, and with
+# `--remeasure mamba3,mamba3_shapes`); each other key tunes here.
+SETUP_S = KEY_SETUP_S * len(autotune_keys(SPECS) - autotune_keys([BUILTIN_LAYERS["mamba3"]]))
+
+
+KERNELS = ChunkAndStep("mamba3_siso_fwd", "mamba3_siso_step", tuple(CHUNK_OPS), tuple(STEP_OPS), prefill_call,
+                       step_call, state_bytes,
+                       lambda s: f"heads={s.nheads} headdim={s.headdim} d_state={s.d_state} groups={s.ngroups} "
+                                 f"rope={s.rope_fraction}")
 
 
 def plan(specs=None) -> list[dict]:
     """Every sample measure() takes, without its time."""
-    specs = SPECS if specs is None else specs
-    prefill = [{"spec": s, "phase": "prefill", "batch": b, "seqlen": L, "ops": CHUNK_OPS, "mode": "eager"}
-               for s in specs for b, L in SIZES]
-    decode = [{"spec": s, "phase": "decode", "batch": b, "seqlen": 1024, "ops": STEP_OPS, "mode": "graph"}
-              for s in specs for b in DECODE_BATCHES]
-    return prefill + decode
+    return chunk_and_step_plan(KERNELS, SPECS if specs is None else specs, SIZES, DECODE_BATCHES)
 
 
 def measure(bench: KernelBench, specs=None) -> None:
     """`specs`: the layer specs to time (default SPECS)."""
-    torch, timer = bench.torch, bench.timer
-    for spec in (SPECS if specs is None else specs):
-        label = f"heads={spec.nheads} headdim={spec.headdim} d_state={spec.d_state} groups={spec.ngroups} " \
-                f"rope={spec.rope_fraction}"
-        for b, L in SIZES:
-            t = timer(prefill_call(torch, spec, b, L), graph=False)
-            bench.add_spec(NAME, spec, {"phase": "prefill", "batch": b, "seqlen": L, "ops": CHUNK_OPS, "time_s": t})
-            bench.log(f"  mamba3_siso_fwd {label} b={b} L={L}: {t * 1e3:.3f} ms")
-        for b in DECODE_BATCHES:
-            run_all, copies = rotation(lambda b=b: step_call(torch, spec, b), state_bytes(spec, b))
-            t = timer(run_all) / copies
-            bench.add_spec(NAME, spec, {"phase": "decode", "batch": b, "seqlen": 1024, "ops": STEP_OPS, "time_s": t})
-            bench.log(f"  mamba3_siso_step {label} b={b}: {t * 1e6:.1f} us")
+    measure_chunk_and_step(bench, NAME, KERNELS, SPECS if specs is None else specs, SIZES, DECODE_BATCHES)
