@@ -18,10 +18,10 @@
 # `scripts/gpu_new_mixers.sh holdout` (<= 3 min on an H100) measures only what no fit has seen: the
 # layers and small hybrids of benchmarks/whatif/new_mixers.toml and the 8B layers at off-grid points
 # (B 3,12 x L 1500,6000), prefill and decode, into $OUT/holdout-$gpu, then compares them with the bundled
-# calibration and, where $CAL names one (e.g. the file `perfbench calibrate --remeasure mamba3_shapes,...`
-# wrote), with it. It first re-times the sweep's B=1 L=512,2048 Mamba-3 prefill with the kernels already
-# tuned (into $OUT/recheck-$gpu): the sweep's B=1 L=512 point, taken right after the 55 s autotuning,
-# was slower than B=1 L=2048.
+# calibration and with $CAL (default: what `families` wrote on this machine, /tmp/mixers-cal-$gpu.json).
+# It first re-times the sweep's B=1 L=512,2048 Mamba-3 prefill with the kernels already tuned (into
+# $OUT/recheck-$gpu): the sweep's B=1 L=512 point, taken right after the 55 s autotuning, was slower
+# than B=1 L=2048.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TRITON_CACHE_AUTOTUNING=1
@@ -38,6 +38,7 @@ if [ "${1:-}" = families ]; then  # the 8B families and the spreads (~4 min on a
   timeout 420 python3 -m perfbench calibrate --refit analytic/calibrations/$gpu.json.gz \
       --out "$OUT/mixers-cal-$gpu.json" --remeasure mamba3,gdn,mamba3_shapes,gdn_shapes 2>&1 | tee -a "$OUT/families.log" \
       | grep -E "estimated|FAILED|fit (mamba3|gdn)|wrote" | tail -n 12
+  cp "$OUT/mixers-cal-$gpu.json" "/tmp/mixers-cal-$gpu.json" 2>/dev/null  # for a later holdout on this machine
   exit 0
 fi
 
@@ -63,7 +64,8 @@ if [ "${1:-}" = holdout ]; then
   python3 -m perfbench compare "$OUT/recheck-$gpu" --format csv 2>&1 | cut -d, -f1,5,9-13 | tee -a "$LOG"
   echo "== holdout compare (bundled calibration)" | tee -a "$LOG"
   python3 -m perfbench compare "$RESULTS" 2>&1 | tail -n 30 | tee -a "$LOG"
-  if [ -n "${CAL:-}" ] && [ -f "$CAL" ]; then
+  CAL=${CAL:-/tmp/mixers-cal-$gpu.json}
+  if [ -f "$CAL" ]; then
     echo "== holdout compare ($CAL)" | tee -a "$LOG"
     python3 -m perfbench compare "$RESULTS" --calibration "$CAL" 2>&1 | tail -n 30 | tee -a "$LOG"
   fi

@@ -5,6 +5,7 @@ file round trip, and a fit on synthetic samples; the families' GPU run is in tes
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from analytic.efficiency import ClassCeiling, host_time, op_time
 from analytic.families.chunk_programs import wave_fill
 from analytic.fit import fit_class, sample_ops
 from analytic.ops import GDN_CHUNK, GDN_STEP, MAMBA3_CHUNK, MAMBA3_STEP
-from models.registry import BUILTIN_LAYERS
+from models.registry import BUILTIN_LAYERS, load_models_file
 from models.specs import GatedDeltaNetSpec, Mamba3Spec
 from perfbench.calibration.estimate import estimate
 from perfbench.calibration.kernels import FAMILIES, gdn_shapes, mamba3_shapes
@@ -164,3 +165,11 @@ def test_chunk_fit_recovers_rate_bandwidth_and_programs_per_sm_from_synthetic_sa
 def test_a_gdn_spec_off_the_spread_still_costs_its_kernels():
     spec = GatedDeltaNetSpec(d_model=1536, n_k_heads=12, n_v_heads=24)
     assert all(float(op.flops[0]) >= 0 and float(op.bytes_[0]) > 0 for op in _ops(spec, "prefill", 2).values())
+
+
+def test_held_out_new_mixer_configurations_are_off_every_calibrated_spec():
+    held = load_models_file(Path(__file__).resolve().parents[1] / "benchmarks" / "whatif" / "new_mixers.toml")
+    fitted = set(mamba3_shapes.SPECS) | set(gdn_shapes.SPECS) | {MAMBA3, GDN}
+    assert len(held.layers) >= 4 and {s.kind for s in held.layers.values()} == {"mamba3", "gdn"}
+    assert not set(held.layers.values()) & fitted
+    assert {letter for m in held.models.values() for letter in m.pattern} >= {"3", "G"}

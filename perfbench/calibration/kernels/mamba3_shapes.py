@@ -1,4 +1,4 @@
-"""Mamba-3's chunk kernel and decode step over their hyper-parameters: heads (d_model 1024-4096), B/C
+"""Mamba-3's chunk kernel and decode step over their hyper-parameters: heads (d_model 1024-4096: 32-128), B/C
 groups, RoPE fraction, and d_state 64 beside the 8B layer's 128, at batches and lengths that leave the
 chunk kernel's B x H sequence-long programs under one wave, near one and over several
 (analytic.families.chunk_programs), and decode batches across the step's waves.
@@ -20,9 +20,10 @@ from perfbench.calibration.kernels.mamba3 import SETUP_S as KEY_SETUP_S, CHUNK_O
 
 NAME = "mamba3_shapes"
 CLASSES = (NAME,)
-SPECS = (Mamba3Spec(d_model=4096), Mamba3Spec(d_model=2048), Mamba3Spec(d_model=1024, ngroups=4),
+# Off the held-out what-if layers (benchmarks/whatif/new_mixers.toml: d_model 2048 and 1536).
+SPECS = (Mamba3Spec(d_model=4096), Mamba3Spec(d_model=3072), Mamba3Spec(d_model=1024, ngroups=4),
          Mamba3Spec(d_model=4096, rope_fraction=1.0),
-         Mamba3Spec(d_model=2048, d_state=64), Mamba3Spec(d_model=4096, d_state=64, ngroups=2))
+         Mamba3Spec(d_model=3072, d_state=64), Mamba3Spec(d_model=4096, d_state=64, ngroups=2))
 EXTRA_SPECS = (Mamba3Spec(d_model=4096, headdim=128), Mamba3Spec(d_model=2048, d_state=256))
 SIZES = ((1, 1536), (3, 3072), (8, 2048))  # B x H programs: 16-1024, one to eight waves
 DECODE_BATCHES = (2, 24)
