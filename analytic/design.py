@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from analytic.calibration import resolve
-from analytic.composition import CountedOp, model_ops
+from analytic.composition import CountedOp, step_ops
 from analytic.efficiency import ceilings, graph_step_s, power_capped_s, step_op_times, sustained_s
 from analytic.hardware import get_gpu
 from analytic.host_chain import host_seconds
@@ -165,7 +165,7 @@ def _sweep_seconds(designs: list[Design], phase: str, b: np.ndarray, L: np.ndarr
     differ only in how often each layer kind's ops run, so the template's ops are timed once over
     every design's points with per-point counts; the shared clock and the sustained clock take those
     counts as arrays; the graph step and the host chain (sums of counts) are computed per design."""
-    template = model_ops(_template(designs), phase, b, L)
+    template = step_ops("model", _template(designs), phase, b, L)
     mixes = [d.model.layer_mix for d in designs]
     kinds = {c.group for c in template} & set(LETTERS.values())
     per_kind = [{**{kind: mix.get(kind, 0) for kind in kinds}, BLOCK_GROUP: len(d.model.pattern)}

@@ -7,11 +7,15 @@ timed it (perfbench/host_chain.py), else per-kernel launch costs (`analytic.effi
 
 from __future__ import annotations
 
-from analytic.composition import ADD_NORM_CHAIN, CountedOp
+from analytic.composition import CountedOp
 from analytic.efficiency import Ceilings, host_time
 from analytic.ops import ADD_NORM
 from models.registry import BUILTIN_MODELS, PAPER_MODELS
 from models.specs import ModelSpec
+
+# The key of the fused add + norm's host launch chain in a calibration (`host/add_norm/prefill`, ...),
+# sampled beside the layers' chains (perfbench/calibration/host.py).
+ADD_NORM_CHAIN = "add_norm"
 
 
 def host_key(layer_spec) -> str:

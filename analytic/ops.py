@@ -8,7 +8,7 @@ output written once, as a kernel that keeps its intermediates on chip moves them
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -102,6 +102,16 @@ def elementwise(name: str, elements_read: np.ndarray, elements_written: np.ndarr
     written = np.asarray(elements_written, dtype=np.float64)
     return Op(name, ELEMENTWISE, flops_per_element * written, dtype_bytes * (read + written), kernels,
               {"elements": written, **({"cold_kernels": cold_kernels} if cold_kernels else {})})
+
+
+def add_norm(name: str, d_model: int, norm: str, tokens: np.ndarray, dtype_bytes: int = 2) -> Op:
+    """The fused residual add + norm over `tokens` rows (family ADD_NORM): reads the block output and the
+    residual, writes the normed input and the new residual. It reads the residual stream and the norm's
+    weight, both out of L2 by then: the family is calibrated so at decode sizes, so it counts no further
+    cold-kernel step cost."""
+    norm_flops = 8.0 if norm == "layernorm" else 5.0
+    op = elementwise(name, 2 * tokens * d_model, 2 * tokens * d_model, norm_flops, dtype_bytes)
+    return replace(op, shape={**op.shape, "family": ADD_NORM})
 
 
 def collective(name: str, op_class: str, message_bytes: np.ndarray) -> Op:

@@ -26,12 +26,12 @@ import numpy as np
 
 from analytic.calibration import Calibration, resolve
 from analytic.collectives import Interconnect, collective_time_s, interconnect
+from analytic.composition import rank_ops
 from analytic.efficiency import (BOUND_LABELS, clock_scales, ceilings, graph_step_s, l2_writeback, op_time,
                                  power_limited, sustained_s)
 from analytic.hardware import get_gpu
 from analytic.host_chain import host_seconds
 from analytic.ops import Op
-from analytic.tp import rank_ops
 from models.registry import BUILTIN_LAYERS, Target, get_layer, get_model
 from models.sharding import check_tp
 from models.specs import LETTERS, ModelSpec, SpecError

@@ -19,7 +19,7 @@ A shard is the layer's own spec with the split fields replaced (`dataclasses.rep
 derived size (conv_dim, d_in_proj, params, state bytes) comes from the spec class itself. Mamba's
 d_inner is derived (expand * d_model), so its shards are the spec subclassed with the degree `tp`
 dividing d_inner: the same fields, the same properties, one number changed. The cost model
-(`analytic.tp`), the memory model and the real and reference layers (`perfbench.tp.layers`) all
+(`analytic.composition`), the memory model and the real and reference layers (`perfbench.tp.layers`) all
 shard through here.
 """
 
@@ -111,6 +111,17 @@ def shard_layer(spec, tp: int, where: str | None = None):
         _divides(tp, "key heads", spec.n_k_heads, where)
         return replace(spec, n_k_heads=spec.n_k_heads // tp, n_v_heads=spec.n_v_heads // tp)
     raise SpecError(f"cannot shard a {spec.kind!r} layer")
+
+
+def allreduced_widths(spec) -> tuple[tuple[str, int], ...]:
+    """The partial sums a rank's share of a mixer leaves to all-reduce, in call order, as (the projection
+    that makes them, their width per token): the row-parallel output projection's; Mamba-1's x_proj's
+    first, which reduces over d_inner: its small (dt, B, C) output is summed before dt_proj
+    (column-parallel) and the scan (the natural split; mamba_ssm has no TP Mamba-1)."""
+    out = (("out", spec.d_model),)
+    if spec.kind == "mamba":
+        return (("x_proj", spec.dt_rank + 2 * spec.d_state),) + out
+    return out
 
 
 def shard_model(spec: ModelSpec, tp: int) -> ModelSpec:

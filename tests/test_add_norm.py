@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from analytic.calibration import bundled_path, load_calibration
-from analytic.composition import model_ops
+from analytic.composition import step_ops
 from analytic.efficiency import ceilings, op_ceiling, op_time
 from analytic.fit import sample_ops
 from analytic.hardware import get_gpu
@@ -17,7 +17,7 @@ from perfbench.calibration.run import check_kernel_families
 
 
 def _norms(model: str, batch: float):
-    ops = model_ops(get_model(model), "decode", np.array([batch]), np.array([2000.0]))
+    ops = step_ops("model", get_model(model), "decode", np.array([batch]), np.array([2000.0]))
     return [c for c in ops if c.op.name.startswith(("add_", "final_add_"))]
 
 
@@ -39,7 +39,7 @@ def test_bundled_norm_is_latency_bound_at_decode_and_memory_bound_at_prefill(gpu
     copy = float(norm.bytes_[0]) / ceil.copy_bw_bytes_s
     assert one > 5 * copy
     rows = np.array([1.0, 64.0, 4096.0, 65536.0])
-    big = model_ops(get_model("mamba-8b"), "prefill", np.ones(4), rows)
+    big = step_ops("model", get_model("mamba-8b"), "prefill", np.ones(4), rows)
     t = op_time(next(c.op for c in big if c.op.name.startswith("add_")), ceil)[0]
     assert np.all(np.diff(t) > 0) and t[-1] < 4 * float(2 * 65536 * 4096 * 2 * 2) / ceil.copy_bw_bytes_s
 

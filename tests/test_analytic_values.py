@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analytic.composition import model_ops
+from analytic.composition import step_ops
 from analytic.costs import layer_ops
 from analytic.ops import (ATTN_DECODE, ATTN_PREFILL, CONV1D, GEMM, SELECTIVE_SCAN, SSD,
                           STATE_UPDATE)
@@ -178,14 +178,14 @@ def test_transformer_decode_gemm_flops_are_twice_the_gemm_weights():
     # One token: 2 FLOPs per GEMM weight. Per block 4*4096^2 (MHA) + 2*4096*16384 (MLP)
     # = 67,108,864 + 134,217,728 = 201,326,592; x 32 = 6,442,450,944; LM head 256,000*4096
     # = 1,048,576,000; total 7,491,026,944 weights -> 14,982,053,888 FLOPs (embedding: a gather).
-    ops = model_ops(get_model("transformer-8b"), "decode", np.array([1.0]), np.array([4096.0]))
+    ops = step_ops("model", get_model("transformer-8b"), "decode", np.array([1.0]), np.array([4096.0]))
     gemm = sum(float(c.op.flops[0]) * c.count for c in ops if c.op.op_class == GEMM)
     assert gemm == 14_982_053_888
 
 
 def test_hybrid_decode_cache_reads_by_hand():
     # 4 GQA layers x 4097 tokens x (2*8*128*2 = 4096 bytes) = 67,125,248 bytes at L=4096, B=1.
-    ops = model_ops(get_model("mamba2-hybrid-8b"), "decode", np.array([1.0]), np.array([4096.0]))
+    ops = step_ops("model", get_model("mamba2-hybrid-8b"), "decode", np.array([1.0]), np.array([4096.0]))
     reads = sum(float(c.op.shape["kv_bytes"][0]) * c.count for c in ops if c.op.op_class == ATTN_DECODE)
     assert reads == 67_125_248
 

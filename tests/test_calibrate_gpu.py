@@ -150,7 +150,7 @@ def test_host_chains_are_sampled_per_layer_path_and_the_median_is_kept(torch):
     a plausible chain (under 100 ms), and the model's figure is their median."""
     import statistics
 
-    from analytic.composition import ADD_NORM_CHAIN
+    from analytic.host_chain import ADD_NORM_CHAIN
     from models.registry import BUILTIN_LAYERS
     from perfbench.calibration.host import host_figures, measure_layer_host
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analytic.composition import model_ops
+from analytic.composition import step_ops
 from analytic.costs import layer_ops
 from analytic.ops import GEMM
 from models.specs import AttentionSpec, MLPSpec, ModelSpec
@@ -112,7 +112,7 @@ def test_tied_embeddings_count_the_table_once():
 @pytest.mark.parametrize("phase", ["prefill", "decode"])
 def test_tied_embeddings_still_run_the_head_gemm(phase):
     b, L = np.array([2.0]), np.array([16.0])
-    heads = [c.op for c in model_ops(_tied(True), phase, b, L) if c.op.name == "lm_head"]
+    heads = [c.op for c in step_ops("model", _tied(True), phase, b, L) if c.op.name == "lm_head"]
     assert len(heads) == 1 and float(heads[0].flops[0]) == 2 * 2 * 100 * 32
 
 

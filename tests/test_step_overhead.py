@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from analytic.calibration import CalibrationError, bundled_path, from_dict, load_calibration
-from analytic.composition import CountedOp, model_ops
+from analytic.composition import CountedOp, step_ops
 from analytic.costs import layer_ops
 from analytic.efficiency import ceilings, step_overhead_s
 from analytic.hardware import get_gpu
@@ -90,7 +90,7 @@ def test_overhead_grows_with_kernels_and_more_with_cold_ones(h100):
 def test_a_model_pays_the_base_once_and_every_layer_kernel(h100):
     ceil = ceilings(get_gpu("h100"), dataclasses.replace(h100, step=STEP))
     spec = BUILTIN_MODELS["mamba2-hybrid-8b"]
-    ops = model_ops(spec, "decode", np.array([4.0]), np.array([2048.0]))
+    ops = step_ops("model", spec, "decode", np.array([4.0]), np.array([2048.0]))
     kernels = sum(c.op.kernels * c.count for c in ops)
     cold = sum(cold_kernels(c.op) * c.count for c in ops)
     assert cold >= len(spec.pattern)  # at least every block's residual add and norm

@@ -10,14 +10,14 @@ import pytest
 
 from analytic.calibration import Calibration
 from analytic.collectives import fit_allreduce, interconnect
+from analytic.composition import rank_ops
 from analytic.hardware import get_gpu
 from analytic.memory import ALLOCATOR_HEADROOM, largest_batch, max_batch, memory_footprint, memory_per_gpu
 from analytic.ops import ALLGATHER, ALLREDUCE
 from analytic.predict import COLUMNS, breakdown_tp, predict, predict_tp, tp_scaling
-from analytic.tp import rank_ops, tp_gemm_shapes
 from models.registry import BUILTIN_LAYERS, PAPER_MODELS, get_layer, get_model
 from models.sharding import Mamba2Shard, MambaShard, shard_layer
-from models.specs import Mamba2Spec, SpecError
+from models.specs import SpecError
 
 GRID = dict(batch=[1, 16, 64], seqlen=[4096, 32768])
 
@@ -135,6 +135,14 @@ def test_one_all_reduce_per_row_parallel_output_plus_embedding_and_logits_gather
     assert counts[ALLGATHER] == 1
 
 
+def test_mamba1_rank_all_reduces_x_proj_output_before_out_proj():
+    spec = get_layer("mamba")
+    _compute, comm = rank_ops("layer", spec, "prefill", np.array([4.0]), np.array([512.0]), 2)
+    assert [c.op.name for c in comm] == ["x_proj_allreduce", "out_allreduce"]
+    widths = [float(c.op.shape["message_bytes"][0]) / (4 * 512 * 2) for c in comm]
+    assert widths == [spec.dt_rank + 2 * spec.d_state, spec.d_model]
+
+
 def test_collective_time_is_ring_all_reduce_with_the_calibrated_bus_bandwidth():
     cal = Calibration(gpu="h100", gpu_name="test", copy_bandwidth_bytes_s=3e12, gemm_peak_flops=7e14, gemm=(),
                       launch={"graph_kernel_s": 2e-6, "eager_kernel_s": 1e-5}, op_classes={},
@@ -238,14 +246,6 @@ def test_bundled_h200_carries_the_measured_two_gpu_allreduce():
     assert {"graph", "between"} <= {s["mode"] for s in ar["samples"]}
     assert 0 < ar["latency_s"] < ar["latency_back_to_back_s"]
     assert ar == {**ar, **fit_allreduce(ar["samples"], 2)}  # the stored fit is its samples'
-
-
-def test_tp_gemm_shapes_cover_the_sharded_projections():
-    spec = get_layer("attention")
-    shapes = tp_gemm_shapes([spec, Mamba2Spec(d_model=4096)], tps=(2,), vocab_size=256000, d_model=4096)
-    assert (spec.qkv_dim // 2, spec.d_model) in shapes
-    assert (spec.d_model, spec.q_dim // 2) in shapes
-    assert (128000, 4096) in shapes
 
 
 @pytest.mark.parametrize("name", ["mamba2", "mamba"])

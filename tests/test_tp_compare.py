@@ -1,5 +1,5 @@
-"""Measured tensor-parallel points beside analytic.tp (issue 9): `perfbench compare` keeps a TP=2
-point apart from the TP=1 point at the same size, prices it per rank, and reports it in its own
+"""Measured tensor-parallel points beside the analytic per-rank prediction (issue 9): `perfbench compare`
+keeps a TP=2 point apart from the TP=1 point at the same size, prices it per rank, and reports it in its own
 table (CLI, HTML); the bundled two-H200 dataset goes through the same path."""
 
 from __future__ import annotations

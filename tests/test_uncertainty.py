@@ -12,9 +12,9 @@ import pytest
 
 from analytic.calibration import (CalibrationError, bundled_path, default_calibration, from_dict, load_calibration,
                                   read_calibration_data)
+from analytic.composition import rank_ops
 from analytic.ops import GEMM, SSD, gemm
 from analytic.predict import breakdown, predict
-from analytic.tp import rank_ops
 from analytic.provenance import (BETWEEN, CALIBRATED, EXTRAPOLATED, INTERPOLATED, RULES, kernel_family_provenance, labels, op_provenance,
                                  point_provenance, register_rule)
 from analytic.uncertainty import Term, point_interval

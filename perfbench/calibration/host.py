@@ -21,7 +21,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from analytic.composition import ADD_NORM_CHAIN
+from analytic.host_chain import ADD_NORM_CHAIN
 from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS, PAPER_MODELS
 from perfbench.calibration.bench import randn
 from perfbench.calibration.pooling import add_pool_sources, pool_sources

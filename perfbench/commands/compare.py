@@ -90,7 +90,7 @@ def _tensor_parallel_rows(result):
         return None, None
     from perfbench.tp.compare import display_tp_table, tp_summary
 
-    return ("Tensor parallel (per rank, analytic.tp): " + tp_summary(result.tensor_parallel),
+    return ("Tensor parallel (per rank, analytic model): " + tp_summary(result.tensor_parallel),
             display_tp_table(result.tensor_parallel))
 
 

@@ -186,7 +186,7 @@ def join_predictions(points: pd.DataFrame, calibration: str | Path | None = "def
     sharded = with_tp(points)["tp"] != 1
     if sharded.any():
         notes.append(f"{int(sharded.sum())} tensor-parallel points (tp > 1) are priced per rank by "
-                     "analytic.tp, in the tensor-parallel table, not in these metrics")
+                     "the analytic model, in the tensor-parallel table, not in these metrics")
         points = points[~sharded]
     for (gpu, kind, name, phase), group in points.groupby(GROUP, sort=False):
         if gpu not in known:

@@ -70,7 +70,7 @@ def build_sections(comparison) -> list[tuple[str, list]]:
                 predicted, measured, "Decode speedup, measured (markers) and predicted (lines)")]))
     tp_table = getattr(comparison, "tensor_parallel", pd.DataFrame())
     if not tp_table.empty:
-        sections.append(("Tensor parallelism (per rank, analytic.tp)", [
+        sections.append(("Tensor parallelism (per rank, analytic model)", [
             f"<p>{html.escape(tp_summary(tp_table))}</p>",
             display_tp_table(tp_table).to_html(index=False, border=0, escape=True),
             figures.tp_points_figure(tp_table, "Measured vs predicted per TP degree")]))

@@ -1,6 +1,6 @@
 """One rank's shard of the real (or reference) layers and models, built from the shared specs.
 
-The split is the one `analytic.tp` costs (Megatron-style, no sequence parallelism, `models.sharding`):
+The split is the one `analytic.composition` costs (Megatron-style, no sequence parallelism, `models.sharding`):
 - attention / MLP: the layer of the per-rank spec (`models.sharding.shard_layer`: n_heads/N and
   n_kv_heads/N heads, or ffn_hidden/N units) wrapped in `TPMixer`, which all-reduces the
   row-parallel output projection's partial sums. The output bias lives on rank 0 only.

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytic.composition import add_norm as add_norm_op
 from analytic.ops import ADD_NORM, ELEMENTWISE
+from analytic.ops import add_norm as add_norm_op
 from models.registry import BUILTIN_LAYERS
 from perfbench.calibration.bench import randn
 from perfbench.calibration.kernels.common import KernelBench
