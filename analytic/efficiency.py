@@ -45,6 +45,7 @@ import numpy as np
 
 from analytic.calibration import Calibration
 from analytic.families import attention_prefill as flash_prefill
+from analytic.families.chunk_programs import CTAS_PER_SM, program_fill
 from analytic.families.selective_scan import BLOCK_SLOTS, STATE_OVERHEAD, scan_work
 from analytic.families.state_update import wave_latency_s
 from analytic.gemm_model import GEMM_TILE_M, GEMM_TILE_N, GemmModel, build_gemm_model
@@ -479,8 +480,8 @@ def step_overhead_s(ops, ceil: Ceilings) -> float:
         return ceil.graph_replay_s
     kernels = sum(c.op.kernels * c.count for c in ops)
     cold = sum(cold_kernels(c.op) * c.count for c in ops)
-    further = max(kernels - 2, 0)
-    cold = min(cold, further)
+    further = np.maximum(kernels - 2, 0)  # arrays where an op's kernel count varies over the grid
+    cold = np.minimum(cold, further)
     overhead = ceil.step_base_s + ceil.step_kernel_s * (further - cold) + ceil.step_cold_kernel_s * cold
     return overhead - l2_resident_saving_s(ops, ceil, cold)
 
@@ -716,7 +717,8 @@ def op_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
     else:
         c = op_ceiling(op, ceil)
         roof, bound = _roofline(op, c, op.flops)
-        t = c.t0_s * op.kernels + roof
+        # sequence-long programs (Mamba-3's chunk kernel, fla's state passing) leave slots idle
+        t = c.t0_s * op.kernels + roof * program_fill(op, c.extra.get(CTAS_PER_SM, 1.0), ceil.gpu.sm_count)
         if op.op_class == STATE_UPDATE:  # each wave of programs waits on its loads (families.state_update)
             t = t + wave_latency_s(op, c.extra.get("ctas_per_sm", 1.0), c.extra.get("wave_s", 0.0), ceil.gpu.sm_count)
     launch_s = op_ceiling(op, ceil).t0_s * op.kernels

@@ -256,6 +256,13 @@ def _spans_hyperparameters(ops_list: list[list[Op]]) -> bool:
     return len({tuple(sorted(ops[0].shape.get("hparams", {}).items())) for ops in ops_list if ops and ops[0].shape}) > 1
 
 
+def _spans_program_counts(ops_list: list[list[Op]]) -> bool:
+    """Whether the samples' sequence-long programs (shape "program_ctas") come in more than one count."""
+    counts = {float(np.asarray(op.shape["program_ctas"]).ravel()[0])
+              for ops in ops_list for op in ops if op.shape and "program_ctas" in op.shape}
+    return len(counts) > 1
+
+
 def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9) -> dict:
     """Best (t0_s, bw_bytes_s, flops_s[, bw_per_cta_bytes_s, host_s]) for one class, with its fit error."""
     if op_class == SELECTIVE_SCAN:
@@ -281,6 +288,11 @@ def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9
     program_waves = _spans_hyperparameters(ops_list) and all(ops[0].op_class == STATE_UPDATE for ops in ops_list)
     if program_waves:
         centre.update(wave_s=current.extra.get("wave_s", 0.5e-6), ctas_per_sm=4.0)
+    # Chunk kernels whose programs walk whole sequences (analytic.families.chunk_programs): samples at
+    # several program counts fix how many an SM holds.
+    sequence_programs = _spans_program_counts(ops_list)
+    if sequence_programs:
+        centre["ctas_per_sm"] = current.extra.get("ctas_per_sm", 1.0)
     span = {k: 8.0 for k in centre}
     span["ctas_per_sm"] = 1.0
     if op_class == ATTN_DECODE or program_waves:  # memory-bound: the FLOP rate never binds

@@ -12,6 +12,16 @@
 #   run(carry=[".gpu-mixers", ".whl"], command="source .gpu-mixers/activate.sh; \
 #       python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl; scripts/gpu_new_mixers.sh")
 # Logs go under $OUT (new-mixers.log, pytest.log, results.tgz).
+#
+# `scripts/gpu_new_mixers.sh families` re-measures the mamba3, gdn, mamba3_shapes and gdn_shapes kernel
+# families into a copy of the bundled calibration, $OUT/mixers-cal-$gpu.json, and prints their fits.
+# `scripts/gpu_new_mixers.sh holdout` (<= 3 min on an H100) measures only what no fit has seen: the
+# layers and small hybrids of benchmarks/whatif/new_mixers.toml and the 8B layers at off-grid points
+# (B 3,12 x L 1500,6000), prefill and decode, into $OUT/holdout-$gpu, then compares them with the bundled
+# calibration and with $CAL (default: what `families` wrote on this machine, /tmp/mixers-cal-$gpu.json).
+# It first re-times the sweep's B=1 L=512,2048 Mamba-3 prefill with the kernels already tuned (into
+# $OUT/recheck-$gpu): the sweep's B=1 L=512 point, taken right after the 55 s autotuning, was slower
+# than B=1 L=2048.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TRITON_CACHE_AUTOTUNING=1
@@ -22,6 +32,46 @@ mkdir -p "$OUT" "$RESULTS"
 LOG="$OUT/new-mixers.log"
 run() { timeout "${STAGE_S:-120}" python3 -m perfbench run --out "$RESULTS" --resume --target-ms 100 --rest-ms 200 "$@" \
         2>&1 | tail -n 4 | tee -a "$LOG"; }
+
+if [ "${1:-}" = families ]; then  # the 8B families and the spreads (~4 min on an H100, most of it autotuning)
+  echo "== families $(date -u +%H:%M:%SZ)" | tee "$OUT/families.log"
+  timeout 420 python3 -m perfbench calibrate --refit analytic/calibrations/$gpu.json.gz \
+      --out "$OUT/mixers-cal-$gpu.json" --remeasure mamba3,gdn,mamba3_shapes,gdn_shapes 2>&1 | tee -a "$OUT/families.log" \
+      | grep -E "estimated|FAILED|fit (mamba3|gdn)|wrote" | tail -n 12
+  cp "$OUT/mixers-cal-$gpu.json" "/tmp/mixers-cal-$gpu.json" 2>/dev/null  # for a later holdout on this machine
+  exit 0
+fi
+
+if [ "${1:-}" = holdout ]; then
+  suite=benchmarks/whatif/new_mixers.toml
+  names() { python3 -c "import tomllib; print(','.join(tomllib.load(open('$suite','rb'))['$1']))"; }
+  RESULTS=$OUT/holdout-$gpu; LOG="$OUT/holdout.log"; mkdir -p "$RESULTS"
+  hold() { timeout "$1" python3 -m perfbench run --out "$RESULTS" --resume --no-nvtx --target-ms 60 --rest-ms 50 \
+           --models-file $suite "${@:2}" 2>&1 | grep -vE "^\s*$" | tail -n 3 | tee -a "$LOG"; }
+  echo "== holdout $(date -u +%H:%M:%SZ)" | tee "$LOG"
+  # The 8B Mamba-3 first: its chunk kernel autotunes here (~40 s), then the sweep's two small points again.
+  hold 70 --layer mamba3 --phase prefill --batch 3,12 --seqlen 1500,6000
+  timeout 20 python3 -m perfbench run --out "$OUT/recheck-$gpu" --no-nvtx --target-ms 60 --layer mamba3 \
+      --phase prefill --batch 1 --seqlen 512,2048 2>&1 | tail -n 2 | tee -a "$LOG"
+  hold 25 --layer gdn --phase prefill --batch 3,12 --seqlen 1500,6000
+  hold 20 --layer mamba3,gdn --phase decode --batch 3,12 --seqlen 1500,6000
+  layers=$(names layers); models=$(names models)
+  hold 60 --layer "$layers" --phase prefill --batch 3,12 --seqlen 1500,6000
+  hold 20 --layer "$layers" --phase decode --batch 3,12 --seqlen 1500,6000
+  hold 30 --model "$models" --phase prefill --batch 1,3 --seqlen 1500 --repeats 3 --warmup 1
+  hold 20 --model "$models" --phase decode --batch 3,12 --seqlen 1500,6000
+  echo "== recheck (bundled calibration)" | tee -a "$LOG"
+  python3 -m perfbench compare "$OUT/recheck-$gpu" --format csv 2>&1 | cut -d, -f1,5,9-13 | tee -a "$LOG"
+  echo "== holdout compare (bundled calibration)" | tee -a "$LOG"
+  python3 -m perfbench compare "$RESULTS" 2>&1 | tail -n 30 | tee -a "$LOG"
+  CAL=${CAL:-/tmp/mixers-cal-$gpu.json}
+  if [ -f "$CAL" ]; then
+    echo "== holdout compare ($CAL)" | tee -a "$LOG"
+    python3 -m perfbench compare "$RESULTS" --calibration "$CAL" 2>&1 | tail -n 30 | tee -a "$LOG"
+  fi
+  tar czf "$OUT/holdout-$gpu.tgz" -C "$OUT" "holdout-$gpu" "recheck-$gpu" 2>/dev/null
+  exit 0
+fi
 
 echo "== kernels" | tee "$LOG"
 python3 - <<'PY' 2>&1 | tee -a "$LOG"
