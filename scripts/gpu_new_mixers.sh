@@ -73,7 +73,10 @@ if [ "${1:-}" = holdout ]; then
   exit 0
 fi
 
-echo "== kernels" | tee "$LOG"
+# Without a section name: every stage below; or name some of: sweep l2 models tests (e.g. `sweep models`).
+want() { [ $# -eq 0 ] && return 0; [ -z "$SECTIONS" ] && return 0; [[ " $SECTIONS " == *" $1 "* ]]; }
+SECTIONS="$*"
+echo "== kernels" | tee -a "$LOG"
 python3 - <<'PY' 2>&1 | tee -a "$LOG"
 import importlib
 for name in ("fla", "mamba_ssm", "causal_conv1d", "triton"):
@@ -91,24 +94,28 @@ except KernelUnavailable as exc:
     print(f"mamba3 MIMO: unavailable: {exc}")
 PY
 
+if want sweep; then
 echo "== layer sweep" | tee -a "$LOG"
 # GDN first: Mamba-3's prefill autotunes its chunk kernel (27 configs) on the first point.
 STAGE_S=75 run --layer gdn --phase prefill --batch 1,4,16 --seqlen 512,1k,2k,4k,8k,16k,32k
 STAGE_S=150 run --layer mamba3 --phase prefill --batch 1,4,16 --seqlen 512,1k,2k,4k,8k,16k,32k
 STAGE_S=100 run --layer mamba3,gdn --phase decode --batch 1,2,4,8,16,32,64,128 --seqlen 1k,8k,32k
 
-echo "== kernel families (into a copy of the bundled calibration)" | tee -a "$LOG"
-timeout 120 python3 -m perfbench calibrate --refit analytic/calibrations/$gpu.json.gz --out "$OUT/mixers-cal-$gpu.json" \
-    --remeasure mamba3,gdn 2>&1 | tee "$OUT/families.log" | grep -E "FAILED|total|wrote" | tail -n 4 | tee -a "$LOG"
+fi
 
+if want l2; then
 echo "== L2-resident GEMVs (small decode steps)" | tee -a "$LOG"
 timeout 60 python3 -m perfbench calibrate --refit analytic/calibrations/$gpu.json.gz --out "$OUT/l2-cal-$gpu.json" \
     --remeasure l2_resident 2>&1 | tee "$OUT/l2.log" | grep -E "FAILED|l2|wrote" | tail -n 6 | tee -a "$LOG"
 
+fi
+if want models; then
 echo "== models" | tee -a "$LOG"
 STAGE_S=75 run --model mamba3-hybrid-8b,gdn-hybrid-8b --phase decode --batch 1,16,64 --seqlen 4k
 STAGE_S=60 run --model mamba3-hybrid-8b,gdn-hybrid-8b --phase prefill --batch 1 --seqlen 1k,4k --repeats 3 --warmup 1
 
+fi
+if want tests; then
 echo "== GPU tests" | tee -a "$LOG"
 timeout 100 python3 -m pytest -q -p no:cacheprovider tests/test_new_mixers_gpu.py \
     tests/test_layers_gpu.py > "$OUT/pytest.log" 2>&1
@@ -116,9 +123,10 @@ tail -n 3 "$OUT/pytest.log" | tee -a "$LOG"
 timeout 40 python3 -m pytest -q -p no:cacheprovider tests/test_calibrate_gpu.py -k "l2_resident or host_probe" > "$OUT/pytest-cal.log" 2>&1
 tail -n 2 "$OUT/pytest-cal.log" | tee -a "$LOG"
 
-echo "== compare (datasheet roofline: the families are not calibrated yet)" | tee -a "$LOG"
+fi
+echo "== compare (datasheet roofline)" | tee -a "$LOG"
 python3 -m perfbench compare "$RESULTS" --calibration none 2>&1 | tail -n 30 | tee -a "$LOG"
 echo "== compare (bundled calibration; mamba3/gdn kernels at their class's ceilings)" | tee -a "$LOG"
 python3 -m perfbench compare "$RESULTS" 2>&1 | tail -n 30 | tee -a "$LOG"
 echo "== compare (with the mamba3/gdn families measured above)" | tee -a "$LOG"
-[ -f "$OUT/mixers-cal-$gpu.json" ] && python3 -m perfbench compare "$RESULTS" --calibration "$OUT/mixers-cal-$gpu.json" 2>&1 | tail -n 30 | tee -a "$LOG"
+[ -f "/tmp/mixers-cal-$gpu.json" ] && python3 -m perfbench compare "$RESULTS" --calibration "/tmp/mixers-cal-$gpu.json" 2>&1 | tail -n 30 | tee -a "$LOG"
