@@ -23,6 +23,8 @@ adds two class-specific physical terms:
     length): the length picks the thread configuration and how many chunks each block walks in
     turn; the token count sets how long the kernel runs, and long runs hold a power-capped clock.
     Interpolated log-log between measured lengths and token counts, clamped at the edges.
+  - Mamba-2's SSD: the head-dim-tiled kernels' work grows as their tiles narrow, and the call slows
+    once its fp32 chunk states outgrow a calibrated working set (analytic/families/ssd.py).
   - attention prefill: timed on the FLOPs of the 128x128 tiles actually computed (the causal
     diagonal costs full tiles), with wave quantization of its CTAs.
   - L2 write-back: a kernel's last stores are still dirty in L2 when it ends; a weight-streaming
@@ -45,6 +47,7 @@ import numpy as np
 
 from analytic.calibration import Calibration
 from analytic.families import attention_prefill as flash_prefill
+from analytic.families import ssd as ssd_family
 from analytic.families.selective_scan import BLOCK_SLOTS, STATE_OVERHEAD, scan_work
 from analytic.families.state_update import wave_latency_s
 from analytic.gemm_model import GEMM_TILE_M, GEMM_TILE_N, GemmModel, build_gemm_model
@@ -57,7 +60,8 @@ TENSOR_CLASSES = (GEMM, ATTN_PREFILL, SSD)
 COMPUTE, MEMORY, LAUNCH = 0, 1, 2
 BOUND_LABELS = ("compute", "memory", "launch")
 EXTRA_PARAMS = ("bw_per_cta_bytes_s", "bw_nosplit_bytes_s", "ctas_per_sm", "combine_s", "combine_per_split_s", "wave_s", "flops_s_512", "flops_s_1024", "flops_s_2048",
-                "flops_s_uneven", "rate_table", STATE_OVERHEAD, BLOCK_SLOTS, flash_prefill.SCORE_RATE)
+                "flops_s_uneven", "rate_table", STATE_OVERHEAD, BLOCK_SLOTS, flash_prefill.SCORE_RATE,
+                *ssd_family.PARAMS)
 
 
 @dataclass(frozen=True)
@@ -380,6 +384,16 @@ def _attention_decode_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarr
     return latency_s + np.maximum(mem_s, cmp_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
 
 
+def ssd_time(op: Op, c: ClassCeiling) -> tuple[np.ndarray, np.ndarray]:
+    """An SSD kernel: its roofline on the head-dim tiles' work, slowed once its fp32 chunk states
+    outgrow the calibrated working set (analytic.families.ssd; without those terms, the plain roofline)."""
+    work = op.flops * ssd_family.headdim_factor(op, c.extra.get(ssd_family.HEADDIM_TILE_WEIGHT, 0.0))
+    roof, bound = _roofline(op, c, work)
+    slow = ssd_family.working_set_factor(op, c.extra.get(ssd_family.WORKING_SET_BYTES, 0.0),
+                                         c.extra.get(ssd_family.WORKING_SET_SLOWDOWN, 0.0))
+    return (c.t0_s * op.kernels + roof) * slow, bound
+
+
 def host_time(op: Op, ceil: Ceilings) -> float:
     """Host seconds to launch this op eagerly (the GPU waits on it when kernels are short)."""
     return op_ceiling(op, ceil).host_s * op.kernels
@@ -667,6 +681,8 @@ def op_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
         t, bound = _attention_prefill_time(op, ceil)
     elif op.op_class == ATTN_DECODE:
         t, bound = _attention_decode_time(op, ceil)
+    elif op.op_class == SSD:
+        t, bound = ssd_time(op, op_ceiling(op, ceil))
     else:
         c = op_ceiling(op, ceil)
         roof, bound = _roofline(op, c, op.flops)
