@@ -46,6 +46,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from analytic.calibration import Calibration
+from analytic.families import attention_decode as flash_decode
 from analytic.families import attention_prefill as flash_prefill
 from analytic.families import ssd as ssd_family
 from analytic.families.selective_scan import BLOCK_SLOTS, STATE_OVERHEAD, scan_work
@@ -61,7 +62,7 @@ COMPUTE, MEMORY, LAUNCH = 0, 1, 2
 BOUND_LABELS = ("compute", "memory", "launch")
 EXTRA_PARAMS = ("bw_per_cta_bytes_s", "bw_nosplit_bytes_s", "ctas_per_sm", "combine_s", "combine_per_split_s", "wave_s", "flops_s_512", "flops_s_1024", "flops_s_2048",
                 "flops_s_uneven", "rate_table", STATE_OVERHEAD, BLOCK_SLOTS, flash_prefill.SCORE_RATE,
-                *ssd_family.PARAMS)
+                *ssd_family.PARAMS, flash_decode.CTA_SCORE_S)
 
 
 @dataclass(frozen=True)
@@ -375,8 +376,10 @@ def _attention_decode_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarr
     slots = ceil.gpu.sm_count * c.extra.get("ctas_per_sm", 1.0)
     kv = op.shape.get("kv_bytes", op.bytes_)
     cap_nosplit = c.extra.get("bw_nosplit_bytes_s", c.bw_bytes_s)
-    kv_s = attention_decode_stream_s(splits, n_ctas, per_cta, c.bw_bytes_s, cap_nosplit,
-                                     c.extra.get("bw_per_cta_bytes_s"), slots)
+    per_cta_bw = c.extra.get("bw_per_cta_bytes_s")
+    if per_cta_bw and c.extra.get(flash_decode.CTA_SCORE_S, 0.0) > 0 and "head_dim" in op.shape:
+        per_cta_bw = flash_decode.per_cta_rate(per_cta_bw, c.extra[flash_decode.CTA_SCORE_S], op.shape["head_dim"])
+    kv_s = attention_decode_stream_s(splits, n_ctas, per_cta, c.bw_bytes_s, cap_nosplit, per_cta_bw, slots)
     latencies = np.array([c.t0_s] + [c.extra.get(k, 0.0) for k in ATTN_DECODE_LATENCIES[1:]])
     latency_s = attention_decode_latency_counts(splits, n_ctas, slots) @ latencies
     mem_s = kv_s + (op.bytes_ - kv) / c.bw_bytes_s  # the cache streams at the achieved rate; q and o are tiny

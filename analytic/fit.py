@@ -18,6 +18,7 @@ from analytic.costs import layer_ops
 from analytic.efficiency import (ATTN_DECODE_LATENCIES, EXTRA_PARAMS, ClassCeiling, Ceilings,
                                  attention_decode_latency_counts, attention_decode_plan, attention_decode_stream_s,
                                  attention_prefill_compute_s, host_time, op_time, prefill_slots)
+from analytic.families import attention_decode as flash_decode
 from analytic.families import ssd as ssd_family
 from analytic.families.attention_prefill import SCORE_RATE, TILE
 from analytic.families.selective_scan import BLOCK_SLOTS, STATE_OVERHEAD, scan_work
@@ -228,6 +229,10 @@ def fit_attention_decode(samples: list[dict], base: Ceilings, steps: int = 21) -
     plans = [attention_decode_plan(op, sm) for op in ops]
     splits, n_ctas, per_cta = (np.array([float(np.asarray(p[i]).ravel()[0]) for p in plans]) for i in range(3))
     other = np.array([float((op.bytes_ - op.shape["kv_bytes"]).ravel()[0]) for op in ops])
+    head_dims = [float(op.shape.get("head_dim", 0)) for op in ops]
+    # Samples over several head dims also fix the CTAs' softmax cost per padded score element
+    # (analytic.families.attention_decode); 0 keeps the head-dim-blind per-CTA rate.
+    score_costs = (0.0, *np.geomspace(1e-11, 1e-9, 9)) if len(set(head_dims)) > 1 and min(head_dims) > 0 else (0.0,)
     copy = base.copy_bw_bytes_s
     caps = np.geomspace(0.4 * copy, 1.25 * copy, steps)
     best = None
@@ -237,16 +242,19 @@ def fit_attention_decode(samples: list[dict], base: Ceilings, steps: int = 21) -
         for cap_split in caps:
             for cap_nosplit in caps:
                 for per_cta_bw in np.geomspace(copy / 400, copy / 10, steps + 10):
-                    stream = attention_decode_stream_s(splits, n_ctas, per_cta, cap_split, cap_nosplit, per_cta_bw,
-                                                       slots) + other / cap_split
-                    coef = np.maximum(np.linalg.lstsq(design, 1.0 - stream / measured, rcond=None)[0], 0.0)
-                    rel = (stream + design @ coef * measured) / measured - 1.0
-                    score = float(np.mean(rel ** 2))
-                    if best is None or score < best[0]:
-                        best = (score, rel, per_sm, cap_split, cap_nosplit, per_cta_bw, coef)
-    _score, rel, per_sm, cap_split, cap_nosplit, per_cta_bw, coef = best
+                    for score_s in score_costs:
+                        rate = flash_decode.per_cta_rate(per_cta_bw, score_s, head_dims) if score_s else per_cta_bw
+                        stream = attention_decode_stream_s(splits, n_ctas, per_cta, cap_split, cap_nosplit, rate,
+                                                           slots) + other / cap_split
+                        coef = np.maximum(np.linalg.lstsq(design, 1.0 - stream / measured, rcond=None)[0], 0.0)
+                        rel = (stream + design @ coef * measured) / measured - 1.0
+                        score = float(np.mean(rel ** 2))
+                        if best is None or score < best[0]:
+                            best = (score, rel, per_sm, cap_split, cap_nosplit, per_cta_bw, score_s, coef)
+    _score, rel, per_sm, cap_split, cap_nosplit, per_cta_bw, score_s, coef = best
     return {"bw_bytes_s": float(cap_split), "flops_s": base.classes[ATTN_DECODE].flops_s,
             "bw_nosplit_bytes_s": float(cap_nosplit), "bw_per_cta_bytes_s": float(per_cta_bw),
+            **({flash_decode.CTA_SCORE_S: float(score_s)} if score_s else {}),
             "ctas_per_sm": per_sm, **{k: float(v) for k, v in zip(ATTN_DECODE_LATENCIES, coef)},
             "n_samples": len(samples), "fit_median_abs_err": float(np.median(np.abs(rel))),
             "fit_max_abs_err": float(np.max(np.abs(rel)))}
