@@ -23,6 +23,8 @@ adds two class-specific physical terms:
     length): the length picks the thread configuration and how many chunks each block walks in
     turn; the token count sets how long the kernel runs, and long runs hold a power-capped clock.
     Interpolated log-log between measured lengths and token counts, clamped at the edges.
+  - Mamba-2's SSD: the head-dim-tiled kernels' work grows as their tiles narrow, and the call slows
+    once its fp32 chunk states outgrow a calibrated working set (analytic/families/ssd.py).
   - attention prefill: timed on the FLOPs of the 128x128 tiles actually computed (the causal
     diagonal costs full tiles), with wave quantization of its CTAs.
   - L2 write-back: a kernel's last stores are still dirty in L2 when it ends; a weight-streaming
@@ -44,7 +46,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from analytic.calibration import Calibration
+from analytic.families import attention_decode as flash_decode
 from analytic.families import attention_prefill as flash_prefill
+from analytic.families.chunk_programs import CTAS_PER_SM, program_fill
+from analytic.families import ssd as ssd_family
 from analytic.families.selective_scan import BLOCK_SLOTS, STATE_OVERHEAD, scan_work
 from analytic.families.state_update import wave_latency_s
 from analytic.gemm_model import GEMM_TILE_M, GEMM_TILE_N, GemmModel, build_gemm_model
@@ -57,7 +62,8 @@ TENSOR_CLASSES = (GEMM, ATTN_PREFILL, SSD)
 COMPUTE, MEMORY, LAUNCH = 0, 1, 2
 BOUND_LABELS = ("compute", "memory", "launch")
 EXTRA_PARAMS = ("bw_per_cta_bytes_s", "bw_nosplit_bytes_s", "ctas_per_sm", "combine_s", "combine_per_split_s", "wave_s", "flops_s_512", "flops_s_1024", "flops_s_2048",
-                "flops_s_uneven", "rate_table", STATE_OVERHEAD, BLOCK_SLOTS, flash_prefill.SCORE_RATE)
+                "flops_s_uneven", "rate_table", STATE_OVERHEAD, BLOCK_SLOTS, flash_prefill.SCORE_RATE,
+                *ssd_family.PARAMS, flash_decode.CTA_SCORE_S)
 
 
 @dataclass(frozen=True)
@@ -374,13 +380,25 @@ def _attention_decode_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarr
     slots = ceil.gpu.sm_count * c.extra.get("ctas_per_sm", 1.0)
     kv = op.shape.get("kv_bytes", op.bytes_)
     cap_nosplit = c.extra.get("bw_nosplit_bytes_s", c.bw_bytes_s)
-    kv_s = attention_decode_stream_s(splits, n_ctas, per_cta, c.bw_bytes_s, cap_nosplit,
-                                     c.extra.get("bw_per_cta_bytes_s"), slots)
+    per_cta_bw = c.extra.get("bw_per_cta_bytes_s")
+    if per_cta_bw and c.extra.get(flash_decode.CTA_SCORE_S, 0.0) > 0 and "head_dim" in op.shape:
+        per_cta_bw = flash_decode.per_cta_rate(per_cta_bw, c.extra[flash_decode.CTA_SCORE_S], op.shape["head_dim"])
+    kv_s = attention_decode_stream_s(splits, n_ctas, per_cta, c.bw_bytes_s, cap_nosplit, per_cta_bw, slots)
     latencies = np.array([c.t0_s] + [c.extra.get(k, 0.0) for k in ATTN_DECODE_LATENCIES[1:]])
     latency_s = attention_decode_latency_counts(splits, n_ctas, slots) @ latencies
     mem_s = kv_s + (op.bytes_ - kv) / c.bw_bytes_s  # the cache streams at the achieved rate; q and o are tiny
     cmp_s = op.flops / c.flops_s
     return latency_s + np.maximum(mem_s, cmp_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
+
+
+def ssd_time(op: Op, c: ClassCeiling) -> tuple[np.ndarray, np.ndarray]:
+    """An SSD kernel: its roofline on the head-dim tiles' work, slowed once its fp32 chunk states
+    outgrow the calibrated working set (analytic.families.ssd; without those terms, the plain roofline)."""
+    work = op.flops * ssd_family.headdim_factor(op, c.extra.get(ssd_family.HEADDIM_TILE_WEIGHT, 0.0))
+    roof, bound = _roofline(op, c, work)
+    slow = ssd_family.working_set_factor(op, c.extra.get(ssd_family.WORKING_SET_BYTES, 0.0),
+                                         c.extra.get(ssd_family.WORKING_SET_SLOWDOWN, 0.0))
+    return (c.t0_s * op.kernels + roof) * slow, bound
 
 
 def host_time(op: Op, ceil: Ceilings) -> float:
@@ -479,8 +497,8 @@ def step_overhead_s(ops, ceil: Ceilings) -> float:
         return ceil.graph_replay_s
     kernels = sum(c.op.kernels * c.count for c in ops)
     cold = sum(cold_kernels(c.op) * c.count for c in ops)
-    further = max(kernels - 2, 0)
-    cold = min(cold, further)
+    further = np.maximum(kernels - 2, 0)  # arrays where an op's kernel count varies over the grid
+    cold = np.minimum(cold, further)
     overhead = ceil.step_base_s + ceil.step_kernel_s * (further - cold) + ceil.step_cold_kernel_s * cold
     return overhead - l2_resident_saving_s(ops, ceil, cold)
 
@@ -713,10 +731,13 @@ def op_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
         t, bound = _attention_prefill_time(op, ceil)
     elif op.op_class == ATTN_DECODE:
         t, bound = _attention_decode_time(op, ceil)
+    elif op.op_class == SSD:
+        t, bound = ssd_time(op, op_ceiling(op, ceil))
     else:
         c = op_ceiling(op, ceil)
         roof, bound = _roofline(op, c, op.flops)
-        t = c.t0_s * op.kernels + roof
+        # sequence-long programs (Mamba-3's chunk kernel, fla's state passing) leave slots idle
+        t = c.t0_s * op.kernels + roof * program_fill(op, c.extra.get(CTAS_PER_SM, 1.0), ceil.gpu.sm_count)
         if op.op_class == STATE_UPDATE:  # each wave of programs waits on its loads (families.state_update)
             t = t + wave_latency_s(op, c.extra.get("ctas_per_sm", 1.0), c.extra.get("wave_s", 0.0), ceil.gpu.sm_count)
     launch_s = op_ceiling(op, ceil).t0_s * op.kernels

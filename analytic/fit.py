@@ -18,9 +18,11 @@ from analytic.costs import layer_ops
 from analytic.efficiency import (ATTN_DECODE_LATENCIES, EXTRA_PARAMS, ClassCeiling, Ceilings,
                                  attention_decode_latency_counts, attention_decode_plan, attention_decode_stream_s,
                                  attention_prefill_compute_s, host_time, op_time, prefill_slots)
+from analytic.families import attention_decode as flash_decode
+from analytic.families import ssd as ssd_family
 from analytic.families.attention_prefill import SCORE_RATE, TILE
 from analytic.families.selective_scan import BLOCK_SLOTS, STATE_OVERHEAD, scan_work
-from analytic.ops import ATTN_DECODE, ATTN_PREFILL, ELEMENTWISE, GEMM, SELECTIVE_SCAN, STATE_UPDATE, Op, gemm
+from analytic.ops import ATTN_DECODE, ATTN_PREFILL, ELEMENTWISE, GEMM, SELECTIVE_SCAN, SSD, STATE_UPDATE, Op, gemm
 from models.registry import BUILTIN_LAYERS
 from models.specs import AttentionSpec, Mamba2Spec, MambaSpec, MLPSpec
 
@@ -227,6 +229,10 @@ def fit_attention_decode(samples: list[dict], base: Ceilings, steps: int = 21) -
     plans = [attention_decode_plan(op, sm) for op in ops]
     splits, n_ctas, per_cta = (np.array([float(np.asarray(p[i]).ravel()[0]) for p in plans]) for i in range(3))
     other = np.array([float((op.bytes_ - op.shape["kv_bytes"]).ravel()[0]) for op in ops])
+    head_dims = [float(op.shape.get("head_dim", 0)) for op in ops]
+    # Samples over several head dims also fix the CTAs' softmax cost per padded score element
+    # (analytic.families.attention_decode); 0 keeps the head-dim-blind per-CTA rate.
+    score_costs = (0.0, *np.geomspace(1e-11, 1e-9, 9)) if len(set(head_dims)) > 1 and min(head_dims) > 0 else (0.0,)
     copy = base.copy_bw_bytes_s
     caps = np.geomspace(0.4 * copy, 1.25 * copy, steps)
     best = None
@@ -236,16 +242,19 @@ def fit_attention_decode(samples: list[dict], base: Ceilings, steps: int = 21) -
         for cap_split in caps:
             for cap_nosplit in caps:
                 for per_cta_bw in np.geomspace(copy / 400, copy / 10, steps + 10):
-                    stream = attention_decode_stream_s(splits, n_ctas, per_cta, cap_split, cap_nosplit, per_cta_bw,
-                                                       slots) + other / cap_split
-                    coef = np.maximum(np.linalg.lstsq(design, 1.0 - stream / measured, rcond=None)[0], 0.0)
-                    rel = (stream + design @ coef * measured) / measured - 1.0
-                    score = float(np.mean(rel ** 2))
-                    if best is None or score < best[0]:
-                        best = (score, rel, per_sm, cap_split, cap_nosplit, per_cta_bw, coef)
-    _score, rel, per_sm, cap_split, cap_nosplit, per_cta_bw, coef = best
+                    for score_s in score_costs:
+                        rate = flash_decode.per_cta_rate(per_cta_bw, score_s, head_dims) if score_s else per_cta_bw
+                        stream = attention_decode_stream_s(splits, n_ctas, per_cta, cap_split, cap_nosplit, rate,
+                                                           slots) + other / cap_split
+                        coef = np.maximum(np.linalg.lstsq(design, 1.0 - stream / measured, rcond=None)[0], 0.0)
+                        rel = (stream + design @ coef * measured) / measured - 1.0
+                        score = float(np.mean(rel ** 2))
+                        if best is None or score < best[0]:
+                            best = (score, rel, per_sm, cap_split, cap_nosplit, per_cta_bw, score_s, coef)
+    _score, rel, per_sm, cap_split, cap_nosplit, per_cta_bw, score_s, coef = best
     return {"bw_bytes_s": float(cap_split), "flops_s": base.classes[ATTN_DECODE].flops_s,
             "bw_nosplit_bytes_s": float(cap_nosplit), "bw_per_cta_bytes_s": float(per_cta_bw),
+            **({flash_decode.CTA_SCORE_S: float(score_s)} if score_s else {}),
             "ctas_per_sm": per_sm, **{k: float(v) for k, v in zip(ATTN_DECODE_LATENCIES, coef)},
             "n_samples": len(samples), "fit_median_abs_err": float(np.median(np.abs(rel))),
             "fit_max_abs_err": float(np.max(np.abs(rel)))}
@@ -254,6 +263,79 @@ def fit_attention_decode(samples: list[dict], base: Ceilings, steps: int = 21) -
 def _spans_hyperparameters(ops_list: list[list[Op]]) -> bool:
     """Whether the samples ran more than one set of their kernel's hyper-parameters."""
     return len({tuple(sorted(ops[0].shape.get("hparams", {}).items())) for ops in ops_list if ops and ops[0].shape}) > 1
+
+
+def _spans_program_counts(ops_list: list[list[Op]]) -> bool:
+    """Whether the samples' sequence-long programs (shape "program_ctas") come in more than one count."""
+    counts = {float(np.asarray(op.shape["program_ctas"]).ravel()[0])
+              for ops in ops_list for op in ops if op.shape and "program_ctas" in op.shape}
+    return len(counts) > 1
+
+
+SSD_TILE_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+SSD_WORKING_SETS = tuple(np.geomspace(0.5e9, 4e9, 7))  # bytes of fp32 chunk states
+SSD_SLOWDOWNS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+
+
+def ssd_grids(base: Ceilings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The SSD fit's candidate launch floors, byte and FLOP ceilings and host costs per Triton launch."""
+    return (np.geomspace(0.25e-6, 16e-6, 13), np.geomspace(base.copy_bw_bytes_s / 3, base.copy_bw_bytes_s * 1.25, 25),
+            np.geomspace(base.gemm_peak_flops / 40, base.gemm_peak_flops / 2, 50), np.geomspace(2e-6, 256e-6, 43))
+
+
+def fit_ssd(samples: list[dict], base: Ceilings) -> dict:
+    """Mamba-2's five SSD kernels over head dim, state size, groups and chunk size
+    (analytic.families.ssd): the launch floor, byte and FLOP ceilings and host dispatch shared by the
+    five, the head-dim tile weight and the working-set reach and slowdown, on a grid.
+
+    The fit minimises the mean |relative error|, not its square: a call timed eagerly from an idle GPU
+    waits on its five Triton launches, whose host cost differs between sessions by up to 2x (the 8B
+    samples of one session at 600-880 us, the spread's at 420 us); squared, those few host-bound
+    samples would set the GPU ceilings."""
+    ops_list = [sample_ops(s) for s in samples]
+    measured = np.array([float(s["time_s"]) for s in samples])
+    eager = np.array([s.get("mode", "graph") == "eager" for s in samples])
+    n_kernels = np.array([sum(op.kernels for op in ops) for ops in ops_list], dtype=np.float64)
+    width = max(len(ops) for ops in ops_list)
+
+    def stacked(values):  # (sample, kernel) with zero padding
+        out = np.zeros((len(ops_list), width))
+        for i, row in enumerate(values):
+            out[i, :len(row)] = row
+        return out
+
+    n_ops = stacked([[1.0] * len(ops) for ops in ops_list])
+    bytes_ = stacked([[float(op.bytes_[0]) for op in ops] for ops in ops_list])
+    t0s, bws, rates, hosts = ssd_grids(base)
+    rates = rates[:, None, None]
+    hosts = hosts if eager.any() else np.array([0.0])
+    host_s = hosts[:, None] * n_kernels[None, :]  # (host, sample)
+    best = None
+    for weight in SSD_TILE_WEIGHTS:
+        work = stacked([[float(op.flops[0]) * ssd_family.headdim_factor(op, weight) for op in ops] for ops in ops_list])
+        for reach in SSD_WORKING_SETS:
+            for slowdown in SSD_SLOWDOWNS:
+                if slowdown == 0 and reach != SSD_WORKING_SETS[0]:
+                    continue
+                scale = np.array([float(ssd_family.working_set_factor(ops[0], reach, slowdown)[0]) for ops in ops_list])
+                for t0 in t0s:
+                    for bw in bws:
+                        gpu = ((t0 * n_ops + np.maximum(bytes_ / bw, work[None] / rates)).sum(axis=2)) * scale
+                        pred = np.where(eager, np.maximum(gpu[:, None, :], host_s), gpu[:, None, :])
+                        err = np.mean(np.abs(pred / measured - 1.0), axis=2)  # (rate, host)
+                        i, j = np.unravel_index(int(np.argmin(err)), err.shape)
+                        if best is None or err[i, j] < best[0]:
+                            best = (float(err[i, j]), {"t0_s": float(t0), "bw_bytes_s": float(bw),
+                                                       "flops_s": float(rates[i, 0, 0]), "host_s": float(hosts[j]),
+                                                       ssd_family.HEADDIM_TILE_WEIGHT: float(weight),
+                                                       ssd_family.WORKING_SET_BYTES: float(reach),
+                                                       ssd_family.WORKING_SET_SLOWDOWN: float(slowdown)})
+    params = best[1]
+    if not eager.any():
+        params.pop("host_s")
+    rel = (_predict(ops_list, eager, base, SSD, _candidate(params)) - measured) / measured
+    return {**params, "n_samples": len(samples), "fit_median_abs_err": float(np.median(np.abs(rel))),
+            "fit_max_abs_err": float(np.max(np.abs(rel)))}
 
 
 def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9) -> dict:
@@ -265,6 +347,8 @@ def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9
     if op_class == ATTN_DECODE and all(s.get("mode", "graph") == "graph" for s in samples):
         return fit_attention_decode(samples, base)
     ops_list = [sample_ops(s) for s in samples]
+    if op_class == SSD and _spans_hyperparameters(ops_list):
+        return fit_ssd(samples, base)
     measured = np.array([float(s["time_s"]) for s in samples])
     eager = np.array([s.get("mode", "graph") == "eager" for s in samples])
     current = base.classes.get(op_class) or base.classes[ELEMENTWISE]  # a kernel family starts from its class
@@ -281,6 +365,11 @@ def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9
     program_waves = _spans_hyperparameters(ops_list) and all(ops[0].op_class == STATE_UPDATE for ops in ops_list)
     if program_waves:
         centre.update(wave_s=current.extra.get("wave_s", 0.5e-6), ctas_per_sm=4.0)
+    # Chunk kernels whose programs walk whole sequences (analytic.families.chunk_programs): samples at
+    # several program counts fix how many an SM holds.
+    sequence_programs = _spans_program_counts(ops_list)
+    if sequence_programs:
+        centre["ctas_per_sm"] = current.extra.get("ctas_per_sm", 1.0)
     span = {k: 8.0 for k in centre}
     span["ctas_per_sm"] = 1.0
     if op_class == ATTN_DECODE or program_waves:  # memory-bound: the FLOP rate never binds

@@ -49,7 +49,9 @@ COLLECTIVE_CLASSES = (ALLREDUCE, ALLGATHER)
 
 @dataclass(frozen=True)
 class Op:
-    """One kernel (or a short fixed run of kernels) of a layer's forward or decode step."""
+    """One kernel (or a short fixed run of kernels) of a layer's forward or decode step. `kernels` is an
+    int, or an array over the grid where the count depends on the point (a copy a wrapper skips at
+    batch 1, where a one-row slice is already contiguous)."""
 
     name: str
     op_class: str

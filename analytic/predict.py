@@ -132,7 +132,7 @@ def _op_rows(record: StepTime, with_step: bool, with_collectives: bool) -> pd.Da
     for o in record.ops:
         message = o.op.shape.get("message_bytes") if o.op.shape else None
         rows.append({"name": record.name, **tp_columns, "group": o.group, "op": o.op.name, "op_class": o.op_class,
-                     "count": o.count, "kernels": o.op.kernels * o.count,
+                     "count": o.count, "kernels": int(np.asarray(o.op.kernels).ravel()[0]) * o.count,
                      "flops": float(o.op.flops[0]) * o.count, "bytes": float(o.op.bytes_[0]) * o.count,
                      **({"message_bytes": 0.0 if message is None else float(message[0]) * o.count}
                         if with_collectives else {}),

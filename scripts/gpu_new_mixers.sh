@@ -12,6 +12,16 @@
 #   run(carry=[".gpu-mixers", ".whl"], command="source .gpu-mixers/activate.sh; \
 #       python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl; scripts/gpu_new_mixers.sh")
 # Logs go under $OUT (new-mixers.log, pytest.log, results.tgz).
+#
+# `scripts/gpu_new_mixers.sh families` re-measures the mamba3, gdn, mamba3_shapes and gdn_shapes kernel
+# families into a copy of the bundled calibration, $OUT/mixers-cal-$gpu.json, and prints their fits.
+# `scripts/gpu_new_mixers.sh holdout` (<= 3 min on an H100) measures only what no fit has seen: the
+# layers and small hybrids of benchmarks/whatif/new_mixers.toml and the 8B layers at off-grid points
+# (B 3,12 x L 1500,6000), prefill and decode, into $OUT/holdout-$gpu, then compares them with the bundled
+# calibration and with $CAL (default: what `families` wrote on this machine, /tmp/mixers-cal-$gpu.json).
+# It first re-times the sweep's B=1 L=512,2048 Mamba-3 prefill with the kernels already tuned (into
+# $OUT/recheck-$gpu): the sweep's B=1 L=512 point, taken right after the 55 s autotuning, was slower
+# than B=1 L=2048.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TRITON_CACHE_AUTOTUNING=1
@@ -23,7 +33,50 @@ LOG="$OUT/new-mixers.log"
 run() { timeout "${STAGE_S:-120}" python3 -m perfbench run --out "$RESULTS" --resume --target-ms 100 --rest-ms 200 "$@" \
         2>&1 | tail -n 4 | tee -a "$LOG"; }
 
-echo "== kernels" | tee "$LOG"
+if [ "${1:-}" = families ]; then  # the 8B families and the spreads (~4 min on an H100, most of it autotuning)
+  echo "== families $(date -u +%H:%M:%SZ)" | tee "$OUT/families.log"
+  timeout 420 python3 -m perfbench calibrate --refit analytic/calibrations/$gpu.json.gz \
+      --out "$OUT/mixers-cal-$gpu.json" --remeasure mamba3,gdn,mamba3_shapes,gdn_shapes 2>&1 | tee -a "$OUT/families.log" \
+      | grep -E "estimated|FAILED|fit (mamba3|gdn)|wrote" | tail -n 12
+  cp "$OUT/mixers-cal-$gpu.json" "/tmp/mixers-cal-$gpu.json" 2>/dev/null  # for a later holdout on this machine
+  exit 0
+fi
+
+if [ "${1:-}" = holdout ]; then
+  suite=benchmarks/whatif/new_mixers.toml
+  names() { python3 -c "import tomllib; print(','.join(tomllib.load(open('$suite','rb'))['$1']))"; }
+  RESULTS=$OUT/holdout-$gpu; LOG="$OUT/holdout.log"; mkdir -p "$RESULTS"
+  hold() { timeout "$1" python3 -m perfbench run --out "$RESULTS" --resume --no-nvtx --target-ms 60 --rest-ms 50 \
+           --models-file $suite "${@:2}" 2>&1 | grep -vE "^\s*$" | tail -n 3 | tee -a "$LOG"; }
+  echo "== holdout $(date -u +%H:%M:%SZ)" | tee "$LOG"
+  # The 8B Mamba-3 first: its chunk kernel autotunes here (~40 s), then the sweep's two small points again.
+  hold 70 --layer mamba3 --phase prefill --batch 3,12 --seqlen 1500,6000
+  timeout 20 python3 -m perfbench run --out "$OUT/recheck-$gpu" --no-nvtx --target-ms 60 --layer mamba3 \
+      --phase prefill --batch 1 --seqlen 512,2048 2>&1 | tail -n 2 | tee -a "$LOG"
+  hold 25 --layer gdn --phase prefill --batch 3,12 --seqlen 1500,6000
+  hold 20 --layer mamba3,gdn --phase decode --batch 3,12 --seqlen 1500,6000
+  layers=$(names layers); models=$(names models)
+  hold 60 --layer "$layers" --phase prefill --batch 3,12 --seqlen 1500,6000
+  hold 20 --layer "$layers" --phase decode --batch 3,12 --seqlen 1500,6000
+  hold 30 --model "$models" --phase prefill --batch 1,3 --seqlen 1500 --repeats 3 --warmup 1
+  hold 20 --model "$models" --phase decode --batch 3,12 --seqlen 1500,6000
+  echo "== recheck (bundled calibration)" | tee -a "$LOG"
+  python3 -m perfbench compare "$OUT/recheck-$gpu" --format csv 2>&1 | cut -d, -f1,5,9-13 | tee -a "$LOG"
+  echo "== holdout compare (bundled calibration)" | tee -a "$LOG"
+  python3 -m perfbench compare "$RESULTS" 2>&1 | tail -n 30 | tee -a "$LOG"
+  CAL=${CAL:-/tmp/mixers-cal-$gpu.json}
+  if [ -f "$CAL" ]; then
+    echo "== holdout compare ($CAL)" | tee -a "$LOG"
+    python3 -m perfbench compare "$RESULTS" --calibration "$CAL" 2>&1 | tail -n 30 | tee -a "$LOG"
+  fi
+  tar czf "$OUT/holdout-$gpu.tgz" -C "$OUT" "holdout-$gpu" "recheck-$gpu" 2>/dev/null
+  exit 0
+fi
+
+# Without a section name: every stage below; or name some of: sweep l2 models tests (e.g. `sweep models`).
+want() { [ $# -eq 0 ] && return 0; [ -z "$SECTIONS" ] && return 0; [[ " $SECTIONS " == *" $1 "* ]]; }
+SECTIONS="$*"
+echo "== kernels" | tee -a "$LOG"
 python3 - <<'PY' 2>&1 | tee -a "$LOG"
 import importlib
 for name in ("fla", "mamba_ssm", "causal_conv1d", "triton"):
@@ -41,24 +94,28 @@ except KernelUnavailable as exc:
     print(f"mamba3 MIMO: unavailable: {exc}")
 PY
 
+if want sweep; then
 echo "== layer sweep" | tee -a "$LOG"
 # GDN first: Mamba-3's prefill autotunes its chunk kernel (27 configs) on the first point.
 STAGE_S=75 run --layer gdn --phase prefill --batch 1,4,16 --seqlen 512,1k,2k,4k,8k,16k,32k
 STAGE_S=150 run --layer mamba3 --phase prefill --batch 1,4,16 --seqlen 512,1k,2k,4k,8k,16k,32k
 STAGE_S=100 run --layer mamba3,gdn --phase decode --batch 1,2,4,8,16,32,64,128 --seqlen 1k,8k,32k
 
-echo "== kernel families (into a copy of the bundled calibration)" | tee -a "$LOG"
-timeout 120 python3 -m perfbench calibrate --refit analytic/calibrations/$gpu.json.gz --out "$OUT/mixers-cal-$gpu.json" \
-    --remeasure mamba3,gdn 2>&1 | tee "$OUT/families.log" | grep -E "FAILED|total|wrote" | tail -n 4 | tee -a "$LOG"
+fi
 
+if want l2; then
 echo "== L2-resident GEMVs (small decode steps)" | tee -a "$LOG"
 timeout 60 python3 -m perfbench calibrate --refit analytic/calibrations/$gpu.json.gz --out "$OUT/l2-cal-$gpu.json" \
     --remeasure l2_resident 2>&1 | tee "$OUT/l2.log" | grep -E "FAILED|l2|wrote" | tail -n 6 | tee -a "$LOG"
 
+fi
+if want models; then
 echo "== models" | tee -a "$LOG"
 STAGE_S=75 run --model mamba3-hybrid-8b,gdn-hybrid-8b --phase decode --batch 1,16,64 --seqlen 4k
 STAGE_S=60 run --model mamba3-hybrid-8b,gdn-hybrid-8b --phase prefill --batch 1 --seqlen 1k,4k --repeats 3 --warmup 1
 
+fi
+if want tests; then
 echo "== GPU tests" | tee -a "$LOG"
 timeout 100 python3 -m pytest -q -p no:cacheprovider tests/test_new_mixers_gpu.py \
     tests/test_layers_gpu.py > "$OUT/pytest.log" 2>&1
@@ -66,9 +123,10 @@ tail -n 3 "$OUT/pytest.log" | tee -a "$LOG"
 timeout 40 python3 -m pytest -q -p no:cacheprovider tests/test_calibrate_gpu.py -k "l2_resident or host_probe" > "$OUT/pytest-cal.log" 2>&1
 tail -n 2 "$OUT/pytest-cal.log" | tee -a "$LOG"
 
-echo "== compare (datasheet roofline: the families are not calibrated yet)" | tee -a "$LOG"
+fi
+echo "== compare (datasheet roofline)" | tee -a "$LOG"
 python3 -m perfbench compare "$RESULTS" --calibration none 2>&1 | tail -n 30 | tee -a "$LOG"
 echo "== compare (bundled calibration; mamba3/gdn kernels at their class's ceilings)" | tee -a "$LOG"
 python3 -m perfbench compare "$RESULTS" 2>&1 | tail -n 30 | tee -a "$LOG"
 echo "== compare (with the mamba3/gdn families measured above)" | tee -a "$LOG"
-[ -f "$OUT/mixers-cal-$gpu.json" ] && python3 -m perfbench compare "$RESULTS" --calibration "$OUT/mixers-cal-$gpu.json" 2>&1 | tail -n 30 | tee -a "$LOG"
+[ -f "/tmp/mixers-cal-$gpu.json" ] && python3 -m perfbench compare "$RESULTS" --calibration "/tmp/mixers-cal-$gpu.json" 2>&1 | tail -n 30 | tee -a "$LOG"

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny specs of every layer kind and a tiny hybrid model, a CUDA guard, and a
-synthetic H100 results directory for the dashboard tests, and `unpack` for the gzipped captures
-in tests/data (stored compressed to keep the tracked tree small; the parsers read the real bytes)."""
+synthetic H100 results directory for the dashboard tests, `unpack` for the gzipped captures
+in tests/data (stored compressed to keep the tracked tree small; the parsers read the real bytes), and
+the bundled H100 calibration with the ceilings a fit starts from."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import pytest
 # (a 3-D nn.Linear took 15-30 ms instead of 0.01 ms with 2 threads under load). Set before torch loads.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from analytic.calibration import bundled_path, from_dict, read_calibration_data
+from analytic.efficiency import ceilings
+from analytic.hardware import get_gpu
 from models.specs import AttentionSpec, Mamba2Spec, MambaSpec, MLPSpec, ModelSpec
 
 
@@ -76,3 +80,15 @@ def synthetic_results_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("results") / "h100"
     write_run(path, synthetic_sweep())
     return path
+
+
+@pytest.fixture(scope="module")
+def h100_data():
+    """The bundled H100 calibration's raw dict."""
+    return read_calibration_data(bundled_path("h100"))
+
+
+@pytest.fixture(scope="module")
+def base(h100_data):
+    """The ceilings a fit starts from (no fitted classes), as fit_calibration builds them."""
+    return ceilings(get_gpu("h100"), from_dict({**h100_data, "op_classes": {}}, "fit"))

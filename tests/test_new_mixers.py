@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from analytic.costs import gdn as gdn_costs
+from analytic.costs import mamba3 as mamba3_costs
 from analytic.costs import layer_ops
 from analytic.ops import CONV1D, GEMM
 from models.registry import BUILTIN_MODELS, get_layer, get_model, load_models_toml
@@ -198,16 +199,18 @@ def test_gdn_prefill_conv_flops_match_flop_counter(torch):
     assert counted["convolution"] == pytest.approx(_analytic(spec, "prefill", 2, 6, CONV1D))
 
 
-def test_gdn_decode_step_flops_are_the_reference_matvecs_plus_its_elementwise_update(torch):
-    spec = SMALL["gdn"]
+@pytest.mark.parametrize("name,costs,step_op", [("gdn", gdn_costs, "gdn_fused_recurrent"),
+                                                ("mamba3", mamba3_costs, "mamba3_siso_step")])
+def test_decode_step_flops_are_the_reference_matvecs_plus_its_elementwise_update(torch, name, costs, step_op):
+    spec = SMALL[name]
     layer = _ref(torch, spec)
     cache = layer.allocate_cache(3, 10)
     counted = _counted(torch, lambda: layer.decode(torch.randn(3, 1, spec.d_model), cache))
-    state = 3 * spec.n_v_heads * spec.head_k_dim * spec.head_v_dim
-    ops = layer_ops(spec, "decode", np.array([3.0]), np.array([10.0]))
-    step = next(op for op in ops if op.name == "gdn_fused_recurrent")
-    assert counted["bmm"] == pytest.approx(gdn_costs.STEP_MATVEC_FLOPS * state)
-    assert float(step.flops[0]) == pytest.approx(counted["bmm"] + gdn_costs.STEP_ELEMENTWISE_FLOPS * state)
+    state = 3 * (spec.n_v_heads * spec.head_k_dim * spec.head_v_dim if name == "gdn"
+                 else spec.nheads * spec.headdim * spec.d_state)  # fp32 recurrent state elements
+    step = next(op for op in layer_ops(spec, "decode", np.array([3.0]), np.array([10.0])) if op.name == step_op)
+    assert counted["bmm"] == pytest.approx(costs.STEP_MATVEC_FLOPS * state)
+    assert float(step.flops[0]) == pytest.approx(counted["bmm"] + costs.STEP_ELEMENTWISE_FLOPS * state)
 
 
 @pytest.mark.parametrize("name", ["mamba3", "gdn"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from analytic.fit import spec_fields
 from models.specs import GatedDeltaNetSpec, Mamba3Spec
 
 pytestmark = pytest.mark.gpu
@@ -149,3 +150,25 @@ def test_calibration_family_measures_its_kernels(cuda, monkeypatch, family):
         for s in samples:
             predicted = sum(float(op_time(op, ceil)[0][0]) for op in sample_ops(s))
             assert 0.2 < predicted / s["time_s"] < 5.0, s
+
+
+@pytest.mark.parametrize("family", ["mamba3_shapes", "gdn_shapes"])
+def test_shape_family_measures_what_it_plans(cuda, monkeypatch, family):
+    """The spread trimmed to its first two specs (the 8B key and one more), one size and one batch: no
+    failure, every planned sample taken with a positive time and the exact spec it ran."""
+    _needs(family.split("_")[0])
+    from analytic.fit import sample_ops
+    from perfbench.calibration.bench import Timer
+    from perfbench.calibration.kernels import FAMILIES
+    from perfbench.calibration.run import measure_kernels
+
+    module = FAMILIES[family]
+    monkeypatch.setattr(module, "SPECS", module.SPECS[:2])
+    monkeypatch.setattr(module, "SIZES", module.SIZES[:1])
+    monkeypatch.setattr(module, "DECODE_BATCHES", module.DECODE_BATCHES[:1])
+    kernels = measure_kernels(cuda, Timer(cuda), log=lambda *_: None, only={family})
+    assert not kernels["failures"], kernels["failures"]
+    samples = kernels["samples"][family]
+    taken = sorted(repr((s["spec"], s["phase"], s["batch"], s["seqlen"])) for s in samples)
+    assert taken == sorted(repr((spec_fields(p["spec"]), p["phase"], p["batch"], p["seqlen"])) for p in module.plan())
+    assert all(s["time_s"] > 0 and sample_ops(s) for s in samples)

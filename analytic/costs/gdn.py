@@ -8,11 +8,12 @@ Prefill: in_proj GEMM d -> [q, k, v, z, b, a]; causal_conv1d (silu) over q, k, v
 q and k L2-normed (`l2norm_fwd`, two passes); beta = sigmoid(b); then the chunked delta rule
 (`chunk_gated_delta_rule_fwd`): the gate g = -exp(A_log) softplus(a + dt_bias) cumulated within each
 chunk (`gdn_gate_chunk_cumsum`, fp32) and three kernels, per token and value head:
-    intra (fused k k^T, solve_tril, recompute_w_u)
+    intra (`chunk_gated_delta_rule_fwd_intra` at C = 64: A zeroed, the fused kkt + solve_tril kernel,
+           recompute_w_u: 3 kernels; A is bf16)
           beta k k^T           2 C Dk
           (I + A)^-1           C^2 / 3   (the lower-triangular solve, per token)
           w = A (beta k e^g)   2 C Dk
-          u = A (beta v)       2 C Dv        writes w (Dk), u (Dv) and A (C, fp32)
+          u = A (beta v)       2 C Dv        writes w (Dk), u (Dv) and A (C)
     h     v_new = u - w h      2 Dk Dv
           h = e^g h + k^T v_new 2 Dk Dv      writes one bf16 (Dk, Dv) state per chunk and v_new
     o     q h                  2 Dk Dv
@@ -21,6 +22,13 @@ chunk (`gdn_gate_chunk_cumsum`, fp32) and three kernels, per token and value hea
 The per-chunk states are Hv Dk Dv / C elements per token (8K at the 8B shapes): as in Mamba-2's SSD,
 they outweigh the token's own q, k, v, so the cost model keeps them. Then the gated RMSNorm over Dv
 (`FusedRMSNormGated`, silu(z)) and out_proj GEMM.
+fla's `@input_guard` makes every tensor argument contiguous: q, k, v (strided slices of the conv's
+output, row stride conv_dim), the gate input a and beta's b (slices of the projection) before the
+chunk function, and z before the gated norm: 6 copy kernels (`fla_input_copies`).
+The state-passing kernel (`chunk_gated_delta_rule_fwd_kernel_h_blockdim64`, fla `ops/common/
+chunk_delta_h.py`) runs grid (cdiv(Dv, BV), B*Hv) with BV 64 on Hopper's shared memory, each program
+walking its sequence's chunks in turn: B*Hv*Dv/64 programs however long the sequence
+(analytic.families.chunk_programs). The other chunk kernels run one program per chunk.
 
 Decode: in_proj GEMM (M = batch); causal_conv1d_update on the (conv_dim, w) conv state; fla's
 `fused_recurrent_gated_delta_rule` kernel with L2 norm, gate and sigmoid inside, reading the fp32
@@ -28,6 +36,8 @@ Decode: in_proj GEMM (M = batch); causal_conv1d_update on the (conv_dim, w) conv
 h^T k (2 Dk Dv), the rank-1 update (2 Dk Dv), h^T q (2 Dk Dv): 7 Dk Dv flops; the layer copies the
 returned state into its cache (one more fp32 read and write; serving engines pass the cache as the
 output instead); the gated RMSNorm; out_proj GEMM. Nothing depends on the context length.
+The same 6 input copies run for batch > 1; at batch 1 the one-row slices are already contiguous
+and fla copies nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from analytic.ops import CONV1D, ELEMENTWISE, GDN_CHUNK, GDN_STEP, SSD, STATE_UP
 
 FP32 = 4
 RECURRENT_BV = 8  # fused_recurrent_gated_delta_rule_fwd: BV = min(8, next_power_of_2(V))
+STATE_PASSING_BV = 64  # chunk_gated_delta_rule_fwd_kernel_h_blockdim64: BV in {32, 64} autotuned; 64 fits Hopper
 STEP_MATVEC_FLOPS = 4.0  # per state element: h^T k and h^T q (2 each)
 STEP_ELEMENTWISE_FLOPS = 3.0  # per state element: h *= exp(g), h += k delta^T (a multiply and an add)
 
@@ -61,6 +72,12 @@ def _conv(spec, tokens: np.ndarray, e: int) -> Op:
               {"elements": tokens * cd, "hparams": {"channels": cd, "d_conv": w}})
 
 
+def _input_copies(spec, tokens: np.ndarray, e: int, kernels=6) -> Op:
+    """fla's `@input_guard` copies of q, k, v, a, b and z (module docstring): read and written once."""
+    elements = tokens * (2 * spec.key_dim + 2 * spec.value_dim + 2 * spec.n_v_heads)
+    return elementwise("fla_input_copies", elements, elements, 0.0, e, kernels=kernels)
+
+
 def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
     b = np.asarray(batch, dtype=np.float64)
     L = np.asarray(seqlen, dtype=np.float64)
@@ -74,14 +91,18 @@ def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
     return [
         gemm("in_proj", T, spec.d_in_proj, spec.d_model, e),
         _conv(spec, T, e),
+        _input_copies(spec, T, e),
         elementwise("qk_l2norm", 2 * T * kd, 2 * T * kd, 4.0, e, kernels=2),
         elementwise("beta_sigmoid", per_head, per_head, 4.0, FP32),
         # the gate -exp(A_log) softplus(a + dt_bias), cumulated within each chunk (fp32 out)
         Op("gdn_gate_cumsum", SSD, 8.0 * per_head, (e + FP32) * per_head, 1, ssd),
+        # torch.zeros of A, the fused kkt + solve_tril kernel, recompute_w_u: A (bf16, C a row) zeroed,
+        # written and read back
         Op("gdn_chunk_intra", SSD, per_head * (4.0 * C * K + 2.0 * C * V + C * C / 3.0),
-           e * T * (kd + vd) + FP32 * 2 * per_head + e * per_head * (K + V) + FP32 * per_head * C, 1, ssd),
+           e * T * (kd + vd) + FP32 * 2 * per_head + e * per_head * (K + V) + 3 * e * per_head * C, 3, ssd),
         Op("gdn_chunk_h", SSD, per_head * 4.0 * K * V,
-           e * T * kd + e * per_head * (K + V) + FP32 * per_head + e * states + e * T * vd, 1, ssd),
+           e * T * kd + e * per_head * (K + V) + FP32 * per_head + e * states + e * T * vd, 1,
+           {**ssd, "program_ctas": b * Hv * np.ceil(V / STATE_PASSING_BV)}),
         Op("gdn_chunk_o", SSD, per_head * (2.0 * K * V + 2.0 * C * K + 2.0 * C * V),
            e * T * 2 * kd + e * T * vd + e * states + FP32 * per_head + e * T * vd, 1, ssd),
         elementwise("gated_rmsnorm", 2 * T * vd, T * vd, 6.0, e),
@@ -98,6 +119,7 @@ def decode(spec, batch, seqlen, e: int = 2) -> list[Op]:
         gemm("in_proj", b, spec.d_in_proj, spec.d_model, e),
         Op("conv1d_update", CONV1D, 2.0 * w * b * cd, e * (2 * b * cd * w + 2 * b * cd + cd * w), 1,
            {"elements": b * cd * w, "written_bytes": e * b * cd * (w + 1), "hparams": {"channels": cd, "d_conv": w}}),
+        _input_copies(spec, b * (b > 1), e, kernels=np.where(b > 1, 6, 0)),  # one-row slices need no copy
         Op("gdn_fused_recurrent", STATE_UPDATE, (STEP_MATVEC_FLOPS + STEP_ELEMENTWISE_FLOPS) * state,
            2 * FP32 * state + e * b * (2 * kd + 2 * vd) + e * b * 2 * Hv + FP32 * 2 * Hv, 1,
            {"state_elements": state, "batch": b, "family": GDN_STEP, "cold_kernels": 1,

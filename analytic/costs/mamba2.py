@@ -35,7 +35,7 @@ def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
     di, cd = spec.d_inner, spec.conv_dim
     chunks = b * np.ceil(L / Q)
     state_elems = chunks * H * P * N
-    ssd = {"tokens": T, "chunks": chunks, "hparams": {"headdim": P, "d_state": N, "ngroups": G, "chunk_size": Q}}
+    ssd = {"tokens": T, "chunks": chunks, "state_bytes": FP32 * state_elems, "hparams": {"headdim": P, "d_state": N, "ngroups": G, "chunk_size": Q}}
     ops = [
         gemm("in_proj", T, spec.d_in_proj, spec.d_model, e),
         Op("conv1d", CONV1D, 2.0 * spec.d_conv * T * cd, e * 2 * T * cd + e * cd * spec.d_conv, 1,

@@ -60,3 +60,46 @@ def time_decode_step(bench: KernelBench, op_class: str, layer: str, op: str, bat
 def spec_sample(spec, sample: dict) -> dict:
     """A sample that records every field of the spec its kernel ran, so a refit times exactly its ops."""
     return {"layer": spec.kind, "kind": spec.kind, "spec": spec_fields(spec), **sample}
+
+
+@dataclass(frozen=True)
+class ChunkAndStep:
+    """A newer mixer's prefill chunk call and decode step, as a `*_shapes` spread times them: `chunk_call`
+    and `step_call` build a no-argument call at (spec, batch[, length]); `state_bytes` is what one step
+    streams (the rotation's footprint); `describe` labels a spec in the log."""
+
+    chunk_name: str
+    step_name: str
+    chunk_ops: tuple
+    step_ops: tuple
+    chunk_call: object
+    step_call: object
+    state_bytes: object
+    describe: object
+
+
+def chunk_and_step_plan(kernels: ChunkAndStep, specs, sizes, batches) -> list[dict]:
+    """Every sample `measure_chunk_and_step` takes, without its time."""
+    prefill = [{"spec": s, "phase": "prefill", "batch": b, "seqlen": L, "ops": list(kernels.chunk_ops), "mode": "eager"}
+               for s in specs for b, L in sizes]
+    decode = [{"spec": s, "phase": "decode", "batch": b, "seqlen": 1024, "ops": list(kernels.step_ops), "mode": "graph"}
+              for s in specs for b in batches]
+    return prefill + decode
+
+
+def measure_chunk_and_step(bench: KernelBench, key: str, kernels: ChunkAndStep, specs, sizes, batches) -> None:
+    """Each spec's chunk call at each (batch, length), eagerly, and its step at each batch on rotated
+    inputs (a cold L2, as in a decode step), replayed as a graph: samples under `key`, each with its spec."""
+    torch, timer = bench.torch, bench.timer
+    for spec in specs:
+        for b, L in sizes:
+            t = timer(kernels.chunk_call(torch, spec, b, L), graph=False)
+            bench.add_spec(key, spec, {"phase": "prefill", "batch": b, "seqlen": L, "ops": list(kernels.chunk_ops),
+                                       "time_s": t})
+            bench.log(f"  {kernels.chunk_name} {kernels.describe(spec)} b={b} L={L}: {t * 1e3:.3f} ms")
+        for b in batches:
+            run_all, copies = rotation(lambda b=b: kernels.step_call(torch, spec, b), kernels.state_bytes(spec, b))
+            t = timer(run_all) / copies
+            bench.add_spec(key, spec, {"phase": "decode", "batch": b, "seqlen": 1024, "ops": list(kernels.step_ops),
+                                       "time_s": t})
+            bench.log(f"  {kernels.step_name} {kernels.describe(spec)} b={b}: {t * 1e6:.1f} us")
