@@ -391,11 +391,14 @@ def _attention_decode_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarr
     return latency_s + np.maximum(mem_s, cmp_s), np.where(cmp_s > mem_s, COMPUTE, MEMORY)
 
 
-def ssd_time(op: Op, c: ClassCeiling) -> tuple[np.ndarray, np.ndarray]:
-    """An SSD kernel: its roofline on the head-dim tiles' work, slowed once its fp32 chunk states
-    outgrow the calibrated working set (analytic.families.ssd; without those terms, the plain roofline)."""
+def ssd_time(op: Op, c: ClassCeiling, sm_count: int) -> tuple[np.ndarray, np.ndarray]:
+    """A chunked-scan kernel (class SSD): its roofline on the head-dim tiles' work, stretched where its
+    sequence-long programs leave SM slots idle (Mamba-3's chunk kernel, fla's state passing:
+    analytic.families.chunk_programs), slowed once its fp32 chunk states outgrow the calibrated working
+    set (analytic.families.ssd); without those terms, the plain roofline."""
     work = op.flops * ssd_family.headdim_factor(op, c.extra.get(ssd_family.HEADDIM_TILE_WEIGHT, 0.0))
     roof, bound = _roofline(op, c, work)
+    roof = roof * program_fill(op, c.extra.get(CTAS_PER_SM, 1.0), sm_count)
     slow = ssd_family.working_set_factor(op, c.extra.get(ssd_family.WORKING_SET_BYTES, 0.0),
                                          c.extra.get(ssd_family.WORKING_SET_SLOWDOWN, 0.0))
     return (c.t0_s * op.kernels + roof) * slow, bound
@@ -732,7 +735,7 @@ def op_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
     elif op.op_class == ATTN_DECODE:
         t, bound = _attention_decode_time(op, ceil)
     elif op.op_class == SSD:
-        t, bound = ssd_time(op, op_ceiling(op, ceil))
+        t, bound = ssd_time(op, op_ceiling(op, ceil), ceil.gpu.sm_count)
     else:
         c = op_ceiling(op, ceil)
         roof, bound = _roofline(op, c, op.flops)
