@@ -13,7 +13,7 @@ import sys
 
 from analytic.calibration import read_calibration_data, write_calibration_data
 from perfbench.calibration.from_log import recover_samples, with_recovered
-from perfbench.errors import PerfbenchError
+from perfbench.errors import USER_ERRORS, PerfbenchError
 
 
 def main(argv=None) -> int:
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
             raise PerfbenchError(f"{args.log}: no kernel family's samples in it")
         data = with_recovered(read_calibration_data(args.into), recovered, args.created, args.log)
         write_calibration_data(args.out, data)
-    except (PerfbenchError, OSError) as exc:
+    except (*USER_ERRORS, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for r in recovered:
