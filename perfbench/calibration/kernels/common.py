@@ -47,7 +47,8 @@ class KernelBench:
 def time_decode_step(bench: KernelBench, op_class: str, layer: str, op: str, batch: int, make_call,
                      footprint_bytes: float) -> float:
     """One decode-step kernel at `batch`, on enough independent input sets (`make_call`) to span the
-    rotation (a cold L2, as in a step), timed as a CUDA graph and eagerly: one sample each."""
+    rotation (a cold L2, as in a step), timed as a CUDA graph and eagerly: one sample each. The log line
+    shows the eager time only (a log-recovered run has no graph samples: calibration/from_log.py)."""
     run_all, copies = rotation(make_call, footprint_bytes)
     for graph in (True, False):
         t = bench.timer(run_all, graph=graph) / copies
@@ -79,12 +80,15 @@ class ChunkAndStep:
 
 
 def chunk_and_step_plan(kernels: ChunkAndStep, specs, sizes, batches) -> list[dict]:
-    """Every sample `measure_chunk_and_step` takes, without its time."""
-    prefill = [{"spec": s, "phase": "prefill", "batch": b, "seqlen": L, "ops": list(kernels.chunk_ops), "mode": "eager"}
-               for s in specs for b, L in sizes]
-    decode = [{"spec": s, "phase": "decode", "batch": b, "seqlen": 1024, "ops": list(kernels.step_ops), "mode": "graph"}
-              for s in specs for b in batches]
-    return prefill + decode
+    """Every sample `measure_chunk_and_step` takes, without its time, in the order it takes them (each
+    spec's prefills, then its steps: a killed run's log pairs with it line by line, calibration/from_log.py)."""
+    plan = []
+    for s in specs:
+        plan += [{"spec": s, "phase": "prefill", "batch": b, "seqlen": L, "ops": list(kernels.chunk_ops),
+                  "mode": "eager"} for b, L in sizes]
+        plan += [{"spec": s, "phase": "decode", "batch": b, "seqlen": 1024, "ops": list(kernels.step_ops),
+                  "mode": "graph"} for b in batches]
+    return plan
 
 
 def measure_chunk_and_step(bench: KernelBench, key: str, kernels: ChunkAndStep, specs, sizes, batches) -> None:

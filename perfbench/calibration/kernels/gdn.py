@@ -19,6 +19,8 @@ DECODE_BATCHES = (1, 3, 12, 48, 96)
 # input copies are elementwise passes, timed at their class).
 CHUNK_OPS = ["gdn_gate_cumsum", "gdn_chunk_intra", "gdn_chunk_h", "gdn_chunk_o"]
 STEP_OPS = ["gdn_fused_recurrent"]
+# The kernel each phase's log line names (calibration/from_log.py reads a killed run's log back).
+LOG_NAMES = {"prefill": "chunk_gated_delta_rule", "decode": STEP_OPS[0]}
 # The first calls autotune fla's chunk kernels (4 to 12 configurations each) for the 8B key: an estimate,
 # no first-call time of fla's kernels is recorded yet.
 SETUP_S = 15.0
@@ -77,7 +79,7 @@ def measure(bench: KernelBench) -> None:
         t = timer(chunk_call(torch, spec, b, L), graph=False)
         bench.add(GDN_CHUNK, {"layer": "gdn", "phase": "prefill", "batch": b, "seqlen": L, "ops": CHUNK_OPS,
                               "time_s": t})
-        bench.log(f"  chunk_gated_delta_rule b={b} L={L}: {t * 1e3:.3f} ms")
+        bench.log(f"  {LOG_NAMES['prefill']} b={b} L={L}: {t * 1e3:.3f} ms")
     for b in DECODE_BATCHES:
         time_decode_step(bench, GDN_STEP, "gdn", STEP_OPS[0], b, lambda b=b: step_call(torch, spec, b),
                          state_bytes(spec, b))

@@ -19,6 +19,8 @@ CLASSES = (MAMBA3_CHUNK, MAMBA3_STEP)
 DECODE_BATCHES = (1, 3, 12, 48, 96)
 CHUNK_OPS = ["chunk_state_zeros", "mamba3_siso_fwd"] if STORES_BACKWARD_STATES else ["mamba3_siso_fwd"]
 STEP_OPS = ["mamba3_siso_step"]
+# The kernel each phase's log line names (calibration/from_log.py reads a killed run's log back).
+LOG_NAMES = {"prefill": "mamba3_siso_fwd", "decode": STEP_OPS[0]}
 # The first prefill call autotunes mamba3_siso_fwd's 27 configurations for the 8B key: about 40 s on an H100
 # (the layer's first call took 55 s with angle_dt's 9; results h100-new-mixers `first_call_ms`).
 SETUP_S = 40.0
@@ -85,7 +87,7 @@ def measure(bench: KernelBench) -> None:
         t = timer(prefill_call(torch, spec, b, L), graph=False)
         bench.add(MAMBA3_CHUNK, {"layer": "mamba3", "phase": "prefill", "batch": b, "seqlen": L, "ops": CHUNK_OPS,
                                  "time_s": t})
-        bench.log(f"  mamba3_siso_fwd b={b} L={L}: {t * 1e3:.3f} ms")
+        bench.log(f"  {LOG_NAMES['prefill']} b={b} L={L}: {t * 1e3:.3f} ms")
     for b in DECODE_BATCHES:
         time_decode_step(bench, MAMBA3_STEP, "mamba3", STEP_OPS[0], b, lambda b=b: step_call(torch, spec, b),
                          state_bytes(spec, b))
