@@ -48,8 +48,8 @@ import numpy as np
 from analytic.calibration import Calibration
 from analytic.families import attention_decode as flash_decode
 from analytic.families import attention_prefill as flash_prefill
-from analytic.families.chunk_programs import CTAS_PER_SM, program_fill
 from analytic.families import ssd as ssd_family
+from analytic.families.chunk_programs import CTAS_PER_SM, program_fill
 from analytic.families.selective_scan import BLOCK_SLOTS, STATE_OVERHEAD, scan_work
 from analytic.families.state_update import wave_latency_s
 from analytic.gemm_model import GEMM_TILE_M, GEMM_TILE_N, GemmModel, build_gemm_model
@@ -739,8 +739,7 @@ def op_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarray]:
     else:
         c = op_ceiling(op, ceil)
         roof, bound = _roofline(op, c, op.flops)
-        # sequence-long programs (Mamba-3's chunk kernel, fla's state passing) leave slots idle
-        t = c.t0_s * op.kernels + roof * program_fill(op, c.extra.get(CTAS_PER_SM, 1.0), ceil.gpu.sm_count)
+        t = c.t0_s * op.kernels + roof
         if op.op_class == STATE_UPDATE:  # each wave of programs waits on its loads (families.state_update)
             t = t + wave_latency_s(op, c.extra.get("ctas_per_sm", 1.0), c.extra.get("wave_s", 0.0), ceil.gpu.sm_count)
     launch_s = op_ceiling(op, ceil).t0_s * op.kernels

@@ -18,6 +18,9 @@ from analytic.ops import ADD_NORM
 from models.registry import BUILTIN_MODELS, PAPER_MODELS
 from models.specs import ModelSpec, SpecError
 
+# The key of the fused add + norm's host launch chain in a calibration (`host/add_norm/prefill`, ...),
+# sampled beside the layers' chains (perfbench/calibration/host.py).
+ADD_NORM_CHAIN = "add_norm"
 # Launch figures that are the host's (not the GPU's): they scale with the host's speed and are pooled
 # across leases with the layer chains (perfbench/calibration/host.py).
 HOST_FIGURES = ("eager_kernel_s", "graph_replay_s", "graph_launch_period_s")
@@ -69,10 +72,6 @@ def host_spread(calibration: Calibration | None) -> tuple[float, float] | None:
         return None
     deciles = statistics.quantiles(logs, n=10, method="inclusive")
     return deciles[0], deciles[-1]
-
-# The key of the fused add + norm's host launch chain in a calibration (`host/add_norm/prefill`, ...),
-# sampled beside the layers' chains (perfbench/calibration/host.py).
-ADD_NORM_CHAIN = "add_norm"
 
 
 def host_key(layer_spec) -> str:
