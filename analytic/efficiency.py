@@ -49,7 +49,8 @@ from analytic.calibration import Calibration
 from analytic.families import attention_decode as flash_decode
 from analytic.families import attention_prefill as flash_prefill
 from analytic.families import ssd as ssd_family
-from analytic.families.chunk_programs import CTAS_PER_SM, program_fill
+from analytic.families.chunk_programs import (CHUNK_LATENCY, CTAS_PER_SM, PROGRAM_BUDGET, program_fill,
+                                              sequence_program_time, sequence_programs)
 from analytic.families.selective_scan import BLOCK_SLOTS, STATE_OVERHEAD, scan_work
 from analytic.families.state_update import wave_latency_s
 from analytic.gemm_model import GEMM_TILE_M, GEMM_TILE_N, GemmModel, build_gemm_model
@@ -63,7 +64,7 @@ COMPUTE, MEMORY, LAUNCH = 0, 1, 2
 BOUND_LABELS = ("compute", "memory", "launch")
 EXTRA_PARAMS = ("bw_per_cta_bytes_s", "bw_nosplit_bytes_s", "ctas_per_sm", "combine_s", "combine_per_split_s", "wave_s", "flops_s_512", "flops_s_1024", "flops_s_2048",
                 "flops_s_uneven", "rate_table", STATE_OVERHEAD, BLOCK_SLOTS, flash_prefill.SCORE_RATE,
-                *ssd_family.PARAMS, flash_decode.CTA_SCORE_S)
+                *ssd_family.PARAMS, flash_decode.CTA_SCORE_S, PROGRAM_BUDGET, CHUNK_LATENCY)
 
 
 @dataclass(frozen=True)
@@ -398,7 +399,13 @@ def ssd_time(op: Op, c: ClassCeiling, sm_count: int) -> tuple[np.ndarray, np.nda
     set (analytic.families.ssd); without those terms, the plain roofline."""
     work = op.flops * ssd_family.headdim_factor(op, c.extra.get(ssd_family.HEADDIM_TILE_WEIGHT, 0.0))
     roof, bound = _roofline(op, c, work)
-    roof = roof * program_fill(op, c.extra.get(CTAS_PER_SM, 1.0), sm_count)
+    if PROGRAM_BUDGET in c.extra and sequence_programs(op):
+        programs = sequence_program_time(op, work, c.flops_s, c.extra[PROGRAM_BUDGET],
+                                         c.extra.get(CHUNK_LATENCY, 0.0), sm_count)
+        memory = op.bytes_ / c.bw_bytes_s
+        roof, bound = np.maximum(programs, memory), np.where(programs > memory, COMPUTE, MEMORY)
+    else:
+        roof = roof * program_fill(op, c.extra.get(CTAS_PER_SM, 1.0), sm_count)
     slow = ssd_family.working_set_factor(op, c.extra.get(ssd_family.WORKING_SET_BYTES, 0.0),
                                          c.extra.get(ssd_family.WORKING_SET_SLOWDOWN, 0.0))
     return (c.t0_s * op.kernels + roof) * slow, bound

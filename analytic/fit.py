@@ -19,6 +19,7 @@ from analytic.efficiency import (ATTN_DECODE_LATENCIES, EXTRA_PARAMS, ClassCeili
                                  attention_decode_latency_counts, attention_decode_plan, attention_decode_stream_s,
                                  attention_prefill_compute_s, host_time, op_time, prefill_slots)
 from analytic.families import attention_decode as flash_decode
+from analytic.families import chunk_programs
 from analytic.families import ssd as ssd_family
 from analytic.families.attention_prefill import SCORE_RATE, TILE
 from analytic.families.selective_scan import BLOCK_SLOTS, STATE_OVERHEAD, scan_work
@@ -272,6 +273,81 @@ def _spans_program_counts(ops_list: list[list[Op]]) -> bool:
     return len(counts) > 1
 
 
+def _program_footprints(ops_list: list[list[Op]]) -> set[float]:
+    """The distinct on-chip footprints of the samples' sequence-long programs (analytic.families.chunk_programs)."""
+    return {float(np.asarray(op.shape["program_bytes"]).ravel()[0])
+            for ops in ops_list for op in ops if chunk_programs.sequence_programs(op)}
+
+
+PROGRAM_LATENCIES = (0.0, *np.geomspace(0.25e-6, 32e-6, 29))
+
+
+def fit_sequence_programs(op_class: str, samples: list[dict], base: Ceilings) -> dict:
+    """A kernel family whose programs walk whole sequences, sampled at several footprints (Mamba-3's
+    chunk kernel at d_state 64 and 128, fla's state passing): the on-chip budget that sets how many
+    programs an SM holds, each chunk's fixed latency, the FLOP rate of one program an SM, and the launch
+    floor, byte ceiling and host dispatch, on a grid (analytic.families.chunk_programs).
+
+    The budget only matters at multiples of the sampled footprints, so those are its candidates. The
+    loss is the mean |relative error|, as for SSD (fit_ssd says why)."""
+    ops_list = [sample_ops(s) for s in samples]
+    measured = np.array([float(s["time_s"]) for s in samples])
+    eager = np.array([s.get("mode", "graph") == "eager" for s in samples])
+    sm = base.gpu.sm_count
+    ours = [[op for op in ops if op.shape and op.shape.get("family", op.op_class) == op_class] for ops in ops_list]
+    others = [[op for op in ops if all(op is not o for o in own)] for ops, own in zip(ops_list, ours)]
+    fixed = np.array([sum(float(op_time(op, base)[0][0]) for op in rest) for rest in others])
+    others_host = np.array([sum(host_time(op, base) for op in rest) for rest in others])
+    n_own = np.array([float(sum(op.kernels for op in own)) for own in ours])
+    flat = [(i, op) for i, own in enumerate(ours) for op in own]
+    rows = np.array([i for i, _ in flat])
+    bytes_ = np.array([float(op.bytes_[0]) for _, op in flat])
+    work = np.array([float(op.flops[0]) for _, op in flat])
+    kernels = np.array([float(op.kernels) for _, op in flat])
+    is_prog = np.array([chunk_programs.sequence_programs(op) for _, op in flat])
+    footprints = sorted(_program_footprints(ops_list))
+    budgets = sorted({f * m * 1.0001 for f in footprints for m in range(1, chunk_programs.MAX_SLOTS + 1)})
+    t0s, bws, rates, hosts = ssd_grids(base)
+    rates = np.geomspace(base.gemm_peak_flops / 400, base.gemm_peak_flops / 2, 60)
+    hosts = hosts if eager.any() else np.array([0.0])
+
+    def per_sample(op_s):  # (..., op) -> (..., sample)
+        out = np.zeros(op_s.shape[:-1] + (len(samples),))
+        np.add.at(np.moveaxis(out, -1, 0), rows, np.moveaxis(op_s, -1, 0))
+        return out
+
+    best = None
+    for budget in budgets:
+        prog_unit = np.zeros(len(flat))  # waves x chunks: seconds per unit of chunk latency
+        prog_work = work.copy()  # FLOP-seconds at rate 1 (waves x chunks x per-chunk FLOPs x SMs)
+        for j, (_, op) in enumerate(flat):
+            if is_prog[j]:
+                prog_unit[j] = float(chunk_programs.sequence_program_time(op, op.flops, 1.0, budget, 1.0, sm)[0]
+                                     - chunk_programs.sequence_program_time(op, op.flops, 1.0, budget, 0.0, sm)[0])
+                prog_work[j] = float(chunk_programs.sequence_program_time(op, op.flops, 1.0, budget, 0.0, sm)[0])
+        for latency in PROGRAM_LATENCIES:
+            compute = prog_unit * latency + prog_work / rates[:, None]  # (rate, op)
+            mem = bytes_[None, :] / bws[:, None]  # (bw, op)
+            for t0 in t0s:
+                op_s = t0 * kernels + np.maximum(compute[:, None, :], mem[None, :, :])  # (rate, bw, op)
+                gpu = per_sample(op_s) + fixed  # (rate, bw, sample)
+                host = hosts[:, None] * n_own[None, :] + others_host[None, :]  # (host, sample)
+                pred = np.where(eager, np.maximum(gpu[:, :, None, :], host[None, None]), gpu[:, :, None, :])
+                err = np.mean(np.abs(pred / measured - 1.0), axis=-1)  # (rate, bw, host)
+                i, j, k = np.unravel_index(int(np.argmin(err)), err.shape)
+                if best is None or err[i, j, k] < best[0]:
+                    best = (float(err[i, j, k]), {"t0_s": float(t0), "bw_bytes_s": float(bws[j]),
+                                                  "flops_s": float(rates[i]), "host_s": float(hosts[k]),
+                                                  chunk_programs.PROGRAM_BUDGET: float(budget),
+                                                  chunk_programs.CHUNK_LATENCY: float(latency)})
+    params = best[1]
+    if not eager.any():
+        params.pop("host_s")
+    rel = (_predict(ops_list, eager, base, op_class, _candidate(params)) - measured) / measured
+    return {**params, "n_samples": len(samples), "fit_median_abs_err": float(np.median(np.abs(rel))),
+            "fit_max_abs_err": float(np.max(np.abs(rel)))}
+
+
 SSD_TILE_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 SSD_WORKING_SETS = tuple(np.geomspace(0.5e9, 4e9, 7))  # bytes of fp32 chunk states
 SSD_SLOWDOWNS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
@@ -349,6 +425,8 @@ def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9
     ops_list = [sample_ops(s) for s in samples]
     if op_class == SSD and _spans_hyperparameters(ops_list):
         return fit_ssd(samples, base)
+    if len(_program_footprints(ops_list)) > 1:
+        return fit_sequence_programs(op_class, samples, base)
     measured = np.array([float(s["time_s"]) for s in samples])
     eager = np.array([s.get("mode", "graph") == "eager" for s in samples])
     current = base.classes.get(op_class) or base.classes[ELEMENTWISE]  # a kernel family starts from its class

@@ -15,7 +15,7 @@ from analytic.ops import ATTN_DECODE, SSU_MAMBA1, STATE_UPDATE
 from models.registry import BUILTIN_LAYERS
 from perfbench.calibration.bench import ROTATE_BYTES, rotation
 from perfbench.calibration.run import samples_by_family
-from perfbench.calibration.host import host_figures, pooled_host_figures, with_host_samples
+from perfbench.calibration.host import host_figures, pooled_host_figures, with_host_samples, with_more_host_samples
 from perfbench.errors import PerfbenchError
 
 
@@ -176,3 +176,37 @@ def test_a_calibration_holds_the_layer_and_the_whole_model_chains(monkeypatch):
     monkeypatch.setattr(host_chain, "measure_model_host", lambda torch, log: {"host/mamba2-8b/prefill": [0.1]})
     assert host_chain.measure_host_chains(None, print) == {"host/mlp/prefill": [1e-4],
                                                            "host/mamba2-8b/prefill": [0.1]}
+
+
+def test_a_new_layers_host_chains_join_the_file_beside_the_others():
+    old = {**_cal("a"), "host_samples": {"host/mamba2/prefill": [1.3e-3]}, "host_probes": [{"launch_s": 3e-6}]}
+    out = with_more_host_samples(old, {"host/mamba3/prefill": [1.0e-3, 1.4e-3, 1.1e-3]}, {"launch_s": 4e-6})
+    assert out["launch"]["host/mamba3/prefill"] == pytest.approx(1.1e-3)
+    assert out["launch"]["host/mamba2/prefill"] == old["launch"]["host/mamba2/prefill"]  # kept
+    assert set(out["host_samples"]) == {"host/mamba2/prefill", "host/mamba3/prefill"}
+    assert out["host_probes"] == [{"launch_s": 3e-6}, {"launch_s": 4e-6}]
+
+
+def test_only_the_named_layers_host_chains_are_timed(monkeypatch):
+    import perfbench.calibration.host as host_chain
+
+    seen = {}
+    monkeypatch.setattr(host_chain, "measure_layer_host", lambda torch, log, names=None: seen.setdefault("names", names) and {})
+    monkeypatch.setattr(host_chain, "measure_model_host", lambda torch, log: seen.setdefault("models", True) and {})
+    host_chain.measure_host_chains(None, print, layers=["mamba3"])
+    assert seen == {"names": ["mamba3"]}
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--layer", "mamba3,nope"], "unknown layer"),
+    (["--model", "mamba2-8b"], "--remeasure host --layer"),
+])
+def test_host_chains_of_some_layers_take_built_in_layers_only(args, says):
+    from typer.testing import CliRunner
+    from perfbench.cli import app
+
+    from models.specs import SpecError
+
+    result = CliRunner().invoke(app, ["calibrate", "--refit", str(bundled_path("h100")), "--remeasure", "host", *args])
+    # perfbench.cli.main prints either as one "error:" line and exits 2
+    assert isinstance(result.exception, (PerfbenchError, SpecError)) and says in str(result.exception)

@@ -14,7 +14,8 @@ from analytic.calibration import load_calibration, write_calibration_data
 from analytic.costs import layer_ops
 from analytic.coverage import INSIDE, OUTSIDE, CoverageIndex
 from analytic.efficiency import ClassCeiling, host_time, op_time
-from analytic.families.chunk_programs import wave_fill
+from analytic.families import chunk_programs
+from analytic.families.chunk_programs import CHUNK_LATENCY, PROGRAM_BUDGET, wave_fill
 from analytic.fit import fit_class, sample_ops
 from analytic.ops import GDN_CHUNK, GDN_STEP, MAMBA3_CHUNK, MAMBA3_STEP
 from models.registry import BUILTIN_LAYERS, load_models_file
@@ -145,8 +146,9 @@ def test_shape_samples_survive_a_calibration_file_round_trip(tmp_path, h100_data
     assert index.of(inside) == INSIDE and index.of(outside) == OUTSIDE
 
 
-def test_chunk_fit_recovers_rate_bandwidth_and_programs_per_sm_from_synthetic_samples(base):
-    truth = ClassCeiling(4e-6, 2.0e12, 60e12, {"ctas_per_sm": 2.0}, 30e-6)
+def test_chunk_fit_recovers_the_program_budget_latency_and_rate_from_synthetic_samples(base):
+    d128 = chunk_programs.program_bytes(64 * 128 + 64 * 64, 64 * (2 * 128 + 64), 2)
+    truth = ClassCeiling(4e-6, 2.0e12, 50e12, {PROGRAM_BUDGET: 1.5 * d128, CHUNK_LATENCY: 3e-6}, 30e-6)
     ceil = replace(base, classes={**base.classes, MAMBA3_CHUNK: truth})
     samples = []
     for stub in mamba3_shapes.plan():
@@ -156,10 +158,33 @@ def test_chunk_fit_recovers_rate_bandwidth_and_programs_per_sm_from_synthetic_sa
         gpu_s = sum(float(op_time(op, ceil)[0][0]) for op in ops)
         samples.append({**sample, "time_s": max(gpu_s, sum(host_time(op, ceil) for op in ops))})
     fitted = fit_class(MAMBA3_CHUNK, samples, base)
-    assert fitted["ctas_per_sm"] == 2.0
-    assert fitted["flops_s"] == pytest.approx(truth.flops_s, rel=0.1)
-    assert fitted["bw_bytes_s"] == pytest.approx(truth.bw_bytes_s, rel=0.1)
-    assert fitted["fit_median_abs_err"] < 0.05
+    for footprint in sorted(_footprints(samples)):  # the same programs an SM at every sampled d_state
+        assert chunk_programs.resident_programs(footprint, fitted[PROGRAM_BUDGET]) == \
+            chunk_programs.resident_programs(footprint, truth.extra[PROGRAM_BUDGET])
+    assert fitted[CHUNK_LATENCY] == pytest.approx(3e-6, rel=0.15)
+    assert fitted["flops_s"] == pytest.approx(truth.flops_s, rel=0.15)
+    assert fitted["fit_median_abs_err"] < 0.03
+
+
+def _footprints(samples) -> set:
+    return {float(op.shape["program_bytes"]) for s in samples for op in sample_ops(s)
+            if chunk_programs.sequence_programs(op)}
+
+
+def test_an_sm_holds_fewer_sequence_programs_as_their_state_grows():
+    ops = {n: _ops(replace(MAMBA3, d_state=n), "prefill", 8)["mamba3_siso_fwd"] for n in (32, 64, 128, 256)}
+    budget = 1.2e5
+    slots = [float(chunk_programs.resident_programs(ops[n].shape["program_bytes"], budget)) for n in (32, 64, 128, 256)]
+    assert slots == sorted(slots, reverse=True) and slots[-1] == 1.0 and slots[0] > slots[-1]
+
+
+def test_a_program_past_the_resident_slots_adds_a_whole_wave():
+    op = _ops(MAMBA3, "prefill", 1, 4096)["mamba3_siso_fwd"]
+    budget = float(op.shape["program_bytes"]) * 1.01  # one program an SM
+    one = chunk_programs.sequence_program_time(op, op.flops, 1e30, budget, 3e-6, sm_count=132)
+    two = chunk_programs.sequence_program_time(op, op.flops, 1e30, budget, 3e-6, sm_count=MAMBA3.nheads - 1)
+    assert float(one[0]) == pytest.approx(4096 / MAMBA3.chunk_size * 3e-6)  # one wave: each chunk's latency in turn
+    assert float(two[0]) == pytest.approx(2 * float(one[0]))
 
 
 def test_a_gdn_spec_off_the_spread_still_costs_its_kernels():

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from analytic.families.chunk_programs import program_bytes
 from analytic.ops import CONV1D, ELEMENTWISE, GDN_CHUNK, GDN_STEP, SSD, STATE_UPDATE, Op, elementwise, gemm
 
 FP32 = 4
@@ -102,7 +103,9 @@ def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
            e * T * (kd + vd) + FP32 * 2 * per_head + e * per_head * (K + V) + 3 * e * per_head * C, 3, ssd),
         Op("gdn_chunk_h", SSD, per_head * 4.0 * K * V,
            e * T * kd + e * per_head * (K + V) + FP32 * per_head + e * states + e * T * vd, 1,
-           {**ssd, "program_ctas": b * Hv * np.ceil(V / STATE_PASSING_BV)}),
+           {**ssd, "program_ctas": b * Hv * np.ceil(V / STATE_PASSING_BV), "program_chunks": np.ceil(L / C),
+            # the (K, BV) fp32 state; one chunk's w, k (C, K) and u (C, BV) tiles
+            "program_bytes": program_bytes(K * STATE_PASSING_BV, C * (2 * K + STATE_PASSING_BV), e)}),
         Op("gdn_chunk_o", SSD, per_head * (2.0 * K * V + 2.0 * C * K + 2.0 * C * V),
            e * T * 2 * kd + e * T * vd + e * states + FP32 * per_head + e * T * vd, 1, ssd),
         elementwise("gated_rmsnorm", 2 * T * vd, T * vd, 6.0, e),

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from analytic.families.chunk_programs import program_bytes
 from analytic.ops import (ELEMENTWISE, MAMBA3_CHUNK, MAMBA3_MIMO_CHUNK, MAMBA3_STEP, SSD, STATE_UPDATE, Op,
                           elementwise, gemm)
 
@@ -109,7 +110,8 @@ def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
     L = np.asarray(seqlen, dtype=np.float64)
     T = b * L
     H, P, N, S, G = spec.nheads, spec.headdim, spec.d_state, spec.num_rope_angles, spec.ngroups * spec.mimo_rank
-    chunks = b * np.ceil(L / spec.chunk_size)
+    Q = spec.chunk_size
+    chunks = b * np.ceil(L / Q)
     core_bytes = (e * T * 2 * G * N + FP32 * T * H * S + T * H * (FP32 + e + FP32)  # B, C, angles, DT, trap, ADT
                   + 2 * (2 * e * T * H * N) + 4 * FP32 * T * H  # q, k stored and read back; qk, scale, gamma
                   + 3 * e * T * H * P)  # x, z read; y written
@@ -126,7 +128,8 @@ def prefill(spec, batch, seqlen, e: int = 2) -> list[Op]:
         *store_zeros,
         Op(name, SSD, T * H * chunk_flops_per_token_head(spec), core_bytes, 1,
            {"tokens": T, "chunks": chunks, "family": family, "hparams": _hparams(spec, chunk=True),
-            "program_ctas": b * H}),  # grid (nheads, batch): analytic.families.chunk_programs
+            "program_ctas": b * H, "program_chunks": np.ceil(L / Q),  # grid (nheads, batch)
+            "program_bytes": program_bytes(P * N + Q * Q, Q * (2 * N + P), e)}),  # the (P, N) state, scores; q, k, v
         gemm("out_proj", T, spec.d_model, spec.d_inner, e),
     ]
 

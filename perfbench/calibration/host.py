@@ -43,12 +43,15 @@ HOST_PROVENANCE = ("host_figures_best_of", HOST_POOLED_FROM)  # which leases the
 HOST_PROBES = "host_probes"  # one `perfbench.measure.host_probe` per lease whose windows the file holds
 
 
-def measure_host_chains(torch, log) -> dict[str, list[float]]:
-    """Every chain a calibration holds: the layers' and the add + norm's, then the paper models' whole."""
+def measure_host_chains(torch, log, layers: list[str] | None = None) -> dict[str, list[float]]:
+    """Every chain a calibration holds: the layers' and the add + norm's, then the paper models' whole;
+    with `layers` (built-in layer names), those layers' chains alone."""
+    if layers:
+        return measure_layer_host(torch, log, names=layers)
     return {**measure_layer_host(torch, log), **measure_model_host(torch, log)}
 
 
-def measure_layer_host(torch, log, samples: int = HOST_SAMPLES) -> dict[str, list[float]]:
+def measure_layer_host(torch, log, samples: int = HOST_SAMPLES, names: list[str] | None = None) -> dict[str, list[float]]:
     """Each built-in layer's host chain and the models' add + norm's (`ADD_NORM_CHAIN`), `samples`
     windows each: `{"host/layer/phase": [s, ...], "host_wall/layer/phase": [s, ...]}`.
 
@@ -62,6 +65,8 @@ def measure_layer_host(torch, log, samples: int = HOST_SAMPLES) -> dict[str, lis
     from models.torch_layers import build_layer, randomize_
     calls = {}
     for name, spec in BUILTIN_LAYERS.items():
+        if names and name not in names:
+            continue
         try:
             layer = build_layer(spec, device="cuda", dtype=torch.bfloat16).eval().requires_grad_(False)
             x = randn(torch, 1, HOST_TOKENS, spec.d_model)
@@ -73,7 +78,8 @@ def measure_layer_host(torch, log, samples: int = HOST_SAMPLES) -> dict[str, lis
         except Exception as exc:  # one layer's failure must not lose the calibration
             log(f"host {name}: FAILED {exception_line(exc)}")
     try:
-        calls.update(_add_norm_calls(torch))
+        if not names:
+            calls.update(_add_norm_calls(torch))
     except Exception as exc:
         log(f"host {ADD_NORM_CHAIN}: FAILED {exception_line(exc)}")
     out = _sample_chains(torch, calls, samples, HOST_TIMING, WALL_CALLS, log)
@@ -170,6 +176,15 @@ def with_host_samples(data: dict, samples: dict[str, list[float]], probe: dict |
            "provenance": provenance}
     out.pop(HOST_PROBES, None)
     return {**out, HOST_PROBES: [probe]} if probe else out
+
+
+def with_more_host_samples(data: dict, samples: dict[str, list[float]], probe: dict | None = None) -> dict:
+    """`data` with this lease's windows of some chains (a new layer's) beside its others: those chains'
+    samples and figures replaced, the rest kept, this lease's `probe` added to the file's probes (the
+    host speed of a later run is then read against all of them: analytic.host_chain.host_speed)."""
+    out = {**data, "launch": {**data["launch"], **host_figures(samples)},
+           "host_samples": {**data.get("host_samples", {}), **samples}}
+    return {**out, HOST_PROBES: [*data.get(HOST_PROBES, []), probe]} if probe else out
 
 
 def pooled_host_figures(data: dict, others: dict[str, dict]) -> dict:

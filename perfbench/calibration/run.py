@@ -135,10 +135,11 @@ def fit_calibration(data: dict, log=print) -> dict:
     return data
 
 
-def remeasure(data: dict, families: list[str], log=print) -> dict:
+def remeasure(data: dict, families: list[str], log=print, host_layers: list[str] | None = None) -> dict:
     """Re-measure some kernel families or sections of an existing calibration on this GPU, replace their
     samples and refit: one family measured in another machine state (a hot board after the GEMM grid)
-    can be redone without a whole calibration. The file records when each was re-measured."""
+    can be redone without a whole calibration. The file records when each was re-measured.
+    `host_layers` (built-in layer names): re-measure only those layers' host chains, keeping the rest."""
     torch = cuda_torch()
     props = torch.cuda.get_device_properties(0)
     if gpu_key_from_name(props.name) != data.get("gpu"):
@@ -152,10 +153,11 @@ def remeasure(data: dict, families: list[str], log=print) -> dict:
             raise PerfbenchError(f"re-measuring failed, file left as it was: {kernels['failures']}")
         data["samples"] = {**data.get("samples", {}), **kernels["samples"]}
     if "host" in families:  # the launch chains: figures in `launch`, windows in `host_samples`
-        samples = host.measure_host_chains(torch, log)
+        samples = host.measure_host_chains(torch, log, layers=host_layers)
         if not samples:
             raise PerfbenchError("re-measuring host gave nothing on this GPU, file left as it was")
-        data = host.with_host_samples(data, samples, host.lease_probe(torch))
+        merge = host.with_more_host_samples if host_layers else host.with_host_samples
+        data = merge(data, samples, host.lease_probe(torch))
     for section, module in SECTION_MODULES.items():
         if section in families:
             measured = module.measure_section(torch, Timer(torch), log)

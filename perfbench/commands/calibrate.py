@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from analytic.calibration import bundled_path, from_dict, read_calibration_data, write_calibration_data
+from models.registry import BUILTIN_LAYERS
 from perfbench.calibration.estimate import estimate_lines
 from perfbench.calibration.host import pooled_host_figures
 from perfbench.calibration.kernels import FAMILIES
@@ -73,14 +74,21 @@ def calibrate_command(
         return
     targets = (resolve_targets(model, layer, models_file, hf_config, sets, name)
                if (model, layer, hf_config) != (None, None, None) else None)
+    host_layers = None
+    if targets and refit is not None and families == ["host"] and layer is not None and model is None:
+        host_layers, targets = [t.name for t in targets], None  # only these layers' host chains
+        unknown = [n for n in host_layers if n not in BUILTIN_LAYERS]
+        if unknown:
+            raise PerfbenchError(f"--remeasure host --layer takes built-in layers, not {', '.join(unknown)}")
     if targets and refit is not None:
-        raise PerfbenchError("--refit refits the whole file: it takes no --model/--layer/--hf-config")
+        raise PerfbenchError("--refit refits the whole file: it takes no --model/--layer/--hf-config "
+                             "(except --remeasure host --layer NAMES: those layers' host chains)")
     if out is not None:  # minutes of GPU work must not end in an unwritable path
         writable_directory(out.parent)
     if install:
         writable_directory(bundled_path("h100").parent)
     if refit is not None and families:
-        data = remeasure_families(read_calibration_data(refit), families, log=typer.echo)
+        data = remeasure_families(read_calibration_data(refit), families, log=typer.echo, host_layers=host_layers)
     elif refit is not None:
         data = fit_calibration(read_calibration_data(refit), log=typer.echo)
     else:
