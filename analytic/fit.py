@@ -50,6 +50,23 @@ def sample_ops(sample: dict) -> list[Op]:
                np.array([float(sample["bytes"])]), int(sample.get("kernels", 1)), family)]
 
 
+def samples_by_family(samples: dict) -> dict:
+    """Samples regrouped by the ceilings their ops run at: a layer sample fits its ops' kernel family
+    where one of them names one (e.g. Mamba-1's state update, filed under its class by calibrations before
+    2026-11-24), else its op's class (the `*_shapes` families' samples join their class's)."""
+    grouped: dict[str, list] = {}
+    for key, items in samples.items():
+        for sample in items:
+            group = key
+            if "layer" in sample:
+                ops = sample_ops(sample)
+                if ops:  # the first op naming a family (a fused call's norms and gates time at their class)
+                    family = next((op.shape["family"] for op in ops if (op.shape or {}).get("family")), None)
+                    group = family or ops[0].op_class
+            grouped.setdefault(group, []).append(sample)
+    return grouped
+
+
 def _predict(samples_ops: list[list[Op]], eager: np.ndarray, base: Ceilings, op_class: str,
              cand: ClassCeiling) -> np.ndarray:
     classes = dict(base.classes)

@@ -22,11 +22,11 @@ import time
 
 from analytic.calibration import FORMAT, VERSION, bundled_path, from_dict, read_calibration_data
 from analytic.efficiency import ceilings
-from analytic.fit import fit_class, sample_ops
+from analytic.fit import fit_class, samples_by_family
 from analytic.hardware import get_gpu, gpu_key_from_name
 from analytic.ops import ELEMENTWISE
 from perfbench.calibration import (gemm, gemm_relu_input, gemm_unaligned, host, l2_resident, power, step, sustained,
-                                   targeted, writeback)
+                                   targeted, transfer, writeback)
 from perfbench.calibration.bench import Timer, cuda_torch, versions
 from perfbench.calibration.copy_bandwidth import measure_copy
 from perfbench.calibration.estimate import estimate_lines
@@ -82,23 +82,6 @@ def measure_kernels(torch, timer: Timer, log, only: set[str] | None = None) -> d
     return {"samples": samples, "failures": failures}
 
 
-def samples_by_family(samples: dict) -> dict:
-    """Samples regrouped by the ceilings their ops run at: a layer sample fits its ops' kernel family
-    where one of them names one (e.g. Mamba-1's state update, filed under its class by calibrations before
-    2026-11-24), else its op's class (the `*_shapes` families' samples join their class's)."""
-    grouped: dict[str, list] = {}
-    for key, items in samples.items():
-        for sample in items:
-            group = key
-            if "layer" in sample:
-                ops = sample_ops(sample)
-                if ops:  # the first op naming a family (a fused call's norms and gates time at their class)
-                    family = next((op.shape["family"] for op in ops if (op.shape or {}).get("family")), None)
-                    group = family or ops[0].op_class
-            grouped.setdefault(group, []).append(sample)
-    return grouped
-
-
 def fit_calibration(data: dict, log=print) -> dict:
     """Fill `op_classes` of a calibration dict from its `samples` (runs on a CPU too: --refit)."""
     gpu = get_gpu(data["gpu"]) if data["gpu"] in ("h100", "h200", "a100") else None
@@ -121,7 +104,7 @@ def fit_calibration(data: dict, log=print) -> dict:
             f"bw={c['bw_bytes_s'] / 1e12:6.3f} TB/s rate={c['flops_s'] / 1e12:7.1f} TFLOP/s "
             f"median|err|={c['fit_median_abs_err']:.3f} max={c['fit_max_abs_err']:.3f}")
     classes[gemm.GEMM] = gemm.fit_gemm_class(data["gemm"], base)
-    data["op_classes"] = classes
+    data["op_classes"] = transfer.with_transferred(classes, data)
     if data.get("writeback", {}).get("samples"):
         data["writeback"] = writeback.refit_section(data["writeback"])
         log(f"fit write-back: {data['writeback']['dirty_bytes'] / 1e6:.1f} MB dirty at most, paid at "

@@ -15,6 +15,7 @@ from perfbench.calibration.kernels import FAMILIES
 from perfbench.calibration.pooling import pooled_gemm_grid, pooled_kernel_samples, pooled_power
 from perfbench.calibration.run import calibrate, check_kernel_families, fit_calibration
 from perfbench.calibration.run import remeasure as remeasure_families
+from perfbench.calibration.transfer import transferred_classes
 from perfbench.calibration.uncertainty import with_uncertainty
 from perfbench.commands.selection import (HfConfigOption, LayerOption, ModelOption, ModelsFileOption, NameOption,
                                           SetOption, resolve_targets)
@@ -48,6 +49,10 @@ def calibrate_command(
                                                           "never fitted to (held out): write the uncertainty section, the "
                                                           "quantiles of log(measured / predicted) per term class, from their "
                                                           "points on this GPU, predicted with this file (repeatable)"),
+    families_from: Optional[Path] = typer.Option(None, "--families-from", help="a calibration file of another GPU "
+                                                 "with the same SMs (H100 <-> H200): carry over the kernel families it "
+                                                 "fitted and this file has no samples of (its byte ceilings scaled by "
+                                                 "the copy bandwidths)"),
     samples_from: Optional[list[Path]] = typer.Option(None, "--samples-from", help="earlier calibration files of the "
                                                       "same GPU kind: each kernel family sample becomes the median over "
                                                       "the runs of its family in them and this file"),
@@ -99,6 +104,9 @@ def calibrate_command(
     if samples_from:
         others = {str(p): read_calibration_data(p) for p in samples_from}
         data = fit_calibration(pooled_kernel_samples(data, others, {n: f.CLASSES for n, f in FAMILIES.items()}),
+                               log=typer.echo)
+    if families_from:
+        data = fit_calibration(transferred_classes(data, read_calibration_data(families_from), str(families_from)),
                                log=typer.echo)
     if power_from:
         data = pooled_power(data, {str(p): read_calibration_data(p) for p in power_from})
