@@ -73,7 +73,7 @@ if [ "${1:-}" = holdout ]; then
   exit 0
 fi
 
-# Without a section name: every stage below; or name some of: sweep l2 models tests (e.g. `sweep models`).
+# Without a section name: every stage below; or name some of: host sweep l2 models tests (e.g. `host sweep models`).
 want() { [ $# -eq 0 ] && return 0; [ -z "$SECTIONS" ] && return 0; [[ " $SECTIONS " == *" $1 "* ]]; }
 SECTIONS="$*"
 echo "== kernels" | tee -a "$LOG"
@@ -94,12 +94,19 @@ except KernelUnavailable as exc:
     print(f"mamba3 MIMO: unavailable: {exc}")
 PY
 
+if want host; then  # the new layers' host launch chains (fit data: 64-token calls), kept beside the file's others
+echo "== host chains of mamba3, gdn" | tee -a "$LOG"
+timeout 110 python3 -m perfbench calibrate --refit analytic/calibrations/$gpu.json.gz --out "$OUT/host-cal-$gpu.json" \
+    --remeasure host --layer mamba3,gdn 2>&1 | tee "$OUT/host.log" | grep -E "^host|FAILED|wrote" | tail -n 5 | tee -a "$LOG"
+fi
+
 if want sweep; then
 echo "== layer sweep" | tee -a "$LOG"
-# GDN first: Mamba-3's prefill autotunes its chunk kernel (27 configs) on the first point.
+# GDN first: Mamba-3's prefill autotunes its chunk kernel (27 configs) on the first point (cached on disk
+# by TRITON_CACHE_AUTOTUNING when `host` ran first).
 STAGE_S=75 run --layer gdn --phase prefill --batch 1,4,16 --seqlen 512,1k,2k,4k,8k,16k,32k
-STAGE_S=150 run --layer mamba3 --phase prefill --batch 1,4,16 --seqlen 512,1k,2k,4k,8k,16k,32k
-STAGE_S=100 run --layer mamba3,gdn --phase decode --batch 1,2,4,8,16,32,64,128 --seqlen 1k,8k,32k
+STAGE_S=${MAMBA3_PREFILL_S:-150} run --layer mamba3 --phase prefill --batch 1,4,16 --seqlen 512,1k,2k,4k,8k,16k,32k
+STAGE_S=90 run --layer mamba3,gdn --phase decode --batch 1,2,4,8,16,32,64,128 --seqlen 1k,8k,32k
 
 fi
 
@@ -124,9 +131,10 @@ timeout 40 python3 -m pytest -q -p no:cacheprovider tests/test_calibrate_gpu.py 
 tail -n 2 "$OUT/pytest-cal.log" | tee -a "$LOG"
 
 fi
-echo "== compare (datasheet roofline)" | tee -a "$LOG"
-python3 -m perfbench compare "$RESULTS" --calibration none 2>&1 | tail -n 30 | tee -a "$LOG"
-echo "== compare (bundled calibration; mamba3/gdn kernels at their class's ceilings)" | tee -a "$LOG"
-python3 -m perfbench compare "$RESULTS" 2>&1 | tail -n 30 | tee -a "$LOG"
-echo "== compare (with the mamba3/gdn families measured above)" | tee -a "$LOG"
-[ -f "/tmp/mixers-cal-$gpu.json" ] && python3 -m perfbench compare "$RESULTS" --calibration "/tmp/mixers-cal-$gpu.json" 2>&1 | tail -n 30 | tee -a "$LOG"
+echo "== compare (bundled calibration)" | tee -a "$LOG"
+python3 -m perfbench compare "$RESULTS" 2>&1 | tail -n 12 | tee -a "$LOG"
+if [ -f "$OUT/host-cal-$gpu.json" ]; then
+  echo "== compare (with this lease's mamba3/gdn host chains)" | tee -a "$LOG"
+  python3 -m perfbench compare "$RESULTS" --calibration "$OUT/host-cal-$gpu.json" 2>&1 | tail -n 12 | tee -a "$LOG"
+fi
+tar czf "$OUT/new-mixers-$gpu.tgz" -C "$OUT" "new-mixers-$gpu" 2>/dev/null
