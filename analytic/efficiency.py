@@ -393,11 +393,12 @@ def _attention_decode_time(op: Op, ceil: Ceilings) -> tuple[np.ndarray, np.ndarr
 
 
 def ssd_time(op: Op, c: ClassCeiling, sm_count: int) -> tuple[np.ndarray, np.ndarray]:
-    """A chunked-scan kernel (class SSD): its roofline on the head-dim tiles' work, stretched where its
+    """A chunked-scan kernel (class SSD): its roofline on the work its head-dim tiles and causal row blocks
+    run (analytic.families.ssd), stretched where its
     sequence-long programs leave SM slots idle (Mamba-3's chunk kernel, fla's state passing:
     analytic.families.chunk_programs), slowed once its fp32 chunk states outgrow the calibrated working
     set (analytic.families.ssd); without those terms, the plain roofline."""
-    work = op.flops * ssd_family.headdim_factor(op, c.extra.get(ssd_family.HEADDIM_TILE_WEIGHT, 0.0))
+    work = op.flops * ssd_family.work_factor(op, c.extra)
     roof, bound = _roofline(op, c, work)
     if PROGRAM_BUDGET in c.extra and sequence_programs(op):
         programs = sequence_program_time(op, work, c.flops_s, c.extra[PROGRAM_BUDGET],

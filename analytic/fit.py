@@ -10,6 +10,7 @@ parameters per class, fitted on sizes chosen off the evaluation grid, never on l
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -368,6 +369,9 @@ def fit_sequence_programs(op_class: str, samples: list[dict], base: Ceilings) ->
 SSD_TILE_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 SSD_WORKING_SETS = tuple(np.geomspace(0.5e9, 4e9, 7))  # bytes of fp32 chunk states
 SSD_SLOWDOWNS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+SSD_CAUSAL_BLOCKS = (0.0, 64.0, 128.0)  # _chunk_scan_fwd's autotuned BLOCK_SIZE_M (0: the term off)
+SSD_POLISH_STEPS = (1.08, 1.02, 1.005)  # the refinement's factors after the grid (its FLOP rates 5.8 % apart)
+SSD_REFINED = 8  # grid points refined: the best of each of this many discrete-term combinations
 
 
 def ssd_grids(base: Ceilings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -379,7 +383,11 @@ def ssd_grids(base: Ceilings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 def fit_ssd(samples: list[dict], base: Ceilings) -> dict:
     """Mamba-2's five SSD kernels over head dim, state size, groups and chunk size
     (analytic.families.ssd): the launch floor, byte and FLOP ceilings and host dispatch shared by the
-    five, the head-dim tile weight and the working-set reach and slowdown, on a grid.
+    five, the head-dim tile weight, the chunk scan's causal row block and the working-set reach and
+    slowdown, on a grid; then the continuous ones (floor, ceilings, host, tile weight) refined
+    (`_refine`) from the best grid point of each of the SSD_REFINED best combinations of the discrete
+    terms, the lowest error after refinement kept: the grid's FLOP-rate steps are as wide as the effects
+    that choose between those combinations.
 
     The fit minimises the mean |relative error|, not its square: a call timed eagerly from an idle GPU
     waits on its five Triton launches, whose host cost differs between sessions by up to 2x (the 8B
@@ -403,9 +411,10 @@ def fit_ssd(samples: list[dict], base: Ceilings) -> dict:
     rates = rates[:, None, None]
     hosts = hosts if eager.any() else np.array([0.0])
     host_s = hosts[:, None] * n_kernels[None, :]  # (host, sample)
-    best = None
-    for weight in SSD_TILE_WEIGHTS:
-        work = stacked([[float(op.flops[0]) * ssd_family.headdim_factor(op, weight) for op in ops] for ops in ops_list])
+    best = {}  # (weight, block, reach, slowdown) -> (grid error, params)
+    for weight, block in itertools.product(SSD_TILE_WEIGHTS, SSD_CAUSAL_BLOCKS):
+        terms = {ssd_family.HEADDIM_TILE_WEIGHT: weight, ssd_family.CAUSAL_BLOCK_M: block}
+        work = stacked([[float(op.flops[0]) * ssd_family.work_factor(op, terms) for op in ops] for ops in ops_list])
         for reach in SSD_WORKING_SETS:
             for slowdown in SSD_SLOWDOWNS:
                 if slowdown == 0 and reach != SSD_WORKING_SETS[0]:
@@ -417,18 +426,53 @@ def fit_ssd(samples: list[dict], base: Ceilings) -> dict:
                         pred = np.where(eager, np.maximum(gpu[:, None, :], host_s), gpu[:, None, :])
                         err = np.mean(np.abs(pred / measured - 1.0), axis=2)  # (rate, host)
                         i, j = np.unravel_index(int(np.argmin(err)), err.shape)
-                        if best is None or err[i, j] < best[0]:
-                            best = (float(err[i, j]), {"t0_s": float(t0), "bw_bytes_s": float(bw),
-                                                       "flops_s": float(rates[i, 0, 0]), "host_s": float(hosts[j]),
-                                                       ssd_family.HEADDIM_TILE_WEIGHT: float(weight),
-                                                       ssd_family.WORKING_SET_BYTES: float(reach),
-                                                       ssd_family.WORKING_SET_SLOWDOWN: float(slowdown)})
-    params = best[1]
-    if not eager.any():
-        params.pop("host_s")
+                        combo = (weight, block, reach, slowdown)
+                        if combo not in best or err[i, j] < best[combo][0]:
+                            best[combo] = (float(err[i, j]), {
+                                "t0_s": float(t0), "bw_bytes_s": float(bw), "flops_s": float(rates[i, 0, 0]),
+                                "host_s": float(hosts[j]), ssd_family.HEADDIM_TILE_WEIGHT: float(weight),
+                                ssd_family.CAUSAL_BLOCK_M: float(block), ssd_family.WORKING_SET_BYTES: float(reach),
+                                ssd_family.WORKING_SET_SLOWDOWN: float(slowdown)})
+
+    def mean_abs_err(candidate: dict) -> float:
+        work = stacked([[float(op.flops[0]) * ssd_family.work_factor(op, candidate) for op in ops] for ops in ops_list])
+        scale = np.array([float(ssd_family.working_set_factor(ops[0], candidate[ssd_family.WORKING_SET_BYTES],
+                                                              candidate[ssd_family.WORKING_SET_SLOWDOWN])[0])
+                          for ops in ops_list])
+        gpu = (candidate["t0_s"] * n_ops + np.maximum(bytes_ / candidate["bw_bytes_s"], work / candidate["flops_s"])
+               ).sum(axis=1) * scale
+        pred = np.where(eager, np.maximum(gpu, candidate.get("host_s", 0.0) * n_kernels), gpu)
+        return float(np.mean(np.abs(pred / measured - 1.0)))
+
+    refined = []
+    for _, params in sorted(best.values(), key=lambda item: item[0])[:SSD_REFINED]:
+        if not eager.any():
+            params.pop("host_s")
+        continuous = [k for k in ("t0_s", "bw_bytes_s", "flops_s", "host_s", ssd_family.HEADDIM_TILE_WEIGHT)
+                      if params.get(k, 0.0) > 0]
+        params = _refine(mean_abs_err, params, continuous, SSD_POLISH_STEPS)
+        refined.append((mean_abs_err(params), params))
+    params = min(refined, key=lambda item: item[0])[1]
     rel = (_predict(ops_list, eager, base, SSD, _candidate(params)) - measured) / measured
     return {**params, "n_samples": len(samples), "fit_median_abs_err": float(np.median(np.abs(rel))),
             "fit_max_abs_err": float(np.max(np.abs(rel)))}
+
+
+def _refine(loss, params: dict, keys: list[str], steps: tuple[float, ...]) -> dict:
+    """Coordinate descent from a grid's best `params`: each of `keys` multiplied or divided by each of
+    `steps` in turn (coarse to fine) while that lowers `loss`."""
+    best = loss(params)
+    for step in steps:
+        improved = True
+        while improved:
+            improved = False
+            for key in keys:
+                for factor in (step, 1.0 / step):
+                    trial = {**params, key: params[key] * factor}
+                    value = loss(trial)
+                    if value < best - 1e-12:
+                        params, best, improved = trial, value, True
+    return params
 
 
 def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9) -> dict:
