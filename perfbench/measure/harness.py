@@ -120,7 +120,19 @@ SSD_INDEX_LIMIT = 2**31
 MODEL_MAMBA2_TOKENS = 65_536  # largest whole-model Mamba-2 prompt measured without a fault (H100)
 
 
-def kernel_limit(kind: str, spec, batch: int, seqlen: int) -> str:
+def mamba3_limit(layer, batch: int, seqlen: int) -> str:
+    """mamba_ssm 2.3.2's Mamba-3 prefill stores every chunk's (P, N) state for a backward pass
+    (analytic/costs/mamba3.py) and indexes that store in 32 bits: the 8B layer ran at B=16 L=8192
+    (2**31 state elements) and faulted (illegal memory access) at B=16 L=16384 (2**32), H100 2026-12-07."""
+    chunks = -(-seqlen // layer.chunk_size)
+    elements = batch * chunks * layer.nheads * layer.headdim * layer.d_state
+    if elements > SSD_INDEX_LIMIT:
+        return (f"beyond mamba_ssm's Mamba-3 prefill kernel: its per-chunk state store holds batch x chunks x "
+                f"heads x head_dim x d_state = {elements:,} > 2**31 elements (32-bit offsets)")
+    return ""
+
+
+def kernel_limit(kind: str, spec, batch: int, seqlen: int, phase: str = "prefill") -> str:
     """mamba_ssm 2.3's Mamba-2 prefill path computes some offsets in 32 bits: past 2**31 it reads
     out of bounds, which poisons the CUDA context for every later point. Two limits, measured on
     the H100 with the 8B layer: the SSD's x (batch x length x heads x head_dim) ran at 262,144
@@ -128,6 +140,10 @@ def kernel_limit(kind: str, spec, batch: int, seqlen: int) -> str:
     tokens and faulted at 128K (B=1)."""
     layers = [spec] if kind == "layer" else list(getattr(spec, "layers", []))
     for layer in layers:
+        if getattr(layer, "kind", "") == "mamba3" and phase == "prefill":
+            limit = mamba3_limit(layer, batch, seqlen)
+            if limit:
+                return limit
         if getattr(layer, "kind", "") != "mamba2":
             continue
         if kind == "model" and batch * seqlen > MODEL_MAMBA2_TOKENS:
@@ -221,7 +237,7 @@ class TorchWorkload:
         """Why the real kernels cannot run this point (a known library limit), or ''."""
         if self.options.reference or point.phase != "prefill":
             return ""
-        return kernel_limit(self.target.kind, self.target.spec, point.batch, point.seqlen)
+        return kernel_limit(self.target.kind, self.target.spec, point.batch, point.seqlen, point.phase)
 
     def prepare(self, point: Point) -> Callable[[], object]:
         """Random inputs (and random caches at context `seqlen` for decode); one call per invocation."""
