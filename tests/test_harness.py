@@ -292,6 +292,7 @@ def test_each_point_rests_first_and_records_it(tmp_path, tiny_specs, monkeypatch
 
 
 def test_mamba3_prefill_past_its_state_store_offsets_is_skipped_but_decode_is_not():
+    from models.registry import BUILTIN_LAYERS, get_model
     from perfbench.measure.harness import kernel_limit
 
     mamba3 = BUILTIN_LAYERS["mamba3"]

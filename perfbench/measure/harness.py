@@ -23,6 +23,7 @@ from typing import Callable, Iterable
 
 from models.registry import Target  # noqa: F401 - re-exported: the sweep's unit of work
 from perfbench.errors import PerfbenchError
+from perfbench.measure.autotune import AUTOTUNE_PROMPT_TOKENS, SHAPELESS_AUTOTUNE_KINDS, prime_autotuners
 from perfbench.measure.host_probe import host_probe
 from perfbench.measure.nvtx_ranges import range_name
 from perfbench.measure.results import DEVICE_FAULT, POINT_KEY, RunWriter, point_key, utc_now
@@ -213,6 +214,9 @@ class TorchWorkload:
         else:
             raise PerfbenchError(f"unknown target kind {target.kind!r}")
         self.module = module.eval().requires_grad_(False)
+        self.primed = []
+        if not options.reference and str(options.device).startswith("cuda"):
+            self.primed = prime_autotuners(self._mixers(), torch, options.device, self.dtype)
 
     def _mixers(self):
         if self.target.kind == "layer":
@@ -221,7 +225,10 @@ class TorchWorkload:
 
     def kernels(self) -> dict:
         """attn_backend / conv_backend columns and kernel facts for `extra`."""
-        return kernel_facts(self.target.kind, self.module, self._mixers(), self.options.reference)
+        facts = kernel_facts(self.target.kind, self.module, self._mixers(), self.options.reference)
+        if any(getattr(m, "spec", None) is not None and m.spec.kind in SHAPELESS_AUTOTUNE_KINDS for m in self._mixers()):
+            facts["autotuned_on"] = f"B=1 L={AUTOTUNE_PROMPT_TOKENS}"  # perfbench/measure/autotune.py
+        return facts
 
     def estimate_bytes(self, point: Point) -> int:
         nbytes = DTYPES[self.options.dtype]
