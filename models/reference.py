@@ -343,7 +343,9 @@ class RefMamba3(nn.Module):
     def _step(self, state, z, x, k, q, dt, adt, trap, step_angles):
         """One token for every sequence: updates `state` = [angle, h, k_prev, v_prev] in place, returns y."""
         angle, h, k_prev, v_prev = state
-        angle.copy_(angle + step_angles)
+        # The kernels keep the running angle in [0, 2 pi) (angle_dt.py, mamba3_siso_step.py: x - 2 pi floor(x / 2 pi));
+        # the rotation is the same, the cached angle then equals theirs.
+        angle.copy_(torch.remainder(angle + step_angles, 2 * math.pi))
         k, q = _rotate_pairs(k, angle), _rotate_pairs(q, angle)
         alpha = torch.exp(adt)[..., None, None]
         beta = (torch.exp(adt) * dt * (1 - trap))[..., None, None]

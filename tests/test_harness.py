@@ -289,3 +289,14 @@ def test_each_point_rests_first_and_records_it(tmp_path, tiny_specs, monkeypatch
     frame = load_results(tmp_path)
     assert slept == [0.25] * len(points)
     assert [json.loads(e)["rest_ms"] for e in frame["extra"]] == [250.0] * len(points)
+
+
+def test_mamba3_prefill_past_its_state_store_offsets_is_skipped_but_decode_is_not():
+    from models.registry import BUILTIN_LAYERS, get_model
+    from perfbench.measure.harness import kernel_limit
+
+    mamba3 = BUILTIN_LAYERS["mamba3"]
+    assert kernel_limit("layer", mamba3, 16, 8192) == ""  # 2**31 state elements ran on the H100
+    assert "Mamba-3" in kernel_limit("layer", mamba3, 16, 16384)  # faulted there
+    assert kernel_limit("layer", mamba3, 16, 16384, phase="decode") == ""
+    assert "Mamba-3" in kernel_limit("model", get_model("mamba3-hybrid-8b"), 16, 16384)

@@ -12,6 +12,7 @@ import pytest
 
 from analytic.calibration import load_calibration, write_calibration_data
 from analytic.costs import layer_ops
+from analytic.costs.gdn import STATE_PASSING_BV
 from analytic.coverage import INSIDE, OUTSIDE, CoverageIndex
 from analytic.efficiency import ClassCeiling, host_time, op_time
 from analytic.families import chunk_programs
@@ -75,7 +76,7 @@ def test_mamba3_chunk_kernel_runs_one_program_per_head_and_sequence():
 def test_gdn_prefill_counts_fla_input_copies():
     ops = _ops(GDN, "prefill", 2)
     assert int(ops["fla_input_copies"].kernels) == 6
-    assert float(ops["gdn_chunk_h"].shape["program_ctas"][0]) == 2 * GDN.n_v_heads * GDN.head_v_dim / 64
+    assert float(ops["gdn_chunk_h"].shape["program_ctas"][0]) == 2 * GDN.n_v_heads * GDN.head_v_dim / STATE_PASSING_BV
 
 
 def test_gdn_decode_copies_nothing_at_batch_one():

@@ -129,7 +129,7 @@ def test_calibration_family_measures_its_kernels(cuda, monkeypatch, family):
     within a factor of 5 either way: a sanity bound, not accuracy."""
     _needs(family)
     from analytic.calibration import bundled_path, load_calibration
-    from analytic.efficiency import ceilings, op_time
+    from analytic.efficiency import ceilings, host_time, op_time
     from analytic.fit import sample_ops
     from analytic.hardware import get_gpu, gpu_key_from_name
     from perfbench.calibration.bench import Timer
@@ -148,7 +148,10 @@ def test_calibration_family_measures_its_kernels(cuda, monkeypatch, family):
     if gpu in ("h100", "h200"):
         ceil = ceilings(get_gpu(gpu), load_calibration(bundled_path(gpu), gpu))
         for s in samples:
-            predicted = sum(float(op_time(op, ceil)[0][0]) for op in sample_ops(s))
+            ops = sample_ops(s)
+            predicted = sum(float(op_time(op, ceil)[0][0]) for op in ops)
+            if s.get("mode") == "eager":  # timed eagerly, the GPU waits on the launches (H100 2026-12-07 15:29Z:
+                predicted = max(predicted, sum(host_time(op, ceil) for op in ops))  # 113 us for 6.5 us of GPU)
             assert 0.2 < predicted / s["time_s"] < 5.0, s
 
 

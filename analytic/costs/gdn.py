@@ -26,8 +26,8 @@ fla's `@input_guard` makes every tensor argument contiguous: q, k, v (strided sl
 output, row stride conv_dim), the gate input a and beta's b (slices of the projection) before the
 chunk function, and z before the gated norm: 6 copy kernels (`fla_input_copies`).
 The state-passing kernel (`chunk_gated_delta_rule_fwd_kernel_h_blockdim64`, fla `ops/common/
-chunk_delta_h.py`) runs grid (cdiv(Dv, BV), B*Hv) with BV 64 on Hopper's shared memory, each program
-walking its sequence's chunks in turn: B*Hv*Dv/64 programs however long the sequence
+chunk_delta_h.py`) runs grid (cdiv(Dv, BV), B*Hv), each program walking its sequence's chunks in turn:
+B*Hv*Dv/BV programs however long the sequence (BV 32 as tuned at a short first call: STATE_PASSING_BV)
 (analytic.families.chunk_programs). The other chunk kernels run one program per chunk.
 
 Decode: in_proj GEMM (M = batch); causal_conv1d_update on the (conv_dim, w) conv state; fla's
@@ -49,7 +49,12 @@ from analytic.ops import CONV1D, ELEMENTWISE, GDN_CHUNK, GDN_STEP, SSD, STATE_UP
 
 FP32 = 4
 RECURRENT_BV = 8  # fused_recurrent_gated_delta_rule_fwd: BV = min(8, next_power_of_2(V))
-STATE_PASSING_BV = 64  # chunk_gated_delta_rule_fwd_kernel_h_blockdim64: BV in {32, 64} autotuned; 64 fits Hopper
+# chunk_gated_delta_rule_fwd_kernel_h_blockdim64 autotunes BV in {32, 64} on Hopper under a key without the
+# batch or the length (H, HV, K, V, BT): the pick made at the process's first call holds for every shape
+# after it. A first call on a short prompt (the calibration's and the harness's) has fewer programs than
+# SMs, where BV 32's twice as many programs run it faster; the H100 family samples fit 4.8 % median with 32,
+# 10.3 % with 64 (docs/notes/2026-12-07-sequence-programs.md).
+STATE_PASSING_BV = 32
 STEP_MATVEC_FLOPS = 4.0  # per state element: h^T k and h^T q (2 each)
 STEP_ELEMENTWISE_FLOPS = 3.0  # per state element: h *= exp(g), h += k delta^T (a multiply and an add)
 

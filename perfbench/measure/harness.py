@@ -23,6 +23,7 @@ from typing import Callable, Iterable
 
 from models.registry import Target  # noqa: F401 - re-exported: the sweep's unit of work
 from perfbench.errors import PerfbenchError
+from perfbench.measure.autotune import AUTOTUNE_PROMPT_TOKENS, SHAPELESS_AUTOTUNE_KINDS, prime_autotuners
 from perfbench.measure.host_probe import host_probe
 from perfbench.measure.nvtx_ranges import range_name
 from perfbench.measure.results import DEVICE_FAULT, POINT_KEY, RunWriter, point_key, utc_now
@@ -120,7 +121,19 @@ SSD_INDEX_LIMIT = 2**31
 MODEL_MAMBA2_TOKENS = 65_536  # largest whole-model Mamba-2 prompt measured without a fault (H100)
 
 
-def kernel_limit(kind: str, spec, batch: int, seqlen: int) -> str:
+def mamba3_limit(layer, batch: int, seqlen: int) -> str:
+    """mamba_ssm 2.3.2's Mamba-3 prefill stores every chunk's (P, N) state for a backward pass
+    (analytic/costs/mamba3.py) and indexes that store in 32 bits: the 8B layer ran at B=16 L=8192
+    (2**31 state elements) and faulted (illegal memory access) at B=16 L=16384 (2**32), H100 2026-12-07."""
+    chunks = -(-seqlen // layer.chunk_size)
+    elements = batch * chunks * layer.nheads * layer.headdim * layer.d_state
+    if elements > SSD_INDEX_LIMIT:
+        return (f"beyond mamba_ssm's Mamba-3 prefill kernel: its per-chunk state store holds batch x chunks x "
+                f"heads x head_dim x d_state = {elements:,} > 2**31 elements (32-bit offsets)")
+    return ""
+
+
+def kernel_limit(kind: str, spec, batch: int, seqlen: int, phase: str = "prefill") -> str:
     """mamba_ssm 2.3's Mamba-2 prefill path computes some offsets in 32 bits: past 2**31 it reads
     out of bounds, which poisons the CUDA context for every later point. Two limits, measured on
     the H100 with the 8B layer: the SSD's x (batch x length x heads x head_dim) ran at 262,144
@@ -128,6 +141,10 @@ def kernel_limit(kind: str, spec, batch: int, seqlen: int) -> str:
     tokens and faulted at 128K (B=1)."""
     layers = [spec] if kind == "layer" else list(getattr(spec, "layers", []))
     for layer in layers:
+        if getattr(layer, "kind", "") == "mamba3" and phase == "prefill":
+            limit = mamba3_limit(layer, batch, seqlen)
+            if limit:
+                return limit
         if getattr(layer, "kind", "") != "mamba2":
             continue
         if kind == "model" and batch * seqlen > MODEL_MAMBA2_TOKENS:
@@ -197,6 +214,9 @@ class TorchWorkload:
         else:
             raise PerfbenchError(f"unknown target kind {target.kind!r}")
         self.module = module.eval().requires_grad_(False)
+        self.primed = []
+        if not options.reference and str(options.device).startswith("cuda"):
+            self.primed = prime_autotuners(self._mixers(), torch, options.device, self.dtype)
 
     def _mixers(self):
         if self.target.kind == "layer":
@@ -205,7 +225,10 @@ class TorchWorkload:
 
     def kernels(self) -> dict:
         """attn_backend / conv_backend columns and kernel facts for `extra`."""
-        return kernel_facts(self.target.kind, self.module, self._mixers(), self.options.reference)
+        facts = kernel_facts(self.target.kind, self.module, self._mixers(), self.options.reference)
+        if any(getattr(m, "spec", None) is not None and m.spec.kind in SHAPELESS_AUTOTUNE_KINDS for m in self._mixers()):
+            facts["autotuned_on"] = f"B=1 L={AUTOTUNE_PROMPT_TOKENS}"  # perfbench/measure/autotune.py
+        return facts
 
     def estimate_bytes(self, point: Point) -> int:
         nbytes = DTYPES[self.options.dtype]
@@ -221,7 +244,7 @@ class TorchWorkload:
         """Why the real kernels cannot run this point (a known library limit), or ''."""
         if self.options.reference or point.phase != "prefill":
             return ""
-        return kernel_limit(self.target.kind, self.target.spec, point.batch, point.seqlen)
+        return kernel_limit(self.target.kind, self.target.spec, point.batch, point.seqlen, point.phase)
 
     def prepare(self, point: Point) -> Callable[[], object]:
         """Random inputs (and random caches at context `seqlen` for decode); one call per invocation."""

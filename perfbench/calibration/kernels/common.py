@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from analytic.fit import spec_fields
 from models.registry import BUILTIN_LAYERS
 from perfbench.calibration.bench import Timer, rotation
+from perfbench.measure.autotune import AUTOTUNE_PROMPT_TOKENS
 
 # Off-grid sizes: token counts between the sweep's powers of two (conv1d takes the first five,
 # attention prefill and RoPE the first seven).
@@ -96,6 +97,8 @@ def measure_chunk_and_step(bench: KernelBench, key: str, kernels: ChunkAndStep, 
     inputs (a cold L2, as in a decode step), replayed as a graph: samples under `key`, each with its spec."""
     torch, timer = bench.torch, bench.timer
     for spec in specs:
+        kernels.chunk_call(torch, spec, 1, AUTOTUNE_PROMPT_TOKENS)()  # a new key tunes on the harness's prompt
+        torch.cuda.synchronize()
         for b, L in sizes:
             t = timer(kernels.chunk_call(torch, spec, b, L), graph=False)
             bench.add_spec(key, spec, {"phase": "prefill", "batch": b, "seqlen": L, "ops": list(kernels.chunk_ops),
