@@ -325,7 +325,7 @@ def fit_sequence_programs(op_class: str, samples: list[dict], base: Ceilings) ->
     is_prog = np.array([chunk_programs.sequence_programs(op) for _, op in flat])
     footprints = sorted(_program_footprints(ops_list))
     budgets = sorted({f * m * 1.0001 for f in footprints for m in range(1, chunk_programs.MAX_SLOTS + 1)})
-    t0s, bws, rates, hosts = ssd_grids(base)
+    t0s, bws, _, hosts = ssd_grids(base)  # its FLOP grid is SSD's; one program an SM runs far below it
     rates = np.geomspace(base.gemm_peak_flops / 400, base.gemm_peak_flops / 2, 60)
     hosts = hosts if eager.any() else np.array([0.0])
 
@@ -340,9 +340,9 @@ def fit_sequence_programs(op_class: str, samples: list[dict], base: Ceilings) ->
         prog_work = work.copy()  # FLOP-seconds at rate 1 (waves x chunks x per-chunk FLOPs x SMs)
         for j, (_, op) in enumerate(flat):
             if is_prog[j]:
-                prog_unit[j] = float(chunk_programs.sequence_program_time(op, op.flops, 1.0, budget, 1.0, sm)[0]
-                                     - chunk_programs.sequence_program_time(op, op.flops, 1.0, budget, 0.0, sm)[0])
                 prog_work[j] = float(chunk_programs.sequence_program_time(op, op.flops, 1.0, budget, 0.0, sm)[0])
+                prog_unit[j] = float(chunk_programs.sequence_program_time(op, op.flops, 1.0, budget, 1.0, sm)[0]) \
+                    - prog_work[j]
         for latency in PROGRAM_LATENCIES:
             compute = prog_unit * latency + prog_work / rates[:, None]  # (rate, op)
             mem = bytes_[None, :] / bws[:, None]  # (bw, op)
