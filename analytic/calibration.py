@@ -44,9 +44,11 @@ the cost model. JSON, versioned, with provenance. Fields:
                              `bytes` of weights per call in a graph replayed back to back, on one weight
                              (resident while it fits in L2) and on rotated copies (cold), and how resident
                              each working set stayed (perfbench/calibration/l2_resident.py)
-    host_probes              optional [{cpu_model, cpus, python_loop_s, launch_s, launch_device, created}]: the
-                             host each pooled lease's chains were timed on (perfbench/measure/host_probe.py);
-                             a run's probe over their median is its host-speed factor (analytic/host_chain.py)
+    host_probes              optional [{cpu_model, cpus, python_loop_s, launch_s, launch_device, created,
+                             chains?}]: the host each pooled lease's chains were timed on
+                             (perfbench/measure/host_probe.py); `chains` ("mamba3/prefill", ...) where the
+                             lease timed only those; a chain's leases' median over a run's probe is that
+                             chain's host-speed factor (analytic/host_chain.py)
     uncertainty              optional {classes: {"<term class>/<phase>": {q10, q50, q90, n}}, sets: [...],
                              created}: percentiles of log(measured / predicted) per term class (an op class,
                              or step / host / eager / all) over never-fitted held-out result sets, and their
@@ -261,6 +263,10 @@ def host_section(data: dict, where: str) -> tuple[dict, tuple]:
             for key in PROBE_TIMES:
                 if key in probe:
                     probe[key] = float(probe[key])
+            if "chains" in probe:  # the chains this lease timed (all of the file's without the key)
+                if isinstance(probe["chains"], str):
+                    raise TypeError("chains is a list of chain names")
+                probe["chains"] = tuple(str(c) for c in probe["chains"])
     except (TypeError, ValueError, AttributeError) as exc:
         raise CalibrationError(f"{where}: malformed host_samples or host_probes ({type(exc).__name__})") from None
     if any(v <= 0 for values in samples.values() for v in values):

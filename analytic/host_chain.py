@@ -31,16 +31,31 @@ def is_host_figure(key: str) -> bool:
     return key in HOST_FIGURES or key.startswith(("host/", "host_wall/"))
 
 
-def host_speed(calibration: Calibration | None, probe: dict | None) -> float:
-    """How fast a host runs launch chains relative to the hosts the calibration's chains were timed on:
-    the median of the calibration's probes over `probe`'s, in the first probe time both have (2.0:
-    chains take half the time). 1.0 where either side has no probe. The chains of one lease move
-    together (H200 calibration, four leases: every chain 0.47-0.72x of the slowest lease's), so one
-    factor scales them all."""
+def chain_of(key: str) -> str | None:
+    """The chain a host figure belongs to ("mamba3/prefill" for host/mamba3/prefill and
+    host_wall/mamba3/prefill); None for the launch costs every chain shares (HOST_FIGURES)."""
+    prefix, _, chain = key.partition("/")
+    return chain if prefix in ("host", "host_wall") and chain else None
+
+
+def probes_of(calibration: Calibration, chain: str | None = None) -> list[dict]:
+    """The probes of the leases that timed `chain`: a probe with a `chains` list timed only those (a
+    new layer's chains added beside the file's others); one without timed every chain of its file.
+    For `chain` None, the leases that timed everything."""
+    return [p for p in calibration.host_probes
+            if "chains" not in p or (chain is not None and chain in p["chains"])]
+
+
+def host_speed(calibration: Calibration | None, probe: dict | None, chain: str | None = None) -> float:
+    """How fast a host runs launch chains relative to the hosts that timed `chain` (every chain: None):
+    the median of those leases' probes over `probe`, in the first probe time both have (2.0: chains
+    take half the time). 1.0 where either side has no probe. The chains of one lease move together
+    (H200 calibration, four leases: every chain 0.47-0.72x of the slowest lease's), so one factor
+    scales all the chains one lease timed."""
     if calibration is None or not probe:
         return 1.0
     for key in PROBE_TIMES:
-        ours = [p[key] for p in calibration.host_probes if p.get(key, 0) > 0]
+        ours = [p[key] for p in probes_of(calibration, chain) if p.get(key, 0) > 0]
         theirs = probe.get(key)
         if ours and theirs and theirs > 0:
             return statistics.median(ours) / float(theirs)
@@ -55,8 +70,29 @@ def with_host_speed(calibration: Calibration | None, speed: float) -> Calibratio
         raise SpecError(f"host speed must be a positive number, not {speed!r}")
     if calibration is None or speed == 1.0:
         return calibration
-    launch = {k: (v / speed if is_host_figure(k) else v) for k, v in calibration.launch.items()}
-    samples = {k: tuple(v / speed for v in values) for k, values in calibration.host_samples.items()}
+    return _scaled(calibration, lambda key: speed)
+
+
+def with_probed_host(calibration: Calibration | None, probe: dict | None) -> Calibration | None:
+    """The calibration as seen from the host that recorded `probe`: each chain scaled by its own leases'
+    probes over `probe` (`host_speed` per chain), so chains timed on different leases each move by
+    their own factor; a chain (or shared launch cost) whose lease recorded no probe stays as it is."""
+    if calibration is None or not probe or not calibration.host_probes:
+        return calibration
+    factors: dict[str | None, float] = {}
+
+    def speed_of(key: str) -> float:
+        chain = chain_of(key)
+        if chain not in factors:
+            factors[chain] = host_speed(calibration, probe, chain)
+        return factors[chain]
+
+    return _scaled(calibration, speed_of)
+
+
+def _scaled(calibration: Calibration, speed_of) -> Calibration:
+    launch = {k: (v / speed_of(k) if is_host_figure(k) else v) for k, v in calibration.launch.items()}
+    samples = {k: tuple(v / speed_of(k) for v in values) for k, values in calibration.host_samples.items()}
     return dataclasses.replace(calibration, launch=launch, host_samples=samples)
 
 

@@ -55,11 +55,13 @@ if [ "${1:-}" = holdout ]; then
   hold 70 --layer mamba3 --phase prefill --batch $B --seqlen $L
   hold 25 --layer gdn --phase prefill --batch $B --seqlen $L
   hold 20 --layer mamba3,gdn --phase decode --batch $B --seqlen $L
-  layers=$(names layers); models=$(names models)
-  hold 70 --layer "$layers" --phase prefill --batch $B --seqlen $L
-  hold 25 --layer "$layers" --phase decode --batch $B --seqlen $L
-  hold 35 --model "$models" --phase prefill --batch 1,${B%%,*} --seqlen ${L%%,*} --repeats 3 --warmup 1
-  hold 25 --model "$models" --phase decode --batch $B --seqlen $L
+  if [ "${HOLD_WHATIF:-1}" = 1 ]; then  # HOLD_WHATIF=0: the 8B layers only
+    layers=$(names layers); models=$(names models)
+    hold 70 --layer "$layers" --phase prefill --batch $B --seqlen $L
+    hold 25 --layer "$layers" --phase decode --batch $B --seqlen $L
+    hold 35 --model "$models" --phase prefill --batch 1,${B%%,*} --seqlen ${L%%,*} --repeats 3 --warmup 1
+    hold 25 --model "$models" --phase decode --batch $B --seqlen $L
+  fi
   tar czf "$OUT/$name-$gpu.tgz" -C "$OUT" "$name-$gpu" 2>/dev/null
   if [ "${TESTS:-0}" = 1 ]; then
     echo "== GPU tests" | tee -a "$LOG"
@@ -104,9 +106,17 @@ if want sweep; then
 echo "== layer sweep" | tee -a "$LOG"
 # GDN first: Mamba-3's prefill autotunes its chunk kernel (27 configs) on the first point (cached on disk
 # by TRITON_CACHE_AUTOTUNING when `host` ran first).
-STAGE_S=75 run --layer gdn --phase prefill --batch 1,4,16 --seqlen 512,1k,2k,4k,8k,16k,32k
-STAGE_S=${MAMBA3_PREFILL_S:-150} run --layer mamba3 --phase prefill --batch 1,4,16 --seqlen 512,1k,2k,4k,8k,16k,32k
-STAGE_S=90 run --layer mamba3,gdn --phase decode --batch 1,2,4,8,16,32,64,128 --seqlen 1k,8k,32k
+# PREFILL_B: the prefill batches (4 x 7 points; Mamba-3's B=16 L>=16K are recorded skips, kernel_limit);
+# SWEEP_DECODE=0 leaves the decode grid out (a prefill-only re-sweep).
+PB=${PREFILL_B:-1,2,4,16}
+STAGE_S=${GDN_PREFILL_S:-150} run --layer gdn --phase prefill --batch $PB --seqlen 512,1k,2k,4k,8k,16k,32k
+STAGE_S=${MAMBA3_PREFILL_S:-200} run --layer mamba3 --phase prefill --batch $PB --seqlen 512,1k,2k,4k,8k,16k,32k
+[ "${SWEEP_DECODE:-1}" = 1 ] && STAGE_S=90 run --layer mamba3,gdn --phase decode --batch 1,2,4,8,16,32,64,128 --seqlen 1k,8k,32k
+# The sweep's first GDN points again, last, in their own directory: does their time depend on the order?
+echo "== recheck: gdn prefill B=1 after the sweep" | tee -a "$LOG"
+timeout 40 python3 -m perfbench run --out "$OUT/recheck-$gpu" --target-ms 100 --rest-ms 200 --layer gdn,mamba3 \
+    --phase prefill --batch 1 --seqlen 512,1k,2k,4k 2>&1 | tail -n 12 | tee -a "$LOG"
+tar czf "$OUT/recheck-$gpu.tgz" -C "$OUT" "recheck-$gpu" 2>/dev/null
 
 fi
 
@@ -118,8 +128,8 @@ timeout 60 python3 -m perfbench calibrate --refit analytic/calibrations/$gpu.jso
 fi
 if want models; then
 echo "== models" | tee -a "$LOG"
-STAGE_S=75 run --model mamba3-hybrid-8b,gdn-hybrid-8b --phase decode --batch 1,16,64 --seqlen 4k
-STAGE_S=60 run --model mamba3-hybrid-8b,gdn-hybrid-8b --phase prefill --batch 1 --seqlen 1k,4k --repeats 3 --warmup 1
+STAGE_S=100 run --model mamba3-hybrid-8b,gdn-hybrid-8b --phase decode --batch 1,16,64 --seqlen 2k,4k,16k
+STAGE_S=120 run --model mamba3-hybrid-8b,gdn-hybrid-8b --phase prefill --batch 1,2 --seqlen 1k,2k,4k,8k --repeats 3 --warmup 1
 
 fi
 if want tests; then

@@ -184,7 +184,7 @@ def test_a_new_layers_host_chains_join_the_file_beside_the_others():
     assert out["launch"]["host/mamba3/prefill"] == pytest.approx(1.1e-3)
     assert out["launch"]["host/mamba2/prefill"] == old["launch"]["host/mamba2/prefill"]  # kept
     assert set(out["host_samples"]) == {"host/mamba2/prefill", "host/mamba3/prefill"}
-    assert out["host_probes"] == [{"launch_s": 3e-6}, {"launch_s": 4e-6}]
+    assert out["host_probes"] == [{"launch_s": 3e-6}, {"launch_s": 4e-6, "chains": ["mamba3/prefill"]}]
 
 
 def test_only_the_named_layers_host_chains_are_timed(monkeypatch):

@@ -123,6 +123,33 @@ def test_compare_from_the_runs_probes_scales_by_their_ratio(h100):
     assert seen.launch["host/mamba2/prefill"] == pytest.approx(h100.launch["host/mamba2/prefill"] / 2)
 
 
+def test_a_chain_timed_on_its_own_lease_moves_by_that_leases_probe_alone(h100):
+    cal = dataclasses.replace(h100, host_probes=({"launch_s": 6e-6, "chains": ("mamba3/prefill",)},))
+    seen = host_speed_resolver(lambda gpu, c: (cal, "calibrated"), "run", [{"host": {"launch_s": 9e-6}}])("h100", "default")[0]
+    assert seen.launch["host/mamba3/prefill"] == pytest.approx(h100.launch["host/mamba3/prefill"] * 1.5)
+    assert seen.host_samples["host/mamba3/prefill"][0] == pytest.approx(h100.host_samples["host/mamba3/prefill"][0] * 1.5)
+    # chains whose leases recorded no probe, and the shared launch costs, stay as calibrated
+    assert seen.launch["host/mamba2/prefill"] == h100.launch["host/mamba2/prefill"]
+    assert seen.launch["eager_kernel_s"] == h100.launch["eager_kernel_s"]
+
+
+def test_a_probe_without_chains_speaks_for_every_chain_and_one_with_them_only_for_those(h100):
+    cal = dataclasses.replace(h100, host_probes=({"launch_s": 4e-6}, {"launch_s": 8e-6, "chains": ("gdn/prefill",)}))
+    assert host_speed(cal, {"launch_s": 2e-6}, "mamba2/prefill") == pytest.approx(2.0)
+    assert host_speed(cal, {"launch_s": 2e-6}, "gdn/prefill") == pytest.approx(3.0)  # median of 4 and 8 us
+    assert host_speed(cal, {"launch_s": 2e-6}) == pytest.approx(2.0)
+
+
+def test_a_probes_chains_round_trip_and_a_bare_string_is_refused():
+    data = read_calibration_data(bundled_path("h100"))
+    probed = {**data, "host_probes": [{"launch_s": 5e-6, "chains": ["gdn/decode", "gdn/prefill"]}]}
+    cal = from_dict(probed)
+    assert cal.host_probes[0]["chains"] == ("gdn/decode", "gdn/prefill")
+    assert from_dict(json.loads(json.dumps(cal.to_dict()))).host_probes == cal.host_probes
+    with pytest.raises(CalibrationError, match="host_probes"):
+        from_dict({**data, "host_probes": [{"launch_s": 5e-6, "chains": "gdn/prefill"}]})
+
+
 def test_predict_refuses_a_zero_host_speed_in_one_line(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["perfbench", "predict", "--layer", "mamba2", "--host-speed", "0"])
     with pytest.raises(SystemExit) as exit_:

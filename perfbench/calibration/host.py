@@ -21,7 +21,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from analytic.host_chain import ADD_NORM_CHAIN, is_host_figure
+from analytic.host_chain import ADD_NORM_CHAIN, chain_of, is_host_figure
 from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS, PAPER_MODELS
 from perfbench.calibration.bench import randn
 from perfbench.calibration.pooling import add_pool_sources, pool_sources
@@ -182,11 +182,15 @@ def with_host_samples(data: dict, samples: dict[str, list[float]], probe: dict |
 
 def with_more_host_samples(data: dict, samples: dict[str, list[float]], probe: dict | None = None) -> dict:
     """`data` with this lease's windows of some chains (a new layer's) beside its others: those chains'
-    samples and figures replaced, the rest kept, this lease's `probe` added to the file's probes (the
-    host speed of a later run is then read against all of them: analytic.host_chain.host_speed)."""
+    samples and figures replaced, the rest kept, this lease's `probe` added to the file's probes with
+    the chains it timed (`chains`: a later run's host speed for those chains is read against it alone,
+    analytic.host_chain.with_probed_host)."""
     out = {**data, "launch": {**data["launch"], **host_figures(samples)},
            "host_samples": {**data.get("host_samples", {}), **samples}}
-    return {**out, HOST_PROBES: [*data.get(HOST_PROBES, []), probe]} if probe else out
+    if not probe:
+        return out
+    chains = sorted({chain for chain in map(chain_of, samples) if chain})
+    return {**out, HOST_PROBES: [*data.get(HOST_PROBES, []), {**probe, "chains": chains}]}
 
 
 def pooled_host_figures(data: dict, others: dict[str, dict]) -> dict:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analytic.calibration import PROBE_TIMES, default_calibration, load_calibration
-from analytic.host_chain import host_speed as analytic_host_speed, with_host_speed
+from analytic.host_chain import with_host_speed, with_probed_host
 from analytic.hardware import GPUS, get_gpu
 from analytic.predict import predict
 from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS, PAPER_MODELS
@@ -344,7 +344,8 @@ def compare(results: str | Path | pd.DataFrame, gpu: str | None = None,
 
 def host_speed_resolver(resolver, host_speed: float | str, manifests: list[dict]):
     """`resolver` whose calibrations are seen from the measuring host: a given factor, or ("run") the
-    calibration's probes over the median of the runs' recorded ones (1.0 where either has none)."""
+    median of the runs' recorded probes against the probes of the leases that timed each chain
+    (`analytic.host_chain.with_probed_host`; 1.0 where either has none)."""
     probes = [m["host"] for m in manifests if isinstance(m.get("host"), dict)]
 
     def resolve_for_host(gpu: str, calibration):
@@ -352,10 +353,8 @@ def host_speed_resolver(resolver, host_speed: float | str, manifests: list[dict]
         if host_speed == "run":
             probe = {key: float(np.median([p[key] for p in probes if key in p]))
                      for key in PROBE_TIMES if any(key in p for p in probes)}
-            factor = analytic_host_speed(cal, probe)
-        else:
-            factor = parse_host_speed(host_speed)
-        return with_host_speed(cal, factor), label
+            return with_probed_host(cal, probe), label
+        return with_host_speed(cal, parse_host_speed(host_speed)), label
 
     return resolve_for_host
 
