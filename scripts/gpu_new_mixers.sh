@@ -15,7 +15,7 @@
 #
 # `scripts/gpu_new_mixers.sh families` re-measures the mamba3, gdn, mamba3_shapes and gdn_shapes kernel
 # families into a copy of the bundled calibration, $OUT/mixers-cal-$gpu.json, and prints their fits.
-# `scripts/gpu_new_mixers.sh holdout` (<= 5 min on an H100) measures only what no fit has seen: the
+# `scripts/gpu_new_mixers.sh holdout` (<= 6 min on an H100) measures only what no fit has seen: the
 # layers and small hybrids of benchmarks/whatif/new_mixers.toml and the 8B layers at off-grid points
 # (HOLD_B x HOLD_L, default 3,12 x 1500,6000), prefill and decode, into $OUT/$HOLD_NAME-$gpu, then
 # compares them with the bundled calibration; TESTS=1 runs the GPU tests of the new layers after it.
@@ -53,8 +53,10 @@ if [ "${1:-}" = holdout ]; then
   echo "== $name $(date -u +%H:%M:%SZ) B $B x L $L" | tee "$LOG"
   # The 8B Mamba-3 first: its chunk kernel autotunes here (~40 s).
   hold 70 --layer mamba3 --phase prefill --batch $B --seqlen $L
-  hold 25 --layer gdn --phase prefill --batch $B --seqlen $L
-  hold 20 --layer mamba3,gdn --phase decode --batch $B --seqlen $L
+  # each stage is a new process: it primes fla's autotuners on the 384-token prompt first (~15 s);
+  # 25 s cut GDN's stage after one point on 2026-12-07 18:44Z
+  hold 70 --layer gdn --phase prefill --batch $B --seqlen $L
+  hold 50 --layer mamba3,gdn --phase decode --batch $B --seqlen $L
   if [ "${HOLD_WHATIF:-1}" = 1 ]; then  # HOLD_WHATIF=0: the 8B layers only
     layers=$(names layers); models=$(names models)
     hold 70 --layer "$layers" --phase prefill --batch $B --seqlen $L
@@ -97,8 +99,9 @@ except KernelUnavailable as exc:
 PY
 
 if want host; then  # the new layers' host launch chains (fit data: 64-token calls), kept beside the file's others
+# (HOST_S: 110 s printed nothing on 2026-12-07 18:37Z, priming both layers' autotuners included)
 echo "== host chains of mamba3, gdn" | tee -a "$LOG"
-timeout 110 python3 -m perfbench calibrate --refit analytic/calibrations/$gpu.json.gz --out "$OUT/host-cal-$gpu.json" \
+timeout ${HOST_S:-200} python3 -m perfbench calibrate --refit analytic/calibrations/$gpu.json.gz --out "$OUT/host-cal-$gpu.json" \
     --remeasure host --layer mamba3,gdn 2>&1 | tee "$OUT/host.log" | grep -E "^host|FAILED|wrote" | tail -n 5 | tee -a "$LOG"
 fi
 
