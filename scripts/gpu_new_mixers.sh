@@ -77,7 +77,7 @@ if [ "${1:-}" = holdout ]; then
   exit 0
 fi
 
-# Without a section name: every stage below; or name some of: host sweep l2 models tests (e.g. `host sweep models`).
+# Without a section name: every stage below; or name some of: host sweep l2 trace models tests (e.g. `host sweep models`).
 want() { [ $# -eq 0 ] && return 0; [ -z "$SECTIONS" ] && return 0; [[ " $SECTIONS " == *" $1 "* ]]; }
 SECTIONS="$*"
 echo "== kernels" | tee -a "$LOG"
@@ -129,6 +129,13 @@ timeout 60 python3 -m perfbench calibrate --refit analytic/calibrations/$gpu.jso
     --remeasure l2_resident 2>&1 | tee "$OUT/l2.log" | grep -E "FAILED|l2|wrote" | tail -n 6 | tee -a "$LOG"
 
 fi
+if want trace; then  # per-kernel times of both layers' long prefill against the model's ops (GDN runs 3-7 % slow)
+echo "== trace: gdn, mamba3 prefill B=1 L=32K (torch profiler)" | tee -a "$LOG"
+timeout ${TRACE_S:-150} python3 -m perfbench trace --layer gdn,mamba3 --phase prefill --batch 1 --seqlen 32k \
+    --torch-profiler --out "$OUT/traces-$gpu" --top 12 2>&1 | tail -n 40 | tee -a "$LOG"
+tar czf "$OUT/traces-$gpu.tgz" -C "$OUT" "traces-$gpu" 2>/dev/null
+fi
+
 if want models; then
 echo "== models" | tee -a "$LOG"
 STAGE_S=100 run --model mamba3-hybrid-8b,gdn-hybrid-8b --phase decode --batch 1,16,64 --seqlen 2k,4k,16k
