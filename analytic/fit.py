@@ -515,6 +515,10 @@ def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9
         span["flops_s"] = 1.0
     if op_class == GEMM:  # the tensor-core ceiling is measured (the best GEMM rate), not fitted
         centre["flops_s"], span["flops_s"] = base.gemm_peak_flops, 1.0
+    def loss(params: dict) -> float:  # mean squared relative error over the samples
+        pred = _predict(ops_list, eager, base, op_class, _candidate(params))
+        return float(np.mean(((pred - measured) / measured) ** 2))
+
     best, best_err = dict(centre), np.inf
     steps = steps if len(centre) <= 3 else max(5, steps - 2 * (len(centre) - 3))
     for _round in range(4):
@@ -526,8 +530,7 @@ def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9
         mesh = np.meshgrid(*[grids[k] for k in keys], indexing="ij")
         for idx in np.ndindex(mesh[0].shape):
             params = {k: float(mesh[i][idx]) for i, k in enumerate(keys)}
-            pred = _predict(ops_list, eager, base, op_class, _candidate(params))
-            err = float(np.mean(((pred - measured) / measured) ** 2))
+            err = loss(params)
             if err < best_err:
                 best, best_err = params, err
         centre = best
@@ -535,8 +538,7 @@ def fit_class(op_class: str, samples: list[dict], base: Ceilings, steps: int = 9
     # The last grid is still ~14 % between points (5 steps over a 1.3x span): polish the free continuous
     # figures by coordinate descent, so a fit does not land a few per cent off its samples' centre.
     free = [k for k, v in span.items() if v > 1.0 and k != "ctas_per_sm"]
-    best = _refine(lambda params: float(np.mean(((_predict(ops_list, eager, base, op_class, _candidate(params))
-                                                   - measured) / measured) ** 2)), best, free, SSD_POLISH_STEPS)
+    best = _refine(loss, best, free, SSD_POLISH_STEPS)
     rel = (_predict(ops_list, eager, base, op_class, _candidate(best)) - measured) / measured
     return {**best, "n_samples": len(samples), "fit_median_abs_err": float(np.median(np.abs(rel))),
             "fit_max_abs_err": float(np.max(np.abs(rel)))}

@@ -115,8 +115,8 @@ PB=${PREFILL_B:-1,2,4,16}
 STAGE_S=${GDN_PREFILL_S:-150} run --layer gdn --phase prefill --batch $PB --seqlen 512,1k,2k,4k,8k,16k,32k
 STAGE_S=${MAMBA3_PREFILL_S:-200} run --layer mamba3 --phase prefill --batch $PB --seqlen 512,1k,2k,4k,8k,16k,32k
 [ "${SWEEP_DECODE:-1}" = 1 ] && STAGE_S=90 run --layer mamba3,gdn --phase decode --batch 1,2,4,8,16,32,64,128 --seqlen 1k,8k,32k
-# The sweep's first GDN points again, last, in their own directory: does their time depend on the order?
-echo "== recheck: gdn prefill B=1 after the sweep" | tee -a "$LOG"
+# The sweep's first points again, last, in their own directory: does their time depend on the order?
+echo "== recheck: gdn and mamba3 prefill B=1 after the sweep" | tee -a "$LOG"
 timeout 40 python3 -m perfbench run --out "$OUT/recheck-$gpu" --target-ms 100 --rest-ms 200 --layer gdn,mamba3 \
     --phase prefill --batch 1 --seqlen 512,1k,2k,4k 2>&1 | tail -n 12 | tee -a "$LOG"
 tar czf "$OUT/recheck-$gpu.tgz" -C "$OUT" "recheck-$gpu" 2>/dev/null

@@ -19,21 +19,29 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analytic.calibration import PROBE_TIMES, from_dict, read_calibration_data, write_calibration_data  # noqa: E402
-from perfbench.measure.result_sets import MANIFESTS_FILE, read_index, read_manifests  # noqa: E402
+from analytic.calibration import from_dict, read_calibration_data, write_calibration_data  # noqa: E402
+from perfbench.errors import PerfbenchError  # noqa: E402
+from perfbench.measure.host_probe import median_probe  # noqa: E402
+from perfbench.measure.result_sets import named_set, set_manifests  # noqa: E402
+
+
+def fail(message: str):
+    """One line on stderr and exit 2, as the CLI answers bad input."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
 
 
 def lease_probe(set_name: str, root: Path) -> dict:
-    """The median of the probes the set's runs recorded, with the first run's CPU and the set's span."""
-    names = {entry.name for entry in read_index(root)}
-    if set_name not in names:
-        raise SystemExit(f"no result set {set_name!r} in {root}/index.toml")
-    probes = [m["host"] for m in read_manifests(str(root / MANIFESTS_FILE)).get(set_name, []) if isinstance(m.get("host"), dict)]
+    """The median of the probes the set's runs recorded, with the first run's CPU and when it was taken."""
+    try:
+        result_set = named_set(set_name, root)
+    except PerfbenchError as exc:
+        fail(str(exc))
+    probes = [m["host"] for m in set_manifests(result_set) if isinstance(m.get("host"), dict)]
     if not probes:
-        raise SystemExit(f"the runs of {set_name} recorded no host probe")
-    probe = {key: statistics.median(p[key] for p in probes if key in p) for key in PROBE_TIMES}
+        fail(f"the runs of {set_name} recorded no host probe")
     first = min(probes, key=lambda p: p.get("created", ""))
-    return {**{k: first[k] for k in ("cpu_model", "cpus", "launch_device") if k in first}, **probe,
+    return {**{k: first[k] for k in ("cpu_model", "cpus", "launch_device") if k in first}, **median_probe(probes),
             "created": first.get("created", ""), "from_runs_of": set_name, "runs": len(probes)}
 
 
@@ -48,7 +56,7 @@ def main() -> None:
     chains = sorted(c.strip() for c in args.chains.split(",") if c.strip())
     missing = [c for c in chains if f"host/{c}" not in data.get("launch", {})]
     if missing:
-        raise SystemExit(f"{args.calibration} has no host chain {', '.join(missing)}")
+        fail(f"{args.calibration} has no host chain {', '.join(missing)}")
     probe = {**lease_probe(args.set, args.results), "chains": chains}
     kept = [p for p in data.get("host_probes", []) if p.get("from_runs_of") != args.set]
     data = {**data, "host_probes": [*kept, probe]}

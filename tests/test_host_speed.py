@@ -17,7 +17,7 @@ from analytic.uncertainty import class_quantiles  # noqa: E402
 from perfbench.calibration.host import pooled_host_figures, with_host_samples  # noqa: E402
 from perfbench.cli import main  # noqa: E402
 from perfbench.measure.harness import SweepOptions, Target, make_points, run_sweep  # noqa: E402
-from perfbench.measure.host_probe import cpu_model, host_probe  # noqa: E402
+from perfbench.measure.host_probe import cpu_model, host_probe, median_probe  # noqa: E402
 from perfbench.measure.results import RunWriter, run_manifests  # noqa: E402
 from perfbench.measure.timing import TimingOptions  # noqa: E402
 from perfbench.report.compare import host_speed_resolver  # noqa: E402
@@ -148,6 +148,12 @@ def test_a_probes_chains_round_trip_and_a_bare_string_is_refused():
     assert from_dict(json.loads(json.dumps(cal.to_dict()))).host_probes == cal.host_probes
     with pytest.raises(CalibrationError, match="host_probes"):
         from_dict({**data, "host_probes": [{"launch_s": 5e-6, "chains": "gdn/prefill"}]})
+
+
+def test_a_leases_probe_is_the_median_of_each_time_its_runs_recorded():
+    probe = median_probe([{"launch_s": 5e-6, "python_loop_s": 1e-3}, {"launch_s": 9e-6}, {"launch_s": 6e-6}])
+    assert probe == {"launch_s": pytest.approx(6e-6), "python_loop_s": pytest.approx(1e-3)}
+    assert median_probe([{"cpu_model": "x"}]) == {}
 
 
 def test_predict_refuses_a_zero_host_speed_in_one_line(monkeypatch, capsys):

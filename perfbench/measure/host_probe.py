@@ -24,6 +24,8 @@ import platform
 import statistics
 import time
 
+from analytic.calibration import PROBE_TIMES
+
 LAUNCH_OPS = 200  # ops per window: ~1 ms of launches, far longer than the timer's resolution
 WINDOWS = 9
 LOOP_ITERATIONS = 20_000
@@ -87,3 +89,9 @@ def host_probe(torch=None, device: str = "cpu", when: str = "") -> dict:
     if when:
         probe["created"] = when
     return probe
+
+
+def median_probe(probes: list[dict]) -> dict:
+    """One probe for the runs of a lease (or a set): the median of each probe time they recorded."""
+    return {key: float(statistics.median(p[key] for p in probes if key in p))
+            for key in PROBE_TIMES if any(key in p for p in probes)}

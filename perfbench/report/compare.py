@@ -19,12 +19,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from analytic.calibration import PROBE_TIMES, default_calibration, load_calibration
+from analytic.calibration import default_calibration, load_calibration
 from analytic.host_chain import with_host_speed, with_probed_host
 from analytic.hardware import GPUS, get_gpu
 from analytic.predict import predict
 from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS, PAPER_MODELS
 from perfbench.errors import USER_ERRORS, PerfbenchError
+from perfbench.measure.host_probe import median_probe
 from perfbench.measure.results import load_results, recorded_targets, results_exist, run_manifests
 from perfbench.sizes import format_size
 from perfbench.tp.compare import has_tp_points, tp_comparison, with_tp
@@ -351,9 +352,7 @@ def host_speed_resolver(resolver, host_speed: float | str, manifests: list[dict]
     def resolve_for_host(gpu: str, calibration):
         cal, label = resolver(gpu, calibration)
         if host_speed == "run":
-            probe = {key: float(np.median([p[key] for p in probes if key in p]))
-                     for key in PROBE_TIMES if any(key in p for p in probes)}
-            return with_probed_host(cal, probe), label
+            return with_probed_host(cal, median_probe(probes)), label
         return with_host_speed(cal, parse_host_speed(host_speed)), label
 
     return resolve_for_host
