@@ -4,7 +4,8 @@
 # section also copies what it made to $OUT).
 #   suite        the what-if held-out suite (benchmarks/whatif/suite.toml layers and models, plus the
 #                Hugging Face configs of tests/data/hf: Qwen3-8B, Qwen2.5-7B, Llama-3.2-1B, Nemotron-H-8B),
-#                prefill and decode at points off the sweep's powers of two; never fitted   (H100 ~3 min)
+#                prefill and decode at points off the sweep's powers of two; never fitted   (H100 ~3 min);
+#                WHATIF_POINTS=2 takes a second set of points, off the first's (or set WI_* below)
 #   families     the kernel families over their hyper-parameters and the l2_resident GEMVs (~15 s) into a
 #                copy of the bundled calibration
 #                (H100 ~4 min; estimate H200 168 s: `perfbench calibrate --dry-run --refit F --remeasure ...`)
@@ -51,6 +52,15 @@ OUT=${OUT:-out}; STATE=/tmp/pb; mkdir -p "$OUT" "$STATE"
 gpu=$(python3 -c "import torch; print('h200' if 'H200' in torch.cuda.get_device_name(0) else 'h100')")
 nvidia-smi --query-gpu=name,temperature.gpu,power.draw,clocks.sm --format=csv,noheader
 suite=benchmarks/whatif/suite.toml
+# the suite's points (h100-whatif1's by default; a fresh set takes other ones, e.g. WHATIF_POINTS=2)
+if [ "${WHATIF_POINTS:-1}" = 2 ]; then
+  : "${WI_LAYER_PREFILL_B:=2,5}" "${WI_LAYER_PREFILL_L:=2200,6500}" "${WI_LAYER_DECODE_B:=3,20}" "${WI_LAYER_DECODE_L:=2500,9000}"
+  : "${WI_MODEL_PREFILL_B:=1,2}" "${WI_MODEL_PREFILL_L:=1800,4500}" "${WI_MODEL_DECODE_B:=3,16}" "${WI_MODEL_DECODE_L:=3000,10000}"
+  : "${WI_HF_B:=3,8}" "${WI_HF_L:=2600}"
+fi
+: "${WI_LAYER_PREFILL_B:=1,6}" "${WI_LAYER_PREFILL_L:=1500,5000}" "${WI_LAYER_DECODE_B:=2,24}" "${WI_LAYER_DECODE_L:=1500,6000}"
+: "${WI_MODEL_PREFILL_B:=1,3}" "${WI_MODEL_PREFILL_L:=1200,3000}" "${WI_MODEL_DECODE_B:=2,24}" "${WI_MODEL_DECODE_L:=2000,7000}"
+: "${WI_HF_B:=2,12}" "${WI_HF_L:=1800}"
 names() { python3 -c "import tomllib; print(','.join(tomllib.load(open('$suite','rb'))['$1']))"; }
 measure() {  # STAGE_S run options...
   local limit=$1; shift
@@ -65,12 +75,12 @@ for section in "$@"; do
   case $section in
     suite)
       layers=$(names layers); models=$(names models)
-      measure 75 --models-file $suite --layer "$layers" --phase prefill --batch 1,6 --seqlen 1500,5000
-      measure 60 --models-file $suite --layer "$layers" --phase decode --batch 2,24 --seqlen 1500,6000
-      measure 120 --models-file $suite --model "$models" --phase prefill --batch 1,3 --seqlen 1200,3000 --repeats 3 --warmup 1
-      measure 110 --models-file $suite --model "$models" --phase decode --batch 2,24 --seqlen 2000,7000
+      measure 75 --models-file $suite --layer "$layers" --phase prefill --batch "$WI_LAYER_PREFILL_B" --seqlen "$WI_LAYER_PREFILL_L"
+      measure 60 --models-file $suite --layer "$layers" --phase decode --batch "$WI_LAYER_DECODE_B" --seqlen "$WI_LAYER_DECODE_L"
+      measure 120 --models-file $suite --model "$models" --phase prefill --batch "$WI_MODEL_PREFILL_B" --seqlen "$WI_MODEL_PREFILL_L" --repeats 3 --warmup 1
+      measure 110 --models-file $suite --model "$models" --phase decode --batch "$WI_MODEL_DECODE_B" --seqlen "$WI_MODEL_DECODE_L"
       for hf in Qwen3-8B Qwen2.5-7B Llama-3.2-1B Nemotron-H-8B-Base-8K; do
-        measure 40 --hf-config tests/data/hf/$hf --phase prefill,decode --batch 2,12 --seqlen 1800
+        measure 40 --hf-config tests/data/hf/$hf --phase prefill,decode --batch "$WI_HF_B" --seqlen "$WI_HF_L"
       done
       tar czf "$OUT/whatif-$gpu.tgz" -C "$STATE" "whatif-$gpu"
       python3 -m perfbench compare "$STATE/whatif-$gpu" 2>&1 | tail -n 60 ;;
