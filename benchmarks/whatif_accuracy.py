@@ -1,6 +1,6 @@
 """Accuracy on held-out what-if sets: pooled and per configuration, for one or more calibrations.
 
-    python benchmarks/whatif_accuracy.py results/h100-whatif1 [--calibration default FILE ...]
+    python benchmarks/whatif_accuracy.py results/h100-whatif1 [--calibration default FILE ...] [--host-speed run]
 
 Groups each measured point (CUDA-graph decode and prefill, as `perfbench compare` by default) into
 what-if layers, what-if models, and the paper's built-in layers/models, and prints median / p90 /
@@ -22,8 +22,8 @@ from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS  # noqa: E402
 from perfbench.report.compare import compare  # noqa: E402
 
 
-def joined_points(results: str, calibration: str) -> pd.DataFrame:
-    joined = compare(results, calibration=calibration).joined
+def joined_points(results: str, calibration: str, host_speed: float | str = 1.0) -> pd.DataFrame:
+    joined = compare(results, calibration=calibration, host_speed=host_speed).joined
     builtin = joined["name"].isin(set(BUILTIN_LAYERS) | set(BUILTIN_MODELS))
     kind = np.where(joined["target_kind"] == "layer", "layers", "models")
     joined = joined.assign(group=np.where(builtin, "paper " + kind, "what-if " + kind), abs_err=joined["err"].abs())
@@ -47,10 +47,13 @@ def main() -> None:
     parser.add_argument("results", nargs="+")
     parser.add_argument("--calibration", nargs="+", default=["default"])
     parser.add_argument("--per-config", action="store_true", help="also one row per configuration x phase")
+    parser.add_argument("--host-speed", default="1", help="as `perfbench compare --host-speed`: a factor, or 'run' "
+                        "(each run's recorded host probe against the calibration's)")
     args = parser.parse_args()
+    host_speed = args.host_speed if args.host_speed == "run" else float(args.host_speed)
     for calibration in args.calibration:
-        frame = pd.concat([joined_points(r, calibration) for r in args.results], ignore_index=True)
-        print(f"\n## calibration: {calibration}")
+        frame = pd.concat([joined_points(r, calibration, host_speed) for r in args.results], ignore_index=True)
+        print(f"\n## calibration: {calibration}, host speed {args.host_speed}")
         print(summary(frame, ["group"]).to_markdown(index=False))
         print()
         print(summary(frame, ["group", "phase"]).to_markdown(index=False))
