@@ -130,10 +130,12 @@ timeout 60 python3 -m perfbench calibrate --refit analytic/calibrations/$gpu.jso
 
 fi
 if want trace; then  # per-kernel times of both layers' long prefill against the model's ops (GDN runs 3-7 % slow)
-echo "== trace: gdn, mamba3 prefill B=1 L=32K (torch profiler)" | tee -a "$LOG"
-timeout ${TRACE_S:-150} python3 -m perfbench trace --layer gdn,mamba3 --phase prefill --batch 1 --seqlen 32k \
-    --torch-profiler --out "$OUT/traces-$gpu" --top 12 2>&1 | tail -n 40 | tee -a "$LOG"
-tar czf "$OUT/traces-$gpu.tgz" -C "$OUT" "traces-$gpu" 2>/dev/null
+# (`perfbench trace --torch-profiler` needs the nvtx wheel, which the lean kit leaves out, and wrote a 30 MB
+# archive, over what a call returns: lost on 2026-12-07 22:08Z; this prints a few lines instead)
+for layer in gdn mamba3; do
+  echo "== kernels: $layer prefill B=1 L=32K (torch profiler)" | tee -a "$LOG"
+  timeout ${TRACE_S:-120} python3 scripts/layer_kernels.py $layer --batch 1 --seqlen 32768 2>&1 | tail -n 40 | tee -a "$LOG"
+done
 fi
 
 if want models; then
