@@ -32,7 +32,10 @@ def _with_section(cal, samples):
 
 @pytest.fixture(scope="module")
 def h100():
-    return default_calibration("h100")
+    """The bundled H100 calibration without its measured section: every step priced cold."""
+    data = default_calibration("h100").to_dict()
+    data.pop("l2_resident", None)
+    return from_dict(json.loads(json.dumps(data)))
 
 
 def test_the_fit_marks_working_sets_that_stay_resident_and_those_that_thrash():
@@ -54,6 +57,16 @@ def test_a_step_under_the_resident_size_saves_and_one_over_it_does_not(h100):
     kept = step_time(narrow, "decode", [2], [1024], calibration=thrash).total_s[0]
     plain = step_time(narrow, "decode", [2], [1024], calibration=h100).total_s[0]
     assert saved < plain and kept == pytest.approx(plain)
+
+
+def test_the_bundled_h100_section_saves_on_a_small_step_only(h100):
+    bundled = default_calibration("h100")
+    narrow = override_layer(get_layer("mamba2"), [("d_model", "1024")])
+    assert bundled.l2_resident  # measured 2026-12-07T22:10Z
+    assert step_time(narrow, "decode", [2], [1024], calibration=bundled).total_s[0] < \
+        step_time(narrow, "decode", [2], [1024], calibration=h100).total_s[0]
+    assert step_time("mamba2", "decode", [2], [1024], calibration=bundled).total_s[0] == pytest.approx(
+        step_time("mamba2", "decode", [2], [1024], calibration=h100).total_s[0])
 
 
 def test_a_whole_model_streams_its_weights_and_saves_nothing(h100):
