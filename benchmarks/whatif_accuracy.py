@@ -19,7 +19,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.registry import BUILTIN_LAYERS, BUILTIN_MODELS  # noqa: E402
-from perfbench.report.compare import compare  # noqa: E402
+from perfbench.report.compare import compare, parse_host_speed  # noqa: E402
 
 
 def joined_points(results: str, calibration: str, host_speed: float | str = 1.0) -> pd.DataFrame:
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--host-speed", default="1", help="as `perfbench compare --host-speed`: a factor, or 'run' "
                         "(each run's recorded host probe against the calibration's)")
     args = parser.parse_args()
-    host_speed = args.host_speed if args.host_speed == "run" else float(args.host_speed)
+    host_speed = "run" if args.host_speed == "run" else parse_host_speed(args.host_speed)
     for calibration in args.calibration:
         frame = pd.concat([joined_points(r, calibration, host_speed) for r in args.results], ignore_index=True)
         print(f"\n## calibration: {calibration}, host speed {args.host_speed}")

@@ -62,8 +62,9 @@ def main() -> None:
     kernels: dict[str, list] = collections.defaultdict(lambda: [0, 0.0])
     for event in prof.events():
         if event.device_type.name == "CUDA":
-            kernels[event.name[:100]][0] += 1
-            kernels[event.name[:100]][1] += event.device_time_total
+            entry = kernels[event.name[:100]]
+            entry[0] += 1
+            entry[1] += event.device_time_total
     total = sum(t for _, t in kernels.values()) / 1e3 / args.calls
     print(f"kernels: {total:.3f} ms a call (profiler, GPU time summed)")
     for name, (count, us) in sorted(kernels.items(), key=lambda item: -item[1][1]):
